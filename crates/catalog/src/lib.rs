@@ -1,0 +1,288 @@
+//! The catalog: the global data structure of the seeds.
+//!
+//! It records the nodes (slice servers), the hash maps and which one is
+//! current, the tables with the map each is bound to, the views, and a
+//! catalog version that every change increments. It lives in the
+//! coordinator's own RocksDB, one JSON document per object:
+//!
+//! ```text
+//! meta              → {version, current_map, next_table_id, next_node_id}
+//! node/<id>         → NodeInfo
+//! map/<name>        → HashMap (as bucket runs)
+//! table/<name>      → TableDef
+//! view/<name>       → ViewDef
+//! ```
+//!
+//! Readers take a cheap snapshot ([`Catalog::snapshot`]); a change builds a
+//! new state, persists the changed documents in one synced write batch, and
+//! only then publishes it, so what a client saw acknowledged survives a crash.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
+use slicedb_hashmap::HashMap;
+
+/// A registered slice server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    /// `embedded` for slice servers inside the coordinator process, else `host:port`.
+    pub address: String,
+}
+
+/// A view, persisted as its defining query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    version: u64,
+    current_map: Option<String>,
+    next_table_id: TableId,
+    next_node_id: NodeId,
+}
+
+/// An immutable view of the catalog at one version.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogState {
+    meta: Meta,
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    pub hash_maps: BTreeMap<String, Arc<HashMap>>,
+    pub tables: BTreeMap<String, Arc<TableDef>>,
+    pub views: BTreeMap<String, ViewDef>,
+}
+
+impl CatalogState {
+    pub fn version(&self) -> u64 {
+        self.meta.version
+    }
+
+    /// The current hash map: the one new tables bind to.
+    pub fn current_map(&self) -> Result<Arc<HashMap>> {
+        let name = self
+            .meta
+            .current_map
+            .as_ref()
+            .ok_or_else(|| err!(UndefinedObject, "no current hash map is set"))?;
+        self.hash_map(name)
+    }
+
+    /// The id the next created table gets.
+    pub fn next_table_id(&self) -> TableId {
+        self.meta.next_table_id.max(1)
+    }
+
+    pub fn current_map_name(&self) -> Option<&str> {
+        self.meta.current_map.as_deref()
+    }
+
+    pub fn hash_map(&self, name: &str) -> Result<Arc<HashMap>> {
+        self.hash_maps
+            .get(name)
+            .cloned()
+            .ok_or_else(|| err!(UndefinedObject, "hash map \"{name}\" does not exist"))
+    }
+
+    pub fn table(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.tables
+            .get(name)
+            .cloned()
+            .ok_or_else(|| err!(UndefinedTable, "relation \"{name}\" does not exist"))
+    }
+
+    /// Tables bound to the hash map `name`.
+    pub fn tables_on_map(&self, name: &str) -> Vec<&TableDef> {
+        self.tables
+            .values()
+            .filter(|t| t.hash_map == name)
+            .map(|t| t.as_ref())
+            .collect()
+    }
+}
+
+/// One change to the catalog, applied by [`Catalog::update`].
+#[derive(Debug, Clone)]
+pub enum Change {
+    PutNode(NodeInfo),
+    PutHashMap(HashMap),
+    DropHashMap(String),
+    SetCurrentMap(String),
+    PutTable(TableDef),
+    DropTable(String),
+    PutView(ViewDef),
+    DropView(String),
+}
+
+/// The persistent catalog.
+pub struct Catalog {
+    db: DB,
+    state: RwLock<Arc<CatalogState>>,
+    /// Serializes writers; readers use `state`.
+    write: Mutex<()>,
+}
+
+impl Catalog {
+    /// Opens the catalog at `path`, creating an empty one if needed.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, path).map_err(|e| Error::io(format!("opening catalog {}: {e}", path.display())))?;
+        let state = load(&db)?;
+        Ok(Catalog {
+            db,
+            state: RwLock::new(Arc::new(state)),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// The catalog as of now. Cheap: an `Arc` clone.
+    pub fn snapshot(&self) -> Arc<CatalogState> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn next_node_id(&self) -> NodeId {
+        self.snapshot().meta.next_node_id.max(1)
+    }
+
+    /// Validates and applies `changes` atomically, bumping the version.
+    ///
+    /// `check` runs on the state the changes apply to, under the writer
+    /// lock, so checks such as "no table is bound to this map" cannot race
+    /// with a concurrent change.
+    pub fn update(&self, check: impl FnOnce(&CatalogState) -> Result<Vec<Change>>) -> Result<Arc<CatalogState>> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        let old = self.snapshot();
+        let changes = check(&old)?;
+        let mut new = (*old).clone();
+        let mut batch = WriteBatch::default();
+        for change in changes {
+            match change {
+                Change::PutNode(n) => {
+                    new.meta.next_node_id = new.meta.next_node_id.max(n.id + 1);
+                    batch.put(format!("node/{}", n.id), json(&n)?);
+                    new.nodes.insert(n.id, n);
+                }
+                Change::PutHashMap(m) => {
+                    batch.put(format!("map/{}", m.name), json(&m)?);
+                    new.hash_maps.insert(m.name.clone(), Arc::new(m));
+                }
+                Change::DropHashMap(name) => {
+                    batch.delete(format!("map/{name}"));
+                    new.hash_maps.remove(&name);
+                }
+                Change::SetCurrentMap(name) => new.meta.current_map = Some(name),
+                Change::PutTable(t) => {
+                    new.meta.next_table_id = new.meta.next_table_id.max(t.id + 1);
+                    batch.put(format!("table/{}", t.name), json(&t)?);
+                    new.tables.insert(t.name.clone(), Arc::new(t));
+                }
+                Change::DropTable(name) => {
+                    batch.delete(format!("table/{name}"));
+                    new.tables.remove(&name);
+                }
+                Change::PutView(v) => {
+                    batch.put(format!("view/{}", v.name), json(&v)?);
+                    new.views.insert(v.name.clone(), v);
+                }
+                Change::DropView(name) => {
+                    batch.delete(format!("view/{name}"));
+                    new.views.remove(&name);
+                }
+            }
+        }
+        new.meta.version += 1;
+        batch.put("meta", json(&new.meta)?);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+        let new = Arc::new(new);
+        match self.state.write() {
+            Ok(mut s) => *s = new.clone(),
+            Err(poisoned) => *poisoned.into_inner() = new.clone(),
+        }
+        Ok(new)
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal(format!("catalog encoding: {e}")))
+}
+
+fn load(db: &DB) -> Result<CatalogState> {
+    let mut state = CatalogState::default();
+    for item in db.iterator(rocksdb::IteratorMode::Start) {
+        let (k, v) = item.map_err(|e| Error::io(format!("reading catalog: {e}")))?;
+        let key = String::from_utf8_lossy(&k);
+        let bad = |e: serde_json::Error| Error::internal(format!("corrupt catalog entry {key}: {e}"));
+        if key == "meta" {
+            state.meta = serde_json::from_slice(&v).map_err(bad)?;
+        } else if key.starts_with("node/") {
+            let n: NodeInfo = serde_json::from_slice(&v).map_err(bad)?;
+            state.nodes.insert(n.id, n);
+        } else if key.starts_with("map/") {
+            let m: HashMap = serde_json::from_slice(&v).map_err(bad)?;
+            state.hash_maps.insert(m.name.clone(), Arc::new(m));
+        } else if key.starts_with("table/") {
+            let t: TableDef = serde_json::from_slice(&v).map_err(bad)?;
+            state.tables.insert(t.name.clone(), Arc::new(t));
+        } else if key.starts_with("view/") {
+            let view: ViewDef = serde_json::from_slice(&v).map_err(bad)?;
+            state.views.insert(view.name.clone(), view);
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_persist_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cat = Catalog::open(dir.path()).unwrap();
+            cat.update(|_| {
+                Ok(vec![
+                    Change::PutNode(NodeInfo {
+                        id: 1,
+                        address: "embedded".into(),
+                    }),
+                    Change::PutHashMap(HashMap::range("hm1", &[1]).unwrap()),
+                    Change::SetCurrentMap("hm1".into()),
+                ])
+            })
+            .unwrap();
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        let s = cat.snapshot();
+        assert_eq!(s.version(), 1);
+        assert_eq!(s.current_map().unwrap().name, "hm1");
+        assert_eq!(cat.next_node_id(), 2);
+        assert_eq!(s.table("nope").unwrap_err().state.code(), "42P01");
+    }
+
+    #[test]
+    fn a_failed_check_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let r = cat.update(|_| Err(err!(ObjectInUse, "busy")));
+        assert!(r.is_err());
+        assert_eq!(cat.snapshot().version(), 0);
+    }
+}

@@ -1,0 +1,273 @@
+//! [`Datum`]: one SQL value, as slice servers store it and the bucket hash sees it.
+//!
+//! Rows travel between the coordinator and slice servers as Arrow record
+//! batches; inside a slice server they are stored as `Vec<Datum>`. This module
+//! converts between the two ([`Datum::from_array`], [`build_array`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array, Date32Builder,
+    Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int16Array,
+    Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, SqlType};
+
+/// One SQL value. Dates are days since 1970-01-01, timestamps microseconds
+/// since 1970-01-01 00:00 (UTC for `timestamptz`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Datum {
+    Null,
+    Bool(bool),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    Decimal { value: i128, scale: i8 },
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(i32),
+    Timestamp(i64),
+}
+
+impl Datum {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+
+    /// Reads row `row` of `array`, which holds values of SQL type `ty`.
+    pub fn from_array(array: &dyn Array, row: usize, ty: SqlType) -> Result<Datum> {
+        if array.is_null(row) {
+            return Ok(Datum::Null);
+        }
+        fn down<T: 'static>(a: &dyn Array) -> Result<&T> {
+            a.as_any()
+                .downcast_ref::<T>()
+                .ok_or_else(|| Error::internal(format!("unexpected array type {}", a.data_type())))
+        }
+        Ok(match ty {
+            SqlType::SmallInt => Datum::Int16(down::<Int16Array>(array)?.value(row)),
+            SqlType::Integer => Datum::Int32(down::<Int32Array>(array)?.value(row)),
+            SqlType::BigInt => Datum::Int64(down::<Int64Array>(array)?.value(row)),
+            SqlType::Real => Datum::Float32(down::<Float32Array>(array)?.value(row)),
+            SqlType::Double => Datum::Float64(down::<Float64Array>(array)?.value(row)),
+            SqlType::Numeric { scale, .. } => Datum::Decimal {
+                value: down::<Decimal128Array>(array)?.value(row),
+                scale,
+            },
+            SqlType::Boolean => Datum::Bool(down::<BooleanArray>(array)?.value(row)),
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+                Datum::Text(down::<StringArray>(array)?.value(row).to_string())
+            }
+            SqlType::Bytea => Datum::Bytes(down::<BinaryArray>(array)?.value(row).to_vec()),
+            SqlType::Date => Datum::Date(down::<Date32Array>(array)?.value(row)),
+            SqlType::Timestamp | SqlType::TimestampTz => {
+                Datum::Timestamp(down::<TimestampMicrosecondArray>(array)?.value(row))
+            }
+        })
+    }
+}
+
+/// Builds an Arrow array of SQL type `ty` from datums.
+pub fn build_array<'a>(ty: SqlType, datums: impl Iterator<Item = &'a Datum>) -> Result<ArrayRef> {
+    macro_rules! build {
+        ($builder:expr, $($pat:pat => $val:expr),+) => {{
+            let mut b = $builder;
+            for d in datums {
+                match d {
+                    Datum::Null => b.append_null(),
+                    $($pat => b.append_value($val),)+
+                    other => return Err(Error::internal(format!("datum {other:?} does not fit {ty:?}"))),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match ty {
+        SqlType::SmallInt => build!(Int16Builder::new(), Datum::Int16(v) => *v),
+        SqlType::Integer => build!(Int32Builder::new(), Datum::Int32(v) => *v),
+        SqlType::BigInt => build!(Int64Builder::new(), Datum::Int64(v) => *v),
+        SqlType::Real => build!(Float32Builder::new(), Datum::Float32(v) => *v),
+        SqlType::Double => build!(Float64Builder::new(), Datum::Float64(v) => *v),
+        SqlType::Numeric { precision, scale } => {
+            let b = Decimal128Builder::new()
+                .with_precision_and_scale(precision, scale)
+                .map_err(Error::from)?;
+            build!(b, Datum::Decimal { value, .. } => *value)
+        }
+        SqlType::Boolean => build!(BooleanBuilder::new(), Datum::Bool(v) => *v),
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+            build!(StringBuilder::new(), Datum::Text(v) => v.as_str())
+        }
+        SqlType::Bytea => build!(BinaryBuilder::new(), Datum::Bytes(v) => v.as_slice()),
+        SqlType::Date => build!(Date32Builder::new(), Datum::Date(v) => *v),
+        SqlType::Timestamp => build!(TimestampMicrosecondBuilder::new(), Datum::Timestamp(v) => *v),
+        SqlType::TimestampTz => {
+            let b = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
+            build!(b, Datum::Timestamp(v) => *v)
+        }
+    })
+}
+
+
+impl Datum {
+    /// SQL comparison of two non-null values; `None` if either is NULL or
+    /// the kinds are not comparable. Integers of any width compare by value,
+    /// numerics are aligned to a common scale.
+    pub fn sql_cmp(&self, other: &Datum) -> Option<std::cmp::Ordering> {
+        use Datum::*;
+        fn int(d: &Datum) -> Option<i64> {
+            match d {
+                Int16(v) => Some(*v as i64),
+                Int32(v) => Some(*v as i64),
+                Int64(v) => Some(*v),
+                _ => None,
+            }
+        }
+        fn float(d: &Datum) -> Option<f64> {
+            match d {
+                Float32(v) => Some(*v as f64),
+                Float64(v) => Some(*v),
+                Int16(_) | Int32(_) | Int64(_) => int(d).map(|v| v as f64),
+                Decimal { value, scale } => Some(*value as f64 / 10f64.powi(*scale as i32)),
+                _ => None,
+            }
+        }
+        match (self, other) {
+            (Null, _) | (_, Null) => None,
+            (Bool(a), Bool(b)) => Some(a.cmp(b)),
+            (Text(a), Text(b)) => Some(a.cmp(b)),
+            (Bytes(a), Bytes(b)) => Some(a.cmp(b)),
+            (Date(a), Date(b)) => Some(a.cmp(b)),
+            (Timestamp(a), Timestamp(b)) => Some(a.cmp(b)),
+            (Decimal { value: a, scale: sa }, Decimal { value: b, scale: sb }) => {
+                let s = (*sa).max(*sb);
+                let a = a.checked_mul(10i128.checked_pow((s - sa) as u32)?)?;
+                let b = b.checked_mul(10i128.checked_pow((s - sb) as u32)?)?;
+                Some(a.cmp(&b))
+            }
+            (Decimal { value, scale }, i) | (i, Decimal { value, scale }) if int(i).is_some() => {
+                let scaled = (int(i)? as i128).checked_mul(10i128.checked_pow(*scale as u32)?)?;
+                let ord = value.cmp(&scaled);
+                Some(if matches!(self, Decimal { .. }) {
+                    ord
+                } else {
+                    ord.reverse()
+                })
+            }
+            _ => match (int(self), int(other)) {
+                (Some(a), Some(b)) => Some(a.cmp(&b)),
+                _ => float(self)?.partial_cmp(&float(other)?),
+            },
+        }
+    }
+}
+
+impl Datum {
+    /// PostgreSQL's text output of this value (as `COPY … TO` and the text
+    /// protocol print it), for a value of SQL type `ty`.
+    pub fn pg_text(&self, ty: SqlType) -> Option<String> {
+        Some(match self {
+            Datum::Null => return None,
+            Datum::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+            Datum::Int16(v) => v.to_string(),
+            Datum::Int32(v) => v.to_string(),
+            Datum::Int64(v) => v.to_string(),
+            Datum::Float32(v) => float_text(*v as f64, v.to_string()),
+            Datum::Float64(v) => float_text(*v, v.to_string()),
+            Datum::Decimal { value, scale } => decimal_text(*value, *scale),
+            Datum::Text(s) => s.clone(),
+            Datum::Bytes(b) => {
+                let mut s = String::with_capacity(2 + 2 * b.len());
+                s.push_str("\\x");
+                for byte in b {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                s
+            }
+            Datum::Date(d) => chrono::NaiveDate::from_num_days_from_ce_opt(*d + 719_163)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| d.to_string()),
+            Datum::Timestamp(t) => {
+                let secs = t.div_euclid(1_000_000);
+                let micros = t.rem_euclid(1_000_000) as u32;
+                let Some(dt) = chrono::DateTime::from_timestamp(secs, micros * 1000) else {
+                    return Some(t.to_string());
+                };
+                let mut s = dt.format("%Y-%m-%d %H:%M:%S").to_string();
+                if micros != 0 {
+                    let frac = format!("{micros:06}");
+                    s.push('.');
+                    s.push_str(frac.trim_end_matches('0'));
+                }
+                if ty == SqlType::TimestampTz {
+                    s.push_str("+00");
+                }
+                s
+            }
+        })
+    }
+}
+
+fn float_text(v: f64, shortest: String) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
+    } else {
+        shortest
+    }
+}
+
+/// Formats an unscaled decimal with `scale` digits after the point.
+pub fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (value * 10i128.pow((-scale) as u32)).to_string();
+    }
+    let neg = value < 0;
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale {
+        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+    } else {
+        digits
+    };
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datums_round_trip_through_arrow() {
+        let cases = [
+            (SqlType::BigInt, vec![Datum::Int64(7), Datum::Null]),
+            (
+                SqlType::Numeric {
+                    precision: 12,
+                    scale: 2,
+                },
+                vec![Datum::Decimal { value: 1234, scale: 2 }],
+            ),
+            (SqlType::Text, vec![Datum::Text("x".into())]),
+            (SqlType::TimestampTz, vec![Datum::Timestamp(1_000_000)]),
+        ];
+        for (ty, datums) in cases {
+            let array = build_array(ty, datums.iter()).unwrap();
+            assert_eq!(array.data_type(), &ty.arrow_type());
+            for (i, d) in datums.iter().enumerate() {
+                assert_eq!(&Datum::from_array(array.as_ref(), i, ty).unwrap(), d);
+            }
+        }
+    }
+}

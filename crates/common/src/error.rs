@@ -1,0 +1,288 @@
+//! Typed errors with PostgreSQL SQLSTATEs.
+//!
+//! Every error that can reach a client is an [`Error`]: a [`SqlState`] plus a
+//! message. The pgwire front end sends `state.code()` as the SQLSTATE, so a
+//! driver can tell a syntax error (`42601`) from a duplicate key (`23505`)
+//! from a lost slice server (`08006`) without parsing text.
+//!
+//! Errors cross DataFusion as `DataFusionError::External`, and
+//! [`Error::from_datafusion`] recovers them (or classifies DataFusion's own).
+
+use std::fmt;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+/// The SQLSTATEs slicedb reports. See PostgreSQL's Appendix A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlState {
+    /// 42601
+    SyntaxError,
+    /// 42P01
+    UndefinedTable,
+    /// 42703
+    UndefinedColumn,
+    /// 42704
+    UndefinedObject,
+    /// 42P07
+    DuplicateTable,
+    /// 42710
+    DuplicateObject,
+    /// 42P16
+    InvalidTableDefinition,
+    /// 42804
+    DatatypeMismatch,
+    /// 42883
+    UndefinedFunction,
+    /// 42P18
+    IndeterminateDatatype,
+    /// 23505
+    UniqueViolation,
+    /// 23502
+    NotNullViolation,
+    /// 22P02
+    InvalidTextRepresentation,
+    /// 22001
+    StringDataRightTruncation,
+    /// 22003
+    NumericValueOutOfRange,
+    /// 22007
+    InvalidDatetimeFormat,
+    /// 22012
+    DivisionByZero,
+    /// 22023
+    InvalidParameterValue,
+    /// 22P04
+    BadCopyFileFormat,
+    /// 0A000
+    FeatureNotSupported,
+    /// 2BP01
+    DependentObjectsStillExist,
+    /// 55006
+    ObjectInUse,
+    /// 08006
+    ConnectionFailure,
+    /// 08P01
+    ProtocolViolation,
+    /// 57014
+    QueryCanceled,
+    /// 58030
+    IoError,
+    /// XX000
+    InternalError,
+}
+
+impl SqlState {
+    /// The five-character SQLSTATE code.
+    pub fn code(self) -> &'static str {
+        use SqlState::*;
+        match self {
+            SyntaxError => "42601",
+            UndefinedTable => "42P01",
+            UndefinedColumn => "42703",
+            UndefinedObject => "42704",
+            DuplicateTable => "42P07",
+            DuplicateObject => "42710",
+            InvalidTableDefinition => "42P16",
+            DatatypeMismatch => "42804",
+            UndefinedFunction => "42883",
+            IndeterminateDatatype => "42P18",
+            UniqueViolation => "23505",
+            NotNullViolation => "23502",
+            InvalidTextRepresentation => "22P02",
+            StringDataRightTruncation => "22001",
+            NumericValueOutOfRange => "22003",
+            InvalidDatetimeFormat => "22007",
+            DivisionByZero => "22012",
+            InvalidParameterValue => "22023",
+            BadCopyFileFormat => "22P04",
+            FeatureNotSupported => "0A000",
+            DependentObjectsStillExist => "2BP01",
+            ObjectInUse => "55006",
+            ConnectionFailure => "08006",
+            ProtocolViolation => "08P01",
+            QueryCanceled => "57014",
+            IoError => "58030",
+            InternalError => "XX000",
+        }
+    }
+}
+
+/// A slicedb error: what went wrong, and the SQLSTATE the client sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub state: SqlState,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Builds an [`Error`] with a `format!` message: `err!(UndefinedTable, "relation \"{}\" does not exist", name)`.
+#[macro_export]
+macro_rules! err {
+    ($state:ident, $($arg:tt)*) => {
+        $crate::Error::new($crate::SqlState::$state, format!($($arg)*))
+    };
+}
+
+impl Error {
+    pub fn new(state: SqlState, message: impl Into<String>) -> Self {
+        Error {
+            state,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(SqlState::InternalError, message)
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Error::new(SqlState::SyntaxError, message)
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Error::new(SqlState::FeatureNotSupported, message)
+    }
+
+    /// A slice server could not be reached or answered with a transport failure.
+    pub fn connection(message: impl Into<String>) -> Self {
+        Error::new(SqlState::ConnectionFailure, message)
+    }
+
+    pub fn io(message: impl Into<String>) -> Self {
+        Error::new(SqlState::IoError, message)
+    }
+
+    /// Wraps this error so it can travel through DataFusion and be recovered
+    /// intact by [`Error::from_datafusion`].
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+
+    /// Recovers a slicedb error carried through DataFusion, or classifies one
+    /// of DataFusion's own errors by SQLSTATE.
+    pub fn from_datafusion(e: DataFusionError) -> Error {
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => Error::internal(other.to_string()),
+            },
+            DataFusionError::Context(_, inner) => Error::from_datafusion(*inner),
+            DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+                Ok(e) => Error::from_datafusion(e),
+                Err(shared) => Error::classify_message(&shared.to_string(), SqlState::InternalError),
+            },
+            DataFusionError::Diagnostic(_, inner) => Error::from_datafusion(*inner),
+            DataFusionError::Collection(mut errors) if !errors.is_empty() => Error::from_datafusion(errors.remove(0)),
+            DataFusionError::ArrowError(inner, _) => Error::from_arrow(*inner),
+            DataFusionError::SQL(inner, _) => Error::syntax(inner.to_string()),
+            DataFusionError::SchemaError(inner, _) => {
+                let msg = inner.to_string();
+                let state = if msg.contains("No field named") || msg.contains("not found") {
+                    SqlState::UndefinedColumn
+                } else {
+                    SqlState::InternalError
+                };
+                Error::classify_message(&msg, state)
+            }
+            DataFusionError::Plan(msg) => Error::classify_message(&msg, SqlState::SyntaxError),
+            DataFusionError::NotImplemented(msg) => Error::new(SqlState::FeatureNotSupported, msg),
+            DataFusionError::Execution(msg) => Error::classify_message(&msg, SqlState::InternalError),
+            other => Error::classify_message(&other.to_string(), SqlState::InternalError),
+        }
+    }
+
+    /// Maps Arrow's errors: cast and parse failures are bad input (22P02).
+    pub fn from_arrow(e: ArrowError) -> Error {
+        match e {
+            ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => Error::internal(other.to_string()),
+            },
+            ArrowError::CastError(msg) | ArrowError::ParseError(msg) => {
+                Error::classify_message(&msg, SqlState::InvalidTextRepresentation)
+            }
+            ArrowError::DivideByZero => Error::new(SqlState::DivisionByZero, "division by zero"),
+            ArrowError::ArithmeticOverflow(msg) => Error::new(SqlState::NumericValueOutOfRange, msg),
+            ArrowError::InvalidArgumentError(msg) => Error::classify_message(&msg, SqlState::InvalidParameterValue),
+            other => Error::internal(other.to_string()),
+        }
+    }
+
+    /// DataFusion reports many user errors as plain strings; pick the
+    /// SQLSTATE a PostgreSQL user would expect from the wording.
+    fn classify_message(msg: &str, default: SqlState) -> Error {
+        let lower = msg.to_ascii_lowercase();
+        let state = if lower.contains("table '") && lower.contains("not found") || lower.contains("table not found") {
+            SqlState::UndefinedTable
+        } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
+            SqlState::UndefinedColumn
+        } else if lower.contains("invalid function") || lower.contains("function") && lower.contains("not found") {
+            SqlState::UndefinedFunction
+        } else if lower.contains("divide by zero") || lower.contains("division by zero") {
+            SqlState::DivisionByZero
+        } else if lower.contains("cannot cast")
+            || lower.contains("cast error")
+            || lower.contains("error parsing")
+            || lower.contains("invalid") && lower.contains("value")
+        {
+            SqlState::InvalidTextRepresentation
+        } else if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large") {
+            SqlState::NumericValueOutOfRange
+        } else if lower.contains("non-nullable") || lower.contains("null value") && lower.contains("not-null") {
+            SqlState::NotNullViolation
+        } else {
+            default
+        };
+        Error::new(state, msg.trim().to_string())
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        Error::from_datafusion(e)
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        Error::from_arrow(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::io(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_survive_a_trip_through_datafusion() {
+        let e = err!(UniqueViolation, "duplicate key value violates unique constraint");
+        let back = Error::from_datafusion(e.clone().into_datafusion());
+        assert_eq!(back, e);
+        let ctx = DataFusionError::Context("scan".into(), Box::new(e.clone().into_datafusion()));
+        assert_eq!(Error::from_datafusion(ctx).state, SqlState::UniqueViolation);
+    }
+
+    #[test]
+    fn cast_failures_are_bad_input() {
+        let e = Error::from_arrow(ArrowError::CastError(
+            "Cannot cast string 'x' to value of Int64 type".into(),
+        ));
+        assert_eq!(e.state.code(), "22P02");
+    }
+}

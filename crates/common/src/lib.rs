@@ -1,0 +1,19 @@
+//! Shared vocabulary of slicedb: SQL types, datums, table definitions and the
+//! typed error that carries a PostgreSQL SQLSTATE to the client.
+//!
+//! Every other crate speaks in these terms. Keeping them in one small crate
+//! lets the slice servers (which know nothing of SQL planning) and the
+//! coordinator (which knows nothing of RocksDB) agree on what a row is.
+
+pub mod datum;
+pub mod error;
+pub mod table;
+pub mod types;
+
+pub use datum::Datum;
+pub use error::{Error, Result, SqlState};
+pub use table::{ColumnDef, TableDef, TableId};
+pub use types::SqlType;
+
+/// Identifier of a slice server (a node). Ids are never reused.
+pub type NodeId = u32;

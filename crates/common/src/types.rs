@@ -1,0 +1,159 @@
+//! The SQL types slicedb stores, and their Arrow form.
+//!
+//! | SQL                     | Arrow                                   |
+//! |-------------------------|-----------------------------------------|
+//! | smallint                | Int16                                   |
+//! | integer                 | Int32                                   |
+//! | bigint                  | Int64                                   |
+//! | real                    | Float32                                 |
+//! | double precision        | Float64                                 |
+//! | numeric(p,s)            | Decimal128(p,s) (unconstrained: 38,10)  |
+//! | boolean                 | Boolean                                 |
+//! | text, varchar(n), char(n) | Utf8 (char(n) is blank-padded)        |
+//! | bytea                   | Binary                                  |
+//! | date                    | Date32                                  |
+//! | timestamp               | Timestamp(µs)                           |
+//! | timestamptz             | Timestamp(µs, "+00:00")                 |
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::sql::sqlparser::ast;
+use serde::{Deserialize, Serialize};
+
+use crate::{err, Result};
+
+/// Precision and scale used for a bare `numeric` with no modifiers.
+pub const DEFAULT_NUMERIC: (u8, i8) = (38, 10);
+
+/// A column type as declared in `CREATE TABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SqlType {
+    SmallInt,
+    Integer,
+    BigInt,
+    Real,
+    Double,
+    Numeric { precision: u8, scale: i8 },
+    Boolean,
+    Text,
+    Varchar(Option<u32>),
+    Char(u32),
+    Bytea,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+impl SqlType {
+    /// The Arrow type that carries values of this SQL type.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            SqlType::SmallInt => DataType::Int16,
+            SqlType::Integer => DataType::Int32,
+            SqlType::BigInt => DataType::Int64,
+            SqlType::Real => DataType::Float32,
+            SqlType::Double => DataType::Float64,
+            SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            SqlType::Boolean => DataType::Boolean,
+            SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => DataType::Utf8,
+            SqlType::Bytea => DataType::Binary,
+            SqlType::Date => DataType::Date32,
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
+        }
+    }
+
+    /// The PostgreSQL spelling, as `\d` and `SHOW` print it.
+    pub fn pg_name(&self) -> String {
+        match self {
+            SqlType::SmallInt => "smallint".into(),
+            SqlType::Integer => "integer".into(),
+            SqlType::BigInt => "bigint".into(),
+            SqlType::Real => "real".into(),
+            SqlType::Double => "double precision".into(),
+            SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            SqlType::Boolean => "boolean".into(),
+            SqlType::Text => "text".into(),
+            SqlType::Varchar(None) => "character varying".into(),
+            SqlType::Varchar(Some(n)) => format!("character varying({n})"),
+            SqlType::Char(n) => format!("character({n})"),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::TimestampTz => "timestamp with time zone".into(),
+        }
+    }
+
+    /// Maps a parsed SQL type to a storable one, or fails with 0A000.
+    pub fn from_ast(dt: &ast::DataType) -> Result<SqlType> {
+        use ast::DataType as D;
+        let t = match dt {
+            D::SmallInt(_) | D::Int2(_) => SqlType::SmallInt,
+            D::Int(_) | D::Integer(_) | D::Int4(_) => SqlType::Integer,
+            D::BigInt(_) | D::Int8(_) => SqlType::BigInt,
+            D::Real | D::Float4 => SqlType::Real,
+            D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => SqlType::Double,
+            D::Float(info) => match info {
+                ast::ExactNumberInfo::Precision(p) | ast::ExactNumberInfo::PrecisionAndScale(p, _) if *p <= 24 => {
+                    SqlType::Real
+                }
+                _ => SqlType::Double,
+            },
+            D::Numeric(info) | D::Decimal(info) | D::Dec(info) => {
+                let (precision, scale) = match info {
+                    ast::ExactNumberInfo::None => DEFAULT_NUMERIC,
+                    ast::ExactNumberInfo::Precision(p) => (*p as u8, 0),
+                    ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p as u8, *s as i8),
+                };
+                if precision == 0 || precision > 38 {
+                    return Err(err!(
+                        InvalidParameterValue,
+                        "NUMERIC precision {precision} must be between 1 and 38"
+                    ));
+                }
+                if scale < 0 || scale as u8 > precision {
+                    return Err(err!(
+                        InvalidParameterValue,
+                        "NUMERIC scale {scale} must be between 0 and precision {precision}"
+                    ));
+                }
+                SqlType::Numeric { precision, scale }
+            }
+            D::Boolean | D::Bool => SqlType::Boolean,
+            D::Text | D::String(_) => SqlType::Text,
+            D::Varchar(len) | D::CharacterVarying(len) => SqlType::Varchar(char_len(len)),
+            D::Char(len) | D::Character(len) => SqlType::Char(char_len(len).unwrap_or(1)),
+            D::Bytea => SqlType::Bytea,
+            D::Date => SqlType::Date,
+            D::Timestamp(_, tz) => match tz {
+                ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => SqlType::TimestampTz,
+                _ => SqlType::Timestamp,
+            },
+            D::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+                "timestamptz" => SqlType::TimestampTz,
+                "int2" => SqlType::SmallInt,
+                "int4" => SqlType::Integer,
+                "int8" => SqlType::BigInt,
+                "float4" => SqlType::Real,
+                "float8" => SqlType::Double,
+                "bpchar" => SqlType::Char(1),
+                other => return Err(err!(UndefinedObject, "type \"{other}\" does not exist")),
+            },
+            other => return Err(err!(FeatureNotSupported, "type {other} is not supported")),
+        };
+        Ok(t)
+    }
+
+    /// True for the integer types, which share one hash encoding.
+    pub fn is_integer(&self) -> bool {
+        matches!(self, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)
+    }
+}
+
+fn char_len(len: &Option<ast::CharacterLength>) -> Option<u32> {
+    match len {
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
+        _ => None,
+    }
+}

@@ -1,0 +1,238 @@
+//! Cluster statements: hash maps, nodes and slices.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use slicedb_catalog::Change;
+use slicedb_common::{err, Error, NodeId, Result, TableId};
+use slicedb_hashmap::{HashMap, Strategy};
+use slicedb_storage::TableStats;
+use slicedb_transport::{SliceRequest, SliceResponse};
+
+use crate::execute::batch_rows;
+use crate::{CommandTag, Coordinator, Output};
+
+fn node_list(nodes: &[NodeId]) -> String {
+    nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
+impl Coordinator {
+    /// `CREATE HASH MAP name [ON NODES (…)] [STRATEGY …] [AS CURRENT]`.
+    pub fn create_hash_map(
+        &self,
+        name: &str,
+        nodes: Option<Vec<NodeId>>,
+        strategy: Option<Strategy>,
+        as_current: bool,
+    ) -> Result<Output> {
+        self.catalog.update(|state| {
+            if state.hash_maps.contains_key(name) {
+                return Err(err!(DuplicateObject, "hash map \"{name}\" already exists"));
+            }
+            let nodes = nodes.clone().unwrap_or_else(|| state.nodes.keys().copied().collect());
+            for n in &nodes {
+                if !state.nodes.contains_key(n) {
+                    return Err(err!(UndefinedObject, "node {n} does not exist"));
+                }
+            }
+            let map = match strategy.unwrap_or(Strategy::Range) {
+                Strategy::Range => HashMap::range(name, &nodes)?,
+                Strategy::MinimalMove => HashMap::minimal_move(name, state.current_map()?.as_ref(), &nodes)?,
+            };
+            let mut changes = vec![Change::PutHashMap(map)];
+            if as_current {
+                changes.push(Change::SetCurrentMap(name.to_string()));
+            }
+            Ok(changes)
+        })?;
+        Ok(Output::Command(CommandTag::new("CREATE HASH MAP")))
+    }
+
+    pub fn set_current_hash_map(&self, name: &str) -> Result<Output> {
+        self.catalog.update(|state| {
+            state.hash_map(name)?;
+            Ok(vec![Change::SetCurrentMap(name.to_string())])
+        })?;
+        Ok(Output::Command(CommandTag::new("SET CURRENT HASH MAP")))
+    }
+
+    pub fn drop_hash_map(&self, name: &str, if_exists: bool) -> Result<Output> {
+        self.catalog.update(|state| {
+            if !state.hash_maps.contains_key(name) {
+                if if_exists {
+                    return Ok(vec![]);
+                }
+                return Err(err!(UndefinedObject, "hash map \"{name}\" does not exist"));
+            }
+            let bound = state.tables_on_map(name);
+            if !bound.is_empty() {
+                let names: Vec<&str> = bound.iter().map(|t| t.name.as_str()).collect();
+                return Err(err!(
+                    DependentObjectsStillExist,
+                    "cannot drop hash map \"{name}\": tables are bound to it ({})",
+                    names.join(", ")
+                ));
+            }
+            if state.current_map_name() == Some(name) {
+                return Err(err!(
+                    ObjectInUse,
+                    "cannot drop hash map \"{name}\": it is the current hash map"
+                ));
+            }
+            Ok(vec![Change::DropHashMap(name.to_string())])
+        })?;
+        Ok(Output::Command(CommandTag::new("DROP HASH MAP")))
+    }
+
+    /// `SHOW HASH MAPS`: name, nodes, strategy, current, tables bound.
+    pub fn show_hash_maps(&self) -> Result<Output> {
+        let s = self.catalog.snapshot();
+        let current = s.current_map_name().unwrap_or_default().to_string();
+        let maps: Vec<&Arc<HashMap>> = s.hash_maps.values().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("nodes", DataType::Utf8, false),
+            Field::new("strategy", DataType::Utf8, false),
+            Field::new("current", DataType::Boolean, false),
+            Field::new("tables", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(maps.iter().map(|m| m.name.clone()))),
+            Arc::new(StringArray::from_iter_values(maps.iter().map(|m| node_list(&m.nodes)))),
+            Arc::new(StringArray::from_iter_values(maps.iter().map(|m| m.strategy.name()))),
+            Arc::new(BooleanArray::from_iter(maps.iter().map(|m| Some(m.name == current)))),
+            Arc::new(Int64Array::from_iter_values(
+                maps.iter().map(|m| s.tables_on_map(&m.name).len() as i64),
+            )),
+        ];
+        batch_rows(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// `SHOW HASH MAP m`: bucket runs and their owner.
+    pub fn show_hash_map(&self, name: &str) -> Result<Output> {
+        let map = self.catalog.snapshot().hash_map(name)?;
+        let ranges = map.ranges();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("first_bucket", DataType::Int64, false),
+            Field::new("last_bucket", DataType::Int64, false),
+            Field::new("buckets", DataType::Int64, false),
+            Field::new("node", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(ranges.iter().map(|r| r.start as i64))),
+            Arc::new(Int64Array::from_iter_values(ranges.iter().map(|r| r.end as i64))),
+            Arc::new(Int64Array::from_iter_values(ranges.iter().map(|r| r.len() as i64))),
+            Arc::new(Int64Array::from_iter_values(ranges.iter().map(|r| r.node as i64))),
+        ];
+        batch_rows(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// Asks one slice server for its rows and bytes of `tables`.
+    async fn node_stats(&self, node: NodeId, tables: Vec<TableId>) -> Result<BTreeMap<TableId, TableStats>> {
+        match self
+            .cluster
+            .client(node)?
+            .call(SliceRequest::TableStats { table_ids: tables })
+            .await?
+        {
+            SliceResponse::TableStats(stats) => Ok(stats.into_iter().collect()),
+            other => Err(Error::internal(format!("unexpected stats response {other:?}"))),
+        }
+    }
+
+    /// `SHOW NODES`: id, address, state, buckets (in the current map), rows, bytes.
+    pub async fn show_nodes(&self) -> Result<Output> {
+        let s = self.catalog.snapshot();
+        let current = s.current_map().ok();
+        let tables: Vec<TableId> = s.tables.values().map(|t| t.id).collect();
+        let mut rows = Vec::new();
+        for node in s.nodes.values() {
+            let (state, rows_n, bytes) = match self.node_stats(node.id, tables.clone()).await {
+                Ok(stats) => (
+                    "up",
+                    stats.values().map(|t| t.rows as i64).sum::<i64>(),
+                    stats.values().map(|t| t.bytes as i64).sum::<i64>(),
+                ),
+                Err(_) => ("down", 0, 0),
+            };
+            let buckets = current
+                .as_ref()
+                .and_then(|m| m.bucket_counts().get(&node.id).copied())
+                .unwrap_or(0) as i64;
+            rows.push((node.id as i64, node.address.clone(), state, buckets, rows_n, bytes));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("address", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("buckets", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.clone()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
+        ];
+        batch_rows(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// `SHOW SLICES [FOR t]`: per table and slice server, the map's buckets
+    /// there and the rows and bytes stored.
+    pub async fn show_slices(&self, table: Option<&str>) -> Result<Output> {
+        let s = self.catalog.snapshot();
+        let tables = match table {
+            Some(t) => vec![s.table(t)?],
+            None => s.tables.values().cloned().collect(),
+        };
+        let mut per_node: BTreeMap<NodeId, Vec<TableId>> = BTreeMap::new();
+        for t in &tables {
+            for n in &s.hash_map(&t.hash_map)?.nodes {
+                per_node.entry(*n).or_default().push(t.id);
+            }
+        }
+        let mut stats: BTreeMap<(TableId, NodeId), TableStats> = BTreeMap::new();
+        for (node, ids) in per_node {
+            for (t, st) in self.node_stats(node, ids).await? {
+                stats.insert((t, node), st);
+            }
+        }
+        let mut rows = Vec::new();
+        for t in &tables {
+            let map = s.hash_map(&t.hash_map)?;
+            for (node, buckets) in map.bucket_counts() {
+                let st = stats.get(&(t.id, node)).copied().unwrap_or_default();
+                rows.push((
+                    t.name.clone(),
+                    map.name.clone(),
+                    node as i64,
+                    buckets as i64,
+                    st.rows as i64,
+                    st.bytes as i64,
+                ));
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("hash_map", DataType::Utf8, false),
+            Field::new("node", DataType::Int64, false),
+            Field::new("buckets", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.clone()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.clone()))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
+        ];
+        batch_rows(RecordBatch::try_new(schema, columns)?)
+    }
+}

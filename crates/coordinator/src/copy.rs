@@ -1,0 +1,624 @@
+//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in PostgreSQL's text and CSV formats.
+//!
+//! COPY IN parses the client's data as it arrives, turns every 8,192 rows
+//! into an Arrow batch of strings, casts each column to its type with
+//! Arrow's parsers, and routes the rows to their slice servers through the
+//! same [`RowRouter`] as INSERT. Memory stays bounded by the batch size.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget};
+use futures::StreamExt;
+use slicedb_common::{err, Datum, Error, Result, SqlType, TableDef};
+use slicedb_planner::write::{check_value, insert_write, RowRouter, WriteTracker};
+use slicedb_planner::SliceTable;
+
+use crate::ddl::{normalize, relation_name};
+use crate::{CommandTag, Coordinator, Output};
+
+const COPY_BATCH_ROWS: usize = 8192;
+
+/// How COPY data is laid out.
+#[derive(Debug, Clone)]
+pub struct CopyFormat {
+    pub csv: bool,
+    pub delimiter: u8,
+    pub null: String,
+    pub header: bool,
+    pub quote: u8,
+    pub escape: u8,
+}
+
+impl CopyFormat {
+    fn from_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
+        let mut csv = false;
+        let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, b'"', None);
+        for o in options {
+            match o {
+                CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
+                    "csv" => csv = true,
+                    "text" => csv = false,
+                    other => return Err(err!(FeatureNotSupported, "COPY format \"{other}\" is not supported")),
+                },
+                CopyOption::Delimiter(c) => delimiter = Some(ascii(*c)?),
+                CopyOption::Null(s) => null = Some(s.clone()),
+                CopyOption::Header(h) => header = *h,
+                CopyOption::Quote(c) => quote = ascii(*c)?,
+                CopyOption::Escape(c) => escape = Some(ascii(*c)?),
+                CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+                CopyOption::Freeze(_) => {}
+                other => return Err(err!(FeatureNotSupported, "COPY option {other} is not supported")),
+            }
+        }
+        for o in legacy {
+            match o {
+                CopyLegacyOption::Csv(opts) => {
+                    csv = true;
+                    for o in opts {
+                        match o {
+                            CopyLegacyCsvOption::Header => header = true,
+                            CopyLegacyCsvOption::Quote(c) => quote = ascii(*c)?,
+                            CopyLegacyCsvOption::Escape(c) => escape = Some(ascii(*c)?),
+                            other => return Err(err!(FeatureNotSupported, "COPY option {other} is not supported")),
+                        }
+                    }
+                }
+                CopyLegacyOption::Delimiter(c) => delimiter = Some(ascii(*c)?),
+                CopyLegacyOption::Null(s) => null = Some(s.clone()),
+                CopyLegacyOption::Header => header = true,
+                CopyLegacyOption::Binary => return Err(err!(FeatureNotSupported, "binary COPY is not supported")),
+                other => return Err(err!(FeatureNotSupported, "COPY option {other} is not supported")),
+            }
+        }
+        if header && !csv {
+            return Err(err!(FeatureNotSupported, "COPY HEADER available only in CSV mode"));
+        }
+        Ok(CopyFormat {
+            csv,
+            delimiter: delimiter.unwrap_or(if csv { b',' } else { b'\t' }),
+            null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+            header,
+            quote,
+            escape: escape.unwrap_or(quote),
+        })
+    }
+}
+
+fn ascii(c: char) -> Result<u8> {
+    u8::try_from(c as u32)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| err!(FeatureNotSupported, "COPY delimiter, quote and escape must be ASCII"))
+}
+
+/// An open `COPY … FROM STDIN`.
+pub struct CopyIn {
+    table: Arc<TableDef>,
+    /// Table column of each field in the data.
+    columns: Vec<usize>,
+    format: CopyFormat,
+    buffer: Vec<u8>,
+    rows: Vec<Vec<Option<String>>>,
+    router: RowRouter,
+    tracker: Arc<WriteTracker>,
+    skip_header: bool,
+    line: u64,
+    count: u64,
+    done: bool,
+}
+
+impl CopyIn {
+    /// Whether any row reached a slice server (even if the COPY then failed).
+    pub fn wrote(&self) -> bool {
+        self.tracker.wrote()
+    }
+
+    /// The tracker that records whether rows reached a slice server.
+    pub fn tracker(&self) -> Arc<WriteTracker> {
+        self.tracker.clone()
+    }
+
+    /// Fields per row.
+    pub fn columns(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Takes the next chunk of COPY data.
+    pub async fn push(&mut self, data: &[u8]) -> Result<()> {
+        self.buffer.extend_from_slice(data);
+        let consumed = self.parse_buffer(false)?;
+        self.buffer.drain(..consumed);
+        if self.rows.len() >= COPY_BATCH_ROWS {
+            self.write_rows().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the COPY; returns the number of rows loaded.
+    pub async fn finish(mut self) -> Result<u64> {
+        let consumed = self.parse_buffer(true)?;
+        self.buffer.drain(..consumed);
+        self.write_rows().await?;
+        self.router.flush().await?;
+        Ok(self.count)
+    }
+
+    /// Parses whole records from the buffer; returns the bytes consumed.
+    fn parse_buffer(&mut self, at_end: bool) -> Result<usize> {
+        let mut pos = 0;
+        let buf = std::mem::take(&mut self.buffer);
+        loop {
+            if self.done || pos >= buf.len() {
+                break;
+            }
+            let parsed = if self.format.csv {
+                parse_csv_record(&buf[pos..], &self.format, at_end)?
+            } else {
+                parse_text_record(&buf[pos..], &self.format, at_end)?
+            };
+            let Some((fields, used)) = parsed else { break };
+            pos += used;
+            self.line += 1;
+            let Some(fields) = fields else {
+                self.done = true; // the `\.` end marker
+                break;
+            };
+            if self.skip_header {
+                self.skip_header = false;
+                continue;
+            }
+            if fields.len() != self.columns.len() {
+                self.buffer = buf;
+                return Err(err!(
+                    BadCopyFileFormat,
+                    "{} data for COPY {}, line {}",
+                    if fields.len() < self.columns.len() {
+                        "missing"
+                    } else {
+                        "extra"
+                    },
+                    self.table.name,
+                    self.line
+                ));
+            }
+            self.rows.push(fields);
+        }
+        self.buffer = buf;
+        Ok(pos)
+    }
+
+    async fn write_rows(&mut self) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let n = rows.len();
+        let table = self.table.clone();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; table.columns.len()];
+        for (field, col) in self.columns.iter().enumerate() {
+            let ty = table.columns[*col].sql_type;
+            let values = rows.iter().map(|r| r[field].as_deref());
+            columns[*col] = Some(parse_column(values, ty, &table.columns[*col].name)?);
+        }
+        let mut writes = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut row = Vec::with_capacity(table.columns.len());
+            for (c, array) in columns.iter().enumerate() {
+                let d = match array {
+                    Some(a) => Datum::from_array(a.as_ref(), i, table.columns[c].sql_type)?,
+                    None => Datum::Null,
+                };
+                row.push(check_value(&table, c, d)?);
+            }
+            writes.push(insert_write(&table, row)?);
+        }
+        for (bucket, w) in writes {
+            self.router.push(bucket, w);
+        }
+        self.router.flush_if_full().await?;
+        self.count += n as u64;
+        Ok(())
+    }
+}
+
+/// Casts text fields to a column type with Arrow's parsers; a value that
+/// does not parse is reported as PostgreSQL does (22P02).
+fn parse_column<'a>(values: impl Iterator<Item = Option<&'a str>>, ty: SqlType, column: &str) -> Result<ArrayRef> {
+    let strings = StringArray::from_iter(values);
+    if ty == SqlType::Bytea {
+        let mut b = BinaryBuilder::new();
+        for v in strings.iter() {
+            match v {
+                None => b.append_null(),
+                Some(s) => b.append_value(slicedb_planner::bytea::decode_bytea(s)?),
+            }
+        }
+        return Ok(Arc::new(b.finish()));
+    }
+    let target = ty.arrow_type();
+    if target == DataType::Utf8 {
+        return Ok(Arc::new(strings));
+    }
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    match cast_with_options(&strings, &target, &strict) {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            // Find the offending value for the message.
+            let lenient = cast_with_options(&strings, &target, &CastOptions::default()).map_err(Error::from)?;
+            let bad = (0..strings.len())
+                .find(|i| strings.is_valid(*i) && lenient.is_null(*i))
+                .map(|i| strings.value(i).to_string())
+                .unwrap_or_default();
+            Err(err!(
+                InvalidTextRepresentation,
+                "invalid input syntax for type {}: \"{bad}\" (column {column})",
+                ty.pg_name()
+            ))
+        }
+    }
+}
+
+type Record = Option<Vec<Option<String>>>;
+
+/// One text-format line: `Some((None, n))` is the `\.` end marker; `None` means "need more data".
+fn parse_text_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<(Record, usize)>> {
+    let (line, used) = match buf.iter().position(|b| *b == b'\n') {
+        Some(i) => (&buf[..i], i + 1),
+        None if at_end && !buf.is_empty() => (buf, buf.len()),
+        None => return Ok(None),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line == b"\\." {
+        return Ok(Some((None, used)));
+    }
+    let mut fields = Vec::new();
+    for raw in line.split(|b| *b == f.delimiter) {
+        if raw == f.null.as_bytes() {
+            fields.push(None);
+            continue;
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'\\' && i + 1 < raw.len() {
+                i += 1;
+                let c = raw[i];
+                match c {
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'v' => out.push(11),
+                    b'0'..=b'7' => {
+                        let mut v = 0u32;
+                        let mut n = 0;
+                        while n < 3 && i < raw.len() && (b'0'..=b'7').contains(&raw[i]) {
+                            v = v * 8 + (raw[i] - b'0') as u32;
+                            i += 1;
+                            n += 1;
+                        }
+                        out.push(v as u8);
+                        continue;
+                    }
+                    b'x' if i + 1 < raw.len() && raw[i + 1].is_ascii_hexdigit() => {
+                        let mut v = 0u32;
+                        let mut n = 0;
+                        i += 1;
+                        while n < 2 && i < raw.len() && raw[i].is_ascii_hexdigit() {
+                            v = v * 16 + (raw[i] as char).to_digit(16).unwrap_or(0);
+                            i += 1;
+                            n += 1;
+                        }
+                        out.push(v as u8);
+                        continue;
+                    }
+                    other => out.push(other),
+                }
+                i += 1;
+            } else {
+                out.push(raw[i]);
+                i += 1;
+            }
+        }
+        fields.push(Some(
+            String::from_utf8(out).map_err(|_| err!(InvalidTextRepresentation, "invalid UTF-8 in COPY data"))?,
+        ));
+    }
+    Ok(Some((Some(fields), used)))
+}
+
+/// One CSV record (which may span lines inside quotes).
+fn parse_csv_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<(Record, usize)>> {
+    let mut fields = Vec::new();
+    let mut field = Vec::new();
+    let mut quoted_field = false;
+    let mut in_quotes = false;
+    let mut i = 0;
+    let utf8 =
+        |v: Vec<u8>| String::from_utf8(v).map_err(|_| err!(InvalidTextRepresentation, "invalid UTF-8 in COPY data"));
+    // The end marker is a line of its own.
+    let line_end = buf.iter().position(|b| *b == b'\n');
+    if let Some(e) = line_end {
+        let line = buf[..e].strip_suffix(b"\r").unwrap_or(&buf[..e]);
+        if line == b"\\." {
+            return Ok(Some((None, e + 1)));
+        }
+    }
+    while i < buf.len() {
+        let c = buf[i];
+        if in_quotes {
+            if c == f.escape
+                && f.escape != f.quote
+                && i + 1 < buf.len()
+                && (buf[i + 1] == f.quote || buf[i + 1] == f.escape)
+            {
+                field.push(buf[i + 1]);
+                i += 2;
+                continue;
+            }
+            if c == f.quote {
+                if f.escape == f.quote && i + 1 < buf.len() && buf[i + 1] == f.quote {
+                    field.push(f.quote);
+                    i += 2;
+                    continue;
+                }
+                if i + 1 >= buf.len() && !at_end {
+                    return Ok(None); // can't tell "" from " yet
+                }
+                in_quotes = false;
+                i += 1;
+                continue;
+            }
+            field.push(c);
+            i += 1;
+            continue;
+        }
+        if c == f.quote {
+            in_quotes = true;
+            quoted_field = true;
+            i += 1;
+        } else if c == f.delimiter {
+            fields.push(finish_csv_field(std::mem::take(&mut field), quoted_field, f, &utf8)?);
+            quoted_field = false;
+            i += 1;
+        } else if c == b'\n' || c == b'\r' {
+            fields.push(finish_csv_field(std::mem::take(&mut field), quoted_field, f, &utf8)?);
+            let mut used = i + 1;
+            if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
+                used += 1;
+            }
+            return Ok(Some((Some(fields), used)));
+        } else {
+            field.push(c);
+            i += 1;
+        }
+    }
+    if !at_end || in_quotes {
+        if in_quotes && at_end {
+            return Err(err!(BadCopyFileFormat, "unterminated CSV quoted field"));
+        }
+        return Ok(None);
+    }
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    fields.push(finish_csv_field(field, quoted_field, f, &utf8)?);
+    Ok(Some((Some(fields), buf.len())))
+}
+
+fn finish_csv_field(
+    field: Vec<u8>,
+    quoted: bool,
+    f: &CopyFormat,
+    utf8: &dyn Fn(Vec<u8>) -> Result<String>,
+) -> Result<Option<String>> {
+    if !quoted && field == f.null.as_bytes() {
+        return Ok(None);
+    }
+    utf8(field).map(Some)
+}
+
+fn escape_text(s: &str, delimiter: u8, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' if delimiter == b'\t' => out.extend_from_slice(b"\\t"),
+            b if b == delimiter => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b => out.push(b),
+        }
+    }
+}
+
+fn escape_csv(s: &str, f: &CopyFormat, out: &mut Vec<u8>) {
+    let needs = s.is_empty() && f.null.is_empty()
+        || s.bytes()
+            .any(|b| b == f.delimiter || b == f.quote || b == b'\n' || b == b'\r')
+        || s == f.null;
+    if !needs {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    out.push(f.quote);
+    for b in s.bytes() {
+        if b == f.quote || b == f.escape {
+            out.push(f.escape);
+        }
+        out.push(b);
+    }
+    out.push(f.quote);
+}
+
+impl Coordinator {
+    pub async fn copy(
+        &self,
+        source: CopySource,
+        to: bool,
+        target: CopyTarget,
+        options: &[CopyOption],
+        legacy: &[CopyLegacyOption],
+    ) -> Result<Output> {
+        let format = CopyFormat::from_options(options, legacy)?;
+        let (table_name, columns) = match source {
+            CopySource::Table { table_name, columns } => (relation_name(&table_name)?, columns),
+            CopySource::Query(_) => {
+                return Err(err!(
+                    FeatureNotSupported,
+                    "COPY (query) is not supported; use COPY table"
+                ))
+            }
+        };
+        let slice_table: SliceTable = self.slice_table(&table_name)?;
+        let table = slice_table.table.clone();
+        let columns: Vec<usize> = if columns.is_empty() {
+            (0..table.columns.len()).collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    let n = normalize(c);
+                    table.column_index(&n).ok_or_else(|| {
+                        err!(
+                            UndefinedColumn,
+                            "column \"{n}\" of relation \"{table_name}\" does not exist"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let tracker = Arc::new(WriteTracker::default());
+        match (to, target) {
+            (false, CopyTarget::Stdin) => Ok(Output::CopyIn(Box::new(CopyIn {
+                table,
+                columns,
+                skip_header: format.header,
+                format,
+                buffer: Vec::new(),
+                rows: Vec::new(),
+                tracker: tracker.clone(),
+                router: RowRouter::new(slice_table, tracker),
+                line: 0,
+                count: 0,
+                done: false,
+            }))),
+            (true, CopyTarget::Stdout) => self.copy_out(table, columns, format).await,
+            _ => Err(err!(
+                FeatureNotSupported,
+                "COPY to or from a file or program is not supported; use STDIN or STDOUT (psql's \\copy)"
+            )),
+        }
+    }
+
+    async fn copy_out(&self, table: Arc<TableDef>, columns: Vec<usize>, format: CopyFormat) -> Result<Output> {
+        let names: Vec<String> = columns
+            .iter()
+            .map(|c| format!("\"{}\"", table.columns[*c].name.replace('"', "\"\"")))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM \"{}\"",
+            names.join(", "),
+            table.name.replace('"', "\"\"")
+        );
+        let stream = self.ctx.sql(&sql).await?.execute_stream().await?;
+        let types: Vec<SqlType> = columns.iter().map(|c| table.columns[*c].sql_type).collect();
+        let n = columns.len();
+        let mut header = Vec::new();
+        if format.header {
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    header.push(format.delimiter);
+                }
+                escape_csv(&table.columns[*c].name, &format, &mut header);
+            }
+            header.push(b'\n');
+        }
+        let header = futures::stream::iter((!header.is_empty()).then_some(Ok(header)));
+        let rows = stream.map(move |batch| {
+            let batch = batch.map_err(Error::from)?;
+            let mut out = Vec::with_capacity(batch.num_rows() * 32);
+            for i in 0..batch.num_rows() {
+                for (c, ty) in types.iter().enumerate() {
+                    if c > 0 {
+                        out.push(format.delimiter);
+                    }
+                    match Datum::from_array(batch.column(c).as_ref(), i, *ty)?.pg_text(*ty) {
+                        None => out.extend_from_slice(format.null.as_bytes()),
+                        Some(s) if format.csv => escape_csv(&s, &format, &mut out),
+                        Some(s) => escape_text(&s, format.delimiter, &mut out),
+                    }
+                }
+                out.push(b'\n');
+            }
+            Ok(out)
+        });
+        Ok(Output::CopyOut {
+            columns: n,
+            rows: header.chain(rows).boxed(),
+        })
+    }
+}
+
+/// The tag after a COPY.
+pub fn copy_tag(rows: u64) -> CommandTag {
+    CommandTag::with_rows("COPY", rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text() -> CopyFormat {
+        CopyFormat::from_options(&[], &[]).unwrap()
+    }
+
+    fn csv() -> CopyFormat {
+        CopyFormat::from_options(&[CopyOption::Format("csv".into())], &[]).unwrap()
+    }
+
+    #[test]
+    fn text_format_escapes_and_nulls() {
+        let (rec, used) = parse_text_record(b"1\t\\N\ta\\tb\\\\c\nrest", &text(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, 13);
+        assert_eq!(rec.unwrap(), vec![Some("1".into()), None, Some("a\tb\\c".into())]);
+        assert!(parse_text_record(b"partial", &text(), false).unwrap().is_none());
+        assert!(parse_text_record(b"\\.\n", &text(), false)
+            .unwrap()
+            .unwrap()
+            .0
+            .is_none());
+    }
+
+    #[test]
+    fn csv_quotes_newlines_and_nulls() {
+        let (rec, _) = parse_csv_record(b"1,\"a,\"\"b\"\"\nc\",,\"\"\n", &csv(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rec.unwrap(),
+            vec![Some("1".into()), Some("a,\"b\"\nc".into()), None, Some("".into())]
+        );
+        assert!(parse_csv_record(b"1,\"open", &csv(), false).unwrap().is_none());
+        let (rec, _) = parse_csv_record(b"7,x", &csv(), true).unwrap().unwrap();
+        assert_eq!(rec.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_type() {
+        let e = parse_column([Some("12"), Some("x1")].into_iter(), SqlType::BigInt, "id").unwrap_err();
+        assert_eq!(e.state.code(), "22P02");
+        assert!(e.message.contains("bigint: \"x1\""), "{}", e.message);
+    }
+}

@@ -1,0 +1,441 @@
+//! Statement dispatch: which component runs each statement.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, visit_expressions};
+use slicedb_common::{err, Error, Result};
+use slicedb_planner::write::WriteTracker;
+
+use crate::parser::{self, Statement};
+use crate::session::Session;
+use crate::{CommandTag, Coordinator, Output};
+
+/// A statement prepared by the extended protocol's Parse message.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub statement: Option<Statement>,
+    /// DataFusion's plan, for statements DataFusion plans.
+    pub plan: Option<LogicalPlan>,
+}
+
+/// What kind of result a DataFusion-planned statement gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlanKind {
+    Query,
+    Explain,
+    Insert,
+    Update,
+    Delete,
+}
+
+fn plan_kind(stmt: &ast::Statement) -> Option<PlanKind> {
+    match stmt {
+        ast::Statement::Query(_) | ast::Statement::ShowTables { .. } | ast::Statement::ShowColumns { .. } => {
+            Some(PlanKind::Query)
+        }
+        ast::Statement::Explain { .. } => Some(PlanKind::Explain),
+        ast::Statement::Insert(_) => Some(PlanKind::Insert),
+        ast::Statement::Update(_) => Some(PlanKind::Update),
+        ast::Statement::Delete(_) => Some(PlanKind::Delete),
+        _ => None,
+    }
+}
+
+/// One-column or multi-column text rows as an [`Output::Rows`].
+pub fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<Output> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
+        .collect();
+    batch_rows(RecordBatch::try_new(schema, arrays)?)
+}
+
+/// A single record batch as an [`Output::Rows`].
+pub fn batch_rows(batch: RecordBatch) -> Result<Output> {
+    let schema = batch.schema();
+    let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
+    Ok(Output::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
+}
+
+impl Coordinator {
+    /// Parses and runs every statement of `sql` in order, stopping at the first error.
+    pub async fn execute_sql(&self, session: &mut Session, sql: &str) -> Vec<Result<Output>> {
+        let statements = match parser::parse(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e)],
+        };
+        if statements.is_empty() {
+            return vec![Ok(Output::Empty)];
+        }
+        let mut out = Vec::with_capacity(statements.len());
+        for stmt in statements {
+            let r = self.execute(session, stmt).await;
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Parses one statement and, if DataFusion plans it, plans it (with its `$n` parameters).
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
+        let mut statements = parser::parse(sql)?;
+        if statements.len() > 1 {
+            return Err(err!(
+                SyntaxError,
+                "cannot insert multiple commands into a prepared statement"
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(Prepared {
+                statement: None,
+                plan: None,
+            });
+        };
+        let plan = match &statement {
+            Statement::Sql(s) if plan_kind(s).is_some() => {
+                check_dml(s)?;
+                Some(self.plan(s).await?)
+            }
+            _ => None,
+        };
+        Ok(Prepared {
+            statement: Some(statement),
+            plan,
+        })
+    }
+
+    async fn plan(&self, stmt: &ast::Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        Ok(state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?)
+    }
+
+    /// The types of `$1, $2, …`, as far as planning could infer them.
+    pub fn parameter_types(prepared: &Prepared) -> Result<Vec<Option<DataType>>> {
+        let Some(plan) = &prepared.plan else {
+            return Ok(Vec::new());
+        };
+        let types = plan.get_parameter_types()?;
+        let mut numbered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t)))
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        let count = numbered.last().map(|(n, _)| *n).unwrap_or(0);
+        let mut out = vec![None; count];
+        for (n, t) in numbered {
+            out[n - 1] = t;
+        }
+        Ok(out)
+    }
+
+    /// The columns a prepared statement returns, if it returns rows.
+    pub fn result_schema(prepared: &Prepared) -> Option<SchemaRef> {
+        match (&prepared.statement, &prepared.plan) {
+            (Some(Statement::Sql(s)), Some(plan)) => match plan_kind(s) {
+                Some(PlanKind::Query) => Some(Arc::new(plan.schema().as_arrow().clone())),
+                Some(PlanKind::Explain) => Some(explain_schema()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Runs a prepared statement with bound parameter values.
+    pub async fn execute_prepared(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: ParamValues,
+    ) -> Result<Output> {
+        match (&prepared.statement, &prepared.plan) {
+            (None, _) => Ok(Output::Empty),
+            (Some(Statement::Sql(s)), Some(plan)) => {
+                let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
+                let plan = plan.clone().replace_params_with_values(&params)?;
+                self.run_plan(session, plan, kind).await
+            }
+            (Some(stmt), _) => self.execute(session, stmt.clone()).await,
+        }
+    }
+
+    /// Runs one parsed statement.
+    pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
+        let sql = match stmt {
+            Statement::Sql(s) => *s,
+            Statement::CreateTable {
+                create,
+                distributed_by,
+                hash_map,
+            } => {
+                let out = self.create_table(*create, distributed_by, hash_map).await?;
+                session.block_wrote |= session.in_block;
+                return Ok(out);
+            }
+            Statement::CreateHashMap {
+                name,
+                nodes,
+                strategy,
+                as_current,
+            } => {
+                return self.create_hash_map(&name, nodes, strategy, as_current);
+            }
+            Statement::SetCurrentHashMap(name) => return self.set_current_hash_map(&name),
+            Statement::DropHashMap { name, if_exists } => return self.drop_hash_map(&name, if_exists),
+            Statement::ShowHashMaps => return self.show_hash_maps(),
+            Statement::ShowHashMap(name) => return self.show_hash_map(&name),
+            Statement::ShowNodes => return self.show_nodes().await,
+            Statement::ShowSlices(table) => return self.show_slices(table.as_deref()).await,
+        };
+        if let Some(kind) = plan_kind(&sql) {
+            check_dml(&sql)?;
+            let plan = self.plan(&sql).await?;
+            return self.run_plan(session, plan, kind).await;
+        }
+        use ast::Statement as S;
+        match sql {
+            S::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => {
+                let out = self.drop_objects(object_type, if_exists, &names, cascade).await?;
+                session.block_wrote |= session.in_block;
+                Ok(out)
+            }
+            S::CreateView(view) => {
+                let out = self.create_view(view).await?;
+                session.block_wrote |= session.in_block;
+                Ok(out)
+            }
+            S::Truncate(t) => {
+                let out = self.truncate(&t).await;
+                // Even a failed TRUNCATE may have emptied some slice servers.
+                session.block_wrote |= session.in_block;
+                out
+            }
+            S::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                // COPY IN records its writes when its data arrives (see CopyIn::wrote).
+                self.copy(source, to, target, &options, &legacy_options).await
+            }
+            S::Set(set) => self.set(session, set),
+            S::ShowVariable { variable } => show_variable(session, &variable),
+            S::StartTransaction { .. } => {
+                session.in_block = true;
+                session.block_wrote = false;
+                Ok(Output::TransactionStart(CommandTag::new("BEGIN")))
+            }
+            S::Commit { .. } => {
+                session.in_block = false;
+                Ok(Output::TransactionEnd(CommandTag::new("COMMIT")))
+            }
+            S::Rollback { savepoint: Some(_), .. } | S::Savepoint { .. } | S::ReleaseSavepoint { .. } => {
+                Err(err!(FeatureNotSupported, "savepoints are not supported yet"))
+            }
+            S::Rollback { .. } => {
+                let wrote = session.block_wrote;
+                session.in_block = false;
+                session.block_wrote = false;
+                if wrote {
+                    Err(err!(
+                        FeatureNotSupported,
+                        "cannot roll back: slicedb does not have transactions yet, and the writes of this block are already committed"
+                    ))
+                } else {
+                    Ok(Output::TransactionEnd(CommandTag::new("ROLLBACK")))
+                }
+            }
+            S::Discard { .. } => Ok(Output::Command(CommandTag::new("DISCARD ALL"))),
+            S::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
+            other => Err(err!(FeatureNotSupported, "statement not supported: {other}")),
+        }
+    }
+
+    async fn run_plan(&self, session: &mut Session, plan: LogicalPlan, kind: PlanKind) -> Result<Output> {
+        let tracker = Arc::new(WriteTracker::default());
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(tracker.clone());
+        let result = Self::run_dataframe(DataFrame::new(state, plan), kind).await;
+        session.block_wrote |= session.in_block && tracker.wrote();
+        result
+    }
+
+    async fn run_dataframe(df: DataFrame, kind: PlanKind) -> Result<Output> {
+        let tag = match kind {
+            PlanKind::Query => {
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let stream = df.execute_stream().await?;
+                return Ok(Output::Rows { schema, stream });
+            }
+            PlanKind::Explain => {
+                let batches = df.collect().await?;
+                return explain_output(batches);
+            }
+            PlanKind::Insert => "INSERT",
+            PlanKind::Update => "UPDATE",
+            PlanKind::Delete => "DELETE",
+        };
+        let batches = df.collect().await?;
+        let count = batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        Ok(Output::Command(CommandTag::with_rows(tag, count)))
+    }
+
+    fn set(&self, session: &mut Session, set: ast::Set) -> Result<Output> {
+        match set {
+            ast::Set::SingleAssignment { variable, values, .. } => {
+                let name = variable.to_string();
+                let value = values.iter().map(setting_value).collect::<Vec<_>>().join(", ");
+                if value.eq_ignore_ascii_case("default") {
+                    session.reset(&name);
+                } else {
+                    session.set(&name, &value);
+                }
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                session.set("TimeZone", &setting_value(&value));
+            }
+            ast::Set::SetNames { charset_name, .. } => {
+                session.set("client_encoding", &charset_name.value);
+            }
+            ast::Set::SetTransaction { .. } | ast::Set::SetSessionParam(_) | ast::Set::SetRole { .. } => {}
+            ast::Set::SetSessionAuthorization(_) => {}
+            other => return Err(err!(FeatureNotSupported, "unsupported SET: {other}")),
+        }
+        Ok(Output::Command(CommandTag::new("SET")))
+    }
+}
+
+fn setting_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn show_variable(session: &Session, variable: &[ast::Ident]) -> Result<Output> {
+    let name = variable
+        .iter()
+        .map(|i| i.value.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let name = match name.as_str() {
+        "transaction isolation level" => "transaction_isolation".to_string(),
+        "time zone" => "TimeZone".to_string(),
+        _ => name,
+    };
+    if name == "all" {
+        let rows = session
+            .all()
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.clone(), String::new()])
+            .collect();
+        return text_rows(&["name", "setting", "description"], rows);
+    }
+    match session.get(&name) {
+        Some(v) => text_rows(&[name.to_lowercase().as_str()], vec![vec![v.to_string()]]),
+        None => Err(err!(UndefinedObject, "unrecognized configuration parameter \"{name}\"")),
+    }
+}
+
+fn explain_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("QUERY PLAN", DataType::Utf8, false)]))
+}
+
+/// DataFusion's EXPLAIN gives (plan_type, plan) rows; PostgreSQL users
+/// expect one "QUERY PLAN" column. Show the physical plan, which names the
+/// slice servers and buckets each scan touches, or everything for VERBOSE.
+fn explain_output(batches: Vec<RecordBatch>) -> Result<Output> {
+    let mut lines = Vec::new();
+    let mut all = Vec::new();
+    for b in &batches {
+        if b.num_columns() != 2 {
+            return batch_rows(b.clone());
+        }
+        let kinds = b.column(0).as_any().downcast_ref::<StringArray>();
+        let plans = b.column(1).as_any().downcast_ref::<StringArray>();
+        let (Some(kinds), Some(plans)) = (kinds, plans) else {
+            return batch_rows(b.clone());
+        };
+        for i in 0..b.num_rows() {
+            all.push(format!("{}:", kinds.value(i)));
+            all.extend(plans.value(i).lines().map(|l| format!("  {l}")));
+            if kinds.value(i) == "physical_plan" {
+                lines.extend(plans.value(i).lines().map(str::to_string));
+            }
+        }
+    }
+    let rows = if lines.is_empty() { all } else { lines };
+    let array: ArrayRef = Arc::new(StringArray::from_iter_values(rows));
+    batch_rows(RecordBatch::try_new(explain_schema(), vec![array])?)
+}
+
+/// UPDATE and DELETE are executed from the filters DataFusion extracts for
+/// the target table; refuse the forms whose conditions would not reach us.
+fn check_dml(stmt: &ast::Statement) -> Result<()> {
+    let selection = match stmt {
+        ast::Statement::Update(u) => {
+            if u.from.is_some() {
+                return Err(err!(FeatureNotSupported, "UPDATE … FROM is not supported"));
+            }
+            u.selection.as_ref()
+        }
+        ast::Statement::Delete(d) => {
+            if d.using.is_some() {
+                return Err(err!(FeatureNotSupported, "DELETE … USING is not supported"));
+            }
+            d.selection.as_ref()
+        }
+        _ => return Ok(()),
+    };
+    if let Some(selection) = selection {
+        let found = visit_expressions(selection, |e| match e {
+            ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        });
+        if found.is_break() {
+            return Err(err!(
+                FeatureNotSupported,
+                "subqueries in the WHERE clause of UPDATE and DELETE are not supported"
+            ));
+        }
+    }
+    Ok(())
+}

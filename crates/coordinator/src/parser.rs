@@ -1,0 +1,382 @@
+//! Parsing: standard SQL through sqlparser, plus slicedb's own statements.
+//!
+//! The input is tokenized once with sqlparser's PostgreSQL tokenizer and
+//! split at top-level semicolons. Each statement is then either one of
+//! slicedb's cluster statements (`CREATE HASH MAP`, `SHOW SLICES`, …), read
+//! from the tokens here, or standard SQL, parsed by datafusion-pg-catalog's
+//! PostgreSQL compatibility parser (which rewrites the catalog queries psql
+//! and drivers send). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
+//! split: the standard part goes to sqlparser, the tail is read here.
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use slicedb_common::{err, Error, Result};
+use slicedb_hashmap::Strategy;
+
+/// One parsed statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// Standard SQL.
+    Sql(Box<ast::Statement>),
+    /// `CREATE TABLE` with slicedb's distribution clauses.
+    CreateTable {
+        create: Box<ast::CreateTable>,
+        distributed_by: Option<Vec<String>>,
+        hash_map: Option<String>,
+    },
+    CreateHashMap {
+        name: String,
+        nodes: Option<Vec<u32>>,
+        strategy: Option<Strategy>,
+        as_current: bool,
+    },
+    SetCurrentHashMap(String),
+    DropHashMap {
+        name: String,
+        if_exists: bool,
+    },
+    ShowHashMaps,
+    ShowHashMap(String),
+    ShowNodes,
+    ShowSlices(Option<String>),
+}
+
+/// Parses one or more `;`-separated statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| Error::syntax(e.to_string()))?;
+    let mut out = Vec::new();
+    for chunk in split_statements(tokens) {
+        if let Some(stmt) = parse_one(chunk)? {
+            out.push(stmt);
+        }
+    }
+    Ok(out)
+}
+
+fn split_statements(tokens: Vec<Token>) -> Vec<Vec<Token>> {
+    let mut chunks = vec![Vec::new()];
+    for t in tokens {
+        if t == Token::SemiColon {
+            chunks.push(Vec::new());
+        } else if let Some(last) = chunks.last_mut() {
+            last.push(t);
+        }
+    }
+    chunks
+}
+
+fn is_blank(t: &Token) -> bool {
+    matches!(t, Token::Whitespace(_) | Token::EOF)
+}
+
+fn text_of(tokens: &[Token]) -> String {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Token::Whitespace(Whitespace::SingleLineComment { .. }) => " ".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
+    PostgresCompatibilityParser::new()
+        .parse(sql)
+        .map_err(|e| Error::syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()))
+}
+
+fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
+    let words: Vec<&Token> = tokens.iter().filter(|t| !is_blank(t)).collect();
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let mut c = Cursor { tokens: words, pos: 0 };
+    if c.peek_words(&["CREATE", "HASH", "MAP"]) {
+        c.pos += 3;
+        return c.create_hash_map().map(Some);
+    }
+    if c.peek_words(&["SET", "CURRENT", "HASH", "MAP"]) {
+        c.pos += 4;
+        let name = c.ident()?;
+        c.end()?;
+        return Ok(Some(Statement::SetCurrentHashMap(name)));
+    }
+    if c.peek_words(&["DROP", "HASH", "MAP"]) {
+        c.pos += 3;
+        let if_exists = c.eat_words(&["IF", "EXISTS"]);
+        let name = c.ident()?;
+        c.end()?;
+        return Ok(Some(Statement::DropHashMap { name, if_exists }));
+    }
+    if c.peek_words(&["SHOW", "HASH", "MAPS"]) {
+        c.pos += 3;
+        c.end()?;
+        return Ok(Some(Statement::ShowHashMaps));
+    }
+    if c.peek_words(&["SHOW", "HASH", "MAP"]) {
+        c.pos += 3;
+        let name = c.ident()?;
+        c.end()?;
+        return Ok(Some(Statement::ShowHashMap(name)));
+    }
+    if c.peek_words(&["SHOW", "NODES"]) {
+        c.pos += 2;
+        c.end()?;
+        return Ok(Some(Statement::ShowNodes));
+    }
+    if c.peek_words(&["SHOW", "SLICES"]) {
+        c.pos += 2;
+        let table = if c.eat_words(&["FOR"]) { Some(c.ident()?) } else { None };
+        c.end()?;
+        return Ok(Some(Statement::ShowSlices(table)));
+    }
+    if c.peek_words(&["CREATE", "TABLE"]) || c.peek_words(&["CREATE", "UNLOGGED", "TABLE"]) {
+        return parse_create_table(&tokens).map(Some);
+    }
+    let sql = text_of(&tokens);
+    let mut stmts = parse_standard(&sql)?;
+    match stmts.len() {
+        0 => Ok(None),
+        1 => Ok(Some(Statement::Sql(Box::new(stmts.remove(0))))),
+        _ => Err(Error::syntax("expected one statement")),
+    }
+}
+
+/// Splits `CREATE TABLE …` at a top-level `DISTRIBUTED BY` or `HASH MAP`.
+fn parse_create_table(tokens: &[Token]) -> Result<Statement> {
+    let mut depth = 0i32;
+    let mut split = tokens.len();
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w)
+                if depth == 0
+                    && w.quote_style.is_none()
+                    && (w.value.eq_ignore_ascii_case("DISTRIBUTED") || w.value.eq_ignore_ascii_case("HASH")) =>
+            {
+                split = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut stmts = parse_standard(&text_of(&tokens[..split]))?;
+    let create = match stmts.pop() {
+        Some(ast::Statement::CreateTable(ct)) if stmts.is_empty() => ct,
+        _ => return Err(Error::syntax("expected CREATE TABLE")),
+    };
+    let tail: Vec<&Token> = tokens[split..].iter().filter(|t| !is_blank(t)).collect();
+    let mut c = Cursor { tokens: tail, pos: 0 };
+    let mut distributed_by = None;
+    let mut hash_map = None;
+    if c.eat_words(&["DISTRIBUTED"]) {
+        c.expect_word("BY")?;
+        c.expect(&Token::LParen)?;
+        let mut cols = vec![c.ident()?];
+        while c.eat(&Token::Comma) {
+            cols.push(c.ident()?);
+        }
+        c.expect(&Token::RParen)?;
+        distributed_by = Some(cols);
+    }
+    if c.eat_words(&["HASH"]) {
+        c.expect_word("MAP")?;
+        hash_map = Some(c.ident()?);
+    }
+    c.end()?;
+    Ok(Statement::CreateTable {
+        create: Box::new(create),
+        distributed_by,
+        hash_map,
+    })
+}
+
+/// A cursor over the non-blank tokens of one statement.
+struct Cursor<'a> {
+    tokens: Vec<&'a Token>,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn word_at(&self, i: usize) -> Option<&str> {
+        match self.tokens.get(i) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.value.as_str()),
+            _ => None,
+        }
+    }
+
+    fn peek_words(&self, words: &[&str]) -> bool {
+        words
+            .iter()
+            .enumerate()
+            .all(|(i, w)| self.word_at(self.pos + i).is_some_and(|v| v.eq_ignore_ascii_case(w)))
+    }
+
+    fn eat_words(&mut self, words: &[&str]) -> bool {
+        let ok = self.peek_words(words);
+        if ok {
+            self.pos += words.len();
+        }
+        ok
+    }
+
+    fn expect_word(&mut self, word: &str) -> Result<()> {
+        if self.eat_words(&[word]) {
+            Ok(())
+        } else {
+            Err(self.unexpected(word))
+        }
+    }
+
+    fn eat(&mut self, t: &Token) -> bool {
+        let ok = self.tokens.get(self.pos) == Some(&t);
+        if ok {
+            self.pos += 1;
+        }
+        ok
+    }
+
+    fn expect(&mut self, t: &Token) -> Result<()> {
+        if self.eat(t) {
+            Ok(())
+        } else {
+            Err(self.unexpected(&t.to_string()))
+        }
+    }
+
+    fn unexpected(&self, wanted: &str) -> Error {
+        match self.tokens.get(self.pos) {
+            Some(t) => err!(SyntaxError, "syntax error at or near \"{t}\": expected {wanted}"),
+            None => err!(SyntaxError, "syntax error at end of input: expected {wanted}"),
+        }
+    }
+
+    /// An identifier, folded to lower case unless quoted (as PostgreSQL does).
+    fn ident(&mut self) -> Result<String> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(w)) => {
+                self.pos += 1;
+                Ok(if w.quote_style.is_some() {
+                    w.value.clone()
+                } else {
+                    w.value.to_lowercase()
+                })
+            }
+            _ => Err(self.unexpected("an identifier")),
+        }
+    }
+
+    fn number(&mut self) -> Result<u32> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Number(n, _)) => {
+                self.pos += 1;
+                n.parse().map_err(|_| err!(SyntaxError, "invalid node id {n}"))
+            }
+            _ => Err(self.unexpected("a number")),
+        }
+    }
+
+    fn end(&self) -> Result<()> {
+        if self.pos == self.tokens.len() {
+            Ok(())
+        } else {
+            Err(self.unexpected("end of statement"))
+        }
+    }
+
+    /// `CREATE HASH MAP name [ON NODES (1, 2)] [STRATEGY s] [AS CURRENT]`
+    fn create_hash_map(&mut self) -> Result<Statement> {
+        let name = self.ident()?;
+        let (mut nodes, mut strategy, mut as_current) = (None, None, false);
+        loop {
+            if self.eat_words(&["ON", "NODES"]) {
+                self.expect(&Token::LParen)?;
+                let mut list = vec![self.number()?];
+                while self.eat(&Token::Comma) {
+                    list.push(self.number()?);
+                }
+                self.expect(&Token::RParen)?;
+                nodes = Some(list);
+            } else if self.eat_words(&["STRATEGY"]) {
+                strategy = Some(Strategy::parse(&self.ident()?)?);
+            } else if self.eat_words(&["AS", "CURRENT"]) {
+                as_current = true;
+            } else {
+                break;
+            }
+        }
+        self.end()?;
+        Ok(Statement::CreateHashMap {
+            name,
+            nodes,
+            strategy,
+            as_current,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_statements() {
+        assert_eq!(
+            parse("CREATE HASH MAP hm2 ON NODES (1, 2,3) STRATEGY minimal_move AS CURRENT;").unwrap(),
+            vec![Statement::CreateHashMap {
+                name: "hm2".into(),
+                nodes: Some(vec![1, 2, 3]),
+                strategy: Some(Strategy::MinimalMove),
+                as_current: true
+            }]
+        );
+        assert_eq!(
+            parse("show slices for T").unwrap(),
+            vec![Statement::ShowSlices(Some("t".into()))]
+        );
+        assert_eq!(
+            parse("SHOW HASH MAPS; SHOW NODES").unwrap(),
+            vec![Statement::ShowHashMaps, Statement::ShowNodes]
+        );
+        assert!(parse("CREATE HASH MAP").is_err());
+    }
+
+    #[test]
+    fn create_table_with_distribution() {
+        let s = parse("CREATE TABLE t (id bigint PRIMARY KEY, v text) DISTRIBUTED BY (id) HASH MAP hm1").unwrap();
+        match &s[0] {
+            Statement::CreateTable {
+                distributed_by,
+                hash_map,
+                create,
+            } => {
+                assert_eq!(distributed_by.as_deref(), Some(&["id".to_string()][..]));
+                assert_eq!(hash_map.as_deref(), Some("hm1"));
+                assert_eq!(create.columns.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &parse("create table u (a int)").unwrap()[0],
+            Statement::CreateTable {
+                distributed_by: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn standard_sql_and_errors() {
+        assert!(matches!(
+            &parse("SELECT 1; SELECT 'a;b'").unwrap()[..],
+            [Statement::Sql(_), Statement::Sql(_)]
+        ));
+        assert_eq!(parse("SELEC 1").unwrap_err().state.code(), "42601");
+    }
+}

@@ -1,0 +1,431 @@
+//! The PostgreSQL wire-protocol front end, on the `pgwire` crate.
+//!
+//! Each connection gets a [`Session`] (settings, transaction status) and
+//! sends statements to the shared [`Coordinator`]:
+//! - simple queries run every statement of the string in order;
+//! - the extended protocol (Parse/Bind/Describe/Execute) prepares a
+//!   statement once, with DataFusion inferring the `$n` parameter types, and
+//!   binds values per execution, which is what drivers do;
+//! - `COPY … FROM STDIN` hands the data chunks to the coordinator's
+//!   [`slicedb_coordinator::CopyIn`].
+//!
+//! Arrow results reach the wire through `arrow-pg`. Every error carries
+//! its slicedb SQLSTATE ([`error_info`]). A malformed message ends only its
+//! own connection: each connection runs in its own task.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use futures::{stream, Sink, SinkExt, StreamExt};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use slicedb_common::Error;
+use slicedb_coordinator::session::REPORTED;
+use slicedb_coordinator::{CommandTag, Coordinator, CopyIn, Output, Prepared, Session};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// A slicedb error as a PostgreSQL ErrorResponse.
+pub fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), e.state.code().to_string(), e.message.clone())
+}
+
+fn pg_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+/// Per-connection state, kept in the connection's session extensions.
+#[derive(Default)]
+struct Connection {
+    session: Session,
+    copy: Option<Box<CopyIn>>,
+}
+
+fn connection<C: ClientInfo>(client: &C) -> Arc<Mutex<Connection>> {
+    client
+        .session_extensions()
+        .get_or_insert_with(|| Mutex::new(Connection::default()))
+}
+
+/// The pgwire handlers of one server.
+pub struct Handlers {
+    coordinator: Arc<Coordinator>,
+    service: Arc<SliceDbService>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        let manager = Arc::new(ConnectionManager::new());
+        Handlers {
+            coordinator: coordinator.clone(),
+            service: Arc::new(SliceDbService {
+                coordinator: coordinator.clone(),
+                parser: Arc::new(CoordinatorParser {
+                    coordinator: coordinator.clone(),
+                }),
+            }),
+            startup: Arc::new(Startup {
+                manager: manager.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        }
+    }
+
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.service.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Accepts connections until the listener fails; one task per connection.
+pub async fn serve(listener: TcpListener, handlers: Arc<Handlers>) -> std::io::Result<()> {
+    loop {
+        let (socket, peer) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, "connection closed: {e}");
+            }
+        });
+    }
+}
+
+struct Startup {
+    manager: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.manager.clone())
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        tracing::debug!("sending error: {error}");
+    }
+}
+
+pub struct SliceDbService {
+    coordinator: Arc<Coordinator>,
+    parser: Arc<CoordinatorParser>,
+}
+
+fn tag(t: CommandTag) -> Tag {
+    let mut tag = Tag::new(&t.tag);
+    if t.tag == "INSERT" {
+        tag = tag.with_oid(0);
+    }
+    if let Some(rows) = t.rows {
+        tag = tag.with_rows(rows as usize);
+    }
+    tag
+}
+
+fn query_response(
+    schema: &Schema,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, Some(options))?);
+    let rows_fields = fields.clone();
+    let rows = stream
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
+                Ok(b) => encode_recordbatch(rows_fields.clone(), b),
+                Err(e) => Box::new(std::iter::once(Err(pg_error(Error::from(e))))),
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok(QueryResponse::new(fields, rows))
+}
+
+impl SliceDbService {
+    /// Turns a coordinator output into a pgwire response.
+    async fn respond<C>(&self, client: &mut C, output: Output, format: &Format) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match output {
+            Output::Rows { schema, stream } => {
+                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                Response::Query(query_response(&schema, stream, format, options)?)
+            }
+            Output::Command(t) => Response::Execution(tag(t)),
+            Output::TransactionStart(t) => Response::TransactionStart(tag(t)),
+            Output::TransactionEnd(t) => Response::TransactionEnd(tag(t)),
+            Output::Empty => Response::EmptyQuery,
+            Output::CopyIn(copy) => {
+                let columns = copy.columns();
+                connection(client).lock().await.copy = Some(copy);
+                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+            }
+            Output::CopyOut { columns, rows } => {
+                let data = rows.map(|r| r.map(|bytes| CopyData::new(bytes.into())).map_err(pg_error));
+                Response::CopyOut(CopyResponse::new(0, columns, data))
+            }
+        })
+    }
+
+    /// Sends ParameterStatus for reported settings a statement changed.
+    async fn report_settings<C>(&self, client: &mut C, before: &Session, after: &Session) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        for name in REPORTED {
+            let new = after.get(name);
+            if before.get(name) != new {
+                let value = new.unwrap_or_default().to_string();
+                client.metadata_mut().insert(name.to_ascii_lowercase(), value.clone());
+                client
+                    .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        name.to_string(),
+                        value,
+                    )))
+                    .await?;
+            }
+        }
+        for name in ["extra_float_digits", "bytea_output"] {
+            if let Some(v) = after.get(name) {
+                client.metadata_mut().insert(name.to_string(), v.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SliceDbService {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = connection(client);
+        let (outputs, before, after) = {
+            let mut guard = conn.lock().await;
+            let before = guard.session.clone();
+            let outputs = self.coordinator.execute_sql(&mut guard.session, query).await;
+            (outputs, before, guard.session.clone())
+        };
+        self.report_settings(client, &before, &after).await?;
+        let mut responses = Vec::with_capacity(outputs.len());
+        for out in outputs {
+            match out {
+                Ok(o) => responses.push(self.respond(client, o, &Format::UnifiedText).await?),
+                Err(e) => responses.push(Response::Error(Box::new(error_info(&e)))),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// What the extended protocol stores per prepared statement.
+pub type StoredStatement = Arc<Prepared>;
+
+fn parameter_types(stmt: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
+    Coordinator::parameter_types(stmt).map_err(pg_error)
+}
+
+/// The parser the pgwire machinery calls: it holds the coordinator.
+pub struct CoordinatorParser {
+    coordinator: Arc<Coordinator>,
+}
+
+#[async_trait]
+impl QueryParser for CoordinatorParser {
+    type Statement = StoredStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let prepared = self.coordinator.prepare(sql).await.map_err(pg_error)?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        parameter_types(stmt)?
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, stmt: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match Coordinator::result_schema(stmt) {
+            Some(schema) => arrow_schema_to_pg_fields(&schema, format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for SliceDbService {
+    type Statement = StoredStatement;
+    type QueryParser = CoordinatorParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = portal.statement.statement.clone();
+        let types = parameter_types(&prepared)?;
+        let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+        let params = deserialize_parameters(portal, &refs)?;
+        let conn = connection(client);
+        let (result, before, after) = {
+            let mut guard = conn.lock().await;
+            let before = guard.session.clone();
+            let result = self
+                .coordinator
+                .execute_prepared(&mut guard.session, &prepared, params)
+                .await;
+            (result, before, guard.session.clone())
+        };
+        self.report_settings(client, &before, &after).await?;
+        let output = result.map_err(pg_error)?;
+        self.respond(client, output, &portal.result_column_format).await
+    }
+}
+
+#[async_trait]
+impl CopyHandler for SliceDbService {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = connection(client);
+        let mut guard = conn.lock().await;
+        let Some(copy) = guard.copy.as_mut() else {
+            return Err(pg_error(Error::new(
+                slicedb_common::SqlState::ProtocolViolation,
+                "COPY data without COPY",
+            )));
+        };
+        if let Err(e) = copy.push(&copy_data.data).await {
+            let wrote = copy.wrote();
+            guard.copy = None;
+            guard.session.block_wrote |= guard.session.in_block && wrote;
+            return Err(pg_error(e));
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = connection(client);
+        let copy = conn.lock().await.copy.take();
+        let Some(copy) = copy else {
+            return Err(pg_error(Error::new(
+                slicedb_common::SqlState::ProtocolViolation,
+                "COPY done without COPY",
+            )));
+        };
+        let rows = copy.finish().await.map_err(pg_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                tag(CommandTag::with_rows("COPY", rows)).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = connection(client);
+        let mut guard = conn.lock().await;
+        if let Some(copy) = guard.copy.take() {
+            guard.session.block_wrote |= guard.session.in_block && copy.wrote();
+        }
+        drop(guard);
+        pg_error(Error::new(
+            slicedb_common::SqlState::QueryCanceled,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
+    }
+}

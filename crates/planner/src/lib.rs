@@ -1,0 +1,23 @@
+//! Planning: how DataFusion sees slicedb's distributed tables.
+//!
+//! - [`SliceTable`] is the `TableProvider` of a distributed table. Its scan is
+//!   a [`SliceScanExec`] with one partition per slice server that holds
+//!   buckets the query needs; filters on the distribution key prune buckets
+//!   (an equality on the full key touches one bucket on one slice server), and
+//!   the other simple filters and the projection run on the slice servers.
+//! - INSERT, UPDATE, DELETE and TRUNCATE are planned by DataFusion and
+//!   executed by [`write`]'s operators, which route rows by bucket to their
+//!   slice servers, one write batch per slice server.
+//! - [`SliceSchemaProvider`] exposes the catalog's tables and views to
+//!   DataFusion, always at the catalog's latest version.
+
+pub mod bytea;
+pub mod pushdown;
+pub mod scan;
+pub mod schema;
+pub mod table;
+pub mod write;
+
+pub use scan::SliceScanExec;
+pub use schema::SliceSchemaProvider;
+pub use table::SliceTable;

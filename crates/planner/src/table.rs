@@ -1,0 +1,261 @@
+//! [`SliceTable`]: the DataFusion `TableProvider` of a distributed table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::datasource::{provider_as_source, TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{cast, col, Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use slicedb_common::{Error, NodeId, TableDef};
+use slicedb_hashmap::{Bucket, HashMap};
+use slicedb_storage::key::row_key;
+use slicedb_transport::message::ROW_KEY_COLUMN;
+use slicedb_transport::{Cluster, Predicate, ScanRequest};
+
+use crate::pushdown::{point_keys, prune_buckets, to_predicate};
+use crate::scan::{SliceScan, SliceScanExec};
+use crate::write::{SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
+
+/// Rows per record batch a slice server sends.
+pub const SCAN_BATCH_ROWS: usize = 8192;
+
+/// A distributed table as DataFusion sees it, bound to its hash map.
+#[derive(Clone)]
+pub struct SliceTable {
+    pub table: Arc<TableDef>,
+    pub map: Arc<HashMap>,
+    pub cluster: Arc<Cluster>,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for SliceTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SliceTable({} on {})", self.table.name, self.map.name)
+    }
+}
+
+impl SliceTable {
+    pub fn new(table: Arc<TableDef>, map: Arc<HashMap>, cluster: Arc<Cluster>) -> Self {
+        let schema = table.schema();
+        SliceTable {
+            table,
+            map,
+            cluster,
+            schema,
+        }
+    }
+
+    /// The same table with each row's key exposed as an extra last column
+    /// (UPDATE and DELETE address rows by it).
+    pub fn with_row_key(&self) -> Self {
+        let mut fields: Vec<Field> = self
+            .table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(ROW_KEY_COLUMN, DataType::Binary, false));
+        SliceTable {
+            schema: Arc::new(Schema::new(fields)),
+            ..self.clone()
+        }
+    }
+
+    /// Splits a scan into one request per slice server that owns a needed bucket.
+    pub fn plan_scans(&self, projection: &[usize], filters: &[Expr], limit: Option<usize>) -> Vec<SliceScan> {
+        let table = &self.table;
+        let key_index = table.columns.len();
+        let with_key = projection.contains(&key_index);
+        let columns: Vec<usize> = projection.iter().copied().filter(|c| *c != key_index).collect();
+        let predicates: Vec<Predicate> = filters.iter().filter_map(|f| to_predicate(f, table)).collect();
+        let predicate = match predicates.len() {
+            0 => None,
+            1 => predicates.into_iter().next(),
+            _ => Some(Predicate::And(predicates)),
+        };
+        let base = ScanRequest {
+            table_id: table.id,
+            column_types: table.column_types(),
+            projection: columns,
+            with_key,
+            buckets: Vec::new(),
+            keys: None,
+            predicate,
+            limit,
+            batch_size: SCAN_BATCH_ROWS,
+        };
+
+        // Point reads: every primary-key column pinned.
+        if let Some(points) = point_keys(filters, table) {
+            let mut per_node: BTreeMap<NodeId, (BTreeSet<Bucket>, Vec<Vec<u8>>)> = BTreeMap::new();
+            for (bucket, pk) in points {
+                if let Ok(k) = row_key(bucket, &pk) {
+                    let e = per_node.entry(self.map.owner(bucket)).or_default();
+                    e.0.insert(bucket);
+                    e.1.push(k);
+                }
+            }
+            return per_node
+                .into_iter()
+                .map(|(node, (buckets, keys))| SliceScan {
+                    node,
+                    bucket_count: buckets.len(),
+                    request: ScanRequest {
+                        keys: Some(keys),
+                        ..base.clone()
+                    },
+                })
+                .collect();
+        }
+
+        // Bucket pruning: the distribution key pinned to a few values.
+        let mut per_node: BTreeMap<NodeId, Vec<(u16, u16)>> = BTreeMap::new();
+        match prune_buckets(filters, table) {
+            Some(buckets) => {
+                for b in buckets {
+                    per_node.entry(self.map.owner(b)).or_default().push((b, b));
+                }
+            }
+            None => {
+                for r in self.map.ranges() {
+                    per_node.entry(r.node).or_default().push((r.start, r.end));
+                }
+            }
+        }
+        per_node
+            .into_iter()
+            .map(|(node, ranges)| SliceScan {
+                node,
+                bucket_count: ranges.iter().map(|(s, e)| (*e - *s) as usize + 1).sum(),
+                request: ScanRequest {
+                    buckets: ranges,
+                    ..base.clone()
+                },
+            })
+            .collect()
+    }
+
+    fn key_scan_plan(&self, filters: Vec<Expr>, exprs: Vec<Expr>) -> DfResult<datafusion::logical_expr::LogicalPlan> {
+        let source = provider_as_source(Arc::new(self.with_row_key()));
+        let mut builder = LogicalPlanBuilder::scan(self.table.name.as_str(), source, None)?;
+        if let Some(predicate) = conjunction(filters) {
+            builder = builder.filter(predicate)?;
+        }
+        builder.project(exprs)?.build()
+    }
+}
+
+#[async_trait]
+impl TableProvider for SliceTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if to_predicate(f, &self.table).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let projection = projection.unwrap_or(&all);
+        // Slice servers return the key last; keep it last in the plan too.
+        let key_index = self.table.columns.len();
+        let mut ordered: Vec<usize> = projection.iter().copied().filter(|c| *c != key_index).collect();
+        if projection.contains(&key_index) {
+            ordered.push(key_index);
+        }
+        let schema = Arc::new(self.schema.project(&ordered)?);
+        let scans = self.plan_scans(&ordered, filters, limit);
+        if scans.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(SliceScanExec::new(
+            self.table.name.clone(),
+            schema,
+            scans,
+            self.cluster.clone(),
+        ));
+        if ordered == *projection {
+            return Ok(exec);
+        }
+        // Restore the requested column order.
+        let exprs = projection
+            .iter()
+            .map(|c| {
+                let pos = ordered.iter().position(|o| o == c).unwrap_or(0);
+                let name = self.schema.field(*c).name().clone();
+                let e: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(&name, pos));
+                (e, name)
+            })
+            .collect::<Vec<_>>();
+        Ok(Arc::new(
+            datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
+        ))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(Error::unsupported(format!("{insert_op} is not supported")).into_datafusion());
+        }
+        Ok(Arc::new(SliceInsertExec::insert(input, self.clone())))
+    }
+
+    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self.key_scan_plan(filters, vec![col(ROW_KEY_COLUMN)])?;
+        let input = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(SliceDeleteExec::delete(input, self.clone())))
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut exprs = vec![col(ROW_KEY_COLUMN)];
+        for c in &self.table.columns {
+            let value = assignments
+                .iter()
+                .find(|(name, _)| name == &c.name)
+                .map(|(_, e)| e.clone())
+                .unwrap_or_else(|| col(c.name.as_str()));
+            exprs.push(cast(value, c.sql_type.arrow_type()).alias(c.name.as_str()));
+        }
+        let plan = self.key_scan_plan(filters, exprs)?;
+        let input = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(SliceUpdateExec::update(input, self.clone())))
+    }
+}

@@ -1,0 +1,450 @@
+//! Write operators: INSERT, UPDATE and DELETE on a distributed table.
+//!
+//! DataFusion plans the statement and hands the provider the input rows
+//! (INSERT) or a plan that yields each target row's key and, for UPDATE, its
+//! new values. The operators here route each row by its bucket to the slice
+//! server that owns it under the table's hash map, and send each slice server
+//! its rows as one [`SliceRequest::Write`], which it applies as one RocksDB
+//! write batch. Slice servers are written in parallel.
+//!
+//! Until transactions land, a statement that fails on one slice server may
+//! have been applied on another.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    ReplaceChildrenOptions,
+};
+use futures::StreamExt;
+use slicedb_common::{err, Datum, Error, NodeId, Result, SqlType, TableDef};
+use slicedb_hashmap::bucket_of;
+use slicedb_storage::key::{bucket_of_row_key, row_key};
+use slicedb_storage::RowWrite;
+use slicedb_transport::{SliceRequest, SliceResponse};
+
+use crate::table::SliceTable;
+
+/// Rows buffered before a flush to the slice servers.
+const FLUSH_ROWS: usize = 16_384;
+
+/// Records whether a statement changed any row on any slice server, even
+/// if it then failed: the session needs to know whether a `ROLLBACK` would
+/// be a lie. Put in the statement's session config as an extension.
+#[derive(Debug, Default)]
+pub struct WriteTracker {
+    wrote: AtomicBool,
+}
+
+impl WriteTracker {
+    pub fn wrote(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, rows: u64) {
+        if rows > 0 {
+            self.wrote.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Buffers row writes per slice server and sends them in parallel.
+pub struct RowRouter {
+    target: SliceTable,
+    pending: BTreeMap<NodeId, Vec<RowWrite>>,
+    pending_rows: usize,
+    tracker: Arc<WriteTracker>,
+}
+
+impl RowRouter {
+    pub fn new(target: SliceTable, tracker: Arc<WriteTracker>) -> Self {
+        RowRouter {
+            target,
+            pending: BTreeMap::new(),
+            pending_rows: 0,
+            tracker,
+        }
+    }
+
+    pub fn push(&mut self, bucket: u16, write: RowWrite) {
+        self.pending
+            .entry(self.target.map.owner(bucket))
+            .or_default()
+            .push(write);
+        self.pending_rows += 1;
+    }
+
+    pub async fn flush_if_full(&mut self) -> Result<u64> {
+        if self.pending_rows >= FLUSH_ROWS {
+            self.flush().await
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// Sends everything buffered; returns the rows the slice servers report affected.
+    ///
+    /// Row images go first and deletes only once every slice server has
+    /// accepted them: an UPDATE that moves a row to another bucket then
+    /// never deletes the old row when writing the new one failed (for
+    /// example on a duplicate key). Without transactions a failure can still
+    /// leave both copies, but never neither.
+    pub async fn flush(&mut self) -> Result<u64> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let mut puts: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
+        let mut deletes: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
+        for (node, writes) in pending {
+            for w in writes {
+                let phase = if matches!(w, RowWrite::Delete { .. }) {
+                    &mut deletes
+                } else {
+                    &mut puts
+                };
+                phase.entry(node).or_default().push(w);
+            }
+        }
+        let mut affected = self.send(puts).await?;
+        affected += self.send(deletes).await?;
+        Ok(affected)
+    }
+
+    async fn send(&self, batches: BTreeMap<NodeId, Vec<RowWrite>>) -> Result<u64> {
+        let table = &self.target.table;
+        let sends = batches.into_iter().map(|(node, writes)| {
+            let cluster = self.target.cluster.clone();
+            let request = SliceRequest::Write {
+                table_id: table.id,
+                table_name: table.name.clone(),
+                writes,
+            };
+            async move {
+                match cluster.client(node)?.call(request).await? {
+                    SliceResponse::Written(n) => Ok(n),
+                    other => Err(Error::internal(format!("unexpected write response {other:?}"))),
+                }
+            }
+        });
+        let mut affected = 0;
+        let mut first_error = None;
+        for r in futures::future::join_all(sends).await {
+            match r {
+                Ok(n) => {
+                    self.tracker.record(n);
+                    affected += n;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(affected),
+        }
+    }
+}
+
+/// Checks a value against its column's constraints and normalizes it
+/// (blank-padding `char(n)`).
+pub fn check_value(table: &TableDef, column: usize, value: Datum) -> Result<Datum> {
+    let c = &table.columns[column];
+    if value.is_null() {
+        if !c.nullable {
+            return Err(err!(
+                NotNullViolation,
+                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                c.name,
+                table.name
+            ));
+        }
+        return Ok(value);
+    }
+    match (c.sql_type, value) {
+        (SqlType::Varchar(Some(n)), Datum::Text(s)) => {
+            if s.chars().count() > n as usize {
+                return Err(err!(
+                    StringDataRightTruncation,
+                    "value too long for type character varying({n})"
+                ));
+            }
+            Ok(Datum::Text(s))
+        }
+        (SqlType::Char(n), Datum::Text(s)) => {
+            let trimmed = s.trim_end_matches(' ');
+            let len = trimmed.chars().count();
+            if len > n as usize {
+                return Err(err!(
+                    StringDataRightTruncation,
+                    "value too long for type character({n})"
+                ));
+            }
+            let mut padded = trimmed.to_string();
+            padded.extend(std::iter::repeat_n(' ', n as usize - len));
+            Ok(Datum::Text(padded))
+        }
+        (_, v) => Ok(v),
+    }
+}
+
+/// Reads row `i` of `columns` (in table column order) as checked datums.
+fn row_from_batch(table: &TableDef, columns: &[ArrayRef], i: usize) -> Result<Vec<Datum>> {
+    let mut row = Vec::with_capacity(table.columns.len());
+    for (c, array) in columns.iter().enumerate() {
+        let d = Datum::from_array(array.as_ref(), i, table.columns[c].sql_type)?;
+        row.push(check_value(table, c, d)?);
+    }
+    Ok(row)
+}
+
+/// The bucket of a full row, from its distribution-key columns.
+pub fn bucket_of_row(table: &TableDef, row: &[Datum]) -> u16 {
+    bucket_of(table.distribution_key.iter().map(|c| &row[*c]))
+}
+
+/// The write that inserts `row` as a new row.
+pub fn insert_write(table: &TableDef, row: Vec<Datum>) -> Result<(u16, RowWrite)> {
+    let bucket = bucket_of_row(table, &row);
+    if table.has_primary_key() {
+        let pk: Vec<Datum> = table.primary_key.iter().map(|c| row[*c].clone()).collect();
+        Ok((
+            bucket,
+            RowWrite::Insert {
+                key: row_key(bucket, &pk)?,
+                row,
+            },
+        ))
+    } else {
+        Ok((bucket, RowWrite::InsertWithRowId { bucket, row }))
+    }
+}
+
+/// Which write statement an operator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// Executes INSERT, UPDATE or DELETE against a [`SliceTable`]; outputs one
+/// row with the `count` of rows written.
+pub struct SliceWriteExec {
+    kind: WriteKind,
+    input: Arc<dyn ExecutionPlan>,
+    target: SliceTable,
+    properties: Arc<PlanProperties>,
+}
+
+/// INSERT: input rows in table column order.
+pub type SliceInsertExec = SliceWriteExec;
+/// UPDATE: input is `[row key, new values in table column order]`.
+pub type SliceUpdateExec = SliceWriteExec;
+/// DELETE: input is `[row key]`.
+pub type SliceDeleteExec = SliceWriteExec;
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]))
+}
+
+impl SliceWriteExec {
+    fn build(kind: WriteKind, input: Arc<dyn ExecutionPlan>, target: SliceTable) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        SliceWriteExec {
+            kind,
+            input,
+            target,
+            properties,
+        }
+    }
+
+    pub fn insert(input: Arc<dyn ExecutionPlan>, target: SliceTable) -> Self {
+        Self::build(WriteKind::Insert, input, target)
+    }
+
+    pub fn update(input: Arc<dyn ExecutionPlan>, target: SliceTable) -> Self {
+        Self::build(WriteKind::Update, input, target)
+    }
+
+    pub fn delete(input: Arc<dyn ExecutionPlan>, target: SliceTable) -> Self {
+        Self::build(WriteKind::Delete, input, target)
+    }
+
+    async fn run(
+        kind: WriteKind,
+        input: Arc<dyn ExecutionPlan>,
+        target: SliceTable,
+        ctx: Arc<TaskContext>,
+    ) -> Result<u64> {
+        let table = target.table.clone();
+        let tracker = ctx.session_config().get_extension::<WriteTracker>().unwrap_or_default();
+        let mut router = RowRouter::new(target, tracker);
+        let mut count = 0u64;
+        let partitions = input.properties().output_partitioning().partition_count();
+        for p in 0..partitions {
+            let mut stream = input.execute(p, ctx.clone()).map_err(Error::from)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(Error::from)?;
+                match kind {
+                    WriteKind::Insert => {
+                        if batch.num_columns() != table.columns.len() {
+                            return Err(Error::internal("INSERT input does not match the table"));
+                        }
+                        for i in 0..batch.num_rows() {
+                            let row = row_from_batch(&table, batch.columns(), i)?;
+                            let (bucket, w) = insert_write(&table, row)?;
+                            router.push(bucket, w);
+                        }
+                        count += batch.num_rows() as u64;
+                    }
+                    WriteKind::Delete => {
+                        let keys = row_keys(&batch)?;
+                        for i in 0..keys.len() {
+                            let key = keys.value(i).to_vec();
+                            let bucket = bucket_of_row_key(&key)?;
+                            router.push(bucket, RowWrite::Delete { key });
+                        }
+                    }
+                    WriteKind::Update => {
+                        let keys = row_keys(&batch)?;
+                        let values = &batch.columns()[1..];
+                        for i in 0..keys.len() {
+                            let old_key = keys.value(i);
+                            let old_bucket = bucket_of_row_key(old_key)?;
+                            let row = row_from_batch(&table, values, i)?;
+                            let bucket = bucket_of_row(&table, &row);
+                            if table.has_primary_key() {
+                                let pk: Vec<Datum> = table.primary_key.iter().map(|c| row[*c].clone()).collect();
+                                let key = row_key(bucket, &pk)?;
+                                if key == old_key {
+                                    router.push(bucket, RowWrite::Put { key, row });
+                                } else {
+                                    router.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
+                                    router.push(bucket, RowWrite::Insert { key, row });
+                                }
+                            } else if bucket == old_bucket {
+                                router.push(
+                                    bucket,
+                                    RowWrite::Put {
+                                        key: old_key.to_vec(),
+                                        row,
+                                    },
+                                );
+                            } else {
+                                router.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
+                                router.push(bucket, RowWrite::InsertWithRowId { bucket, row });
+                            }
+                        }
+                        count += keys.len() as u64;
+                    }
+                }
+                let n = router.flush_if_full().await?;
+                if kind == WriteKind::Delete {
+                    count += n;
+                }
+            }
+        }
+        let n = router.flush().await?;
+        if kind == WriteKind::Delete {
+            count += n;
+        }
+        Ok(count)
+    }
+}
+
+fn row_keys(batch: &RecordBatch) -> Result<&BinaryArray> {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| Error::internal("row key column is not binary"))
+}
+
+impl fmt::Debug for SliceWriteExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SliceWriteExec({:?} {})", self.kind, self.target.table.name)
+    }
+}
+
+impl DisplayAs for SliceWriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let op = match self.kind {
+            WriteKind::Insert => "SliceInsertExec",
+            WriteKind::Update => "SliceUpdateExec",
+            WriteKind::Delete => "SliceDeleteExec",
+        };
+        write!(
+            f,
+            "{op}: table={}, hash_map={}",
+            self.target.table.name, self.target.map.name
+        )
+    }
+}
+
+impl ExecutionPlan for SliceWriteExec {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            WriteKind::Insert => "SliceInsertExec",
+            WriteKind::Update => "SliceUpdateExec",
+            WriteKind::Delete => "SliceDeleteExec",
+        }
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children.pop().unwrap_or_else(|| self.input.clone());
+        Ok(Arc::new(Self::build(self.kind, input, self.target.clone())))
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
+    }
+
+    fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let (kind, input, target) = (self.kind, self.input.clone(), self.target.clone());
+        let out = futures::stream::once(async move {
+            let count = Self::run(kind, input, target, context)
+                .await
+                .map_err(Error::into_datafusion)?;
+            let array: ArrayRef = Arc::new(UInt64Array::from(vec![count]));
+            RecordBatch::try_new(count_schema(), vec![array]).map_err(Into::into)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(count_schema(), out)))
+    }
+}

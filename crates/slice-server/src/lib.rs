@@ -1,0 +1,228 @@
+//! A slice server: serves the slices (bucket runs of tables) stored on one node.
+//!
+//! It answers [`SliceRequest`]s (writes, bucket deletes, statistics) and
+//! [`ScanRequest`]s against its [`SliceStore`]. Scans run on a blocking
+//! thread, decode rows, apply the pushed-down predicate and projection, and
+//! send Arrow record batches through a bounded channel: a slow reader slows
+//! the scan instead of filling memory, and a table is never materialized whole.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BinaryBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use futures::StreamExt;
+use slicedb_common::datum::build_array;
+use slicedb_common::{Datum, Error, NodeId, Result};
+use slicedb_storage::SliceStore;
+use slicedb_transport::message::ROW_KEY_COLUMN;
+use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
+use tokio::sync::mpsc;
+
+/// One slice server and its storage.
+pub struct SliceServer {
+    node: NodeId,
+    store: Arc<SliceStore>,
+}
+
+impl SliceServer {
+    /// Opens the slice server `node` with its data under `dir`.
+    pub fn open(node: NodeId, dir: &Path) -> Result<SliceServer> {
+        std::fs::create_dir_all(dir)?;
+        let store = SliceStore::open(dir, node)?;
+        Ok(SliceServer {
+            node,
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SliceStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::internal(format!("slice server task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl SliceService for SliceServer {
+    async fn call(&self, request: SliceRequest) -> Result<SliceResponse> {
+        match request {
+            SliceRequest::Write {
+                table_id,
+                table_name,
+                writes,
+            } => {
+                let n = self.blocking(move |s| s.write(table_id, &table_name, &writes)).await?;
+                Ok(SliceResponse::Written(n))
+            }
+            SliceRequest::DeleteBuckets { table_id, ranges } => {
+                self.blocking(move |s| s.delete_buckets(table_id, &ranges)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::DropTable { table_id } => {
+                self.blocking(move |s| s.delete_table(table_id)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::TableStats { table_ids } => {
+                let stats = self
+                    .blocking(move |s| {
+                        table_ids
+                            .into_iter()
+                            .map(|t| Ok((t, s.table_stats(t)?)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .await?;
+                Ok(SliceResponse::TableStats(stats))
+            }
+            SliceRequest::Ping => Ok(SliceResponse::Pong {
+                node_id: self.node,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        }
+    }
+
+    async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
+        let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = run_scan(&store, &request, &tx);
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(tokio_stream(rx).boxed())
+    }
+}
+
+fn tokio_stream(mut rx: mpsc::Receiver<Result<RecordBatch>>) -> impl futures::Stream<Item = Result<RecordBatch>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Accumulates scanned rows into record batches of the requested shape.
+struct BatchBuilder<'a> {
+    request: &'a ScanRequest,
+    schema: Arc<Schema>,
+    columns: Vec<Vec<Datum>>,
+    keys: Vec<Vec<u8>>,
+}
+
+impl<'a> BatchBuilder<'a> {
+    fn new(request: &'a ScanRequest) -> Result<Self> {
+        let mut fields = Vec::with_capacity(request.projection.len() + 1);
+        for (i, c) in request.projection.iter().enumerate() {
+            let ty = request
+                .column_types
+                .get(*c)
+                .ok_or_else(|| Error::internal(format!("scan projects unknown column {c}")))?;
+            fields.push(Field::new(format!("c{i}"), ty.arrow_type(), true));
+        }
+        if request.with_key {
+            fields.push(Field::new(ROW_KEY_COLUMN, DataType::Binary, false));
+        }
+        Ok(BatchBuilder {
+            request,
+            schema: Arc::new(Schema::new(fields)),
+            columns: vec![Vec::new(); request.projection.len()],
+            keys: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, key: &[u8], mut row: Vec<Datum>) {
+        for (out, c) in self.columns.iter_mut().zip(&self.request.projection) {
+            out.push(std::mem::replace(
+                row.get_mut(*c).unwrap_or(&mut Datum::Null),
+                Datum::Null,
+            ));
+        }
+        if self.request.with_key {
+            self.keys.push(key.to_vec());
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.columns.first().map(Vec::len).unwrap_or(self.keys.len())
+    }
+
+    fn rows_pending(&self, count: usize) -> usize {
+        if self.columns.is_empty() && !self.request.with_key {
+            count
+        } else {
+            self.len()
+        }
+    }
+
+    fn finish(&mut self, row_count: usize) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (values, c) in self.columns.iter_mut().zip(&self.request.projection) {
+            arrays.push(build_array(self.request.column_types[*c], values.iter())?);
+            values.clear();
+        }
+        if self.request.with_key {
+            let mut b = BinaryBuilder::new();
+            for k in self.keys.drain(..) {
+                b.append_value(k);
+            }
+            arrays.push(Arc::new(b.finish()));
+        }
+        let opts = RecordBatchOptions::new().with_row_count(Some(row_count));
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts).map_err(Error::from)
+    }
+}
+
+fn run_scan(store: &SliceStore, request: &ScanRequest, tx: &mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
+    let mut builder = BatchBuilder::new(request)?;
+    let batch_size = request.batch_size.max(1);
+    let mut pending = 0usize;
+    let mut total = 0usize;
+    let limit = request.limit.unwrap_or(usize::MAX);
+    let mut closed = false;
+    let mut visit = |key: &[u8], row: Vec<Datum>| -> Result<bool> {
+        if total >= limit {
+            return Ok(false);
+        }
+        if let Some(p) = &request.predicate {
+            if p.eval(&row) != Some(true) {
+                return Ok(true);
+            }
+        }
+        builder.push(key, row);
+        pending += 1;
+        total += 1;
+        if builder.rows_pending(pending) >= batch_size {
+            let batch = builder.finish(pending)?;
+            pending = 0;
+            if tx.blocking_send(Ok(batch)).is_err() {
+                closed = true;
+                return Ok(false);
+            }
+        }
+        Ok(total < limit)
+    };
+    match &request.keys {
+        Some(keys) => {
+            for key in keys {
+                if let Some(row) = store.get(request.table_id, key)? {
+                    if !visit(key, row)? {
+                        break;
+                    }
+                }
+            }
+        }
+        None => store.scan(request.table_id, &request.buckets, &mut visit)?,
+    }
+    if pending > 0 && !closed {
+        let batch = builder.finish(pending)?;
+        let _ = tx.blocking_send(Ok(batch));
+    }
+    Ok(())
+}

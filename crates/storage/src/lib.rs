@@ -1,0 +1,26 @@
+//! Slice storage: one RocksDB instance per slice server.
+//!
+//! Every row of every slice the server holds lives under the key
+//!
+//! ```text
+//! [table id: u32 BE][bucket: u16 BE][primary key, order-preserving]
+//! ```
+//!
+//! so one bucket of one table is one contiguous key range: a bucket can be
+//! scanned, copied or deleted as a range ([`SliceStore::scan`],
+//! [`SliceStore::delete_buckets`]). The primary key is encoded with the
+//! `memcomparable` crate, so RocksDB's byte order is the key's SQL order. A
+//! table without a primary key gets a hidden row id instead, unique across
+//! the cluster because its top bits are the slice server's node id.
+//!
+//! Values ([`row`]) carry a format byte and a version slot (the commit
+//! timestamp, 0 until transactions land) ahead of the row, so MVCC can be
+//! added without rewriting stored data. Key id 0 is reserved for the slice
+//! server's own metadata.
+
+pub mod key;
+pub mod row;
+pub mod store;
+
+pub use key::RowKey;
+pub use store::{RowWrite, SliceStore, TableStats};

@@ -1,0 +1,161 @@
+//! Requests and responses between the coordinator and a slice server.
+
+use serde::{Deserialize, Serialize};
+use slicedb_common::{Datum, NodeId, SqlType, TableId};
+use slicedb_storage::{RowKey, RowWrite, TableStats};
+
+/// Name of the extra binary column a scan appends when `with_key` is set:
+/// the row's [`RowKey`], which UPDATE and DELETE use to address the row.
+pub const ROW_KEY_COLUMN: &str = "__slicedb_row_key";
+
+/// A scan of one table on one slice server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub table_id: TableId,
+    /// Types of all the table's columns, in order.
+    pub column_types: Vec<SqlType>,
+    /// Columns to return, in order.
+    pub projection: Vec<usize>,
+    /// Also return each row's key as [`ROW_KEY_COLUMN`] (last column).
+    pub with_key: bool,
+    /// Inclusive bucket ranges to read.
+    pub buckets: Vec<(u16, u16)>,
+    /// If set, read only these keys (primary-key point reads) instead of ranges.
+    pub keys: Option<Vec<RowKey>>,
+    /// Rows failing this predicate are skipped on the slice server.
+    pub predicate: Option<Predicate>,
+    /// Stop after this many rows.
+    pub limit: Option<usize>,
+    /// Rows per record batch.
+    pub batch_size: usize,
+}
+
+/// Comparison operators a slice server evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// A filter pushed down to slice servers, over column indexes of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Predicate {
+    Compare {
+        column: usize,
+        op: CmpOp,
+        value: Datum,
+    },
+    InList {
+        column: usize,
+        values: Vec<Datum>,
+        negated: bool,
+    },
+    IsNull(usize),
+    IsNotNull(usize),
+    And(Vec<Predicate>),
+    Or(Vec<Predicate>),
+    Not(Box<Predicate>),
+}
+
+impl Predicate {
+    /// SQL three-valued evaluation against a full row: `None` is unknown.
+    pub fn eval(&self, row: &[Datum]) -> Option<bool> {
+        let col = |i: &usize| row.get(*i).unwrap_or(&Datum::Null);
+        match self {
+            Predicate::Compare { column, op, value } => {
+                let ord = col(column).sql_cmp(value)?;
+                Some(match op {
+                    CmpOp::Eq => ord.is_eq(),
+                    CmpOp::NotEq => ord.is_ne(),
+                    CmpOp::Lt => ord.is_lt(),
+                    CmpOp::LtEq => ord.is_le(),
+                    CmpOp::Gt => ord.is_gt(),
+                    CmpOp::GtEq => ord.is_ge(),
+                })
+            }
+            Predicate::InList {
+                column,
+                values,
+                negated,
+            } => {
+                let v = col(column);
+                if v.is_null() {
+                    return None;
+                }
+                let mut unknown = false;
+                for candidate in values {
+                    match v.sql_cmp(candidate) {
+                        Some(o) if o.is_eq() => return Some(!negated),
+                        None => unknown = true,
+                        _ => {}
+                    }
+                }
+                if unknown {
+                    None
+                } else {
+                    Some(*negated)
+                }
+            }
+            Predicate::IsNull(c) => Some(col(c).is_null()),
+            Predicate::IsNotNull(c) => Some(!col(c).is_null()),
+            Predicate::And(ps) => {
+                let mut result = Some(true);
+                for p in ps {
+                    match p.eval(row) {
+                        Some(false) => return Some(false),
+                        None => result = None,
+                        Some(true) => {}
+                    }
+                }
+                result
+            }
+            Predicate::Or(ps) => {
+                let mut result = Some(false);
+                for p in ps {
+                    match p.eval(row) {
+                        Some(true) => return Some(true),
+                        None => result = None,
+                        Some(false) => {}
+                    }
+                }
+                result
+            }
+            Predicate::Not(p) => p.eval(row).map(|b| !b),
+        }
+    }
+}
+
+/// Requests other than scans.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SliceRequest {
+    /// Apply row writes to one table atomically (one RocksDB write batch).
+    Write {
+        table_id: TableId,
+        table_name: String,
+        writes: Vec<RowWrite>,
+    },
+    /// Range-delete whole buckets of a table (inclusive ranges).
+    DeleteBuckets { table_id: TableId, ranges: Vec<(u16, u16)> },
+    /// Delete every row of a table.
+    DropTable { table_id: TableId },
+    /// Rows and bytes held for each table.
+    TableStats { table_ids: Vec<TableId> },
+    /// Liveness and identity check.
+    Ping,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SliceResponse {
+    /// Rows affected by a write.
+    Written(u64),
+    Done,
+    TableStats(Vec<(TableId, TableStats)>),
+    Pong {
+        node_id: NodeId,
+        version: String,
+    },
+}

@@ -1,0 +1,97 @@
+"""Python drivers against a running slicedb: psycopg 3 and asyncpg.
+
+Usage: python3 python_drivers.py HOST PORT
+Exits non-zero with a message on the first failure.
+"""
+import asyncio
+import datetime
+import decimal
+import sys
+
+import asyncpg
+import psycopg
+from psycopg import errors
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def psycopg3(host, port):
+    dsn = f"host={host} port={port} user=postgres dbname=slicedb"
+    # Default mode: psycopg opens a transaction block implicitly (BEGIN).
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE py_orders (id bigint PRIMARY KEY, customer text NOT NULL,"
+                " amount numeric(12,2), placed timestamp, paid boolean)"
+            )
+            cur.executemany(
+                "INSERT INTO py_orders VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (i, f"c{i % 7}", decimal.Decimal(f"{i}.25"), datetime.datetime(2024, 1, 1 + i % 28, 12, 0), i % 2 == 0)
+                    for i in range(1, 101)
+                ],
+            )
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT customer, amount, placed, paid FROM py_orders WHERE id = %s", (42,))
+            row = cur.fetchone()
+            check(row == ("c0", decimal.Decimal("42.25"), datetime.datetime(2024, 1, 15, 12, 0), True), f"psycopg row {row!r}")
+            cur.execute("SELECT count(*), sum(amount) FROM py_orders WHERE paid = %s", (True,))
+            count, total = cur.fetchone()
+            check(count == 50, f"psycopg count {count}")
+            check(total == sum(decimal.Decimal(f"{i}.25") for i in range(2, 101, 2)), f"psycopg sum {total}")
+            try:
+                cur.execute("INSERT INTO py_orders VALUES (%s, %s, NULL, NULL, NULL)", (1, "dup"))
+                raise AssertionError("duplicate key accepted")
+            except errors.UniqueViolation:
+                pass
+        conn.rollback()
+        with conn.cursor() as cur:
+            with cur.copy("COPY py_orders (id, customer) FROM STDIN") as copy:
+                for i in range(1000, 1100):
+                    copy.write_row((i, f"copied{i}"))
+            cur.execute("SELECT count(*) FROM py_orders")
+            check(cur.fetchone()[0] == 200, "psycopg COPY rows")
+        conn.commit()
+    # Autocommit mode and server-side prepared statements.
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+        for i in range(3):
+            got = conn.execute("SELECT customer FROM py_orders WHERE id = %s", (1000 + i,)).fetchone()
+            check(got == (f"copied{1000 + i}",), f"prepared select {got!r}")
+
+
+async def asyncpg_checks(host, port):
+    conn = await asyncpg.connect(host=host, port=port, user="postgres", database="slicedb")
+    try:
+        await conn.execute("CREATE TABLE apg (id integer PRIMARY KEY, name text, score double precision, born date)")
+        await conn.executemany(
+            "INSERT INTO apg VALUES ($1, $2, $3, $4)",
+            [(i, f"n{i}", i / 4, datetime.date(2000, 1, 1) + datetime.timedelta(days=i)) for i in range(50)],
+        )
+        row = await conn.fetchrow("SELECT name, score, born FROM apg WHERE id = $1", 10)
+        check(tuple(row) == ("n10", 2.5, datetime.date(2000, 1, 11)), f"asyncpg row {tuple(row)!r}")
+        stmt = await conn.prepare("SELECT count(*) FROM apg WHERE score >= $1")
+        check(await stmt.fetchval(5.0) == 30, "asyncpg prepared count")
+        try:
+            await conn.execute("SELECT * FROM nowhere")
+            raise AssertionError("unknown table accepted")
+        except asyncpg.exceptions.UndefinedTableError:
+            pass
+        check(await conn.fetchval("SELECT count(*) FROM apg") == 50, "asyncpg usable after error")
+    finally:
+        await conn.close()
+
+
+def main():
+    host, port = sys.argv[1], int(sys.argv[2])
+    psycopg3(host, port)
+    print("psycopg 3: ok")
+    asyncio.run(asyncpg_checks(host, port))
+    print("asyncpg: ok")
+
+
+if __name__ == "__main__":
+    main()
