@@ -113,6 +113,8 @@ async fn explain_shows_buckets_and_slice_servers() {
         1,
         "{point}"
     );
+    let several = plan("EXPLAIN SELECT * FROM t WHERE id IN (1, 2, 3)").await;
+    assert!(several.contains("point_reads=3"), "{several}");
     let full = plan("EXPLAIN SELECT * FROM t").await;
     assert!(full.contains("buckets=65536"), "{full}");
     assert!(

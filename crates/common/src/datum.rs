@@ -113,7 +113,6 @@ pub fn build_array<'a>(ty: SqlType, datums: impl Iterator<Item = &'a Datum>) -> 
     })
 }
 
-
 impl Datum {
     /// SQL comparison of two non-null values; `None` if either is NULL or
     /// the kinds are not comparable. Integers of any width compare by value,
@@ -210,6 +209,14 @@ impl Datum {
                 s
             }
         })
+    }
+}
+
+impl Datum {
+    /// The text of this value without its column type (timestamps print
+    /// without a zone).
+    pub fn pg_text_untyped(&self) -> String {
+        self.pg_text(SqlType::Timestamp).unwrap_or_else(|| "NULL".to_string())
     }
 }
 

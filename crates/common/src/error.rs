@@ -219,8 +219,18 @@ impl Error {
     }
 
     /// DataFusion reports many user errors as plain strings; pick the
-    /// SQLSTATE a PostgreSQL user would expect from the wording.
+    /// SQLSTATE a PostgreSQL user would expect from the wording, and
+    /// PostgreSQL's wording where it is well known.
     fn classify_message(msg: &str, default: SqlState) -> Error {
+        if let Some(rest) = msg.trim().strip_prefix("table '") {
+            if let Some(name) = rest.strip_suffix("' not found") {
+                let relation = name.rsplit('.').next().unwrap_or(name);
+                return Error::new(
+                    SqlState::UndefinedTable,
+                    format!("relation \"{relation}\" does not exist"),
+                );
+            }
+        }
         let lower = msg.to_ascii_lowercase();
         let state = if lower.contains("table '") && lower.contains("not found") || lower.contains("table not found") {
             SqlState::UndefinedTable

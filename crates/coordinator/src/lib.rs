@@ -93,6 +93,26 @@ impl CommandTag {
     }
 }
 
+/// `version()`, as PostgreSQL clients parse it.
+fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    let version = format!(
+        "PostgreSQL {} (slicedb {}) on {}-linux, compiled by rustc",
+        session::SERVER_VERSION,
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+    )
+}
+
 /// The coordinator of one cluster.
 pub struct Coordinator {
     pub catalog: Arc<Catalog>,
@@ -152,6 +172,7 @@ impl Coordinator {
         db.register_schema(SCHEMA, schema.clone()).map_err(Error::from)?;
         ctx.register_catalog(DATABASE, db);
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| Error::from(*e))?;
+        ctx.register_udf(version_udf());
         Ok(Coordinator {
             catalog,
             cluster,

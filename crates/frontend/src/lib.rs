@@ -34,7 +34,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use slicedb_common::Error;
 use slicedb_coordinator::session::REPORTED;
@@ -139,9 +139,49 @@ struct Startup {
     manager: Arc<ConnectionManager>,
 }
 
+#[async_trait]
 impl NoopStartupHandler for Startup {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(self.manager.clone())
+    }
+
+    /// Adopts the settings the client sent in its startup packet (drivers
+    /// send `application_name`, `DateStyle`, `extra_float_digits`, …) and
+    /// reports slicedb's own values where pgwire's defaults differ.
+    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = connection(client);
+        let mut guard = conn.lock().await;
+        for (name, value) in client.metadata() {
+            if !matches!(name.as_str(), "user" | "database" | "options" | "replication") {
+                guard.session.set(name, value);
+            }
+        }
+        let mut report = Vec::new();
+        for name in [
+            "server_version",
+            "TimeZone",
+            "DateStyle",
+            "IntervalStyle",
+            "application_name",
+            "client_encoding",
+        ] {
+            report.push((
+                name.to_string(),
+                guard.session.get(name).unwrap_or_default().to_string(),
+            ));
+        }
+        drop(guard);
+        for (name, value) in report {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value)))
+                .await?;
+        }
+        Ok(())
     }
 }
 

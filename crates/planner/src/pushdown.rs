@@ -139,28 +139,7 @@ fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Ve
         split_and(f, &mut conjuncts);
     }
     for c in conjuncts {
-        let values = match c {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) => {
-                let v = if column_of(left, table) == Some(column) {
-                    literal(right)
-                } else if column_of(right, table) == Some(column) {
-                    literal(left)
-                } else {
-                    None
-                };
-                v.and_then(|v| scalar_to_datum(v, ty)).map(|d| vec![d])
-            }
-            Expr::InList(list) if !list.negated && column_of(&list.expr, table) == Some(column) => list
-                .list
-                .iter()
-                .map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty)))
-                .collect::<Option<Vec<_>>>(),
-            _ => None,
-        };
+        let values = pinned_by(c, table, column, ty);
         if let Some(mut values) = values {
             values.retain(|d| !d.is_null());
             result = Some(match result {
@@ -170,6 +149,46 @@ fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Ve
         }
     }
     result
+}
+
+/// The values `e` pins `column` to: `c = v`, `c IN (…)`, or an OR of those
+/// (DataFusion turns short IN lists into ORs).
+fn pinned_by(e: &Expr, table: &TableDef, column: usize, ty: SqlType) -> Option<Vec<Datum>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let v = if column_of(left, table) == Some(column) {
+                literal(right)
+            } else if column_of(right, table) == Some(column) {
+                literal(left)
+            } else {
+                None
+            };
+            v.and_then(|v| scalar_to_datum(v, ty)).map(|d| vec![d])
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut values = pinned_by(left, table, column, ty)?;
+            for v in pinned_by(right, table, column, ty)? {
+                if !values.contains(&v) {
+                    values.push(v);
+                }
+            }
+            Some(values)
+        }
+        Expr::InList(list) if !list.negated && column_of(&list.expr, table) == Some(column) => list
+            .list
+            .iter()
+            .map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty)))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    }
 }
 
 fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
@@ -238,4 +257,66 @@ pub fn point_keys(filters: &[Expr], table: &TableDef) -> Option<Vec<(Bucket, Vec
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+    use slicedb_common::ColumnDef;
+
+    use super::*;
+
+    fn table() -> TableDef {
+        let c = |name: &str, sql_type| ColumnDef {
+            name: name.into(),
+            sql_type,
+            nullable: true,
+        };
+        TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: vec![
+                c("region", SqlType::Text),
+                c("id", SqlType::BigInt),
+                c("v", SqlType::Integer),
+            ],
+            primary_key: vec![0, 1],
+            distribution_key: vec![0],
+            hash_map: "hm1".into(),
+        }
+    }
+
+    #[test]
+    fn equalities_pin_buckets_and_keys() {
+        let t = table();
+        let f = vec![col("region")
+            .eq(lit("eu"))
+            .and(col("id").in_list(vec![lit(1i64), lit(2i64)], false))];
+        assert_eq!(prune_buckets(&f, &t).unwrap().len(), 1);
+        assert_eq!(point_keys(&f, &t).unwrap().len(), 2);
+        // OR of equalities, as DataFusion rewrites short IN lists
+        let f = vec![col("region").eq(lit("eu")).or(col("region").eq(lit("us")))];
+        assert_eq!(pinned_values(&f, &t, 0).unwrap().len(), 2);
+        assert!(point_keys(&f, &t).is_none(), "id is not pinned");
+        // a range does not pin anything
+        assert!(prune_buckets(&[col("region").gt(lit("a"))], &t).is_none());
+        // contradictory equalities pin nothing
+        let f = vec![col("region").eq(lit("a")), col("region").eq(lit("b"))];
+        assert_eq!(prune_buckets(&f, &t).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn literals_convert_only_when_lossless() {
+        assert_eq!(
+            scalar_to_datum(&ScalarValue::Int32(Some(5)), SqlType::BigInt),
+            Some(Datum::Int64(5))
+        );
+        assert_eq!(
+            scalar_to_datum(&ScalarValue::Float64(Some(3.5)), SqlType::Integer),
+            None
+        );
+        let p = to_predicate(&col("v").lt(lit(10i64)), &table()).unwrap();
+        assert_eq!(p.eval(&[Datum::Null, Datum::Null, Datum::Int32(3)]), Some(true));
+        assert_eq!(p.eval(&[Datum::Null, Datum::Null, Datum::Null]), None);
+    }
 }

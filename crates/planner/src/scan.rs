@@ -16,7 +16,7 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions,
 };
 use futures::{StreamExt, TryStreamExt};
-use slicedb_common::{Error, NodeId};
+use slicedb_common::{Error, NodeId, TableDef};
 use slicedb_transport::{Cluster, ScanRequest};
 
 /// What one partition of a scan reads: a slice server and its request.
@@ -32,6 +32,8 @@ pub struct SliceScan {
 /// output partition per slice server, streaming Arrow batches as they come.
 pub struct SliceScanExec {
     table: String,
+    /// Names of the table's columns, for EXPLAIN.
+    columns: Vec<String>,
     schema: SchemaRef,
     scans: Vec<SliceScan>,
     cluster: Arc<Cluster>,
@@ -48,7 +50,7 @@ impl fmt::Debug for SliceScanExec {
 }
 
 impl SliceScanExec {
-    pub fn new(table: String, schema: SchemaRef, scans: Vec<SliceScan>, cluster: Arc<Cluster>) -> Self {
+    pub fn new(table: &TableDef, schema: SchemaRef, scans: Vec<SliceScan>, cluster: Arc<Cluster>) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(scans.len().max(1)),
@@ -56,7 +58,8 @@ impl SliceScanExec {
             Boundedness::Bounded,
         ));
         SliceScanExec {
-            table,
+            table: table.name.clone(),
+            columns: table.columns.iter().map(|c| c.name.clone()).collect(),
             schema,
             scans,
             cluster,
@@ -102,7 +105,7 @@ impl DisplayAs for SliceScanExec {
                 write!(f, ", point_reads={total}")?;
             }
             if let Some(p) = &first.request.predicate {
-                write!(f, ", predicate={p:?}")?;
+                write!(f, ", predicate={}", p.to_sql(&self.columns))?;
             }
             if let Some(l) = first.request.limit {
                 write!(f, ", limit={l}")?;

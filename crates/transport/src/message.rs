@@ -62,6 +62,51 @@ pub enum Predicate {
 }
 
 impl Predicate {
+    /// Renders the predicate in SQL, naming columns by `names`.
+    pub fn to_sql(&self, names: &[String]) -> String {
+        let col = |i: &usize| names.get(*i).cloned().unwrap_or_else(|| format!("#{i}"));
+        let lit = |d: &Datum| match d {
+            Datum::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            other => other.pg_text_untyped(),
+        };
+        match self {
+            Predicate::Compare { column, op, value } => {
+                let op = match op {
+                    CmpOp::Eq => "=",
+                    CmpOp::NotEq => "<>",
+                    CmpOp::Lt => "<",
+                    CmpOp::LtEq => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::GtEq => ">=",
+                };
+                format!("{} {op} {}", col(column), lit(value))
+            }
+            Predicate::InList {
+                column,
+                values,
+                negated,
+            } => format!(
+                "{} {}IN ({})",
+                col(column),
+                if *negated { "NOT " } else { "" },
+                values.iter().map(lit).collect::<Vec<_>>().join(", ")
+            ),
+            Predicate::IsNull(c) => format!("{} IS NULL", col(c)),
+            Predicate::IsNotNull(c) => format!("{} IS NOT NULL", col(c)),
+            Predicate::And(ps) => ps
+                .iter()
+                .map(|p| format!("({})", p.to_sql(names)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Predicate::Or(ps) => ps
+                .iter()
+                .map(|p| format!("({})", p.to_sql(names)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+            Predicate::Not(p) => format!("NOT ({})", p.to_sql(names)),
+        }
+    }
+
     /// SQL three-valued evaluation against a full row: `None` is unknown.
     pub fn eval(&self, row: &[Datum]) -> Option<bool> {
         let col = |i: &usize| row.get(*i).unwrap_or(&Datum::Null);
