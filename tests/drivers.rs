@@ -121,21 +121,55 @@ async fn copy_csv_in_and_text_out() {
     assert_eq!(n.get::<_, i64>(0), 2);
 }
 
-/// psycopg 3 and asyncpg (installed by `scripts/setup`) run their checks
-/// against a live server: implicit BEGIN/COMMIT, executemany, typed results,
-/// SQLSTATE exceptions, COPY, prepared statements.
-#[test]
-fn python_drivers() {
+/// Runs a driver check program against a fresh server; it must print `expect`.
+fn run_driver(mut cmd: std::process::Command, expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("drivers/python_drivers.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
+    let out = cmd
         .arg(server.addr.ip().to_string())
         .arg(server.addr.port().to_string())
         .output()
-        .expect("python3");
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (scripts/setup installs the drivers): {e}"));
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python drivers failed:\n{text}");
-    assert!(text.contains("psycopg 3: ok") && text.contains("asyncpg: ok"), "{text}");
+    assert!(out.status.success() && text.contains(expect), "{cmd:?} failed:\n{text}");
+}
+
+fn driver_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("drivers")
+        .join(name)
+}
+
+/// psycopg 3 and asyncpg: implicit BEGIN/COMMIT, executemany, typed
+/// results, SQLSTATE exceptions, COPY, server-side prepared statements.
+#[test]
+fn python_drivers() {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(driver_script("python_drivers.py"));
+    run_driver(cmd, "asyncpg: ok");
+}
+
+/// pgjdbc: prepared statements (server-side after the first use), numeric
+/// and date binding, update counts, SQLSTATEs.
+#[test]
+fn jdbc_driver() {
+    let mut cmd = std::process::Command::new("java");
+    cmd.arg("-cp")
+        .arg("/usr/share/java/postgresql.jar")
+        .arg(driver_script("JdbcCheck.java"));
+    run_driver(cmd, "jdbc: ok");
+}
+
+/// node-postgres: parameters, named prepared statements, timestamptz, row counts.
+#[test]
+fn node_postgres_driver() {
+    let modules = std::env::var("SLICEDB_NODE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/slicedb-node")
+        })
+        .join("node_modules");
+    let mut cmd = std::process::Command::new("node");
+    cmd.env("NODE_PATH", modules).arg(driver_script("node_pg.js"));
+    run_driver(cmd, "node-postgres: ok");
 }
