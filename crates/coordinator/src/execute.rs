@@ -138,7 +138,7 @@ impl Coordinator {
         let types = plan.get_parameter_types()?;
         let mut numbered: Vec<(usize, Option<DataType>)> = types
             .into_iter()
-            .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t)))
+            .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().filter(|n| *n >= 1).map(|n| (n, t)))
             .collect();
         numbered.sort_by_key(|(n, _)| *n);
         let count = numbered.last().map(|(n, _)| *n).unwrap_or(0);
