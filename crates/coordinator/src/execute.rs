@@ -12,6 +12,7 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, visit_expressions};
 use slicedb_common::{err, Error, Result};
+use slicedb_planner::point_query::PointQuery;
 use slicedb_planner::write::WriteTracker;
 
 use crate::parser::{self, Statement};
@@ -22,6 +23,8 @@ use crate::{CommandTag, Coordinator, Output};
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub statement: Option<Statement>,
+    /// Set when the statement is a primary-key point query (see [`PointQuery`]).
+    pub point: Option<PointQuery>,
     /// DataFusion's plan, for statements DataFusion plans.
     pub plan: Option<LogicalPlan>,
 }
@@ -108,6 +111,7 @@ impl Coordinator {
             return Ok(Prepared {
                 statement: None,
                 plan: None,
+                point: None,
             });
         };
         let plan = match &statement {
@@ -117,9 +121,14 @@ impl Coordinator {
             }
             _ => None,
         };
+        let point = match &statement {
+            Statement::Sql(s) => PointQuery::recognize(s),
+            _ => None,
+        };
         Ok(Prepared {
             statement: Some(statement),
             plan,
+            point,
         })
     }
 
@@ -138,7 +147,13 @@ impl Coordinator {
         let types = plan.get_parameter_types()?;
         let mut numbered: Vec<(usize, Option<DataType>)> = types
             .into_iter()
-            .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().filter(|n| *n >= 1).map(|n| (n, t)))
+            .filter_map(|(id, t)| {
+                id.trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .map(|n| (n, t))
+            })
             .collect();
         numbered.sort_by_key(|(n, _)| *n);
         let count = numbered.last().map(|(n, _)| *n).unwrap_or(0);
@@ -171,6 +186,11 @@ impl Coordinator {
         match (&prepared.statement, &prepared.plan) {
             (None, _) => Ok(Output::Empty),
             (Some(Statement::Sql(s)), Some(plan)) => {
+                if let Some(point) = &prepared.point {
+                    if let Some(out) = self.point_query(point, Some(&params)).await? {
+                        return Ok(out);
+                    }
+                }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
                 let plan = plan.clone().replace_params_with_values(&params)?;
                 self.run_plan(session, plan, kind).await
@@ -207,6 +227,11 @@ impl Coordinator {
             Statement::ShowNodes => return self.show_nodes().await,
             Statement::ShowSlices(table) => return self.show_slices(table.as_deref()).await,
         };
+        if let Some(point) = PointQuery::recognize(&sql) {
+            if let Some(out) = self.point_query(&point, None).await? {
+                return Ok(out);
+            }
+        }
         if let Some(kind) = plan_kind(&sql) {
             check_dml(&sql)?;
             let plan = self.plan(&sql).await?;
@@ -278,6 +303,21 @@ impl Coordinator {
             S::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
             other => Err(err!(FeatureNotSupported, "statement not supported: {other}")),
         }
+    }
+
+    /// Runs a point query on its slice server, if it fits its table.
+    async fn point_query(&self, point: &PointQuery, params: Option<&ParamValues>) -> Result<Option<Output>> {
+        let Ok(table) = self.slice_table(&point.table) else {
+            return Ok(None);
+        };
+        let Some((schema, batches)) = point.execute(&table, params).await? else {
+            return Ok(None);
+        };
+        let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
+        Ok(Some(Output::Rows {
+            schema,
+            stream: Box::pin(stream),
+        }))
     }
 
     async fn run_plan(&self, session: &mut Session, plan: LogicalPlan, kind: PlanKind) -> Result<Output> {

@@ -1,0 +1,344 @@
+//! The point-query router: `SELECT cols FROM t WHERE pk = v` without DataFusion.
+//!
+//! A query that names one table, projects plain columns and pins every
+//! primary-key column with an equality (and nothing else) reads exactly one
+//! row key in one bucket on one slice server. Planning it through DataFusion
+//! costs far more than the read itself, so such queries are recognized on
+//! the parsed statement and sent straight to the owning slice server, as
+//! Citus's fast-path router planner does. Anything else — joins, other
+//! predicates, expressions, ORDER BY, LIMIT, casts that would change a value —
+//! is left to DataFusion, so results are the same either way.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+};
+use futures::TryStreamExt;
+use slicedb_common::{Datum, Result};
+use slicedb_hashmap::bucket_of;
+use slicedb_storage::key::row_key;
+use slicedb_transport::ScanRequest;
+
+use crate::pushdown::scalar_to_datum;
+use crate::table::SliceTable;
+
+/// A recognized point query, before its table is resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointQuery {
+    /// The table name as written (folded like an identifier).
+    pub table: String,
+    /// Projected columns: `None` is `*`; otherwise (column, output name).
+    pub columns: Option<Vec<(String, String)>>,
+    /// `column = value` conjuncts.
+    pub equalities: Vec<(String, KeyValue)>,
+}
+
+/// The right-hand side of an equality.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    /// A literal, kept as its text (cast losslessly to the column type later).
+    Literal(String),
+    /// `$n`, bound at execution.
+    Placeholder(String),
+}
+
+fn ident_name(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// A column reference, bare or qualified by the table (or its alias).
+fn column_ref(e: &Expr, qualifiers: &[String]) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(ident_name(i)),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 && qualifiers.contains(&ident_name(&parts[0])) => {
+            Some(ident_name(&parts[1]))
+        }
+        Expr::Nested(inner) => column_ref(inner, qualifiers),
+        _ => None,
+    }
+}
+
+fn key_value(e: &Expr) -> Option<KeyValue> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, false) => Some(KeyValue::Literal(n.to_string())),
+            Value::SingleQuotedString(s) => Some(KeyValue::Literal(s.clone())),
+            Value::Placeholder(p) => Some(KeyValue::Placeholder(p.clone())),
+            _ => None,
+        },
+        Expr::Nested(inner) => key_value(inner),
+        _ => None,
+    }
+}
+
+fn equalities(e: &Expr, qualifiers: &[String], out: &mut Vec<(String, KeyValue)>) -> Option<()> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            equalities(left, qualifiers, out)?;
+            equalities(right, qualifiers, out)
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            let pair = match (column_ref(left, qualifiers), key_value(right)) {
+                (Some(c), Some(v)) => (c, v),
+                _ => (column_ref(right, qualifiers)?, key_value(left)?),
+            };
+            out.push(pair);
+            Some(())
+        }
+        Expr::Nested(inner) => equalities(inner, qualifiers, out),
+        _ => None,
+    }
+}
+
+impl PointQuery {
+    /// Recognizes the shape on a parsed statement (the table is not checked yet).
+    pub fn recognize(stmt: &Statement) -> Option<PointQuery> {
+        let Statement::Query(q) = stmt else { return None };
+        let Query {
+            with,
+            body,
+            order_by,
+            limit_clause,
+            fetch,
+            locks,
+            for_clause,
+            settings,
+            format_clause,
+            pipe_operators,
+        } = q.as_ref();
+        if with.is_some()
+            || order_by.is_some()
+            || limit_clause.is_some()
+            || fetch.is_some()
+            || !locks.is_empty()
+            || for_clause.is_some()
+            || settings.is_some()
+            || format_clause.is_some()
+            || !pipe_operators.is_empty()
+        {
+            return None;
+        }
+        let SetExpr::Select(s) = body.as_ref() else { return None };
+        let plain = s.distinct.is_none()
+            && s.top.is_none()
+            && s.into.is_none()
+            && s.exclude.is_none()
+            && s.from.len() == 1
+            && s.from[0].joins.is_empty()
+            && s.lateral_views.is_empty()
+            && s.prewhere.is_none()
+            && s.connect_by.is_empty()
+            && matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+            && s.cluster_by.is_empty()
+            && s.distribute_by.is_empty()
+            && s.sort_by.is_empty()
+            && s.having.is_none()
+            && s.named_window.is_empty()
+            && s.qualify.is_none()
+            && s.value_table_mode.is_none();
+        if !plain {
+            return None;
+        }
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            with_hints,
+            version: None,
+            partitions,
+            with_ordinality: false,
+            json_path: None,
+            sample: None,
+            index_hints,
+            ..
+        } = &s.from[0].relation
+        else {
+            return None;
+        };
+        if !with_hints.is_empty() || !partitions.is_empty() || !index_hints.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| p.as_ident().map(ident_name))
+            .collect::<Option<_>>()?;
+        let table = match parts.as_slice() {
+            [t] => t.clone(),
+            [schema, t] if schema == "public" => t.clone(),
+            _ => return None,
+        };
+        let mut qualifiers = vec![table.clone()];
+        if let Some(a) = alias {
+            if !a.columns.is_empty() {
+                return None;
+            }
+            qualifiers = vec![ident_name(&a.name)];
+        }
+        let columns = match s.projection.as_slice() {
+            [SelectItem::Wildcard(opts)] if opts.to_string().is_empty() => None,
+            items => Some(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(e) => column_ref(e, &qualifiers).map(|c| (c.clone(), c)),
+                        SelectItem::ExprWithAlias { expr, alias } => {
+                            column_ref(expr, &qualifiers).map(|c| (c, ident_name(alias)))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+        };
+        let mut eqs = Vec::new();
+        equalities(s.selection.as_ref()?, &qualifiers, &mut eqs)?;
+        Some(PointQuery {
+            table,
+            columns,
+            equalities: eqs,
+        })
+    }
+
+    /// The output schema, if the query fits `table` (every column exists and
+    /// the equalities are exactly one per primary-key column).
+    pub fn plan(&self, table: &SliceTable) -> Option<(Vec<usize>, SchemaRef)> {
+        let def = &table.table;
+        if !def.has_primary_key() || self.equalities.len() != def.primary_key.len() {
+            return None;
+        }
+        for pk in &def.primary_key {
+            let name = &def.columns[*pk].name;
+            if self.equalities.iter().filter(|(c, _)| c == name).count() != 1 {
+                return None;
+            }
+        }
+        let schema = def.schema();
+        let (projection, fields): (Vec<usize>, Vec<_>) = match &self.columns {
+            None => (0..def.columns.len()).map(|i| (i, schema.field(i).clone())).unzip(),
+            Some(cols) => cols
+                .iter()
+                .map(|(c, out)| {
+                    let i = def.column_index(c)?;
+                    Some((i, schema.field(i).clone().with_name(out)))
+                })
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .unzip(),
+        };
+        Some((projection, Arc::new(Schema::new(fields))))
+    }
+
+    /// Reads the row. `None` if a key value does not convert losslessly to
+    /// its column type (then DataFusion plans the query and decides).
+    pub async fn execute(
+        &self,
+        table: &SliceTable,
+        params: Option<&ParamValues>,
+    ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
+        let Some((projection, schema)) = self.plan(table) else {
+            return Ok(None);
+        };
+        let def = &table.table;
+        let mut pk = Vec::with_capacity(def.primary_key.len());
+        for col in &def.primary_key {
+            let column = &def.columns[*col];
+            let value = &self.equalities.iter().find(|(c, _)| *c == column.name).map(|(_, v)| v);
+            let scalar = match value {
+                Some(KeyValue::Literal(text)) => ScalarValue::Utf8(Some(text.clone())),
+                Some(KeyValue::Placeholder(id)) => match params.map(|p| p.get_placeholders_with_values(id)) {
+                    Some(Ok(v)) => v.value().clone(),
+                    _ => return Ok(None),
+                },
+                None => return Ok(None),
+            };
+            match scalar_to_datum(&scalar, column.sql_type) {
+                // `pk = NULL` matches nothing; let DataFusion say so.
+                Some(Datum::Null) | None => return Ok(None),
+                Some(d) => pk.push(d),
+            }
+        }
+        let dist: Vec<&Datum> = def
+            .distribution_key
+            .iter()
+            .filter_map(|c| def.primary_key.iter().position(|p| p == c).map(|i| &pk[i]))
+            .collect();
+        let bucket = bucket_of(dist);
+        let request = ScanRequest {
+            table_id: def.id,
+            column_types: def.column_types(),
+            projection,
+            with_key: false,
+            buckets: Vec::new(),
+            keys: Some(vec![row_key(bucket, &pk)?]),
+            predicate: None,
+            limit: None,
+            batch_size: 1,
+        };
+        let client = table.cluster.client(table.map.owner(bucket))?;
+        let batches: Vec<RecordBatch> = client.scan(request).await?.try_collect().await?;
+        let batches = batches
+            .into_iter()
+            .map(|b| {
+                let opts = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                RecordBatch::try_new_with_options(schema.clone(), b.columns().to_vec(), &opts)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some((schema, batches)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn recognize(sql: &str) -> Option<PointQuery> {
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        PointQuery::recognize(&stmt)
+    }
+
+    #[test]
+    fn recognizes_point_queries_only() {
+        let q = recognize("SELECT v, id AS k FROM t WHERE id = 42").unwrap();
+        assert_eq!(q.table, "t");
+        assert_eq!(
+            q.columns,
+            Some(vec![("v".into(), "v".into()), ("id".into(), "k".into())])
+        );
+        assert_eq!(q.equalities, vec![("id".into(), KeyValue::Literal("42".into()))]);
+        let q = recognize("SELECT * FROM public.T x WHERE x.a = $1 AND 'b' = b").unwrap();
+        assert_eq!(q.columns, None);
+        assert_eq!(q.equalities.len(), 2);
+        for other in [
+            "SELECT v FROM t WHERE id > 42",
+            "SELECT v + 1 FROM t WHERE id = 42",
+            "SELECT v FROM t WHERE id = 42 OR id = 43",
+            "SELECT v FROM t WHERE id = 42 LIMIT 1",
+            "SELECT v FROM t JOIN u ON true WHERE id = 42",
+            "SELECT count(*) FROM t WHERE id = 42",
+            "SELECT v FROM t",
+            "SELECT v FROM t WHERE id = -1",
+            "SELECT v FROM t WHERE id = 1::int",
+        ] {
+            assert!(recognize(other).is_none(), "{other}");
+        }
+    }
+}
