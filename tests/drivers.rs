@@ -75,6 +75,32 @@ async fn prepared_statements_with_parameters() {
     assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
     let total = client.query_one("SELECT count(*) FROM accounts", &[]).await.unwrap();
     assert_eq!(total.get::<_, i64>(0), 40);
+
+    // A statement prepared before the table was dropped and recreated
+    // writes to the new table, not to the old one's id.
+    let insert_new = client
+        .prepare("INSERT INTO accounts (id, owner) VALUES ($1, $2)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("DROP TABLE accounts; CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance double precision, active boolean)")
+        .await
+        .unwrap();
+    client.execute(&insert_new, &[&1i64, &"fresh"]).await.unwrap();
+    let row = client.query_one(&by_id, &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "fresh");
+
+    // Absurd parameter numbers are refused, and the server lives on.
+    let err = client.prepare("SELECT $2000000000").await.unwrap_err();
+    assert!(err.code().is_some(), "{err:?}");
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM accounts", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

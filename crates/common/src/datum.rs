@@ -160,7 +160,19 @@ impl Datum {
             }
             _ => match (int(self), int(other)) {
                 (Some(a), Some(b)) => Some(a.cmp(&b)),
-                _ => float(self)?.partial_cmp(&float(other)?),
+                // PostgreSQL's order: -0 = 0, NaN = NaN and NaN above everything.
+                _ => {
+                    let canon = |v: f64| {
+                        if v == 0.0 {
+                            0.0
+                        } else if v.is_nan() {
+                            f64::NAN
+                        } else {
+                            v
+                        }
+                    };
+                    Some(canon(float(self)?).total_cmp(&canon(float(other)?)))
+                }
             },
         }
     }

@@ -28,8 +28,12 @@ pub enum SqlState {
     DuplicateTable,
     /// 42710
     DuplicateObject,
+    /// 42701
+    DuplicateColumn,
     /// 42P16
     InvalidTableDefinition,
+    /// 42P17
+    InvalidRecursion,
     /// 42804
     DatatypeMismatch,
     /// 42883
@@ -83,7 +87,9 @@ impl SqlState {
             UndefinedObject => "42704",
             DuplicateTable => "42P07",
             DuplicateObject => "42710",
+            DuplicateColumn => "42701",
             InvalidTableDefinition => "42P16",
+            InvalidRecursion => "42P17",
             DatatypeMismatch => "42804",
             UndefinedFunction => "42883",
             IndeterminateDatatype => "42P18",

@@ -266,6 +266,25 @@ fn parse_column<'a>(values: impl Iterator<Item = Option<&'a str>>, ty: SqlType, 
 
 type Record = Option<Vec<Option<String>>>;
 
+/// Splits a text-format line at delimiters that are not backslash-escaped.
+fn split_unescaped(line: &[u8], delimiter: u8) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < line.len() {
+        if line[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if line[i] == delimiter {
+            fields.push(&line[start..i]);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    fields.push(&line[start.min(line.len())..]);
+    fields
+}
+
 /// One text-format line: `Some((None, n))` is the `\.` end marker; `None` means "need more data".
 fn parse_text_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<(Record, usize)>> {
     let (line, used) = match buf.iter().position(|b| *b == b'\n') {
@@ -278,7 +297,7 @@ fn parse_text_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<
         return Ok(Some((None, used)));
     }
     let mut fields = Vec::new();
-    for raw in line.split(|b| *b == f.delimiter) {
+    for raw in split_unescaped(line, f.delimiter) {
         if raw == f.null.as_bytes() {
             fields.push(None);
             continue;
@@ -345,11 +364,15 @@ fn parse_csv_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<(
         |v: Vec<u8>| String::from_utf8(v).map_err(|_| err!(InvalidTextRepresentation, "invalid UTF-8 in COPY data"));
     // The end marker is a line of its own.
     let line_end = buf.iter().position(|b| *b == b'\n');
-    if let Some(e) = line_end {
-        let line = buf[..e].strip_suffix(b"\r").unwrap_or(&buf[..e]);
-        if line == b"\\." {
-            return Ok(Some((None, e + 1)));
+    match line_end {
+        Some(e) => {
+            let line = buf[..e].strip_suffix(b"\r").unwrap_or(&buf[..e]);
+            if line == b"\\." {
+                return Ok(Some((None, e + 1)));
+            }
         }
+        None if at_end && (buf == b"\\." || buf == b"\\.\r") => return Ok(Some((None, buf.len()))),
+        None => {}
     }
     while i < buf.len() {
         let c = buf[i];
@@ -389,6 +412,9 @@ fn parse_csv_record(buf: &[u8], f: &CopyFormat, at_end: bool) -> Result<Option<(
             quoted_field = false;
             i += 1;
         } else if c == b'\n' || c == b'\r' {
+            if c == b'\r' && i + 1 == buf.len() && !at_end {
+                return Ok(None); // a \n may follow in the next chunk
+            }
             fields.push(finish_csv_field(std::mem::take(&mut field), quoted_field, f, &utf8)?);
             let mut used = i + 1;
             if c == b'\r' && buf.get(i + 1) == Some(&b'\n') {
@@ -613,6 +639,24 @@ mod tests {
         assert!(parse_csv_record(b"1,\"open", &csv(), false).unwrap().is_none());
         let (rec, _) = parse_csv_record(b"7,x", &csv(), true).unwrap().unwrap();
         assert_eq!(rec.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn chunk_boundaries_and_escaped_delimiters() {
+        // \r\n split across chunks: wait for the \n
+        assert!(parse_csv_record(b"1,a\r", &csv(), false).unwrap().is_none());
+        let (rec, used) = parse_csv_record(b"1,a\r\n2,b", &csv(), false).unwrap().unwrap();
+        assert_eq!((rec.unwrap().len(), used), (2, 5));
+        // the end marker as the very last bytes
+        assert!(parse_csv_record(b"\\.", &csv(), true).unwrap().unwrap().0.is_none());
+        assert!(parse_text_record(b"\\.", &text(), true).unwrap().unwrap().0.is_none());
+        // an escaped delimiter is data
+        let pipe = CopyFormat {
+            delimiter: b'|',
+            ..text()
+        };
+        let (rec, _) = parse_text_record(b"a\\|b|c\n", &pipe, false).unwrap().unwrap();
+        assert_eq!(rec.unwrap(), vec![Some("a|b".into()), Some("c".into())]);
     }
 
     #[test]

@@ -51,6 +51,36 @@ fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
     }
 }
 
+/// Does `plan` read relation `name`, directly or through the views it reads?
+fn references(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> Result<bool> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::source_as_provider;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    let mut inner = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.table() == name {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            if let Ok(provider) = source_as_provider(&scan.source) {
+                if let Some(view) = provider.get_logical_plan() {
+                    inner.push(view.into_owned());
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    for view in inner {
+        if found {
+            break;
+        }
+        found = references(&view, name)?;
+    }
+    Ok(found)
+}
+
 impl Coordinator {
     pub async fn create_table(
         &self,
@@ -73,7 +103,7 @@ impl Coordinator {
         for c in &create.columns {
             let col_name = normalize(&c.name);
             if columns.iter().any(|x| x.name == col_name) {
-                return Err(err!(DuplicateObject, "column \"{col_name}\" specified more than once"));
+                return Err(err!(DuplicateColumn, "column \"{col_name}\" specified more than once"));
             }
             let sql_type = SqlType::from_ast(&c.data_type)?;
             let mut nullable = true;
@@ -193,7 +223,7 @@ impl Coordinator {
                     for n in &names {
                         match state.tables.get(n) {
                             Some(t) => {
-                                dropped.push(t.clone());
+                                dropped.push((t.clone(), state.hash_map(&t.hash_map)?));
                                 changes.push(Change::DropTable(n.clone()));
                             }
                             None if if_exists => {}
@@ -205,8 +235,8 @@ impl Coordinator {
                 // The catalog no longer names the tables, so no new rows can
                 // arrive; delete their rows from the slice servers. Table ids
                 // are never reused, so rows a crash leaves here are unreachable.
-                for t in dropped {
-                    self.delete_table_rows(t.id, &t.hash_map).await?;
+                for (t, map) in dropped {
+                    self.delete_rows(t.id, &map).await?;
                 }
                 Ok(Output::Command(CommandTag::new("DROP TABLE")))
             }
@@ -234,8 +264,12 @@ impl Coordinator {
         }
         let name = relation_name(&view.name)?;
         let sql = view.query.to_string();
-        // Plan it now so that a view over unknown tables or columns is refused.
-        self.ctx.state().create_logical_plan(&sql).await?;
+        // Plan it now so that a view over unknown tables or columns is refused,
+        // and one that would expand into itself too.
+        let plan = self.ctx.state().create_logical_plan(&sql).await?;
+        if references(&plan, &name)? {
+            return Err(err!(InvalidRecursion, "infinite recursion detected in view \"{name}\""));
+        }
         let or_replace = view.or_replace;
         self.catalog.update(|state| {
             if state.tables.contains_key(&name) || (state.views.contains_key(&name) && !or_replace) {
@@ -269,6 +303,11 @@ impl Coordinator {
     /// Deletes every row of a table on every slice server of its map.
     pub async fn delete_table_rows(&self, table_id: u32, map_name: &str) -> Result<()> {
         let map = self.catalog.snapshot().hash_map(map_name)?;
+        self.delete_rows(table_id, &map).await
+    }
+
+    /// Deletes every row of a table on every slice server of `map`.
+    async fn delete_rows(&self, table_id: u32, map: &slicedb_hashmap::HashMap) -> Result<()> {
         let requests = map.nodes.iter().map(|node| {
             let cluster = self.cluster.clone();
             async move { cluster.client(*node)?.call(SliceRequest::DropTable { table_id }).await }

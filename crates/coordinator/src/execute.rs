@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
@@ -19,6 +20,9 @@ use crate::parser::{self, Statement};
 use crate::session::Session;
 use crate::{CommandTag, Coordinator, Output};
 
+/// PostgreSQL's limit on bind parameters.
+const MAX_PARAMETERS: usize = 65_535;
+
 /// A statement prepared by the extended protocol's Parse message.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -27,6 +31,9 @@ pub struct Prepared {
     pub point: Option<PointQuery>,
     /// DataFusion's plan, for statements DataFusion plans.
     pub plan: Option<LogicalPlan>,
+    /// The catalog version the plan was made at; a later version re-plans
+    /// (the plan embeds table ids and hash maps).
+    pub catalog_version: u64,
 }
 
 /// What kind of result a DataFusion-planned statement gives.
@@ -50,6 +57,30 @@ fn plan_kind(stmt: &ast::Statement) -> Option<PlanKind> {
         ast::Statement::Delete(_) => Some(PlanKind::Delete),
         _ => None,
     }
+}
+
+/// Does the plan read any table (through a scan)?
+fn scans_a_table(plan: &LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::TableScan(_)) {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(found)
+}
+
+/// Reads a row stream to the end and replays it from memory.
+async fn collect_rows(schema: SchemaRef, stream: datafusion::execution::SendableRecordBatchStream) -> Result<Output> {
+    use futures::TryStreamExt;
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
+    Ok(Output::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
 }
 
 /// One-column or multi-column text rows as an [`Output::Rows`].
@@ -87,8 +118,16 @@ impl Coordinator {
             return vec![Ok(Output::Empty)];
         }
         let mut out = Vec::with_capacity(statements.len());
-        for stmt in statements {
-            let r = self.execute(session, stmt).await;
+        let last = statements.len() - 1;
+        for (i, stmt) in statements.into_iter().enumerate() {
+            let mut r = self.execute(session, stmt).await;
+            // Rows stream lazily; a later statement must not run before an
+            // earlier query has read its rows.
+            if i < last {
+                if let Ok(Output::Rows { schema, stream }) = r {
+                    r = collect_rows(schema, stream).await;
+                }
+            }
             let failed = r.is_err();
             out.push(r);
             if failed {
@@ -112,8 +151,10 @@ impl Coordinator {
                 statement: None,
                 plan: None,
                 point: None,
+                catalog_version: 0,
             });
         };
+        let catalog_version = self.catalog.snapshot().version();
         let plan = match &statement {
             Statement::Sql(s) if plan_kind(s).is_some() => {
                 check_dml(s)?;
@@ -129,6 +170,7 @@ impl Coordinator {
             statement: Some(statement),
             plan,
             point,
+            catalog_version,
         })
     }
 
@@ -157,6 +199,12 @@ impl Coordinator {
             .collect();
         numbered.sort_by_key(|(n, _)| *n);
         let count = numbered.last().map(|(n, _)| *n).unwrap_or(0);
+        if count > MAX_PARAMETERS {
+            return Err(err!(
+                ProtocolViolation,
+                "too many parameters: ${count} (at most {MAX_PARAMETERS})"
+            ));
+        }
         let mut out = vec![None; count];
         for (n, t) in numbered {
             out[n - 1] = t;
@@ -192,7 +240,12 @@ impl Coordinator {
                     }
                 }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
-                let plan = plan.clone().replace_params_with_values(&params)?;
+                let plan = if self.catalog.snapshot().version() == prepared.catalog_version {
+                    plan.clone()
+                } else {
+                    self.plan(s).await?
+                };
+                let plan = plan.replace_params_with_values(&params)?;
                 self.run_plan(session, plan, kind).await
             }
             (Some(stmt), _) => self.execute(session, stmt.clone()).await,
@@ -324,6 +377,18 @@ impl Coordinator {
         let tracker = Arc::new(WriteTracker::default());
         let mut state = self.ctx.state();
         state.config_mut().set_extension(tracker.clone());
+        if matches!(kind, PlanKind::Update | PlanKind::Delete) {
+            // DataFusion hands UPDATE and DELETE providers only the filters
+            // it finds over the target's scan. When the optimizer proves the
+            // WHERE clause never holds (`WHERE 1 = 0`, `= NULL`), it removes
+            // the scan altogether, and no filter would reach us: the
+            // statement must touch nothing rather than everything.
+            let optimized = state.optimize(&plan)?;
+            if !scans_a_table(&optimized)? {
+                let tag = if kind == PlanKind::Update { "UPDATE" } else { "DELETE" };
+                return Ok(Output::Command(CommandTag::with_rows(tag, 0)));
+            }
+        }
         let result = Self::run_dataframe(DataFrame::new(state, plan), kind).await;
         session.block_wrote |= session.in_block && tracker.wrote();
         result

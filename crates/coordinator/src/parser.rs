@@ -46,7 +46,9 @@ pub enum Statement {
 /// Parses one or more `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
+    // Without unescaping, tokens render back exactly as written ('O''Brien').
     let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(false)
         .tokenize()
         .map_err(|e| Error::syntax(e.to_string()))?;
     let mut out = Vec::new();
@@ -79,6 +81,9 @@ fn text_of(tokens: &[Token]) -> String {
         .iter()
         .map(|t| match t {
             Token::Whitespace(Whitespace::SingleLineComment { .. }) => " ".to_string(),
+            // The tokenizer always unescapes E'…' strings; render the value
+            // as a standard string so that it parses back to the same text.
+            Token::EscapedStringLiteral(v) => format!("'{}'", v.replace('\'', "''")),
             other => other.to_string(),
         })
         .collect()
@@ -150,13 +155,18 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
 /// Splits `CREATE TABLE …` at a top-level `DISTRIBUTED BY` or `HASH MAP`.
 fn parse_create_table(tokens: &[Token]) -> Result<Statement> {
     let mut depth = 0i32;
+    let mut seen_columns = false;
     let mut split = tokens.len();
     for (i, t) in tokens.iter().enumerate() {
         match t {
-            Token::LParen => depth += 1,
+            Token::LParen => {
+                depth += 1;
+                seen_columns = true;
+            }
             Token::RParen => depth -= 1,
             Token::Word(w)
                 if depth == 0
+                    && seen_columns
                     && w.quote_style.is_none()
                     && (w.value.eq_ignore_ascii_case("DISTRIBUTED") || w.value.eq_ignore_ascii_case("HASH")) =>
             {
@@ -360,6 +370,14 @@ mod tests {
                 assert_eq!(hash_map.as_deref(), Some("hm1"));
                 assert_eq!(create.columns.len(), 2);
             }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &parse("CREATE TABLE hash (distributed int)").unwrap()[0],
+            Statement::CreateTable { .. }
+        ));
+        match &parse("INSERT INTO t VALUES ('O''Brien', E'a\\'b')").unwrap()[0] {
+            Statement::Sql(s) => assert!(s.to_string().contains("'O''Brien', 'a''b'"), "{s}"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(

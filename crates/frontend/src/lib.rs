@@ -468,14 +468,18 @@ impl CopyHandler for SliceDbService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let conn = connection(client);
-        let copy = conn.lock().await.copy.take();
-        let Some(copy) = copy else {
+        let mut guard = conn.lock().await;
+        let Some(copy) = guard.copy.take() else {
             return Err(pg_error(Error::new(
                 slicedb_common::SqlState::ProtocolViolation,
                 "COPY done without COPY",
             )));
         };
-        let rows = copy.finish().await.map_err(pg_error)?;
+        let tracker = copy.tracker();
+        let result = copy.finish().await;
+        guard.session.block_wrote |= guard.session.in_block && tracker.wrote();
+        drop(guard);
+        let rows = result.map_err(pg_error)?;
         client
             .send(PgWireBackendMessage::CommandComplete(
                 tag(CommandTag::with_rows("COPY", rows)).into(),

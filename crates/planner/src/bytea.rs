@@ -27,6 +27,12 @@ pub fn decode_bytea(s: &str) -> Result<Vec<u8>> {
     let Some(hex) = s.strip_prefix("\\x") else {
         return Ok(s.as_bytes().to_vec());
     };
+    if !hex.is_ascii() {
+        return Err(err!(
+            InvalidTextRepresentation,
+            "invalid hexadecimal digit in bytea input"
+        ));
+    }
     if hex.len() % 2 != 0 {
         return Err(err!(
             InvalidTextRepresentation,
@@ -150,5 +156,6 @@ mod tests {
         assert_eq!(decode_bytea("\\xdead").unwrap(), vec![0xde, 0xad]);
         assert_eq!(decode_bytea("plain").unwrap(), b"plain".to_vec());
         assert_eq!(decode_bytea("\\xabc").unwrap_err().state.code(), "22P02");
+        assert_eq!(decode_bytea("\\x0é0").unwrap_err().state.code(), "22P02");
     }
 }

@@ -142,6 +142,13 @@ fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Ve
         let values = pinned_by(c, table, column, ty);
         if let Some(mut values) = values {
             values.retain(|d| !d.is_null());
+            let mut unique: Vec<Datum> = Vec::with_capacity(values.len());
+            for v in values {
+                if !unique.contains(&v) {
+                    unique.push(v);
+                }
+            }
+            let values = unique;
             result = Some(match result {
                 None => values,
                 Some(prev) => prev.into_iter().filter(|d| values.contains(d)).collect(),

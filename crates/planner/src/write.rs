@@ -182,18 +182,18 @@ pub fn check_value(table: &TableDef, column: usize, value: Datum) -> Result<Datu
             }
             Ok(Datum::Text(s))
         }
+        // Trailing blanks of char(n) are insignificant in PostgreSQL; store
+        // the value without them so that comparisons with unpadded
+        // literals, hashing and key encoding all agree.
         (SqlType::Char(n), Datum::Text(s)) => {
             let trimmed = s.trim_end_matches(' ');
-            let len = trimmed.chars().count();
-            if len > n as usize {
+            if trimmed.chars().count() > n as usize {
                 return Err(err!(
                     StringDataRightTruncation,
                     "value too long for type character({n})"
                 ));
             }
-            let mut padded = trimmed.to_string();
-            padded.extend(std::iter::repeat_n(' ', n as usize - len));
-            Ok(Datum::Text(padded))
+            Ok(Datum::Text(trimmed.to_string()))
         }
         (_, v) => Ok(v),
     }
@@ -297,10 +297,17 @@ impl SliceWriteExec {
         let tracker = ctx.session_config().get_extension::<WriteTracker>().unwrap_or_default();
         let mut router = RowRouter::new(target, tracker);
         let mut count = 0u64;
+        // Read all input partitions together, so that every slice server's
+        // scan (and its snapshot) starts before the first rows are written:
+        // an INSERT … SELECT from the same table must not read its own rows.
         let partitions = input.properties().output_partitioning().partition_count();
-        for p in 0..partitions {
-            let mut stream = input.execute(p, ctx.clone()).map_err(Error::from)?;
-            while let Some(batch) = stream.next().await {
+        let streams = (0..partitions)
+            .map(|p| input.execute(p, ctx.clone()))
+            .collect::<DfResult<Vec<_>>>()
+            .map_err(Error::from)?;
+        let mut batches = futures::stream::select_all(streams);
+        {
+            while let Some(batch) = batches.next().await {
                 let batch = batch.map_err(Error::from)?;
                 match kind {
                     WriteKind::Insert => {
