@@ -8,6 +8,8 @@
 //! and drivers send). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
+use std::sync::LazyLock;
+
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -89,8 +91,12 @@ fn text_of(tokens: &[Token]) -> String {
         .collect()
 }
 
+/// The compatibility parser tokenizes its catalog of client queries when
+/// built, which costs far more than parsing one statement: build it once.
+static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+
 fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
-    PostgresCompatibilityParser::new()
+    COMPATIBILITY_PARSER
         .parse(sql)
         .map_err(|e| Error::syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()))
 }

@@ -92,10 +92,20 @@ impl SliceService for SliceServer {
     }
 
     async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
+        // A handful of point reads costs less than handing them to a
+        // blocking thread and back: answer them on this task.
+        if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
+            let mut batches = Vec::new();
+            run_scan(&self.store, &request, &mut |b| {
+                batches.push(Ok(b));
+                true
+            })?;
+            return Ok(futures::stream::iter(batches).boxed());
+        }
         let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            let result = run_scan(&store, &request, &tx);
+            let result = run_scan(&store, &request, &mut |b| tx.blocking_send(Ok(b)).is_ok());
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -179,7 +189,12 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-fn run_scan(store: &SliceStore, request: &ScanRequest, tx: &mpsc::Sender<Result<RecordBatch>>) -> Result<()> {
+/// Point reads answered without a blocking thread.
+const INLINE_POINT_READS: usize = 16;
+
+/// Runs a scan, handing each batch to `emit`, which returns `false` when
+/// the reader has gone away.
+fn run_scan(store: &SliceStore, request: &ScanRequest, emit: &mut dyn FnMut(RecordBatch) -> bool) -> Result<()> {
     let mut builder = BatchBuilder::new(request)?;
     let batch_size = request.batch_size.max(1);
     let mut pending = 0usize;
@@ -201,7 +216,7 @@ fn run_scan(store: &SliceStore, request: &ScanRequest, tx: &mpsc::Sender<Result<
         if builder.rows_pending(pending) >= batch_size {
             let batch = builder.finish(pending)?;
             pending = 0;
-            if tx.blocking_send(Ok(batch)).is_err() {
+            if !emit(batch) {
                 closed = true;
                 return Ok(false);
             }
@@ -222,7 +237,7 @@ fn run_scan(store: &SliceStore, request: &ScanRequest, tx: &mpsc::Sender<Result<
     }
     if pending > 0 && !closed {
         let batch = builder.finish(pending)?;
-        let _ = tx.blocking_send(Ok(batch));
+        emit(batch);
     }
     Ok(())
 }
