@@ -51,34 +51,40 @@ fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
     }
 }
 
-/// Does `plan` read relation `name`, directly or through the views it reads?
-fn references(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> Result<bool> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use datafusion::datasource::source_as_provider;
-    use datafusion::logical_expr::LogicalPlan;
-    let mut found = false;
-    let mut inner = Vec::new();
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if scan.table_name.table() == name {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            if let Ok(provider) = source_as_provider(&scan.source) {
-                if let Some(view) = provider.get_logical_plan() {
-                    inner.push(view.into_owned());
+/// The relations a view's query names (folded like identifiers).
+fn relations_of(sql: &str) -> Result<Vec<String>> {
+    use std::ops::ControlFlow;
+    let mut names = Vec::new();
+    for stmt in crate::parser::parse(sql)? {
+        if let crate::parser::Statement::Sql(s) = stmt {
+            let _ = ast::visit_relations(s.as_ref(), |r| {
+                if let Ok(n) = relation_name(r) {
+                    names.push(n);
                 }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+    }
+    Ok(names)
+}
+
+/// Would defining view `name` as `sql` make a view read itself, directly or
+/// through other views? (Views are expanded when planned, so the stored
+/// definitions are what must be followed.)
+fn view_cycle(state: &slicedb_catalog::CatalogState, name: &str, sql: &str) -> Result<bool> {
+    let mut pending = relations_of(sql)?;
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(r) = pending.pop() {
+        if r == name {
+            return Ok(true);
+        }
+        if seen.insert(r.clone()) {
+            if let Some(view) = state.views.get(&r) {
+                pending.extend(relations_of(&view.sql)?);
             }
         }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    for view in inner {
-        if found {
-            break;
-        }
-        found = references(&view, name)?;
     }
-    Ok(found)
+    Ok(false)
 }
 
 impl Coordinator {
@@ -264,14 +270,14 @@ impl Coordinator {
         }
         let name = relation_name(&view.name)?;
         let sql = view.query.to_string();
-        // Plan it now so that a view over unknown tables or columns is refused,
-        // and one that would expand into itself too.
-        let plan = self.ctx.state().create_logical_plan(&sql).await?;
-        if references(&plan, &name)? {
-            return Err(err!(InvalidRecursion, "infinite recursion detected in view \"{name}\""));
-        }
+        // Plan it now so that a view over unknown tables or columns is
+        // refused; a view that would expand into itself is refused below.
+        self.ctx.state().create_logical_plan(&sql).await?;
         let or_replace = view.or_replace;
         self.catalog.update(|state| {
+            if view_cycle(state, &name, &sql)? {
+                return Err(err!(InvalidRecursion, "infinite recursion detected in view \"{name}\""));
+            }
             if state.tables.contains_key(&name) || (state.views.contains_key(&name) && !or_replace) {
                 return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
             }
