@@ -65,6 +65,8 @@ pub struct Session {
     pub in_block: bool,
     /// A statement in the current block wrote rows (see `ROLLBACK`).
     pub block_wrote: bool,
+    /// Settings changed since [`Session::take_changed`] last ran.
+    changed: Vec<String>,
 }
 
 impl Default for Session {
@@ -73,6 +75,7 @@ impl Default for Session {
             settings: default_settings(),
             in_block: false,
             block_wrote: false,
+            changed: Vec::new(),
         }
     }
 }
@@ -100,15 +103,31 @@ impl Session {
             value.to_string()
         };
         self.settings.insert(key.clone(), value);
+        self.changed.push(key.clone());
         key
+    }
+
+    /// The settings changed since the last call, with their values now.
+    pub fn take_changed(&mut self) -> Vec<(String, String)> {
+        let mut names = std::mem::take(&mut self.changed);
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| {
+                let v = self.settings.get(&n).cloned().unwrap_or_default();
+                (n, v)
+            })
+            .collect()
     }
 
     pub fn reset(&mut self, name: &str) {
         let key = self.canonical(name);
         match default_settings().remove(&key) {
-            Some(v) => self.settings.insert(key, v),
+            Some(v) => self.settings.insert(key.clone(), v),
             None => self.settings.remove(&key),
         };
+        self.changed.push(key);
     }
 
     pub fn all(&self) -> &BTreeMap<String, String> {

@@ -165,6 +165,8 @@ impl NoopStartupHandler for Startup {
                 guard.session.set(name, value);
             }
         }
+        // Reported below in full; nothing is pending after start-up.
+        guard.session.take_changed();
         let mut report = Vec::new();
         for name in [
             "server_version",
@@ -262,29 +264,20 @@ impl SliceDbService {
         })
     }
 
-    /// Sends ParameterStatus for reported settings a statement changed.
-    async fn report_settings<C>(&self, client: &mut C, before: &Session, after: &Session) -> PgWireResult<()>
+    /// Sends ParameterStatus for reported settings a statement changed, and
+    /// keeps the settings arrow-pg formats values by in the client metadata.
+    async fn report_settings<C>(&self, client: &mut C, changed: Vec<(String, String)>) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        for name in REPORTED {
-            let new = after.get(name);
-            if before.get(name) != new {
-                let value = new.unwrap_or_default().to_string();
-                client.metadata_mut().insert(name.to_ascii_lowercase(), value.clone());
+        for (name, value) in changed {
+            client.metadata_mut().insert(name.to_ascii_lowercase(), value.clone());
+            if REPORTED.contains(&name.as_str()) {
                 client
-                    .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        name.to_string(),
-                        value,
-                    )))
+                    .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value)))
                     .await?;
-            }
-        }
-        for name in ["extra_float_digits", "bytea_output"] {
-            if let Some(v) = after.get(name) {
-                client.metadata_mut().insert(name.to_string(), v.to_string());
             }
         }
         Ok(())
@@ -301,13 +294,12 @@ impl SimpleQueryHandler for SliceDbService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let conn = connection(client);
-        let (outputs, before, after) = {
+        let (outputs, changed) = {
             let mut guard = conn.lock().await;
-            let before = guard.session.clone();
             let outputs = self.coordinator.execute_sql(&mut guard.session, query).await;
-            (outputs, before, guard.session.clone())
+            (outputs, guard.session.take_changed())
         };
-        self.report_settings(client, &before, &after).await?;
+        self.report_settings(client, changed).await?;
         let mut responses = Vec::with_capacity(outputs.len());
         for out in outputs {
             match out {
@@ -421,16 +413,15 @@ impl ExtendedQueryHandler for SliceDbService {
         let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let params = deserialize_parameters(portal, &refs)?;
         let conn = connection(client);
-        let (result, before, after) = {
+        let (result, changed) = {
             let mut guard = conn.lock().await;
-            let before = guard.session.clone();
             let result = self
                 .coordinator
                 .execute_prepared(&mut guard.session, &prepared, params)
                 .await;
-            (result, before, guard.session.clone())
+            (result, guard.session.take_changed())
         };
-        self.report_settings(client, &before, &after).await?;
+        self.report_settings(client, changed).await?;
         let output = result.map_err(pg_error)?;
         self.respond(client, output, &portal.result_column_format).await
     }
