@@ -17,7 +17,7 @@ use slicedb_planner::write::{check_value, insert_write, RowRouter, WriteTracker}
 use slicedb_planner::SliceTable;
 
 use crate::ddl::{normalize, relation_name};
-use crate::{CommandTag, Coordinator, Output};
+use crate::{Coordinator, Output};
 
 const COPY_BATCH_ROWS: usize = 8192;
 
@@ -593,11 +593,6 @@ impl Coordinator {
             rows: header.chain(rows).boxed(),
         })
     }
-}
-
-/// The tag after a COPY.
-pub fn copy_tag(rows: u64) -> CommandTag {
-    CommandTag::with_rows("COPY", rows)
 }
 
 #[cfg(test)]

@@ -208,11 +208,6 @@ impl HashMap {
         out
     }
 
-    /// The runs owned by one node.
-    pub fn ranges_of(&self, node: NodeId) -> Vec<BucketRange> {
-        self.ranges().into_iter().filter(|r| r.node == node).collect()
-    }
-
     /// Buckets per node.
     pub fn bucket_counts(&self) -> BTreeMap<NodeId, usize> {
         let mut counts = BTreeMap::new();
@@ -228,11 +223,6 @@ impl HashMap {
             .filter(|b| self.owners[*b] != other.owners[*b])
             .map(|b| b as Bucket)
             .collect()
-    }
-
-    /// True if the map names `node`.
-    pub fn uses_node(&self, node: NodeId) -> bool {
-        self.nodes.contains(&node)
     }
 }
 

@@ -66,11 +66,6 @@ impl SliceScanExec {
             properties,
         }
     }
-
-    /// The slice servers this scan reads and how many buckets of each.
-    pub fn touched(&self) -> Vec<(NodeId, usize)> {
-        self.scans.iter().map(|s| (s.node, s.bucket_count)).collect()
-    }
 }
 
 impl DisplayAs for SliceScanExec {

@@ -31,11 +31,4 @@ impl Cluster {
             .and_then(|c| c.get(&node).cloned())
             .ok_or_else(|| err!(ConnectionFailure, "slice server {node} is not connected"))
     }
-
-    pub fn nodes(&self) -> Vec<NodeId> {
-        self.clients
-            .read()
-            .map(|c| c.keys().copied().collect())
-            .unwrap_or_default()
-    }
 }
