@@ -96,13 +96,7 @@ impl Server {
 
     /// Connects and drives the connection in the background.
     pub async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.conn_str(), tokio_postgres::NoTls)
-            .await
-            .expect("connect to slicedb");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        connect(self.addr).await
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -118,4 +112,109 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A `slicedb` process of a cluster (`slicedb coordinator …`,
+/// `slicedb slice-server …`), started with the given arguments. It is ready
+/// once it prints its `slicedb ready:` line; it is killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+impl Process {
+    /// Starts `slicedb <args>` and waits (at most 60 s) until it is ready.
+    pub fn start(name: &str, args: &[String]) -> Process {
+        use std::io::BufRead;
+        let mut child = Command::new(slicedb_binary())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn slicedb");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let label = name.to_string();
+        std::thread::spawn(move || {
+            // Keep draining stdout for the life of the process.
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("slicedb ready:") {
+                    let _ = tx.send(());
+                } else {
+                    eprintln!("[{label}] {line}");
+                }
+            }
+        });
+        let mut process = Process {
+            child: Some(child),
+            name: name.to_string(),
+            args: args.to_vec(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                return process;
+            }
+            if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
+                panic!("{name} exited during start-up: {status}");
+            }
+            if Instant::now() > deadline {
+                panic!("{name} was not ready within 60s");
+            }
+        }
+    }
+
+    /// Starts the same command again (after [`Process::kill9`]).
+    pub fn restart(&mut self) {
+        let again = Process::start(&self.name, &self.args);
+        *self = again;
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A free loopback UDP port (bound and released), for QUIC endpoints.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Connects to a PostgreSQL endpoint and drives the connection in the background.
+pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
+    let conn_str = format!("host={} port={} user=postgres dbname=slicedb", addr.ip(), addr.port());
+    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .expect("connect to slicedb");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Runs `slicedb <args>` to completion and returns (success, stdout + stderr).
+pub fn run_slicedb(args: &[&str]) -> (bool, String) {
+    let out = Command::new(slicedb_binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run slicedb");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }

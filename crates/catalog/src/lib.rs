@@ -6,7 +6,7 @@
 //! coordinator's own RocksDB, one JSON document per object:
 //!
 //! ```text
-//! meta              → {version, current_map, next_table_id, next_node_id}
+//! meta              → {version, current_map, next_table_id, next_node_id, cluster_id}
 //! node/<id>         → NodeInfo
 //! map/<name>        → HashMap (as bucket runs)
 //! table/<name>      → TableDef
@@ -47,6 +47,10 @@ struct Meta {
     current_map: Option<String>,
     next_table_id: TableId,
     next_node_id: NodeId,
+    /// Chosen at random when the catalog is created; slice servers are
+    /// registered to it and refuse other clusters' coordinators.
+    #[serde(default)]
+    cluster_id: u64,
 }
 
 /// An immutable view of the catalog at one version.
@@ -62,6 +66,24 @@ pub struct CatalogState {
 impl CatalogState {
     pub fn version(&self) -> u64 {
         self.meta.version
+    }
+
+    /// The cluster's identity, fixed at creation.
+    pub fn cluster_id(&self) -> u64 {
+        self.meta.cluster_id
+    }
+
+    /// The id the next registered node gets.
+    pub fn next_node_id(&self) -> NodeId {
+        self.meta.next_node_id.max(1)
+    }
+
+    /// A hash map name not used yet: `hm1`, `hm2`, …
+    pub fn unused_map_name(&self) -> String {
+        (1..)
+            .map(|i| format!("hm{i}"))
+            .find(|n| !self.hash_maps.contains_key(n))
+            .unwrap_or_else(|| "hm".into())
     }
 
     /// The current hash map: the one new tables bind to.
@@ -111,6 +133,7 @@ impl CatalogState {
 #[derive(Debug, Clone)]
 pub enum Change {
     PutNode(NodeInfo),
+    RemoveNode(NodeId),
     PutHashMap(HashMap),
     DropHashMap(String),
     SetCurrentMap(String),
@@ -134,7 +157,24 @@ impl Catalog {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         let db = DB::open(&opts, path).map_err(|e| Error::io(format!("opening catalog {}: {e}", path.display())))?;
-        let state = load(&db)?;
+        let mut state = load(&db)?;
+        if state.meta.cluster_id == 0 {
+            // A new catalog (or one from before cluster ids): pick its identity.
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            h.write_u32(std::process::id());
+            state.meta.cluster_id = h.finish().max(1);
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.put_opt("meta", json(&state.meta)?, &wo)
+                .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+        }
         Ok(Catalog {
             db,
             state: RwLock::new(Arc::new(state)),
@@ -151,7 +191,7 @@ impl Catalog {
     }
 
     pub fn next_node_id(&self) -> NodeId {
-        self.snapshot().meta.next_node_id.max(1)
+        self.snapshot().next_node_id()
     }
 
     /// Validates and applies `changes` atomically, bumping the version.
@@ -178,6 +218,10 @@ impl Catalog {
                 Change::PutHashMap(m) => {
                     batch.put(format!("map/{}", m.name), json(&m)?);
                     new.hash_maps.insert(m.name.clone(), Arc::new(m));
+                }
+                Change::RemoveNode(id) => {
+                    batch.delete(format!("node/{id}"));
+                    new.nodes.remove(&id);
                 }
                 Change::DropHashMap(name) => {
                     batch.delete(format!("map/{name}"));
@@ -274,6 +318,14 @@ mod tests {
         assert_eq!(s.version(), 1);
         assert_eq!(s.current_map().unwrap().name, "hm1");
         assert_eq!(cat.next_node_id(), 2);
+        assert_ne!(s.cluster_id(), 0, "a cluster id is chosen at creation");
+        let id = s.cluster_id();
+        drop(cat);
+        assert_eq!(
+            Catalog::open(dir.path()).unwrap().snapshot().cluster_id(),
+            id,
+            "and kept"
+        );
         assert_eq!(s.table("nope").unwrap_err().state.code(), "42P01");
     }
 

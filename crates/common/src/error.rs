@@ -14,7 +14,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 
 /// The SQLSTATEs slicedb reports. See PostgreSQL's Appendix A.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SqlState {
     /// 42601
     SyntaxError,
@@ -64,6 +64,8 @@ pub enum SqlState {
     DependentObjectsStillExist,
     /// 55006
     ObjectInUse,
+    /// 55000
+    ObjectNotInPrerequisiteState,
     /// 08006
     ConnectionFailure,
     /// 08P01
@@ -105,6 +107,7 @@ impl SqlState {
             FeatureNotSupported => "0A000",
             DependentObjectsStillExist => "2BP01",
             ObjectInUse => "55006",
+            ObjectNotInPrerequisiteState => "55000",
             ConnectionFailure => "08006",
             ProtocolViolation => "08P01",
             QueryCanceled => "57014",
@@ -115,7 +118,7 @@ impl SqlState {
 }
 
 /// A slicedb error: what went wrong, and the SQLSTATE the client sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Error {
     pub state: SqlState,
     pub message: String,
@@ -185,7 +188,10 @@ impl Error {
             DataFusionError::Context(_, inner) => Error::from_datafusion(*inner),
             DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
                 Ok(e) => Error::from_datafusion(e),
-                Err(shared) => Error::classify_message(&shared.to_string(), SqlState::InternalError),
+                // Shared by several partitions (a join's build side): find
+                // a slicedb error inside without taking it.
+                Err(shared) => Error::find_in(&shared)
+                    .unwrap_or_else(|| Error::classify_message(&shared.to_string(), SqlState::InternalError)),
             },
             DataFusionError::Diagnostic(_, inner) => Error::from_datafusion(*inner),
             DataFusionError::Collection(mut errors) if !errors.is_empty() => Error::from_datafusion(errors.remove(0)),
@@ -204,6 +210,21 @@ impl Error {
             DataFusionError::NotImplemented(msg) => Error::new(SqlState::FeatureNotSupported, msg),
             DataFusionError::Execution(msg) => Error::classify_message(&msg, SqlState::InternalError),
             other => Error::classify_message(&other.to_string(), SqlState::InternalError),
+        }
+    }
+
+    /// A slicedb error carried somewhere inside `e`, by reference.
+    fn find_in(e: &DataFusionError) -> Option<Error> {
+        match e {
+            DataFusionError::External(inner) => inner.downcast_ref::<Error>().cloned(),
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => Error::find_in(inner),
+            DataFusionError::Shared(inner) => Error::find_in(inner),
+            DataFusionError::Collection(errors) => errors.first().and_then(Error::find_in),
+            DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+                ArrowError::ExternalError(x) => x.downcast_ref::<Error>().cloned(),
+                _ => None,
+            },
+            _ => None,
         }
     }
 

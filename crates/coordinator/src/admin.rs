@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use slicedb_catalog::Change;
+use slicedb_catalog::{Change, NodeInfo};
 use slicedb_common::{err, Error, NodeId, Result, TableId};
 use slicedb_hashmap::{HashMap, Strategy};
 use slicedb_storage::TableStats;
+use slicedb_transport::quic::{check_identity, QuicClient};
 use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::execute::batch_rows;
@@ -19,6 +20,129 @@ fn node_list(nodes: &[NodeId]) -> String {
 }
 
 impl Coordinator {
+    /// `ADD NODE 'host:port' [WITHOUT HASH MAP] [STRATEGY s]` (seed 002, S2).
+    ///
+    /// Connects to the slice server (mutual TLS against the cluster CA),
+    /// checks its protocol version and that it belongs to no other cluster,
+    /// registers it under the next node id, and — unless `WITHOUT HASH MAP`
+    /// — makes a new hash map over every node the current one. Tables keep
+    /// their maps: nothing moves until `REDISTRIBUTE`, and no statement waits.
+    pub async fn add_node(&self, address: &str, new_map: bool, strategy: Option<Strategy>) -> Result<Output> {
+        let endpoint = self
+            .endpoint
+            .clone()
+            .ok_or_else(|| err!(FeatureNotSupported, "this coordinator has no QUIC endpoint"))?;
+        if address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':') {
+            return Err(err!(
+                InvalidParameterValue,
+                "node address \"{address}\" is not host:port"
+            ));
+        }
+        let _membership = self.membership.lock().await;
+        let state = self.catalog.snapshot();
+        if let Some(n) = state.nodes.values().find(|n| n.address == address) {
+            return Err(err!(DuplicateObject, "node {} already has address {address}", n.id));
+        }
+        let cluster_id = state.cluster_id();
+        let unreachable = |e: Error| {
+            if e.state == slicedb_common::SqlState::ConnectionFailure {
+                err!(
+                    ConnectionFailure,
+                    "cannot reach slice server at {address}: {}",
+                    e.message
+                )
+            } else {
+                e
+            }
+        };
+        let node = endpoint
+            .register(address, cluster_id, |pong| match pong {
+                // A registration interrupted before the catalog recorded it
+                // is resumed under the id it got.
+                SliceResponse::Pong {
+                    node_id: Some(n),
+                    cluster_id: Some(c),
+                    ..
+                } if *c == cluster_id && !state.nodes.contains_key(n) && *n >= state.next_node_id() => Ok(*n),
+                _ => {
+                    check_identity(pong, None, cluster_id)?;
+                    Ok(state.next_node_id())
+                }
+            })
+            .await
+            .map_err(unreachable)?;
+        let mut map_name = None;
+        self.catalog.update(|state| {
+            let mut changes = vec![Change::PutNode(NodeInfo {
+                id: node,
+                address: address.to_string(),
+            })];
+            if new_map {
+                let mut nodes: Vec<NodeId> = state.nodes.keys().copied().collect();
+                nodes.push(node);
+                let name = state.unused_map_name();
+                let map = match strategy.unwrap_or(Strategy::Range) {
+                    Strategy::Range => HashMap::range(&name, &nodes)?,
+                    Strategy::MinimalMove => HashMap::minimal_move(&name, state.current_map()?.as_ref(), &nodes)?,
+                };
+                changes.push(Change::PutHashMap(map));
+                changes.push(Change::SetCurrentMap(name.clone()));
+                map_name = Some(name);
+            }
+            Ok(changes)
+        })?;
+        self.cluster
+            .add(Arc::new(QuicClient::new(node, address, cluster_id, endpoint.clone())));
+        match &map_name {
+            Some(m) => tracing::info!(node, address, "added node {node}; hash map {m} is now current"),
+            None => tracing::info!(node, address, "added node {node} without a new hash map"),
+        }
+        Ok(Output::Command(CommandTag::new("ADD NODE")))
+    }
+
+    /// `REMOVE NODE n`: only once no table's hash map, nor the current map,
+    /// gives it buckets. Unused maps that name it are dropped with it.
+    pub async fn remove_node(&self, node: NodeId) -> Result<Output> {
+        let _membership = self.membership.lock().await;
+        let names = |maps: &[&HashMap]| maps.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+        self.catalog.update(|state| {
+            if !state.nodes.contains_key(&node) {
+                return Err(err!(UndefinedObject, "node {node} does not exist"));
+            }
+            let naming: Vec<&HashMap> = state
+                .hash_maps
+                .values()
+                .map(|m| m.as_ref())
+                .filter(|m| m.nodes.contains(&node) || m.bucket_counts().contains_key(&node))
+                .collect();
+            let bound: Vec<&HashMap> = naming
+                .iter()
+                .copied()
+                .filter(|m| !state.tables_on_map(&m.name).is_empty())
+                .collect();
+            if !bound.is_empty() {
+                return Err(err!(
+                    DependentObjectsStillExist,
+                    "cannot remove node {node}: tables are bound to hash maps that place buckets on it ({}); redistribute them first",
+                    names(&bound)
+                ));
+            }
+            if let Some(current) = naming.iter().find(|m| Some(m.name.as_str()) == state.current_map_name()) {
+                return Err(err!(
+                    ObjectInUse,
+                    "cannot remove node {node}: the current hash map {} places buckets on it; SET CURRENT HASH MAP to another first",
+                    current.name
+                ));
+            }
+            let mut changes: Vec<Change> = naming.iter().map(|m| Change::DropHashMap(m.name.clone())).collect();
+            changes.push(Change::RemoveNode(node));
+            Ok(changes)
+        })?;
+        self.cluster.remove(node);
+        tracing::info!(node, "removed node {node}");
+        Ok(Output::Command(CommandTag::new("REMOVE NODE")))
+    }
+
     /// `CREATE HASH MAP name [ON NODES (…)] [STRATEGY …] [AS CURRENT]`.
     pub fn create_hash_map(
         &self,

@@ -279,6 +279,12 @@ impl Coordinator {
             Statement::ShowHashMap(name) => return self.show_hash_map(&name),
             Statement::ShowNodes => return self.show_nodes().await,
             Statement::ShowSlices(table) => return self.show_slices(table.as_deref()).await,
+            Statement::AddNode {
+                address,
+                new_map,
+                strategy,
+            } => return self.add_node(&address, new_map, strategy).await,
+            Statement::RemoveNode(node) => return self.remove_node(node).await,
         };
         if let Some(point) = PointQuery::recognize(&sql) {
             if let Some(out) = self.point_query(&point, None).await? {

@@ -9,9 +9,13 @@
 //! - `SET`, `SHOW` and transaction control act on the [`Session`].
 //!
 //! The coordinator owns the catalog and reaches slice servers only through
-//! [`slicedb_transport::Cluster`]. [`Coordinator::open_embedded`] starts the
-//! embedded layout: three slice servers in this process over the in-process
-//! transport.
+//! [`slicedb_transport::Cluster`]:
+//! - [`Coordinator::open_embedded`] starts the embedded layout: three slice
+//!   servers in this process over the in-process transport;
+//! - [`Coordinator::open_cluster`] reaches slice-server processes over QUIC.
+//!
+//! Either way, slice servers on other hosts join with `ADD NODE` ([`admin`])
+//! over QUIC, authenticated by the cluster CA.
 
 pub mod admin;
 pub mod copy;
@@ -35,6 +39,7 @@ use slicedb_hashmap::HashMap;
 use slicedb_planner::SliceSchemaProvider;
 use slicedb_slice_server::SliceServer;
 use slicedb_transport::local::LocalTransport;
+use slicedb_transport::quic::{check_identity, QuicClient, QuicEndpoint};
 use slicedb_transport::Cluster;
 
 pub use copy::CopyIn;
@@ -47,6 +52,10 @@ pub const DATABASE: &str = "slicedb";
 pub const SCHEMA: &str = "public";
 /// Name of the hash map created on first start.
 pub const INITIAL_MAP: &str = "hm1";
+/// The address recorded for slice servers inside the coordinator's process.
+pub const EMBEDDED_ADDRESS: &str = "embedded";
+/// How long a starting coordinator waits for its initial slice servers.
+const INITIAL_REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What a statement produced.
 pub enum Output {
@@ -119,6 +128,10 @@ pub struct Coordinator {
     pub cluster: Arc<Cluster>,
     pub ctx: Arc<SessionContext>,
     schema: Arc<SliceSchemaProvider>,
+    /// This coordinator's QUIC endpoint, for slice servers in other processes.
+    pub endpoint: Option<Arc<QuicEndpoint>>,
+    /// Serializes `ADD NODE` and `REMOVE NODE` (node ids and maps).
+    pub(crate) membership: tokio::sync::Mutex<()>,
 }
 
 impl Coordinator {
@@ -126,16 +139,35 @@ impl Coordinator {
     /// `slice_servers` slice servers in this process. On first start the
     /// slice servers are registered and hash map `hm1` over all of them
     /// becomes current.
-    pub fn open_embedded(data_dir: &Path, slice_servers: u32) -> Result<Coordinator> {
+    ///
+    /// `endpoint`, if given, reaches slice servers added later with `ADD
+    /// NODE` from other processes.
+    pub fn open_embedded(
+        data_dir: &Path,
+        slice_servers: u32,
+        endpoint: Option<Arc<QuicEndpoint>>,
+    ) -> Result<Coordinator> {
         std::fs::create_dir_all(data_dir)?;
         let catalog = Arc::new(Catalog::open(&data_dir.join("catalog"))?);
         let cluster = Arc::new(Cluster::new());
-        let nodes: Vec<NodeId> = (1..=slice_servers).collect();
+        let cluster_id = catalog.snapshot().cluster_id();
+        let fresh = catalog.snapshot().nodes.is_empty();
+        let nodes: Vec<NodeId> = if fresh {
+            (1..=slice_servers).collect()
+        } else {
+            let s = catalog.snapshot();
+            s.nodes
+                .values()
+                .filter(|n| n.address == EMBEDDED_ADDRESS)
+                .map(|n| n.id)
+                .collect()
+        };
         for node in &nodes {
-            let server = SliceServer::open(*node, &data_dir.join(format!("slice-{node}")))?;
+            let server = SliceServer::open(&data_dir.join(format!("slice-{node}")))?;
+            server.register(*node, cluster_id)?;
             cluster.add(Arc::new(LocalTransport::new(*node, Arc::new(server))));
         }
-        if catalog.snapshot().nodes.is_empty() {
+        if fresh {
             let map = HashMap::range(INITIAL_MAP, &nodes)?;
             catalog.update(|_| {
                 let mut changes: Vec<Change> = nodes
@@ -143,7 +175,7 @@ impl Coordinator {
                     .map(|id| {
                         Change::PutNode(NodeInfo {
                             id: *id,
-                            address: "embedded".into(),
+                            address: EMBEDDED_ADDRESS.into(),
                         })
                     })
                     .collect();
@@ -153,17 +185,99 @@ impl Coordinator {
             })?;
             tracing::info!(slice_servers, "initialized a new catalog with hash map {INITIAL_MAP}");
         }
-        Coordinator::new(catalog, cluster)
+        Coordinator::new(catalog, cluster, endpoint)
+    }
+
+    /// Starts a cluster coordinator under `data_dir`, reaching slice servers
+    /// over QUIC through `endpoint`.
+    ///
+    /// On first start (an empty catalog) it registers the slice servers at
+    /// `initial` — waiting for them to come up — and makes hash map `hm1`
+    /// over them current. Later starts reconnect to the nodes the catalog
+    /// records, lazily, on their first request.
+    pub async fn open_cluster(data_dir: &Path, endpoint: Arc<QuicEndpoint>, initial: &[String]) -> Result<Coordinator> {
+        std::fs::create_dir_all(data_dir)?;
+        let catalog = Arc::new(Catalog::open(&data_dir.join("catalog"))?);
+        let cluster = Arc::new(Cluster::new());
+        let snapshot = catalog.snapshot();
+        let cluster_id = snapshot.cluster_id();
+        if snapshot.nodes.is_empty() && !initial.is_empty() {
+            let mut infos = Vec::new();
+            for (i, address) in initial.iter().enumerate() {
+                let node = i as NodeId + 1;
+                register_when_up(&endpoint, address, node, cluster_id).await?;
+                infos.push(NodeInfo {
+                    id: node,
+                    address: address.clone(),
+                });
+            }
+            let ids: Vec<NodeId> = infos.iter().map(|n| n.id).collect();
+            let map = HashMap::range(INITIAL_MAP, &ids)?;
+            catalog.update(|_| {
+                let mut changes: Vec<Change> = infos.iter().cloned().map(Change::PutNode).collect();
+                changes.push(Change::PutHashMap(map));
+                changes.push(Change::SetCurrentMap(INITIAL_MAP.into()));
+                Ok(changes)
+            })?;
+            tracing::info!(
+                slice_servers = ids.len(),
+                "initialized a new cluster with hash map {INITIAL_MAP}"
+            );
+        }
+        for node in catalog.snapshot().nodes.values() {
+            if node.address == EMBEDDED_ADDRESS {
+                return Err(Error::internal(format!(
+                    "node {} is an embedded slice server; start this data directory with `slicedb start`",
+                    node.id
+                )));
+            }
+            cluster.add(Arc::new(QuicClient::new(
+                node.id,
+                &node.address,
+                cluster_id,
+                endpoint.clone(),
+            )));
+        }
+        Coordinator::new(catalog, cluster, Some(endpoint))
     }
 
     /// A coordinator over an opened catalog and connected slice servers.
-    pub fn new(catalog: Arc<Catalog>, cluster: Arc<Cluster>) -> Result<Coordinator> {
+    /// Nodes the catalog records at other addresses are reached through
+    /// `endpoint`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        cluster: Arc<Cluster>,
+        endpoint: Option<Arc<QuicEndpoint>>,
+    ) -> Result<Coordinator> {
+        if let Some(endpoint) = &endpoint {
+            let s = catalog.snapshot();
+            for node in s.nodes.values().filter(|n| n.address != EMBEDDED_ADDRESS) {
+                if cluster.client(node.id).is_err() {
+                    cluster.add(Arc::new(QuicClient::new(
+                        node.id,
+                        &node.address,
+                        s.cluster_id(),
+                        endpoint.clone(),
+                    )));
+                }
+            }
+        }
         let config = SessionConfig::new()
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_information_schema(true)
             .with_target_partitions(4);
-        let ctx = SessionContext::new_with_config(config);
+        // DataFusion's physical rules, then ours: it sees the plan they settled on.
+        let mut physical_rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        physical_rules.push(Arc::new(slicedb_planner::fragment::PushDownFragments::new(
+            cluster.clone(),
+        )));
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rules(physical_rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::bytea::ByteaInput));
         let ctx = Arc::new(ctx);
         let schema = Arc::new(SliceSchemaProvider::new(catalog.clone(), cluster.clone()));
@@ -178,11 +292,42 @@ impl Coordinator {
             cluster,
             ctx,
             schema,
+            endpoint,
+            membership: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The DataFusion provider of table `name`.
     pub fn slice_table(&self, name: &str) -> Result<slicedb_planner::SliceTable> {
         self.schema.slice_table(name)
+    }
+}
+
+/// Registers the slice server at `address` as `node`, retrying while it is
+/// not up yet (containers start in any order).
+async fn register_when_up(endpoint: &QuicEndpoint, address: &str, node: NodeId, cluster_id: u64) -> Result<()> {
+    let deadline = std::time::Instant::now() + INITIAL_REGISTRATION_WAIT;
+    loop {
+        // Registered already (a restart during the first start), or not yet.
+        let attempt = endpoint.register(address, cluster_id, |pong| {
+            check_identity(pong, Some(node), cluster_id).or_else(|_| check_identity(pong, None, cluster_id))?;
+            Ok(node)
+        });
+        match attempt.await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.state == slicedb_common::SqlState::ConnectionFailure && std::time::Instant::now() < deadline =>
+            {
+                tracing::info!(address, "waiting for slice server: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(slicedb_common::err!(
+                    ConnectionFailure,
+                    "cannot register slice server {node} at {address}: {}",
+                    e.message
+                ))
+            }
+        }
     }
 }

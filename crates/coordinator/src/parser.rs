@@ -43,6 +43,14 @@ pub enum Statement {
     ShowHashMap(String),
     ShowNodes,
     ShowSlices(Option<String>),
+    /// `ADD NODE 'host:port' [WITHOUT HASH MAP] [STRATEGY s]`
+    AddNode {
+        address: String,
+        new_map: bool,
+        strategy: Option<Strategy>,
+    },
+    /// `REMOVE NODE n`
+    RemoveNode(u32),
 }
 
 /// Parses one or more `;`-separated statements.
@@ -134,6 +142,35 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
         let name = c.ident()?;
         c.end()?;
         return Ok(Some(Statement::ShowHashMap(name)));
+    }
+    if c.peek_words(&["ADD", "NODE"]) {
+        c.pos += 2;
+        let address = c.string()?;
+        let (mut new_map, mut strategy) = (true, None);
+        loop {
+            if c.eat_words(&["WITHOUT", "HASH", "MAP"]) {
+                new_map = false;
+            } else if c.eat_words(&["STRATEGY"]) {
+                strategy = Some(Strategy::parse(&c.ident()?)?);
+            } else {
+                break;
+            }
+        }
+        c.end()?;
+        if !new_map && strategy.is_some() {
+            return Err(err!(SyntaxError, "ADD NODE … WITHOUT HASH MAP takes no STRATEGY"));
+        }
+        return Ok(Some(Statement::AddNode {
+            address,
+            new_map,
+            strategy,
+        }));
+    }
+    if c.peek_words(&["REMOVE", "NODE"]) {
+        c.pos += 2;
+        let node = c.number()?;
+        c.end()?;
+        return Ok(Some(Statement::RemoveNode(node)));
     }
     if c.peek_words(&["SHOW", "NODES"]) {
         c.pos += 2;
@@ -288,6 +325,17 @@ impl Cursor<'_> {
         }
     }
 
+    /// A single-quoted string literal.
+    fn string(&mut self) -> Result<String> {
+        match self.tokens.get(self.pos) {
+            Some(Token::SingleQuotedString(s)) => {
+                self.pos += 1;
+                Ok(s.replace("''", "'"))
+            }
+            _ => Err(self.unexpected("a quoted string")),
+        }
+    }
+
     fn number(&mut self) -> Result<u32> {
         match self.tokens.get(self.pos) {
             Some(Token::Number(n, _)) => {
@@ -361,6 +409,24 @@ mod tests {
             vec![Statement::ShowHashMaps, Statement::ShowNodes]
         );
         assert!(parse("CREATE HASH MAP").is_err());
+        assert_eq!(
+            parse("ADD NODE '10.0.0.4:7100' STRATEGY minimal_move").unwrap(),
+            vec![Statement::AddNode {
+                address: "10.0.0.4:7100".into(),
+                new_map: true,
+                strategy: Some(Strategy::MinimalMove)
+            }]
+        );
+        assert_eq!(
+            parse("add node 'h:1' without hash map").unwrap(),
+            vec![Statement::AddNode {
+                address: "h:1".into(),
+                new_map: false,
+                strategy: None
+            }]
+        );
+        assert_eq!(parse("REMOVE NODE 4").unwrap(), vec![Statement::RemoveNode(4)]);
+        assert_eq!(parse("ADD NODE h").unwrap_err().state.code(), "42601");
     }
 
     #[test]

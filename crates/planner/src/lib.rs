@@ -8,11 +8,14 @@
 //! - INSERT, UPDATE, DELETE and TRUNCATE are planned by DataFusion and
 //!   executed by [`write`]'s operators, which route rows by bucket to their
 //!   slice servers, one write batch per slice server.
+//! - [`fragment`] sends partial aggregates and co-located joins to the
+//!   slice servers, so the work goes to the data.
 //! - [`point_query`] answers `SELECT … WHERE pk = v` without DataFusion.
 //! - [`SliceSchemaProvider`] exposes the catalog's tables and views to
 //!   DataFusion, always at the catalog's latest version.
 
 pub mod bytea;
+pub mod fragment;
 pub mod point_query;
 pub mod pushdown;
 pub mod scan;

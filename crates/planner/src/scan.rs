@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -15,9 +14,9 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     ReplaceChildrenOptions,
 };
-use futures::{StreamExt, TryStreamExt};
-use slicedb_common::{Error, NodeId, TableDef};
-use slicedb_transport::{Cluster, ScanRequest};
+use slicedb_common::{NodeId, TableDef};
+use slicedb_hashmap::HashMap;
+use slicedb_transport::{batches_as, Cluster, ScanRequest};
 
 /// What one partition of a scan reads: a slice server and its request.
 #[derive(Debug, Clone)]
@@ -31,7 +30,9 @@ pub struct SliceScan {
 /// Scans one table on the slice servers that hold the buckets it needs, one
 /// output partition per slice server, streaming Arrow batches as they come.
 pub struct SliceScanExec {
-    table: String,
+    table: Arc<TableDef>,
+    /// The hash map the scans were routed by.
+    map: Arc<HashMap>,
     /// Names of the table's columns, for EXPLAIN.
     columns: Vec<String>,
     schema: SchemaRef,
@@ -43,14 +44,20 @@ pub struct SliceScanExec {
 impl fmt::Debug for SliceScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SliceScanExec")
-            .field("table", &self.table)
+            .field("table", &self.table.name)
             .field("scans", &self.scans)
             .finish()
     }
 }
 
 impl SliceScanExec {
-    pub fn new(table: &TableDef, schema: SchemaRef, scans: Vec<SliceScan>, cluster: Arc<Cluster>) -> Self {
+    pub fn new(
+        table: Arc<TableDef>,
+        map: Arc<HashMap>,
+        schema: SchemaRef,
+        scans: Vec<SliceScan>,
+        cluster: Arc<Cluster>,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(scans.len().max(1)),
@@ -58,12 +65,51 @@ impl SliceScanExec {
             Boundedness::Bounded,
         ));
         SliceScanExec {
-            table: table.name.clone(),
             columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+            table,
+            map,
             schema,
             scans,
             cluster,
             properties,
+        }
+    }
+
+    pub fn table(&self) -> &TableDef {
+        &self.table
+    }
+
+    pub fn map(&self) -> &HashMap {
+        &self.map
+    }
+
+    /// The slice servers the scan reads, ascending.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.scans.iter().map(|s| s.node).collect()
+    }
+
+    /// The table column behind output column `index` (`None` for the row key).
+    pub fn table_column(&self, index: usize) -> Option<usize> {
+        self.scans.first()?.request.projection.get(index).copied()
+    }
+
+    /// The same scan narrowed to slice server `node`, if it reads there.
+    pub fn for_node(&self, node: NodeId) -> Option<SliceScanExec> {
+        let scan = self.scans.iter().find(|s| s.node == node)?.clone();
+        Some(SliceScanExec::new(
+            self.table.clone(),
+            self.map.clone(),
+            self.schema.clone(),
+            vec![scan],
+            self.cluster.clone(),
+        ))
+    }
+
+    /// The request, if the scan reads exactly one slice server.
+    pub fn single_request(&self) -> Option<&ScanRequest> {
+        match self.scans.as_slice() {
+            [one] => Some(&one.request),
+            _ => None,
         }
     }
 }
@@ -74,7 +120,7 @@ impl DisplayAs for SliceScanExec {
         write!(
             f,
             "SliceScanExec: table={}, buckets={buckets}, slice_servers=[",
-            self.table
+            self.table.name
         )?;
         for (i, s) in self.scans.iter().enumerate() {
             if i > 0 {
@@ -150,19 +196,8 @@ impl ExecutionPlan for SliceScanExec {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, empty)));
         };
         let cluster = self.cluster.clone();
-        let out_schema = schema.clone();
-        let batches = futures::stream::once(async move {
-            let client = cluster.client(scan.node)?;
-            client.scan(scan.request).await
-        })
-        .try_flatten()
-        .map(move |batch| {
-            let batch = batch?;
-            // Slice servers name columns positionally; give them the plan's names.
-            let opts = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(out_schema.clone(), batch.columns().to_vec(), &opts).map_err(Error::from)
-        })
-        .map_err(Error::into_datafusion);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(batches_as(schema, async move {
+            cluster.client(scan.node)?.scan(scan.request).await
+        }))
     }
 }

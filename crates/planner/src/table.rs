@@ -196,8 +196,13 @@ impl TableProvider for SliceTable {
         if scans.is_empty() {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let exec: Arc<dyn ExecutionPlan> =
-            Arc::new(SliceScanExec::new(&self.table, schema, scans, self.cluster.clone()));
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(SliceScanExec::new(
+            self.table.clone(),
+            self.map.clone(),
+            schema,
+            scans,
+            self.cluster.clone(),
+        ));
         if ordered == *projection {
             return Ok(exec);
         }

@@ -5,6 +5,11 @@
 //! thread, decode rows, apply the pushed-down predicate and projection, and
 //! send Arrow record batches through a bounded channel: a slow reader slows
 //! the scan instead of filling memory, and a table is never materialized whole.
+//!
+//! It also runs plan fragments — partial aggregates and co-located joins the
+//! coordinator sends to the data ([`fragment`]).
+
+pub mod fragment;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,29 +22,38 @@ use futures::StreamExt;
 use slicedb_common::datum::build_array;
 use slicedb_common::{Datum, Error, NodeId, Result};
 use slicedb_storage::SliceStore;
-use slicedb_transport::message::ROW_KEY_COLUMN;
+use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
 use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
 use tokio::sync::mpsc;
 
 /// One slice server and its storage.
 pub struct SliceServer {
-    node: NodeId,
     store: Arc<SliceStore>,
+    /// Executes plan fragments (DataFusion's built-in functions only).
+    fragments: datafusion::prelude::SessionContext,
 }
 
 impl SliceServer {
-    /// Opens the slice server `node` with its data under `dir`.
-    pub fn open(node: NodeId, dir: &Path) -> Result<SliceServer> {
+    /// Opens the slice server with its data under `dir`. It learns its node
+    /// id when a coordinator registers it (`SliceRequest::Register`), and
+    /// keeps it across restarts.
+    pub fn open(dir: &Path) -> Result<SliceServer> {
         std::fs::create_dir_all(dir)?;
-        let store = SliceStore::open(dir, node)?;
+        let store = SliceStore::open(dir)?;
         Ok(SliceServer {
-            node,
             store: Arc::new(store),
+            fragments: datafusion::prelude::SessionContext::new(),
         })
     }
 
-    pub fn node_id(&self) -> NodeId {
-        self.node
+    /// The node id and cluster id it was registered as.
+    pub fn identity(&self) -> Option<(NodeId, u64)> {
+        self.store.identity()
+    }
+
+    /// Registers it as node `node` of cluster `cluster` (see [`SliceStore::register`]).
+    pub fn register(&self, node: NodeId, cluster: u64) -> Result<()> {
+        self.store.register(node, cluster)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -84,34 +98,52 @@ impl SliceService for SliceServer {
                     .await?;
                 Ok(SliceResponse::TableStats(stats))
             }
-            SliceRequest::Ping => Ok(SliceResponse::Pong {
-                node_id: self.node,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }),
+            SliceRequest::Ping => {
+                let identity = self.identity();
+                Ok(SliceResponse::Pong {
+                    node_id: identity.map(|i| i.0),
+                    cluster_id: identity.map(|i| i.1),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    protocol: PROTOCOL_VERSION,
+                })
+            }
+            SliceRequest::Register { node_id, cluster_id } => {
+                self.blocking(move |s| s.register(node_id, cluster_id)).await?;
+                tracing::info!(node_id, "registered as node {node_id} of cluster {cluster_id:016x}");
+                Ok(SliceResponse::Done)
+            }
         }
     }
 
     async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
-        // A handful of point reads costs less than handing them to a
-        // blocking thread and back: answer them on this task.
-        if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
-            let mut batches = Vec::new();
-            run_scan(&self.store, &request, &mut |b| {
-                batches.push(Ok(b));
-                true
-            })?;
-            return Ok(futures::stream::iter(batches).boxed());
-        }
-        let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = run_scan(&store, &request, &mut |b| tx.blocking_send(Ok(b)).is_ok());
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok(tokio_stream(rx).boxed())
+        scan_stream(self.store.clone(), request)
     }
+
+    async fn fragment(&self, plan: Vec<u8>) -> Result<RecordBatchStream> {
+        fragment::run_fragment(&self.store, &self.fragments, &plan)
+    }
+}
+
+/// Starts a scan of `store`: its batches as they are produced.
+pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Result<RecordBatchStream> {
+    // A handful of point reads costs less than handing them to a
+    // blocking thread and back: answer them on this task.
+    if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
+        let mut batches = Vec::new();
+        run_scan(&store, &request, &mut |b| {
+            batches.push(Ok(b));
+            true
+        })?;
+        return Ok(futures::stream::iter(batches).boxed());
+    }
+    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
+    tokio::task::spawn_blocking(move || {
+        let result = run_scan(&store, &request, &mut |b| tx.blocking_send(Ok(b)).is_ok());
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Ok(tokio_stream(rx).boxed())
 }
 
 fn tokio_stream(mut rx: mpsc::Receiver<Result<RecordBatch>>) -> impl futures::Stream<Item = Result<RecordBatch>> {

@@ -1,15 +1,23 @@
 //! `slicedb`: the command-line entry point.
 //!
-//! `slicedb start` runs the embedded database: a coordinator and three slice
-//! servers in one process, with the PostgreSQL protocol on `--listen`.
+//! - `slicedb start` runs the embedded database: a coordinator and three
+//!   slice servers in one process, with the PostgreSQL protocol on `--listen`.
+//! - `slicedb coordinator` and `slicedb slice-server` run a cluster's
+//!   processes, which talk over QUIC with mutual TLS.
+//! - `slicedb certs` creates the cluster CA and node certificates.
+//! - `slicedb ping` checks that a slice server answers and who it is.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use slicedb_coordinator::Coordinator;
 use slicedb_frontend::Handlers;
+use slicedb_slice_server::SliceServer;
+use slicedb_transport::quic::{QuicEndpoint, Timeouts};
+use slicedb_transport::tls::CertDir;
+use slicedb_transport::{SliceRequest, SliceResponse};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,7 +35,7 @@ struct Cli {
 enum Command {
     /// Start the embedded database: a coordinator and slice servers in one process.
     Start {
-        /// Directory for the catalog and the slice servers' data.
+        /// Directory for the catalog, the slice servers' data and the cluster CA.
         #[arg(long, default_value = "./slicedb-data")]
         data_dir: PathBuf,
         /// Address for PostgreSQL clients.
@@ -36,8 +44,92 @@ enum Command {
         /// Number of slice servers to run in the process (used on first start only).
         #[arg(long, default_value_t = 3)]
         slice_servers: u32,
+        /// UDP address of the QUIC endpoint that reaches slice servers added
+        /// with ADD NODE (port 0: any).
+        #[arg(long, default_value = "0.0.0.0:0")]
+        quic_listen: SocketAddr,
+    },
+    /// Run a cluster's coordinator: PostgreSQL clients on --pg-listen, slice
+    /// servers over QUIC.
+    Coordinator {
+        /// UDP address of the coordinator's QUIC endpoint.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Address for PostgreSQL clients.
+        #[arg(long)]
+        pg_listen: SocketAddr,
+        /// Directory for the catalog.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Certificate directory (default: <data-dir>/certs).
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// Name of this node's certificate in the certificate directory.
+        #[arg(long, default_value = "coordinator")]
+        cert_name: String,
+        /// A slice server (host:port) to register on first start; repeat
+        /// for each. Later starts use the catalog's nodes.
+        #[arg(long = "slice-server")]
+        slice_servers: Vec<String>,
+    },
+    /// Run a slice server: stores slices in RocksDB, serves the coordinator over QUIC.
+    SliceServer {
+        /// UDP address to serve QUIC on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Directory for the slice server's data (its RocksDB is `store/` in it).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Certificate directory (default: <data-dir>/certs).
+        #[arg(long)]
+        certs: Option<PathBuf>,
+        /// Name of this node's certificate in the certificate directory.
+        #[arg(long)]
+        cert_name: String,
+    },
+    /// Create the cluster CA and node certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Connect to a slice server over QUIC and print its identity.
+    Ping {
+        /// The slice server's host:port.
+        address: String,
+        /// Certificate directory.
+        #[arg(long)]
+        certs: PathBuf,
+        /// Certificate to present.
+        #[arg(long, default_value = "coordinator")]
+        cert_name: String,
     },
 }
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a new cluster CA in --dir, with certificates for the
+    /// coordinator and slice-server-1 … slice-server-N.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        slice_servers: u32,
+        /// If the directory already holds a CA, keep it and issue only the
+        /// certificates that are missing (for container start-up).
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Issue more node certificates from the CA in --dir.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Certificate names, e.g. slice-server-4.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -61,25 +153,179 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// Tells whoever started the process that it is ready (tests and scripts
+/// read this line on stdout).
+fn announce(what: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "slicedb ready: {what}");
+    let _ = out.flush();
+}
+
+/// Loads `name`'s identity from `dir`.
+fn endpoint(dir: &Path, name: &str, listen: SocketAddr) -> Result<Arc<QuicEndpoint>, BoxError> {
+    let identity = CertDir::new(dir).identity(name)?;
+    Ok(Arc::new(QuicEndpoint::bind(listen, &identity, Timeouts::default())?))
+}
+
+async fn serve_pg(coordinator: Arc<Coordinator>, listen: SocketAddr) -> Result<(), BoxError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!("slicedb is ready: psql -h {} -p {}", addr.ip(), addr.port());
+    announce(&format!("postgres on {addr}"));
+    let handlers = Arc::new(Handlers::new(coordinator));
+    tokio::select! {
+        r = slicedb_frontend::serve(listener, handlers) => r?,
+        _ = shutdown_signal() => {},
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
         Command::Start {
             data_dir,
             listen,
             slice_servers,
+            quic_listen,
         } => {
             if slice_servers == 0 {
                 return Err("--slice-servers must be at least 1".into());
             }
-            let coordinator = Arc::new(Coordinator::open_embedded(&data_dir, slice_servers)?);
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            let addr = listener.local_addr()?;
-            tracing::info!(data_dir = %data_dir.display(), "slicedb is ready: psql -h {} -p {}", addr.ip(), addr.port());
-            let handlers = Arc::new(Handlers::new(coordinator));
-            tokio::select! {
-                r = slicedb_frontend::serve(listener, handlers) => r?,
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            // The embedded database is its own cluster: it makes its CA on
+            // first start, so that slice servers on other hosts can be
+            // given certificates (`slicedb certs issue --dir <data-dir>/certs …`)
+            // and joined with ADD NODE.
+            let certs = CertDir::new(data_dir.join("certs"));
+            if !certs.has_ca() {
+                certs.init_ca()?;
             }
+            if !certs.has("coordinator") {
+                certs.issue("coordinator")?;
+            }
+            let endpoint = endpoint(&certs.dir, "coordinator", quic_listen)?;
+            let coordinator = Arc::new(Coordinator::open_embedded(&data_dir, slice_servers, Some(endpoint))?);
+            serve_pg(coordinator, listen).await
+        }
+        Command::Coordinator {
+            listen,
+            pg_listen,
+            data_dir,
+            certs,
+            cert_name,
+            slice_servers,
+        } => {
+            let certs = certs.unwrap_or_else(|| data_dir.join("certs"));
+            let endpoint = endpoint(&certs, &cert_name, listen)?;
+            tracing::info!(quic = %endpoint.local_addr()?, "coordinator endpoint bound");
+            let coordinator = Arc::new(Coordinator::open_cluster(&data_dir, endpoint.clone(), &slice_servers).await?);
+            let r = serve_pg(coordinator, pg_listen).await;
+            endpoint.close();
+            r
+        }
+        Command::SliceServer {
+            listen,
+            data_dir,
+            certs,
+            cert_name,
+        } => {
+            let certs = certs.unwrap_or_else(|| data_dir.join("certs"));
+            let endpoint = endpoint(&certs, &cert_name, listen)?;
+            let server = Arc::new(SliceServer::open(&data_dir.join("store"))?);
+            let addr = endpoint.local_addr()?;
+            match server.identity() {
+                Some((node, _)) => tracing::info!(%addr, node, "slice server {node} is ready"),
+                None => tracing::info!(%addr, "slice server is ready; waiting for ADD NODE"),
+            }
+            announce(&format!("slice server on {addr}"));
+            tokio::select! {
+                _ = endpoint.serve(server) => {},
+                _ = shutdown_signal() => {},
+            }
+            endpoint.close();
+            Ok(())
+        }
+        Command::Certs { command } => match command {
+            CertsCommand::Init {
+                dir,
+                slice_servers,
+                if_missing,
+            } => {
+                let certs = CertDir::new(&dir);
+                if !(if_missing && certs.has_ca()) {
+                    certs.init_ca()?;
+                }
+                let names = std::iter::once("coordinator".to_string())
+                    .chain((1..=slice_servers).map(|i| format!("slice-server-{i}")));
+                for name in names {
+                    if !(if_missing && certs.has(&name)) {
+                        certs.issue(&name)?;
+                    }
+                }
+                println!(
+                    "created a cluster CA and certificates for coordinator and slice-server-1..{slice_servers} in {}",
+                    dir.display()
+                );
+                Ok(())
+            }
+            CertsCommand::Issue { dir, names } => {
+                let certs = CertDir::new(&dir);
+                for name in &names {
+                    certs.issue(name)?;
+                }
+                println!("issued {} in {}", names.join(", "), dir.display());
+                Ok(())
+            }
+        },
+        Command::Ping {
+            address,
+            certs,
+            cert_name,
+        } => {
+            let endpoint = endpoint(&certs, &cert_name, "0.0.0.0:0".parse()?)?;
+            let conn = endpoint.connect(&address).await?;
+            let pong = endpoint.call_on(&conn, SliceRequest::Ping).await?;
+            match pong {
+                SliceResponse::Pong {
+                    node_id,
+                    cluster_id,
+                    version,
+                    protocol,
+                } => {
+                    match (node_id, cluster_id) {
+                        (Some(n), Some(c)) => println!("{address}: node {n} of cluster {c:016x}"),
+                        _ => println!("{address}: not registered with a cluster"),
+                    }
+                    println!("slicedb {version}, protocol {protocol}");
+                }
+                other => return Err(format!("unexpected answer: {other:?}").into()),
+            }
+            conn.close(0u32.into(), b"done");
+            endpoint.close();
             Ok(())
         }
     }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
@@ -34,17 +35,23 @@ pub struct TableStats {
 /// A slice server's storage.
 pub struct SliceStore {
     db: DB,
-    node: NodeId,
+    /// The node id this store belongs to; 0 until registered.
+    node: AtomicU32,
+    /// The cluster this store belongs to; 0 until registered.
+    cluster: AtomicU64,
     /// Serializes writers so that the duplicate-key check and the batch
     /// that follows it are atomic. Reads never take it.
     write_lock: Mutex<u64>,
 }
 
 const ROWID_META: &[u8] = b"\0\0\0\0rowid";
+/// `[node id u32 BE][cluster id u64 BE]`, written once by [`SliceStore::register`].
+const IDENTITY_META: &[u8] = b"\0\0\0\0identity";
 
 impl SliceStore {
-    /// Opens (or creates) the store at `path` for slice server `node`.
-    pub fn open(path: &Path, node: NodeId) -> Result<SliceStore> {
+    /// Opens (or creates) the store at `path`. Its node identity is the one
+    /// recorded by [`SliceStore::register`], if any.
+    pub fn open(path: &Path) -> Result<SliceStore> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -56,11 +63,56 @@ impl SliceStore {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => 0,
         };
+        let (node, cluster) = match db.get(IDENTITY_META).map_err(rocks)? {
+            Some(v) if v.len() == 12 => (
+                u32::from_be_bytes(v[..4].try_into().expect("4 bytes")),
+                u64::from_be_bytes(v[4..12].try_into().expect("8 bytes")),
+            ),
+            Some(_) => return Err(Error::internal("corrupt slice server identity")),
+            None => (0, 0),
+        };
         Ok(SliceStore {
             db,
-            node,
+            node: AtomicU32::new(node),
+            cluster: AtomicU64::new(cluster),
             write_lock: Mutex::new(next_rowid),
         })
+    }
+
+    /// The node id and cluster id this store was registered as.
+    pub fn identity(&self) -> Option<(NodeId, u64)> {
+        let node = self.node.load(Ordering::Acquire);
+        (node != 0).then(|| (node, self.cluster.load(Ordering::Acquire)))
+    }
+
+    /// Records for good that this store is node `node` of cluster `cluster`.
+    /// Registering again as the same node is a no-op; as another, an error.
+    pub fn register(&self, node: NodeId, cluster: u64) -> Result<()> {
+        if node == 0 {
+            return Err(err!(InvalidParameterValue, "node id 0 is reserved"));
+        }
+        let _guard = self
+            .write_lock
+            .lock()
+            .map_err(|_| Error::internal("slice store write lock poisoned"))?;
+        match self.identity() {
+            Some(id) if id == (node, cluster) => return Ok(()),
+            Some((n, c)) => {
+                return Err(err!(
+                    ObjectNotInPrerequisiteState,
+                    "this slice server is already node {n} of cluster {c:016x}"
+                ))
+            }
+            None => {}
+        }
+        let mut v = node.to_be_bytes().to_vec();
+        v.extend_from_slice(&cluster.to_be_bytes());
+        self.db
+            .put_opt(IDENTITY_META, v, &Self::write_options())
+            .map_err(rocks)?;
+        self.cluster.store(cluster, Ordering::Release);
+        self.node.store(node, Ordering::Release);
+        Ok(())
     }
 
     fn write_options() -> WriteOptions {
@@ -103,7 +155,14 @@ impl SliceStore {
                     affected += 1;
                 }
                 RowWrite::InsertWithRowId { bucket, row } => {
-                    let id = ((self.node as u64) << 40) | rowid;
+                    let node = self.node.load(Ordering::Acquire);
+                    if node == 0 {
+                        return Err(err!(
+                            ObjectNotInPrerequisiteState,
+                            "slice server is not registered with a cluster"
+                        ));
+                    }
+                    let id = ((node as u64) << 40) | rowid;
                     rowid += 1;
                     batch.put(storage_key(table, &key::rowid_key(*bucket, id)), encode_row(0, row)?);
                     affected += 1;
@@ -243,7 +302,8 @@ mod tests {
     #[test]
     fn writes_scans_and_bucket_deletes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SliceStore::open(dir.path(), 1).unwrap();
+        let store = SliceStore::open(dir.path()).unwrap();
+        store.register(1, 7).unwrap();
         let w = |b: u16, id: i64| RowWrite::Insert {
             key: row_key(b, &[Datum::Int64(id)]).unwrap(),
             row: vec![Datum::Int64(id)],
@@ -269,14 +329,17 @@ mod tests {
     fn row_ids_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = SliceStore::open(dir.path(), 2).unwrap();
+            let store = SliceStore::open(dir.path()).unwrap();
+            store.register(2, 7).unwrap();
             let w = RowWrite::InsertWithRowId {
                 bucket: 5,
                 row: vec![Datum::Int32(1)],
             };
             store.write(1, "t", &[w.clone(), w]).unwrap();
         }
-        let store = SliceStore::open(dir.path(), 2).unwrap();
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert_eq!(store.identity(), Some((2, 7)), "the identity survives reopen");
+        assert_eq!(store.register(3, 7).unwrap_err().state.code(), "55000");
         let w = RowWrite::InsertWithRowId {
             bucket: 5,
             row: vec![Datum::Int32(1)],

@@ -23,6 +23,13 @@ impl Cluster {
         }
     }
 
+    /// Forgets the client of `node`.
+    pub fn remove(&self, node: NodeId) {
+        if let Ok(mut clients) = self.clients.write() {
+            clients.remove(&node);
+        }
+    }
+
     /// The client of `node`, or a connection-class error (08006) naming it.
     pub fn client(&self, node: NodeId) -> Result<Arc<dyn SliceClient>> {
         self.clients

@@ -32,4 +32,8 @@ impl SliceClient for LocalTransport {
     async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
         self.service.scan(request).await
     }
+
+    async fn fragment(&self, plan: Vec<u8>) -> Result<RecordBatchStream> {
+        self.service.fragment(plan).await
+    }
 }

@@ -30,6 +30,15 @@ pub struct ScanRequest {
     pub batch_size: usize,
 }
 
+/// A scan leaf of a plan fragment (see the planner's `fragment` module):
+/// what the slice server reads, and the Arrow schema (IPC-encoded, see
+/// [`crate::wire::schema_to_bytes`]) the plan above it expects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FragmentScan {
+    pub request: ScanRequest,
+    pub schema: Vec<u8>,
+}
+
 /// Comparison operators a slice server evaluates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CmpOp {
@@ -191,7 +200,15 @@ pub enum SliceRequest {
     TableStats { table_ids: Vec<TableId> },
     /// Liveness and identity check.
     Ping,
+    /// Makes a slice server node `node_id` of cluster `cluster_id`, for
+    /// good: it persists the identity and refuses any other later. Repeating
+    /// the same registration is harmless.
+    Register { node_id: NodeId, cluster_id: u64 },
 }
+
+/// The version of the node-to-node protocol. A coordinator refuses slice
+/// servers that speak another.
+pub const PROTOCOL_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -199,8 +216,12 @@ pub enum SliceResponse {
     Written(u64),
     Done,
     TableStats(Vec<(TableId, TableStats)>),
+    /// Who the slice server is: its node id and cluster once registered,
+    /// its build and its protocol version.
     Pong {
-        node_id: NodeId,
+        node_id: Option<NodeId>,
+        cluster_id: Option<u64>,
         version: String,
+        protocol: u32,
     },
 }
