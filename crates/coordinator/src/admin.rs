@@ -25,7 +25,7 @@ impl Coordinator {
     /// Connects to the slice server (mutual TLS against the cluster CA),
     /// checks its protocol version and that it belongs to no other cluster,
     /// registers it under the next node id, and — unless `WITHOUT HASH MAP`
-    /// — makes a new hash map over every node the current one. Tables keep
+    /// — makes a new hash map over every node and makes it current. Tables keep
     /// their maps: nothing moves until `REDISTRIBUTE`, and no statement waits.
     pub async fn add_node(&self, address: &str, new_map: bool, strategy: Option<Strategy>) -> Result<Output> {
         let endpoint = self

@@ -377,7 +377,13 @@ impl QuicClient {
     async fn establish(&self) -> Result<Connection> {
         let conn = self.endpoint.connect(&self.address).await?;
         let pong = self.endpoint.call_on(&conn, SliceRequest::Ping).await?;
-        check_identity(&pong, Some(self.node), self.cluster_id)?;
+        check_identity(&pong, Some(self.node), self.cluster_id).map_err(|e| {
+            conn.close(VarInt::from_u32(0), b"wrong node");
+            Error::new(
+                e.state,
+                format!("slice server {} ({}): {}", self.node, self.address, e.message),
+            )
+        })?;
         Ok(conn)
     }
 
@@ -570,5 +576,128 @@ impl ScanState {
                 return Some((Err(e), self));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pong(node: Option<NodeId>, cluster: Option<u64>, protocol: u32) -> SliceResponse {
+        SliceResponse::Pong {
+            node_id: node,
+            cluster_id: cluster,
+            version: "test".into(),
+            protocol,
+        }
+    }
+
+    #[test]
+    fn identity_checks() {
+        // A fresh slice server may be registered; a registered one is what it says.
+        assert!(check_identity(&pong(None, None, PROTOCOL_VERSION), None, 7).is_ok());
+        assert!(check_identity(&pong(Some(2), Some(7), PROTOCOL_VERSION), Some(2), 7).is_ok());
+        let code = |r: Result<()>| r.unwrap_err().state.code();
+        assert_eq!(
+            code(check_identity(&pong(None, None, PROTOCOL_VERSION + 1), None, 7)),
+            "55000"
+        );
+        assert_eq!(
+            code(check_identity(&pong(Some(2), Some(8), PROTOCOL_VERSION), None, 7)),
+            "55000"
+        );
+        assert_eq!(
+            code(check_identity(&pong(Some(2), Some(7), PROTOCOL_VERSION), None, 7)),
+            "42710"
+        );
+        assert_eq!(
+            code(check_identity(&pong(Some(3), Some(7), PROTOCOL_VERSION), Some(2), 7)),
+            "55000"
+        );
+        assert_eq!(
+            code(check_identity(&pong(None, None, PROTOCOL_VERSION), Some(2), 7)),
+            "55000"
+        );
+    }
+
+    /// A QUIC round trip in one process: a call, a scan streamed as Arrow
+    /// IPC, and a server error keeping its SQLSTATE.
+    #[tokio::test]
+    async fn calls_and_scans_over_quic() {
+        use crate::tls::CertDir;
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+        struct Echo;
+        #[async_trait]
+        impl SliceService for Echo {
+            async fn call(&self, request: SliceRequest) -> Result<SliceResponse> {
+                match request {
+                    SliceRequest::Ping => Ok(pong(Some(1), Some(9), PROTOCOL_VERSION)),
+                    _ => Err(slicedb_common::err!(UniqueViolation, "dup")),
+                }
+            }
+            async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
+                let schema = Arc::new(Schema::new(vec![Field::new("c0", DataType::Int64, true)]));
+                let batches: Vec<Result<RecordBatch>> = (0..3)
+                    .map(|i| {
+                        let values = Int64Array::from_iter_values((0..request.batch_size as i64).map(|v| v + i));
+                        Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap())
+                    })
+                    .collect();
+                Ok(futures::stream::iter(batches).boxed())
+            }
+            async fn fragment(&self, _plan: Vec<u8>) -> Result<RecordBatchStream> {
+                Err(slicedb_common::err!(FeatureNotSupported, "no fragments here"))
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let certs = CertDir::new(dir.path());
+        certs.init_ca().unwrap();
+        certs.issue("server").unwrap();
+        certs.issue("client").unwrap();
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let server =
+            Arc::new(QuicEndpoint::bind(loopback, &certs.identity("server").unwrap(), Timeouts::default()).unwrap());
+        let addr = server.local_addr().unwrap();
+        let serving = server.clone();
+        tokio::spawn(async move { serving.serve(Arc::new(Echo)).await });
+        let client_end =
+            Arc::new(QuicEndpoint::bind(loopback, &certs.identity("client").unwrap(), Timeouts::default()).unwrap());
+        let client = QuicClient::new(1, &addr.to_string(), 9, client_end);
+
+        assert!(matches!(
+            client.call(SliceRequest::Ping).await.unwrap(),
+            SliceResponse::Pong { .. }
+        ));
+        let e = client.call(SliceRequest::DropTable { table_id: 1 }).await.unwrap_err();
+        assert_eq!(e.state.code(), "23505", "the server's SQLSTATE survives the trip");
+        let request = ScanRequest {
+            table_id: 1,
+            column_types: vec![],
+            projection: vec![],
+            with_key: false,
+            buckets: vec![(0, 65535)],
+            keys: None,
+            predicate: None,
+            limit: None,
+            batch_size: 1000,
+        };
+        let rows: Vec<usize> = client
+            .scan(request)
+            .await
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .collect()
+            .await;
+        assert_eq!(rows, vec![1000, 1000, 1000]);
+        let e = client.fragment(vec![1, 2, 3]).await.err().unwrap();
+        assert_eq!(e.state.code(), "0A000");
+
+        // A client that expects another node refuses the server.
+        let other = QuicClient::new(2, &addr.to_string(), 9, client.endpoint.clone());
+        let e = other.call(SliceRequest::Ping).await.unwrap_err();
+        assert!(e.message.contains("slice server 2"), "{e:?}");
     }
 }
