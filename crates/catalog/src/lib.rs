@@ -11,11 +11,20 @@
 //! map/<name>        → HashMap (as bucket runs)
 //! table/<name>      → TableDef
 //! view/<name>       → ViewDef
+//! redistribution/<id, 20 digits> → RedistributionJob
 //! ```
+//!
+//! A table in the middle of a redistribution is placed by its old map
+//! overlaid with the buckets already moved ([`CatalogState::table_map`]);
+//! every cut-over of a bucket batch is a catalog change, so routing and
+//! cached plans follow it. Copy progress is saved without a new version
+//! ([`Catalog::save_job`]): it changes no placement.
 //!
 //! Readers take a cheap snapshot ([`Catalog::snapshot`]); a change builds a
 //! new state, persists the changed documents in one synced write batch, and
 //! only then publishes it, so what a client saw acknowledged survives a crash.
+
+pub mod redistribution;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,6 +34,8 @@ use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
+
+pub use redistribution::{JobState, MovePair, RedistributionJob};
 
 /// A registered slice server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +62,8 @@ struct Meta {
     /// registered to it and refuse other clusters' coordinators.
     #[serde(default)]
     cluster_id: u64,
+    #[serde(default)]
+    next_job_id: u64,
 }
 
 /// An immutable view of the catalog at one version.
@@ -61,6 +74,11 @@ pub struct CatalogState {
     pub hash_maps: BTreeMap<String, Arc<HashMap>>,
     pub tables: BTreeMap<String, Arc<TableDef>>,
     pub views: BTreeMap<String, ViewDef>,
+    /// Redistribution jobs, finished ones included, by id.
+    pub jobs: BTreeMap<u64, RedistributionJob>,
+    /// Placements of tables in the middle of a redistribution (derived
+    /// from `jobs`, not stored).
+    placements: BTreeMap<String, Arc<HashMap>>,
 }
 
 impl CatalogState {
@@ -119,6 +137,46 @@ impl CatalogState {
             .ok_or_else(|| err!(UndefinedTable, "relation \"{name}\" does not exist"))
     }
 
+    /// Where `table`'s buckets are now: its hash map, or, while a
+    /// redistribution has moved some of its buckets, that map overlaid with
+    /// the moved buckets' new owners.
+    pub fn table_map(&self, table: &TableDef) -> Result<Arc<HashMap>> {
+        match self.placements.get(&table.name) {
+            Some(m) => Ok(m.clone()),
+            None => self.hash_map(&table.hash_map),
+        }
+    }
+
+    /// The id the next redistribution job gets.
+    pub fn next_job_id(&self) -> u64 {
+        self.meta.next_job_id.max(1)
+    }
+
+    /// The active redistribution job of `table`, if any.
+    pub fn active_job(&self, table: &str) -> Option<&RedistributionJob> {
+        self.jobs.values().find(|j| j.table == table && j.state.is_active())
+    }
+
+    /// Active jobs that move tables to or from hash map `name`.
+    pub fn jobs_using_map(&self, name: &str) -> Vec<&RedistributionJob> {
+        self.jobs
+            .values()
+            .filter(|j| j.state.is_active() && (j.to_map == name || j.from_map == name))
+            .collect()
+    }
+
+    fn refresh_placement(&mut self, job: &RedistributionJob) {
+        // Once cleaning, the table is bound to the target map itself.
+        if !job.state.is_active() || job.state == JobState::Cleaning || job.moved.is_empty() {
+            self.placements.remove(&job.table);
+            return;
+        }
+        if let (Ok(from), Ok(to)) = (self.hash_map(&job.from_map), self.hash_map(&job.to_map)) {
+            let placement = from.overlay(&job.placement_name(), &to, &job.moved);
+            self.placements.insert(job.table.clone(), Arc::new(placement));
+        }
+    }
+
     /// Tables bound to the hash map `name`.
     pub fn tables_on_map(&self, name: &str) -> Vec<&TableDef> {
         self.tables
@@ -141,6 +199,7 @@ pub enum Change {
     DropTable(String),
     PutView(ViewDef),
     DropView(String),
+    PutJob(RedistributionJob),
 }
 
 /// The persistent catalog.
@@ -245,7 +304,18 @@ impl Catalog {
                     batch.delete(format!("view/{name}"));
                     new.views.remove(&name);
                 }
+                Change::PutJob(job) => {
+                    new.meta.next_job_id = new.meta.next_job_id.max(job.id + 1);
+                    batch.put(job_key(job.id), json(&job)?);
+                    new.jobs.insert(job.id, job);
+                }
             }
+        }
+        // Placements follow the jobs and the maps they name.
+        let jobs: Vec<RedistributionJob> = new.jobs.values().filter(|j| j.state.is_active()).cloned().collect();
+        new.placements.clear();
+        for job in &jobs {
+            new.refresh_placement(job);
         }
         new.meta.version += 1;
         batch.put("meta", json(&new.meta)?);
@@ -261,6 +331,41 @@ impl Catalog {
         }
         Ok(new)
     }
+}
+
+impl Catalog {
+    /// Saves a job's progress (copy cursors, counters, a state that moves
+    /// no bucket) durably, without a new catalog version: placements and
+    /// plans are unchanged. A change of placement goes through
+    /// [`Catalog::update`] with [`Change::PutJob`].
+    pub fn save_job(&self, job: &RedistributionJob) -> Result<()> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        let old = self.snapshot();
+        if old.jobs.get(&job.id).is_some_and(|j| j.moved != job.moved) {
+            return Err(Error::internal("a cut-over must be saved as a catalog change"));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(job_key(job.id), json(job)?, &wo)
+            .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+        let mut new = (*old).clone();
+        new.jobs.insert(job.id, job.clone());
+        new.refresh_placement(job);
+        let new = Arc::new(new);
+        match self.state.write() {
+            Ok(mut s) => *s = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(())
+    }
+}
+
+fn job_key(id: u64) -> String {
+    format!("redistribution/{id:020}")
 }
 
 fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -287,7 +392,14 @@ fn load(db: &DB) -> Result<CatalogState> {
         } else if key.starts_with("view/") {
             let view: ViewDef = serde_json::from_slice(&v).map_err(bad)?;
             state.views.insert(view.name.clone(), view);
+        } else if key.starts_with("redistribution/") {
+            let job: RedistributionJob = serde_json::from_slice(&v).map_err(bad)?;
+            state.jobs.insert(job.id, job);
         }
+    }
+    let active: Vec<RedistributionJob> = state.jobs.values().filter(|j| j.state.is_active()).cloned().collect();
+    for job in &active {
+        state.refresh_placement(job);
     }
     Ok(state)
 }

@@ -118,7 +118,7 @@ impl Coordinator {
             let bound: Vec<&HashMap> = naming
                 .iter()
                 .copied()
-                .filter(|m| !state.tables_on_map(&m.name).is_empty())
+                .filter(|m| !state.tables_on_map(&m.name).is_empty() || !state.jobs_using_map(&m.name).is_empty())
                 .collect();
             if !bound.is_empty() {
                 return Err(err!(
@@ -203,6 +203,14 @@ impl Coordinator {
                 return Err(err!(
                     ObjectInUse,
                     "cannot drop hash map \"{name}\": it is the current hash map"
+                ));
+            }
+            if let Some(j) = state.jobs_using_map(name).first() {
+                return Err(err!(
+                    ObjectInUse,
+                    "cannot drop hash map \"{name}\": redistribution {} moves table \"{}\" with it",
+                    j.id,
+                    j.table
                 ));
             }
             Ok(vec![Change::DropHashMap(name.to_string())])
@@ -316,7 +324,7 @@ impl Coordinator {
         };
         let mut per_node: BTreeMap<NodeId, Vec<TableId>> = BTreeMap::new();
         for t in &tables {
-            for n in &s.hash_map(&t.hash_map)?.nodes {
+            for n in &s.table_map(t)?.nodes {
                 per_node.entry(*n).or_default().push(t.id);
             }
         }
@@ -328,7 +336,7 @@ impl Coordinator {
         }
         let mut rows = Vec::new();
         for t in &tables {
-            let map = s.hash_map(&t.hash_map)?;
+            let map = s.table_map(t)?;
             for (node, buckets) in map.bucket_counts() {
                 let st = stats.get(&(t.id, node)).copied().unwrap_or_default();
                 rows.push((

@@ -229,6 +229,14 @@ impl Coordinator {
                     for n in &names {
                         match state.tables.get(n) {
                             Some(t) => {
+                                if let Some(j) = state.active_job(n) {
+                                    return Err(err!(
+                                        ObjectInUse,
+                                        "cannot drop table \"{n}\" while redistribution {} moves it (CANCEL REDISTRIBUTION {} or wait for it)",
+                                        j.id,
+                                        j.id
+                                    ));
+                                }
                                 dropped.push((t.clone(), state.hash_map(&t.hash_map)?));
                                 changes.push(Change::DropTable(n.clone()));
                             }
@@ -299,6 +307,9 @@ impl Coordinator {
                 Err(_) if t.if_exists => {}
                 Err(e) => return Err(e),
             }
+        }
+        for table in &tables {
+            self.check_not_moving(&table.name, "truncate")?;
         }
         for table in tables {
             self.delete_table_rows(table.id, &table.hash_map).await?;

@@ -17,6 +17,7 @@ use slicedb_planner::point_query::PointQuery;
 use slicedb_planner::write::WriteTracker;
 
 use crate::parser::{self, Statement};
+use crate::redistribute::QueryGuard;
 use crate::session::Session;
 use crate::{CommandTag, Coordinator, Output};
 
@@ -81,6 +82,35 @@ async fn collect_rows(schema: SchemaRef, stream: datafusion::execution::Sendable
         schema,
         stream: Box::pin(stream),
     })
+}
+
+/// Keeps `guard` alive until the rows of `out` have been read (or dropped).
+fn keep_until_read(out: Output, guard: QueryGuard) -> Output {
+    use futures::StreamExt;
+    match out {
+        Output::Rows { schema, stream } => {
+            let inner = stream.map(move |batch| {
+                let _ = &guard;
+                batch
+            });
+            Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema, inner,
+                )),
+            }
+        }
+        Output::CopyOut { columns, rows } => Output::CopyOut {
+            columns,
+            rows: rows
+                .map(move |row| {
+                    let _ = &guard;
+                    row
+                })
+                .boxed(),
+        },
+        other => other,
+    }
 }
 
 /// One-column or multi-column text rows as an [`Output::Rows`].
@@ -231,6 +261,24 @@ impl Coordinator {
         prepared: &Prepared,
         params: ParamValues,
     ) -> Result<Output> {
+        let guard = self.begin_query();
+        let out = self.execute_prepared_statement(session, prepared, params).await?;
+        Ok(keep_until_read(out, guard))
+    }
+
+    /// Registers a statement as running from the catalog's current version
+    /// on, so a redistribution's cleanup waits for it (see
+    /// [`crate::redistribute::QueryEpochs`]).
+    fn begin_query(&self) -> QueryGuard {
+        self.redistributions.queries.begin(self.catalog.snapshot().version())
+    }
+
+    async fn execute_prepared_statement(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: ParamValues,
+    ) -> Result<Output> {
         match (&prepared.statement, &prepared.plan) {
             (None, _) => Ok(Output::Empty),
             (Some(Statement::Sql(s)), Some(plan)) => {
@@ -254,6 +302,12 @@ impl Coordinator {
 
     /// Runs one parsed statement.
     pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
+        let guard = self.begin_query();
+        let out = self.execute_statement(session, stmt).await?;
+        Ok(keep_until_read(out, guard))
+    }
+
+    async fn execute_statement(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
         let sql = match stmt {
             Statement::Sql(s) => *s,
             Statement::CreateTable {
@@ -285,6 +339,17 @@ impl Coordinator {
                 strategy,
             } => return self.add_node(&address, new_map, strategy).await,
             Statement::RemoveNode(node) => return self.remove_node(node).await,
+            Statement::Redistribute {
+                table,
+                to_map,
+                max_rate_mb,
+            } => {
+                return self
+                    .redistribute(table.as_deref(), to_map.as_deref(), max_rate_mb)
+                    .await
+            }
+            Statement::ShowRedistributions => return self.show_redistributions(),
+            Statement::CancelRedistribution(job) => return self.cancel_redistribution(job).await,
         };
         if let Some(point) = PointQuery::recognize(&sql) {
             if let Some(out) = self.point_query(&point, None).await? {

@@ -15,20 +15,23 @@
 //! - [`Coordinator::open_cluster`] reaches slice-server processes over QUIC.
 //!
 //! Either way, slice servers on other hosts join with `ADD NODE` ([`admin`])
-//! over QUIC, authenticated by the cluster CA.
+//! over QUIC, authenticated by the cluster CA, and `REDISTRIBUTE` moves
+//! tables onto them in the background ([`redistribute`]).
 
 pub mod admin;
 pub mod copy;
 pub mod ddl;
 pub mod execute;
 pub mod parser;
+pub mod redistribute;
 pub mod session;
+pub mod system;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider};
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -36,6 +39,7 @@ use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use slicedb_catalog::{Catalog, Change, NodeInfo};
 use slicedb_common::{Error, NodeId, Result};
 use slicedb_hashmap::HashMap;
+use slicedb_planner::write_hold::WriteHolds;
 use slicedb_planner::SliceSchemaProvider;
 use slicedb_slice_server::SliceServer;
 use slicedb_transport::local::LocalTransport;
@@ -50,6 +54,8 @@ pub use session::Session;
 pub const DATABASE: &str = "slicedb";
 /// Name of the schema that holds the tables.
 pub const SCHEMA: &str = "public";
+/// Name of the schema of slicedb's system views.
+pub const SYSTEM_SCHEMA: &str = "slicedb";
 /// Name of the hash map created on first start.
 pub const INITIAL_MAP: &str = "hm1";
 /// The address recorded for slice servers inside the coordinator's process.
@@ -130,8 +136,12 @@ pub struct Coordinator {
     schema: Arc<SliceSchemaProvider>,
     /// This coordinator's QUIC endpoint, for slice servers in other processes.
     pub endpoint: Option<Arc<QuicEndpoint>>,
-    /// Serializes `ADD NODE` and `REMOVE NODE` (node ids and maps).
+    /// Serializes `ADD NODE`, `REMOVE NODE` and the start of redistributions.
     pub(crate) membership: tokio::sync::Mutex<()>,
+    /// Writers' gates, which a redistribution's cut-over holds per bucket batch.
+    pub holds: Arc<WriteHolds>,
+    /// Redistribution runners and the statements cleanup waits for.
+    pub redistributions: Arc<redistribute::Redistributions>,
 }
 
 impl Coordinator {
@@ -280,21 +290,51 @@ impl Coordinator {
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::bytea::ByteaInput));
         let ctx = Arc::new(ctx);
-        let schema = Arc::new(SliceSchemaProvider::new(catalog.clone(), cluster.clone()));
+        let holds = Arc::new(WriteHolds::new());
+        let redistributions = Arc::new(redistribute::Redistributions::default());
+        let schema = Arc::new(SliceSchemaProvider::new(
+            catalog.clone(),
+            cluster.clone(),
+            holds.clone(),
+        ));
         schema.set_context(&ctx);
         let db = Arc::new(MemoryCatalogProvider::new());
         db.register_schema(SCHEMA, schema.clone()).map_err(Error::from)?;
-        ctx.register_catalog(DATABASE, db);
+        ctx.register_catalog(DATABASE, db.clone());
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| Error::from(*e))?;
         ctx.register_udf(version_udf());
-        Ok(Coordinator {
+        let coordinator = Coordinator {
             catalog,
             cluster,
             ctx,
             schema,
             endpoint,
             membership: tokio::sync::Mutex::new(()),
-        })
+            holds,
+            redistributions,
+        };
+        coordinator.register_system_views(&db)?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            coordinator.resume_redistributions();
+        }
+        Ok(coordinator)
+    }
+
+    /// Registers slicedb's system views under the `slicedb` schema:
+    /// `slicedb.redistributions` reads the same rows as `SHOW REDISTRIBUTIONS`.
+    fn register_system_views(&self, db: &Arc<MemoryCatalogProvider>) -> Result<()> {
+        let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+        let catalog = self.catalog.clone();
+        let registry = self.redistributions.clone();
+        let rows = move || redistribute::redistributions_rows(&catalog, &registry);
+        system
+            .register_table(
+                "redistributions".into(),
+                Arc::new(system::SystemView::new(Coordinator::redistributions_schema(), rows)),
+            )
+            .map_err(Error::from)?;
+        db.register_schema(SYSTEM_SCHEMA, system).map_err(Error::from)?;
+        Ok(())
     }
 
     /// The DataFusion provider of table `name`.

@@ -51,6 +51,16 @@ pub enum Statement {
     },
     /// `REMOVE NODE n`
     RemoveNode(u32),
+    /// `REDISTRIBUTE TABLE t [TO HASH MAP m] [WITH (max_rate_mb = N)]`;
+    /// `table` is `None` for `REDISTRIBUTE ALL`.
+    Redistribute {
+        table: Option<String>,
+        to_map: Option<String>,
+        max_rate_mb: Option<f64>,
+    },
+    ShowRedistributions,
+    /// `CANCEL REDISTRIBUTION job`
+    CancelRedistribution(u64),
 }
 
 /// Parses one or more `;`-separated statements.
@@ -171,6 +181,59 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
         let node = c.number()?;
         c.end()?;
         return Ok(Some(Statement::RemoveNode(node)));
+    }
+    if c.eat_words(&["REDISTRIBUTE"]) {
+        let table = if c.eat_words(&["ALL"]) {
+            None
+        } else {
+            c.expect_word("TABLE")?;
+            Some(c.ident()?)
+        };
+        let to_map = if c.eat_words(&["TO", "HASH", "MAP"]) {
+            Some(c.ident()?)
+        } else {
+            None
+        };
+        let mut max_rate_mb = None;
+        if c.eat_words(&["WITH"]) {
+            c.expect(&Token::LParen)?;
+            loop {
+                let option = c.ident()?;
+                c.expect(&Token::Eq)?;
+                let value = c.decimal()?;
+                match option.as_str() {
+                    "max_rate_mb" if value > 0.0 && value.is_finite() => max_rate_mb = Some(value),
+                    "max_rate_mb" => return Err(err!(InvalidParameterValue, "max_rate_mb must be positive")),
+                    other => {
+                        return Err(err!(
+                            InvalidParameterValue,
+                            "unknown REDISTRIBUTE option \"{other}\" (use max_rate_mb)"
+                        ))
+                    }
+                }
+                if !c.eat(&Token::Comma) {
+                    break;
+                }
+            }
+            c.expect(&Token::RParen)?;
+        }
+        c.end()?;
+        return Ok(Some(Statement::Redistribute {
+            table,
+            to_map,
+            max_rate_mb,
+        }));
+    }
+    if c.peek_words(&["SHOW", "REDISTRIBUTIONS"]) {
+        c.pos += 2;
+        c.end()?;
+        return Ok(Some(Statement::ShowRedistributions));
+    }
+    if c.peek_words(&["CANCEL", "REDISTRIBUTION"]) {
+        c.pos += 2;
+        let job = c.number()?;
+        c.end()?;
+        return Ok(Some(Statement::CancelRedistribution(job as u64)));
     }
     if c.peek_words(&["SHOW", "NODES"]) {
         c.pos += 2;
@@ -346,6 +409,17 @@ impl Cursor<'_> {
         }
     }
 
+    /// A numeric literal such as `50` or `0.5`.
+    fn decimal(&mut self) -> Result<f64> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Number(n, _)) => {
+                self.pos += 1;
+                n.parse().map_err(|_| err!(SyntaxError, "invalid number {n}"))
+            }
+            _ => Err(self.unexpected("a number")),
+        }
+    }
+
     fn end(&self) -> Result<()> {
         if self.pos == self.tokens.len() {
             Ok(())
@@ -426,6 +500,35 @@ mod tests {
             }]
         );
         assert_eq!(parse("REMOVE NODE 4").unwrap(), vec![Statement::RemoveNode(4)]);
+        assert_eq!(
+            parse("redistribute table T to hash map hm2 with (max_rate_mb = 0.5)").unwrap(),
+            vec![Statement::Redistribute {
+                table: Some("t".into()),
+                to_map: Some("hm2".into()),
+                max_rate_mb: Some(0.5),
+            }]
+        );
+        assert_eq!(
+            parse("REDISTRIBUTE ALL").unwrap(),
+            vec![Statement::Redistribute {
+                table: None,
+                to_map: None,
+                max_rate_mb: None,
+            }]
+        );
+        assert_eq!(
+            parse("SHOW REDISTRIBUTIONS").unwrap(),
+            vec![Statement::ShowRedistributions]
+        );
+        assert_eq!(
+            parse("CANCEL REDISTRIBUTION 3").unwrap(),
+            vec![Statement::CancelRedistribution(3)]
+        );
+        assert_eq!(
+            parse("REDISTRIBUTE TABLE t WITH (speed = 1)").unwrap_err().state.code(),
+            "22023"
+        );
+        assert_eq!(parse("REDISTRIBUTE t").unwrap_err().state.code(), "42601");
         assert_eq!(parse("ADD NODE h").unwrap_err().state.code(), "42601");
     }
 

@@ -217,6 +217,35 @@ impl HashMap {
         counts
     }
 
+    /// A table's placement in the middle of a redistribution from `self` to
+    /// `target`: this map, overlaid with `target`'s owners for the buckets
+    /// in `moved` (inclusive runs). `name` names the placement.
+    ///
+    /// ```
+    /// use slicedb_hashmap::HashMap;
+    /// let old = HashMap::range("hm1", &[1, 2]).unwrap();
+    /// let new = HashMap::range("hm2", &[1, 2, 3]).unwrap();
+    /// let mid = old.overlay("hm1+hm2", &new, &[(65535, 65535)]);
+    /// assert_eq!(mid.owner(65535), 3);
+    /// assert_eq!(mid.owner(65534), 2);
+    /// ```
+    pub fn overlay(&self, name: &str, target: &HashMap, moved: &[(Bucket, Bucket)]) -> HashMap {
+        let mut owners = self.owners.clone();
+        for (start, end) in moved {
+            let (s, e) = (*start as usize, *end as usize);
+            owners[s..=e].copy_from_slice(&target.owners[s..=e]);
+        }
+        let mut nodes: Vec<NodeId> = self.nodes.iter().chain(&target.nodes).copied().collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        HashMap {
+            name: name.to_string(),
+            strategy: self.strategy,
+            nodes,
+            owners,
+        }
+    }
+
     /// The buckets whose owner differs between `self` and `other`.
     pub fn moved_buckets(&self, other: &HashMap) -> Vec<Bucket> {
         (0..BUCKET_COUNT)

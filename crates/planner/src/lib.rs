@@ -11,6 +11,9 @@
 //! - [`fragment`] sends partial aggregates and co-located joins to the
 //!   slice servers, so the work goes to the data.
 //! - [`point_query`] answers `SELECT … WHERE pk = v` without DataFusion.
+//! - [`write_hold`] lets a redistribution hold writes to one bucket batch
+//!   while it hands the batch over; writers route at send time, by the
+//!   catalog's placement of the moment.
 //! - [`SliceSchemaProvider`] exposes the catalog's tables and views to
 //!   DataFusion, always at the catalog's latest version.
 
@@ -22,6 +25,7 @@ pub mod scan;
 pub mod schema;
 pub mod table;
 pub mod write;
+pub mod write_hold;
 
 pub use scan::SliceScanExec;
 pub use schema::SliceSchemaProvider;

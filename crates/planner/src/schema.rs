@@ -14,11 +14,13 @@ use datafusion::execution::context::SessionContext;
 use slicedb_catalog::Catalog;
 use slicedb_transport::Cluster;
 
-use crate::table::SliceTable;
+use crate::table::{LiveRouting, SliceTable};
+use crate::write_hold::WriteHolds;
 
 pub struct SliceSchemaProvider {
     catalog: Arc<Catalog>,
     cluster: Arc<Cluster>,
+    routing: Arc<LiveRouting>,
     /// The session context, to plan view definitions. Set once after the
     /// context is built (the context owns this provider).
     context: OnceLock<Weak<SessionContext>>,
@@ -31,8 +33,12 @@ impl std::fmt::Debug for SliceSchemaProvider {
 }
 
 impl SliceSchemaProvider {
-    pub fn new(catalog: Arc<Catalog>, cluster: Arc<Cluster>) -> Self {
+    pub fn new(catalog: Arc<Catalog>, cluster: Arc<Cluster>, holds: Arc<WriteHolds>) -> Self {
         SliceSchemaProvider {
+            routing: Arc::new(LiveRouting {
+                catalog: catalog.clone(),
+                holds,
+            }),
             catalog,
             cluster,
             context: OnceLock::new(),
@@ -43,12 +49,12 @@ impl SliceSchemaProvider {
         let _ = self.context.set(Arc::downgrade(ctx));
     }
 
-    /// The provider of a distributed table, bound to its hash map.
+    /// The provider of a distributed table, placed as the catalog places it now.
     pub fn slice_table(&self, name: &str) -> slicedb_common::Result<SliceTable> {
         let snapshot = self.catalog.snapshot();
         let table = snapshot.table(name)?;
-        let map = snapshot.hash_map(&table.hash_map)?;
-        Ok(SliceTable::new(table, map, self.cluster.clone()))
+        let map = snapshot.table_map(&table)?;
+        Ok(SliceTable::new(table, map, self.cluster.clone(), self.routing.clone()))
     }
 }
 

@@ -13,6 +13,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{cast, col, Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
+use slicedb_catalog::Catalog;
 use slicedb_common::{Error, NodeId, TableDef};
 use slicedb_hashmap::{Bucket, HashMap};
 use slicedb_storage::key::row_key;
@@ -22,16 +23,27 @@ use slicedb_transport::{Cluster, Predicate, ScanRequest};
 use crate::pushdown::{point_keys, prune_buckets, to_predicate};
 use crate::scan::{SliceScan, SliceScanExec};
 use crate::write::{SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
+use crate::write_hold::WriteHolds;
 
 /// Rows per record batch a slice server sends.
 pub const SCAN_BATCH_ROWS: usize = 8192;
 
-/// A distributed table as DataFusion sees it, bound to its hash map.
+/// What writers route by when they send, rather than when they were
+/// planned: the catalog's latest placement of the table, read under the
+/// table's write gates (a redistribution may cut buckets over in between).
+pub struct LiveRouting {
+    pub catalog: Arc<Catalog>,
+    pub holds: Arc<WriteHolds>,
+}
+
+/// A distributed table as DataFusion sees it, bound to its hash map (or, in
+/// the middle of a redistribution, to its placement at planning time).
 #[derive(Clone)]
 pub struct SliceTable {
     pub table: Arc<TableDef>,
     pub map: Arc<HashMap>,
     pub cluster: Arc<Cluster>,
+    pub routing: Arc<LiveRouting>,
     schema: SchemaRef,
 }
 
@@ -42,12 +54,13 @@ impl std::fmt::Debug for SliceTable {
 }
 
 impl SliceTable {
-    pub fn new(table: Arc<TableDef>, map: Arc<HashMap>, cluster: Arc<Cluster>) -> Self {
+    pub fn new(table: Arc<TableDef>, map: Arc<HashMap>, cluster: Arc<Cluster>, routing: Arc<LiveRouting>) -> Self {
         let schema = table.schema();
         SliceTable {
             table,
             map,
             cluster,
+            routing,
             schema,
         }
     }

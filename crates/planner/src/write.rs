@@ -60,11 +60,11 @@ impl WriteTracker {
     }
 }
 
-/// Buffers row writes per slice server and sends them in parallel.
+/// Buffers row writes and sends them, per slice server, in parallel.
 pub struct RowRouter {
     target: SliceTable,
-    pending: BTreeMap<NodeId, Vec<RowWrite>>,
-    pending_rows: usize,
+    /// Writes with their buckets, in statement order.
+    pending: Vec<(u16, RowWrite)>,
     tracker: Arc<WriteTracker>,
 }
 
@@ -72,22 +72,17 @@ impl RowRouter {
     pub fn new(target: SliceTable, tracker: Arc<WriteTracker>) -> Self {
         RowRouter {
             target,
-            pending: BTreeMap::new(),
-            pending_rows: 0,
+            pending: Vec::new(),
             tracker,
         }
     }
 
     pub fn push(&mut self, bucket: u16, write: RowWrite) {
-        self.pending
-            .entry(self.target.map.owner(bucket))
-            .or_default()
-            .push(write);
-        self.pending_rows += 1;
+        self.pending.push((bucket, write));
     }
 
     pub async fn flush_if_full(&mut self) -> Result<u64> {
-        if self.pending_rows >= FLUSH_ROWS {
+        if self.pending.len() >= FLUSH_ROWS {
             self.flush().await
         } else {
             Ok(0)
@@ -96,6 +91,11 @@ impl RowRouter {
 
     /// Sends everything buffered; returns the rows the slice servers report affected.
     ///
+    /// Rows are routed now, not at planning: under a permit of the table's
+    /// write gates ([`crate::write_hold`]), by the catalog's placement of
+    /// the moment, so a bucket batch cut over since planning goes to its new
+    /// owner and none is written while it is being handed over.
+    ///
     /// Row images go first and deletes only once every slice server has
     /// accepted them: an UPDATE that moves a row to another bucket then
     /// never deletes the old row when writing the new one failed (for
@@ -103,18 +103,34 @@ impl RowRouter {
     /// leave both copies, but never neither.
     pub async fn flush(&mut self) -> Result<u64> {
         let pending = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let routing = self.target.routing.clone();
+        let table = &self.target.table;
+        let _permit = routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await;
+        let placement = {
+            let snapshot = routing.catalog.snapshot();
+            match snapshot.tables.get(&table.name) {
+                Some(now) if now.id == table.id => snapshot.table_map(now)?,
+                _ => {
+                    return Err(err!(
+                        UndefinedTable,
+                        "relation \"{}\" was dropped during the statement",
+                        table.name
+                    ))
+                }
+            }
+        };
         let mut puts: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
         let mut deletes: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
-        for (node, writes) in pending {
-            for w in writes {
-                let phase = if matches!(w, RowWrite::Delete { .. }) {
-                    &mut deletes
-                } else {
-                    &mut puts
-                };
-                phase.entry(node).or_default().push(w);
-            }
+        for (bucket, w) in pending {
+            let phase = if matches!(w, RowWrite::Delete { .. }) {
+                &mut deletes
+            } else {
+                &mut puts
+            };
+            phase.entry(placement.owner(bucket)).or_default().push(w);
         }
         let mut affected = self.send(puts).await?;
         affected += self.send(deletes).await?;

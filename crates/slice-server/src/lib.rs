@@ -112,6 +112,56 @@ impl SliceService for SliceServer {
                 tracing::info!(node_id, "registered as node {node_id} of cluster {cluster_id:016x}");
                 Ok(SliceResponse::Done)
             }
+            SliceRequest::StartCapture(spec) => {
+                let job = spec.job;
+                self.blocking(move |s| s.start_capture(spec)).await?;
+                tracing::info!(job, "capturing writes of redistribution {job}");
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::StopCapture { job } => {
+                self.blocking(move |s| s.stop_capture(job)).await?;
+                tracing::info!(job, "stopped capturing writes of redistribution {job}");
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::ReadRows {
+                table_id,
+                ranges,
+                after,
+                max_bytes,
+            } => {
+                let chunk = self
+                    .blocking(move |s| s.read_rows(table_id, &ranges, after.as_deref(), max_bytes as usize))
+                    .await?;
+                Ok(SliceResponse::Rows(chunk))
+            }
+            SliceRequest::PutRows { table_id, rows } => {
+                self.blocking(move |s| s.put_rows(table_id, &rows)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::ReadQueue {
+                job,
+                target,
+                after,
+                max_entries,
+                max_bytes,
+            } => {
+                let entries = self
+                    .blocking(move |s| s.read_queue(job, target, after, max_entries as usize, max_bytes as usize))
+                    .await?;
+                Ok(SliceResponse::Queue(entries))
+            }
+            SliceRequest::TrimQueue { job, target, upto } => {
+                self.blocking(move |s| s.trim_queue(job, target, upto)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::ApplyQueue { table_id, entries } => {
+                self.blocking(move |s| s.apply_queue(table_id, &entries)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::QueueDepths { job } => {
+                let depths = self.blocking(move |s| s.queue_depths(job)).await?;
+                Ok(SliceResponse::QueueDepths(depths))
+            }
         }
     }
 

@@ -16,11 +16,14 @@
 //! Values ([`row`]) carry a format byte and a version slot (the commit
 //! timestamp, 0 until transactions land) ahead of the row, so MVCC can be
 //! added without rewriting stored data. Key id 0 is reserved for the slice
-//! server's own metadata.
+//! server's own metadata, including the [`write_queue`]s a source fills
+//! while a table it holds is redistributed.
 
 pub mod key;
 pub mod row;
 pub mod store;
+pub mod write_queue;
 
 pub use key::RowKey;
-pub use store::{RowWrite, SliceStore, TableStats};
+pub use store::{RowChunk, RowWrite, SliceStore, TableStats};
+pub use write_queue::{CaptureSpec, QueueEntry};

@@ -10,6 +10,7 @@ use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 
 use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, RowKey, META_TABLE};
 use crate::row::{decode_row, encode_row};
+use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
 
 /// One row change sent to a slice server.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,7 +42,25 @@ pub struct SliceStore {
     cluster: AtomicU64,
     /// Serializes writers so that the duplicate-key check and the batch
     /// that follows it are atomic. Reads never take it.
-    write_lock: Mutex<u64>,
+    write_lock: Mutex<WriterState>,
+}
+
+/// What writers share, under [`SliceStore`]'s write lock.
+struct WriterState {
+    next_rowid: u64,
+    /// The next write-queue sequence number.
+    next_seq: u64,
+    /// Captures in force (see [`crate::write_queue`]).
+    captures: Vec<Capture>,
+}
+
+/// Rows of a table copied raw from a slice server: row keys (without the
+/// table id) and stored values, in key order.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RowChunk {
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The last row key read, to continue after; `None` when the ranges are exhausted.
+    pub next: Option<Vec<u8>>,
 }
 
 const ROWID_META: &[u8] = b"\0\0\0\0rowid";
@@ -71,12 +90,35 @@ impl SliceStore {
             Some(_) => return Err(Error::internal("corrupt slice server identity")),
             None => (0, 0),
         };
+        let next_seq = match db.get(write_queue::seq_key()).map_err(rocks)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+            _ => 0,
+        };
+        let mut captures = Vec::new();
+        let prefix = write_queue::capture_prefix();
+        for item in db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(rocks)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            captures.push(Capture::new(write_queue::decode(&v)?));
+        }
         Ok(SliceStore {
             db,
             node: AtomicU32::new(node),
             cluster: AtomicU64::new(cluster),
-            write_lock: Mutex::new(next_rowid),
+            write_lock: Mutex::new(WriterState {
+                next_rowid,
+                next_seq,
+                captures,
+            }),
         })
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, WriterState>> {
+        self.write_lock
+            .lock()
+            .map_err(|_| Error::internal("slice store write lock poisoned"))
     }
 
     /// The node id and cluster id this store was registered as.
@@ -91,10 +133,7 @@ impl SliceStore {
         if node == 0 {
             return Err(err!(InvalidParameterValue, "node id 0 is reserved"));
         }
-        let _guard = self
-            .write_lock
-            .lock()
-            .map_err(|_| Error::internal("slice store write lock poisoned"))?;
+        let _guard = self.writer()?;
         match self.identity() {
             Some(id) if id == (node, cluster) => return Ok(()),
             Some((n, c)) => {
@@ -125,17 +164,33 @@ impl SliceStore {
     /// Applies `writes` to `table` as one RocksDB write batch: all or nothing.
     /// Returns the number of rows inserted, written or deleted.
     pub fn write(&self, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
-        let mut next_rowid = self
-            .write_lock
-            .lock()
-            .map_err(|_| Error::internal("slice store write lock poisoned"))?;
+        let mut writer = self.writer()?;
         let mut batch = WriteBatch::default();
         // Whether each key touched so far in this batch exists after it, so
         // that a delete followed by an insert of the same key (an UPDATE that
         // changes the primary key) is judged against the batch, not the DB.
         let mut touched: HashMap<Vec<u8>, bool> = HashMap::new();
-        let mut rowid = *next_rowid;
+        let mut rowid = writer.next_rowid;
+        let mut seq = writer.next_seq;
         let mut affected = 0u64;
+        // Every change of a moving bucket is also appended to its target's
+        // write queue, in this same batch.
+        let mut capture = |batch: &mut WriteBatch, k: &[u8], value: Option<&[u8]>| -> Result<()> {
+            for c in writer.captures.iter().filter(|c| c.spec.table == table) {
+                if let Some(target) = c.target(table, k) {
+                    let entry = QueueEntry {
+                        key: k[4..].to_vec(),
+                        value: value.map(<[u8]>::to_vec),
+                    };
+                    batch.put(
+                        write_queue::queue_key(c.spec.job, target, seq),
+                        write_queue::encode(&entry)?,
+                    );
+                    seq += 1;
+                }
+            }
+            Ok(())
+        };
         for w in writes {
             match w {
                 RowWrite::Insert { key, row } => {
@@ -150,7 +205,9 @@ impl SliceStore {
                             "duplicate key value violates unique constraint \"{table_name}_pkey\""
                         ));
                     }
-                    batch.put(&k, encode_row(0, row)?);
+                    let value = encode_row(0, row)?;
+                    capture(&mut batch, &k, Some(&value))?;
+                    batch.put(&k, value);
                     touched.insert(k, true);
                     affected += 1;
                 }
@@ -164,12 +221,17 @@ impl SliceStore {
                     }
                     let id = ((node as u64) << 40) | rowid;
                     rowid += 1;
-                    batch.put(storage_key(table, &key::rowid_key(*bucket, id)), encode_row(0, row)?);
+                    let k = storage_key(table, &key::rowid_key(*bucket, id));
+                    let value = encode_row(0, row)?;
+                    capture(&mut batch, &k, Some(&value))?;
+                    batch.put(k, value);
                     affected += 1;
                 }
                 RowWrite::Put { key, row } => {
                     let k = storage_key(table, key);
-                    batch.put(&k, encode_row(0, row)?);
+                    let value = encode_row(0, row)?;
+                    capture(&mut batch, &k, Some(&value))?;
+                    batch.put(&k, value);
                     touched.insert(k, true);
                     affected += 1;
                 }
@@ -182,13 +244,17 @@ impl SliceStore {
                     if exists {
                         affected += 1;
                     }
+                    capture(&mut batch, &k, None)?;
                     batch.delete(&k);
                     touched.insert(k, false);
                 }
             }
         }
-        if rowid != *next_rowid {
+        if rowid != writer.next_rowid {
             batch.put(ROWID_META, rowid.to_be_bytes());
+        }
+        if seq != writer.next_seq {
+            batch.put(write_queue::seq_key(), seq.to_be_bytes());
         }
         // Apply under the lock (so the duplicate checks above stay true),
         // but fsync the WAL after releasing it: concurrent writers then
@@ -196,8 +262,9 @@ impl SliceStore {
         // The caller is answered only after the sync, so every acknowledged
         // write is durable.
         self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
-        *next_rowid = rowid;
-        drop(next_rowid);
+        writer.next_rowid = rowid;
+        writer.next_seq = seq;
+        drop(writer);
         self.db.flush_wal(true).map_err(rocks)?;
         Ok(affected)
     }
@@ -245,10 +312,7 @@ impl SliceStore {
 
     /// Deletes whole buckets of `table` (inclusive ranges) with range tombstones.
     pub fn delete_buckets(&self, table: TableId, ranges: &[(u16, u16)]) -> Result<()> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .map_err(|_| Error::internal("slice store write lock poisoned"))?;
+        let _guard = self.writer()?;
         let mut batch = WriteBatch::default();
         for (start, end) in ranges {
             batch.delete_range(bucket_start(table, *start), bucket_end_exclusive(table, *end));
@@ -259,6 +323,178 @@ impl SliceStore {
     /// Deletes every row of `table`.
     pub fn delete_table(&self, table: TableId) -> Result<()> {
         self.delete_buckets(table, &[(0, u16::MAX)])
+    }
+
+    /// Starts capturing the writes of a redistribution job (see
+    /// [`crate::write_queue`]). Taking the write lock makes the start atomic
+    /// with respect to writes: each write batch lands wholly before the
+    /// capture (and a snapshot copy taken later carries it) or wholly after
+    /// (and its queue carries it). Starting the same job again is a no-op.
+    pub fn start_capture(&self, spec: CaptureSpec) -> Result<()> {
+        let mut writer = self.writer()?;
+        if writer.captures.iter().any(|c| c.spec.job == spec.job) {
+            return Ok(());
+        }
+        self.db
+            .put_opt(
+                write_queue::capture_key(spec.job),
+                write_queue::encode(&spec)?,
+                &Self::write_options(),
+            )
+            .map_err(rocks)?;
+        writer.captures.push(Capture::new(spec));
+        Ok(())
+    }
+
+    /// Ends the capture of job `job` and deletes all its write queues.
+    pub fn stop_capture(&self, job: u64) -> Result<()> {
+        let mut writer = self.writer()?;
+        let mut batch = WriteBatch::default();
+        batch.delete(write_queue::capture_key(job));
+        batch.delete_range(write_queue::job_queues_start(job), write_queue::job_queues_end(job));
+        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+        writer.captures.retain(|c| c.spec.job != job);
+        Ok(())
+    }
+
+    /// The jobs this store captures writes for.
+    pub fn captures(&self) -> Result<Vec<CaptureSpec>> {
+        Ok(self.writer()?.captures.iter().map(|c| c.spec.clone()).collect())
+    }
+
+    /// Reads up to about `max_bytes` of `table`'s rows in the bucket
+    /// `ranges` (inclusive, ascending), raw, starting after row key `after`.
+    /// Each call reads one consistent snapshot.
+    pub fn read_rows(
+        &self,
+        table: TableId,
+        ranges: &[(u16, u16)],
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<RowChunk> {
+        let snapshot = self.db.snapshot();
+        let mut chunk = RowChunk::default();
+        let mut bytes = 0usize;
+        for (start, end) in ranges {
+            let mut lower = bucket_start(table, *start);
+            let upper = bucket_end_exclusive(table, *end);
+            if let Some(after) = after {
+                let resume = storage_key(table, after);
+                if resume >= upper {
+                    continue;
+                }
+                if resume > lower {
+                    lower = resume;
+                }
+            }
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(upper);
+            for item in snapshot.iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts) {
+                let (k, v) = item.map_err(rocks)?;
+                if after.is_some_and(|a| &k[4..] <= a) {
+                    continue;
+                }
+                bytes += k.len() + v.len();
+                chunk.rows.push((k[4..].to_vec(), v.to_vec()));
+                if bytes >= max_bytes {
+                    chunk.next = Some(k[4..].to_vec());
+                    return Ok(chunk);
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Stores raw rows (as [`SliceStore::read_rows`] returns them) of
+    /// `table`, durably, as one write batch.
+    pub fn put_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in rows {
+            batch.put(storage_key(table, k), v);
+        }
+        let _writer = self.writer()?;
+        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
+    }
+
+    /// Reads entries of the write queue of `job` towards `target`, in order,
+    /// after sequence number `after` (all of them if `None`), up to
+    /// `max_entries` or about `max_bytes`.
+    pub fn read_queue(
+        &self,
+        job: u64,
+        target: NodeId,
+        after: Option<u64>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, QueueEntry)>> {
+        let lower = write_queue::queue_key(job, target, after.map_or(0, |s| s.saturating_add(1)));
+        let upper = write_queue::queue_key(job, target + 1, 0);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self
+            .db
+            .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts)
+        {
+            let (k, v) = item.map_err(rocks)?;
+            bytes += v.len();
+            out.push((write_queue::seq_of(&k)?, write_queue::decode(&v)?));
+            if out.len() >= max_entries || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the entries of the queue of `job` towards `target` up to and
+    /// including sequence number `upto`: they have been applied.
+    pub fn trim_queue(&self, job: u64, target: NodeId, upto: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(
+            write_queue::queue_key(job, target, 0),
+            write_queue::queue_key(job, target, upto.saturating_add(1)),
+        );
+        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
+    }
+
+    /// The number of entries waiting in each of `job`'s queues, by target.
+    pub fn queue_depths(&self, job: u64) -> Result<Vec<(NodeId, u64)>> {
+        let lower = write_queue::job_queues_start(job);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(write_queue::job_queues_end(job));
+        let mut depths: Vec<(NodeId, u64)> = Vec::new();
+        let mut iter = self.db.raw_iterator_opt(opts);
+        iter.seek(&lower);
+        while let Some(k) = iter.key() {
+            let at = lower.len();
+            let target = k
+                .get(at..at + 4)
+                .map(|t| NodeId::from_be_bytes(t.try_into().expect("4 bytes")))
+                .ok_or_else(|| Error::internal("corrupt write queue key"))?;
+            match depths.last_mut() {
+                Some((t, n)) if *t == target => *n += 1,
+                _ => depths.push((target, 1)),
+            }
+            iter.next();
+        }
+        iter.status().map_err(rocks)?;
+        Ok(depths)
+    }
+
+    /// Applies write-queue entries to `table`, in order, durably, as one
+    /// write batch. Idempotent: entries are full row images or deletes.
+    pub fn apply_queue(&self, table: TableId, entries: &[QueueEntry]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            let k = storage_key(table, &e.key);
+            match &e.value {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        let _writer = self.writer()?;
+        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
 
     /// Counts the rows and bytes (key + value) of `table`.
@@ -346,5 +582,64 @@ mod tests {
         };
         store.write(1, "t", &[w]).unwrap();
         assert_eq!(store.table_stats(1).unwrap().rows, 3, "no row id was reused");
+    }
+
+    #[test]
+    fn captured_writes_reach_the_queue_and_replay_to_the_same_rows() {
+        let src_dir = tempfile::tempdir().unwrap();
+        let dst_dir = tempfile::tempdir().unwrap();
+        let w = |b: u16, id: i64, v: &str| RowWrite::Put {
+            key: row_key(b, &[Datum::Int64(id)]).unwrap(),
+            row: vec![Datum::Int64(id), Datum::Text(v.into())],
+        };
+        {
+            let src = SliceStore::open(src_dir.path()).unwrap();
+            src.register(1, 7).unwrap();
+            src.write(1, "t", &[w(1, 1, "before"), w(5, 5, "stays")]).unwrap();
+            src.start_capture(CaptureSpec {
+                job: 9,
+                table: 1,
+                moves: vec![(0, 3, 2)],
+            })
+            .unwrap();
+            src.write(1, "t", &[w(1, 1, "after"), w(2, 2, "new"), w(5, 5, "local")])
+                .unwrap();
+            src.write(
+                1,
+                "t",
+                &[RowWrite::Delete {
+                    key: row_key(2, &[Datum::Int64(2)]).unwrap(),
+                }],
+            )
+            .unwrap();
+            src.write(2, "u", &[w(1, 1, "other table")]).unwrap();
+        }
+        // The capture and its queue survive a restart.
+        let src = SliceStore::open(src_dir.path()).unwrap();
+        assert_eq!(src.captures().unwrap().len(), 1);
+        assert_eq!(src.queue_depths(9).unwrap(), vec![(2, 3)]);
+        let dst = SliceStore::open(dst_dir.path()).unwrap();
+        // Copy the moving buckets in two chunks, then replay the queue twice
+        // (replay is idempotent).
+        let first = src.read_rows(1, &[(0, 3)], None, 1).unwrap();
+        assert_eq!(first.rows.len(), 1);
+        dst.put_rows(1, &first.rows).unwrap();
+        let rest = src.read_rows(1, &[(0, 3)], first.next.as_deref(), 1 << 20).unwrap();
+        assert!(rest.rows.is_empty() && rest.next.is_none());
+        let entries = src.read_queue(9, 2, None, 100, 1 << 20).unwrap();
+        assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let only: Vec<QueueEntry> = entries.into_iter().map(|e| e.1).collect();
+        dst.apply_queue(1, &only).unwrap();
+        dst.apply_queue(1, &only).unwrap();
+        assert_eq!(
+            rows(&dst, 1, &[(0, 65535)]),
+            vec![vec![Datum::Int64(1), Datum::Text("after".into())]]
+        );
+        src.trim_queue(9, 2, 1).unwrap();
+        assert_eq!(src.read_queue(9, 2, None, 100, 1 << 20).unwrap().len(), 1);
+        src.stop_capture(9).unwrap();
+        assert!(src.queue_depths(9).unwrap().is_empty());
+        src.write(1, "t", &[w(1, 1, "later")]).unwrap();
+        assert!(src.queue_depths(9).unwrap().is_empty(), "no capture after stop");
     }
 }

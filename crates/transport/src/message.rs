@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use slicedb_common::{Datum, NodeId, SqlType, TableId};
-use slicedb_storage::{RowKey, RowWrite, TableStats};
+use slicedb_storage::{CaptureSpec, QueueEntry, RowChunk, RowKey, RowWrite, TableStats};
 
 /// Name of the extra binary column a scan appends when `with_key` is set:
 /// the row's [`RowKey`], which UPDATE and DELETE use to address the row.
@@ -204,11 +204,47 @@ pub enum SliceRequest {
     /// good: it persists the identity and refuses any other later. Repeating
     /// the same registration is harmless.
     Register { node_id: NodeId, cluster_id: u64 },
+
+    // Redistribution (SPEC §4). Every request below is idempotent, so a
+    // coordinator that lost its answer may send it again.
+    /// On a source: start capturing the moving buckets' writes into write queues.
+    StartCapture(CaptureSpec),
+    /// On a source: stop capturing for `job` and delete its queues.
+    StopCapture { job: u64 },
+    /// On a source: read raw rows of the moving buckets, after a row key.
+    ReadRows {
+        table_id: TableId,
+        ranges: Vec<(u16, u16)>,
+        after: Option<RowKey>,
+        max_bytes: u64,
+    },
+    /// On a target: store raw rows copied from a source.
+    PutRows {
+        table_id: TableId,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// On a source: read the queue of `job` towards `target` after a sequence number.
+    ReadQueue {
+        job: u64,
+        target: NodeId,
+        after: Option<u64>,
+        max_entries: u64,
+        max_bytes: u64,
+    },
+    /// On a source: drop queue entries up to `upto`, which the target applied.
+    TrimQueue { job: u64, target: NodeId, upto: u64 },
+    /// On a target: apply queue entries in order.
+    ApplyQueue {
+        table_id: TableId,
+        entries: Vec<QueueEntry>,
+    },
+    /// On a source: entries waiting in each of `job`'s queues.
+    QueueDepths { job: u64 },
 }
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -224,4 +260,7 @@ pub enum SliceResponse {
         version: String,
         protocol: u32,
     },
+    Rows(RowChunk),
+    Queue(Vec<(u64, QueueEntry)>),
+    QueueDepths(Vec<(NodeId, u64)>),
 }
