@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use slicedb_e2e::{connect, free_port, free_udp_port, run_slicedb, Process};
-use tokio_postgres::{Client, SimpleQueryMessage};
+use slicedb_e2e::{connect, free_port, free_udp_port, query, rows, run_slicedb, Process};
+use tokio_postgres::Client;
 
 /// Each service's `command:` of `docker/compose.yaml`, by service name.
 fn compose_commands() -> BTreeMap<String, Vec<String>> {
@@ -44,20 +44,6 @@ fn localize(args: &[String], replace: &[(String, String)]) -> Vec<String> {
                 .unwrap_or_else(|| a.clone())
         })
         .collect()
-}
-
-fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<String>> {
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn query(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    rows(client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 /// The slice server an EXPLAIN says a point query reads.

@@ -218,3 +218,21 @@ pub fn run_slicedb(args: &[&str]) -> (bool, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
+
+/// The rows of a simple-protocol result, as text (`NULL` for nulls).
+pub fn rows(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<Vec<String>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `sql` over the simple protocol and returns its rows; panics on error.
+pub async fn query(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    rows(client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}

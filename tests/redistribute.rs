@@ -1,0 +1,520 @@
+//! End-to-end tests of `REDISTRIBUTE` (SPEC §4) on a cluster of real
+//! processes: a coordinator and slice servers over QUIC, a spare slice
+//! server added with `ADD NODE`, and four writer connections that insert,
+//! update and delete without pause while the table moves. Each writer keeps a
+//! model of what was acknowledged; at the end the table must equal the
+//! models, row for row.
+//!
+//! Variants: `CANCEL` in the middle of the copy (then the move again, to
+//! completion), `kill -9` of the coordinator mid-copy, and `kill -9` of the
+//! target slice server mid-move with a `minimal_move` map.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slicedb_e2e::{connect, free_port, free_udp_port, query, run_slicedb, Process};
+use tokio_postgres::Client;
+
+/// Rows loaded before the move, spread over the writers by `id % WRITERS`.
+const ROWS: i64 = 24_000;
+const WRITERS: i64 = 4;
+/// A value of about 200 bytes, so the table is a few MB.
+fn value(tag: &str) -> String {
+    format!("{tag}-{}", "x".repeat(190))
+}
+
+/// A coordinator and slice servers 1–3 on hm1, plus a spare (node 4-to-be).
+struct TestCluster {
+    _dir: tempfile::TempDir,
+    pg: SocketAddr,
+    coordinator: Process,
+    /// Index `i` is the slice server started as `slice-server-{i+1}`; the
+    /// last is the spare.
+    slices: Vec<Process>,
+    spare: String,
+}
+
+impl TestCluster {
+    fn start() -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        let (ok, out) = run_slicedb(&["certs", "init", "--dir", &path("certs"), "--slice-servers", "4"]);
+        assert!(ok, "{out}");
+        let addrs: Vec<String> = (0..4).map(|_| format!("127.0.0.1:{}", free_udp_port())).collect();
+        let slices: Vec<Process> = (1..=4)
+            .map(|i| {
+                let name = format!("slice-server-{i}");
+                let args: Vec<String> = [
+                    "slice-server",
+                    "--listen",
+                    &addrs[i - 1],
+                    "--data-dir",
+                    &path(&name),
+                    "--certs",
+                    &path("certs"),
+                    "--cert-name",
+                    &name,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                Process::start(&name, &args)
+            })
+            .collect();
+        let pg: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{}", free_udp_port()),
+            "--pg-listen",
+            &pg.to_string(),
+            "--data-dir",
+            &path("coordinator"),
+            "--certs",
+            &path("certs"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in &addrs[..3] {
+            args.push("--slice-server".into());
+            args.push(a.clone());
+        }
+        let coordinator = Process::start("coordinator", &args);
+        TestCluster {
+            _dir: dir,
+            pg,
+            coordinator,
+            slices,
+            spare: addrs[3].clone(),
+        }
+    }
+
+    async fn client(&self) -> Client {
+        connect(self.pg).await
+    }
+}
+
+/// Creates `t` and loads [`ROWS`] rows; returns each writer's share.
+async fn load(client: &Client) -> Vec<BTreeMap<i64, String>> {
+    client
+        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL) DISTRIBUTED BY (id)")
+        .await
+        .unwrap();
+    let mut models = vec![BTreeMap::new(); WRITERS as usize];
+    let ids: Vec<i64> = (1..=ROWS).collect();
+    for chunk in ids.chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("({i}, '{}')", value(&format!("r{i}"))))
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+        for i in chunk {
+            models[(*i % WRITERS) as usize].insert(*i, value(&format!("r{i}")));
+        }
+    }
+    models
+}
+
+/// What one writer did.
+struct WriterReport {
+    model: BTreeMap<i64, String>,
+    errors: Vec<String>,
+    ops: u64,
+    slowest: Duration,
+}
+
+/// Inserts, updates and deletes its own rows of `t` until `stop`, keeping
+/// `model` equal to what was acknowledged. Bounded in operations and time.
+async fn writer(pg: SocketAddr, w: i64, mut model: BTreeMap<i64, String>, stop: Arc<AtomicBool>) -> WriterReport {
+    let client = connect(pg).await;
+    let insert = client.prepare("INSERT INTO t VALUES ($1, $2)").await.unwrap();
+    let update = client.prepare("UPDATE t SET v = $2 WHERE id = $1").await.unwrap();
+    let delete = client.prepare("DELETE FROM t WHERE id = $1").await.unwrap();
+    let mut keys: Vec<i64> = model.keys().copied().collect();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1);
+    // Writer w inserts ids from 1,000,000 × (w + 1) on, after any it already has.
+    let base = 1_000_000 * (w + 1);
+    let mut next_id = model.range(base..).next_back().map_or(base, |(id, _)| id + 1);
+    let mut report = WriterReport {
+        model: BTreeMap::new(),
+        errors: Vec::new(),
+        ops: 0,
+        slowest: Duration::ZERO,
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !stop.load(Ordering::Relaxed) && report.ops < 200_000 && Instant::now() < deadline {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let n = report.ops;
+        let started = Instant::now();
+        let result = match seed % 10 {
+            0..=3 => {
+                let id = next_id;
+                next_id += 1;
+                let v = value(&format!("w{w}i{n}"));
+                let r = client.execute(&insert, &[&id, &v]).await;
+                if matches!(r, Ok(1)) {
+                    model.insert(id, v);
+                    keys.push(id);
+                }
+                r.map(|c| (c, 1))
+            }
+            4..=7 if !keys.is_empty() => {
+                let id = keys[(seed >> 8) as usize % keys.len()];
+                let v = value(&format!("w{w}u{n}"));
+                let r = client.execute(&update, &[&id, &v]).await;
+                if matches!(r, Ok(1)) {
+                    model.insert(id, v);
+                }
+                r.map(|c| (c, 1))
+            }
+            _ if !keys.is_empty() => {
+                let at = (seed >> 8) as usize % keys.len();
+                let id = keys[at];
+                let r = client.execute(&delete, &[&id]).await;
+                if matches!(r, Ok(1)) {
+                    model.remove(&id);
+                    keys.swap_remove(at);
+                }
+                r.map(|c| (c, 1))
+            }
+            _ => Ok((1, 1)),
+        };
+        report.slowest = report.slowest.max(started.elapsed());
+        match result {
+            Ok((got, want)) if got == want => {}
+            Ok((got, _)) => report.errors.push(format!("op {n}: {got} rows affected, expected 1")),
+            Err(e) => report.errors.push(format!(
+                "op {n}: {}",
+                e.as_db_error()
+                    .map(|d| format!("{} {}", d.code().code(), d.message()))
+                    .unwrap_or_else(|| e.to_string())
+            )),
+        }
+        report.ops += 1;
+    }
+    report.model = model;
+    report
+}
+
+struct Writers {
+    stop: Arc<AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<WriterReport>>,
+}
+
+impl Writers {
+    fn start(pg: SocketAddr, models: Vec<BTreeMap<i64, String>>) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = models
+            .into_iter()
+            .enumerate()
+            .map(|(w, m)| tokio::spawn(writer(pg, w as i64, m, stop.clone())))
+            .collect();
+        Writers { stop, handles }
+    }
+
+    /// Stops the writers; returns their models and asserts every statement succeeded.
+    async fn finish(self) -> Vec<BTreeMap<i64, String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut models = Vec::new();
+        let mut ops = 0;
+        let mut slowest = Duration::ZERO;
+        for h in self.handles {
+            let r = h.await.unwrap();
+            assert!(
+                r.errors.is_empty(),
+                "writer statements failed: {:?}",
+                &r.errors[..r.errors.len().min(5)]
+            );
+            ops += r.ops;
+            slowest = slowest.max(r.slowest);
+            models.push(r.model);
+        }
+        eprintln!("writers: {ops} statements acknowledged, slowest {slowest:?}");
+        assert!(ops > 0);
+        models
+    }
+}
+
+/// Asserts `t` holds exactly the rows of `models`.
+async fn assert_table_equals(client: &Client, models: &[BTreeMap<i64, String>]) {
+    let expected: BTreeMap<i64, String> = models.iter().flat_map(|m| m.clone()).collect();
+    let rows = client.query("SELECT id, v FROM t ORDER BY id", &[]).await.unwrap();
+    let actual: BTreeMap<i64, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows.len(), actual.len(), "no primary key appears twice");
+    if actual != expected {
+        let missing: Vec<_> = expected.keys().filter(|k| !actual.contains_key(k)).take(5).collect();
+        let extra: Vec<_> = actual.keys().filter(|k| !expected.contains_key(k)).take(5).collect();
+        let changed: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| actual.get(k).is_some_and(|a| a != *v))
+            .map(|(k, _)| k)
+            .take(5)
+            .collect();
+        panic!(
+            "table differs from the writers' models: {} rows vs {} expected; missing {missing:?}, extra {extra:?}, changed {changed:?}",
+            actual.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The job's row of `SHOW REDISTRIBUTIONS`, by column name.
+async fn job_status(client: &Client, job: &str) -> BTreeMap<String, String> {
+    let rows = client
+        .simple_query("SHOW REDISTRIBUTIONS")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .find(|r| r.get("job") == Some(job))
+        .unwrap_or_else(|| panic!("job {job} not shown"));
+    rows.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name().to_string(), rows.get(i).unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Polls the job (at most `within`) until `done` holds for its status.
+async fn wait_for(
+    client: &Client,
+    job: &str,
+    within: Duration,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = job_status(client, job).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(s["state"] != "failed", "job failed: {s:?}");
+        assert!(Instant::now() < deadline, "job did not get there in {within:?}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn number(s: &BTreeMap<String, String>, column: &str) -> i64 {
+    s[column]
+        .parse()
+        .unwrap_or_else(|_| panic!("{column} = {:?}", s[column]))
+}
+
+/// `SHOW SLICES FOR t` as node → (hash map, rows).
+async fn slices(client: &Client) -> BTreeMap<i64, (String, i64)> {
+    query(client, "SHOW SLICES FOR t")
+        .await
+        .into_iter()
+        .map(|r| (r[2].parse().unwrap(), (r[1].clone(), r[4].parse().unwrap())))
+        .collect()
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    query(client, sql).await[0][0].parse().unwrap()
+}
+
+/// Starts `REDISTRIBUTE …` and returns the job id.
+async fn redistribute(client: &Client, sql: &str) -> (String, i64) {
+    let r = query(client, sql).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    (r[0][0].clone(), r[0][4].parse().unwrap())
+}
+
+/// A cluster with `t` loaded, four writers running, the spare added with
+/// `ADD NODE '…' {add_node}`, and `redistribute` started: returns the job
+/// id and the buckets it moves.
+async fn start_moving(add_node: &str, redistribute_sql: &str) -> (TestCluster, Client, Writers, String, i64) {
+    let cluster = TestCluster::start();
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    let writers = Writers::start(cluster.pg, models);
+    client
+        .batch_execute(&format!("ADD NODE '{}' {add_node}", cluster.spare))
+        .await
+        .unwrap();
+    let (job, buckets) = redistribute(&client, redistribute_sql).await;
+    (cluster, client, writers, job, buckets)
+}
+
+/// Asserts `t` is on `nodes` and every row is stored exactly once across
+/// them: no source kept what it gave away, no target kept a partial copy.
+async fn assert_stored_once(client: &Client, nodes: &[i64]) {
+    let placed = slices(client).await;
+    assert_eq!(placed.keys().copied().collect::<Vec<_>>(), nodes, "{placed:?}");
+    let total = count(client, "SELECT count(*) FROM t").await;
+    assert_eq!(placed.values().map(|(_, r)| r).sum::<i64>(), total, "{placed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redistribute_moves_a_table_under_four_writers() {
+    let cluster = TestCluster::start();
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    // A table no one writes: a reader checks it stays whole through its move.
+    client
+        .batch_execute(
+            "CREATE TABLE s (id bigint PRIMARY KEY, g int NOT NULL);
+             INSERT INTO s SELECT i, i % 10 FROM generate_series(1, 5000) AS x(i)",
+        )
+        .await
+        .unwrap();
+    let s_expected = vec![vec!["5000".to_string(), (5000 * 5001 / 2).to_string()]];
+
+    let writers = Writers::start(cluster.pg, models);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client
+        .batch_execute(&format!("ADD NODE '{}'", cluster.spare))
+        .await
+        .unwrap();
+    let started = query(&client, "REDISTRIBUTE ALL WITH (max_rate_mb = 2)").await;
+    assert_eq!(started.len(), 2, "both tables move: {started:?}");
+    let job = started.iter().find(|r| r[1] == "t").unwrap()[0].clone();
+
+    // A second session watches: progress only grows, and it sees the copy.
+    let watcher = cluster.client().await;
+    let reader = cluster.client().await;
+    let (mut last_copied, mut last_moved, mut saw_progress) = (0, 0, false);
+    let mut reads = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let fin = loop {
+        let s = job_status(&watcher, &job).await;
+        let (copied, moved) = (number(&s, "rows_copied"), number(&s, "buckets_moved"));
+        assert!(
+            copied >= last_copied && moved >= last_moved,
+            "progress went back: {s:?}"
+        );
+        saw_progress |= copied > 0 && s["state"] != "done";
+        (last_copied, last_moved) = (copied, moved);
+        // Complete results throughout: the static table never loses or doubles a row.
+        assert_eq!(query(&reader, "SELECT count(*), sum(id) FROM s").await, s_expected);
+        reads += 1;
+        if s["state"] == "done" {
+            break s;
+        }
+        assert!(s["state"] != "failed", "{s:?}");
+        assert!(Instant::now() < deadline, "not done in time: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(saw_progress, "a watcher saw the copy advance");
+    assert_eq!(fin["buckets_moved"], fin["buckets_total"]);
+    eprintln!("job {job}: {fin:?}; {reads} checked reads during the move");
+    let view = query(
+        &watcher,
+        &format!("SELECT state, buckets_moved FROM slicedb.redistributions WHERE job = {job}"),
+    )
+    .await;
+    assert_eq!(view, vec![vec!["done".to_string(), fin["buckets_total"].clone()]]);
+    // Writers keep going on the new map, then stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let models = writers.finish().await;
+
+    assert_table_equals(&client, &models).await;
+    let placed = slices(&client).await;
+    assert_eq!(
+        placed.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "{placed:?}"
+    );
+    assert!(placed.values().all(|(m, rows)| m == "hm2" && *rows > 0), "{placed:?}");
+    // Every row is stored once: the sources dropped what they gave away.
+    let total = count(&client, "SELECT count(*) FROM t").await;
+    assert_eq!(placed.values().map(|(_, r)| r).sum::<i64>(), total);
+    assert_eq!(query(&client, "SELECT count(*), sum(id) FROM s").await, s_expected);
+    let maps = query(&client, "SHOW HASH MAPS").await;
+    assert!(maps.iter().any(|m| m[0] == "hm1" && m[4] == "0"), "{maps:?}");
+    assert!(maps.iter().any(|m| m[0] == "hm2" && m[4] == "2"), "{maps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_leaves_the_table_whole_on_its_old_map() {
+    let (_cluster, client, writers, job, _) = start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
+    wait_for(&client, &job, Duration::from_secs(60), |s| {
+        s["state"] == "copying" && number(s, "rows_copied") > 0
+    })
+    .await;
+    client
+        .batch_execute(&format!("CANCEL REDISTRIBUTION {job}"))
+        .await
+        .unwrap();
+    let s = job_status(&client, &job).await;
+    assert_eq!(s["state"], "cancelled", "{s:?}");
+    assert_eq!(s["buckets_moved"], "0");
+    // Cancelling twice is an error with a SQLSTATE, not a hang.
+    let e = client
+        .batch_execute(&format!("CANCEL REDISTRIBUTION {job}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "55000");
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    let placed = slices(&client).await;
+    assert_eq!(placed.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(placed.values().all(|(m, _)| m == "hm1"), "{placed:?}");
+    let total = count(&client, "SELECT count(*) FROM t").await;
+    assert_eq!(placed.values().map(|(_, r)| r).sum::<i64>(), total);
+    // The target's partial copy is gone.
+    let nodes = query(&client, "SHOW NODES").await;
+    let node4 = nodes.iter().find(|n| n[0] == "4").unwrap();
+    assert_eq!(node4[4], "0", "node 4 holds no rows after the cancel: {nodes:?}");
+
+    // The same move again, to completion.
+    let (job2, _) = redistribute(&client, "REDISTRIBUTE TABLE t").await;
+    assert_ne!(job2, job);
+    wait_for(&client, &job2, Duration::from_secs(120), |s| s["state"] == "done").await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_coordinator_resumes_the_move() {
+    let (mut cluster, client, writers, job, _) =
+        start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
+    wait_for(&client, &job, Duration::from_secs(60), |s| {
+        s["state"] == "copying" && number(s, "rows_copied") > 0
+    })
+    .await;
+    // Writers stop first, so that every write is either acknowledged or not sent.
+    let models = writers.finish().await;
+    cluster.coordinator.kill9();
+    cluster.coordinator.restart();
+    let client = cluster.client().await;
+    let resumed = job_status(&client, &job).await;
+    assert!(resumed["state"] != "planning", "progress survived: {resumed:?}");
+    let writers = Writers::start(cluster.pg, models);
+    wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_target_is_waited_for_and_minimal_move_moves_the_optimum() {
+    let (mut cluster, client, writers, job, buckets) =
+        start_moving("STRATEGY minimal_move", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
+    // From 3 nodes to 4, the optimum is 65536 / 4 buckets, all to node 4.
+    assert_eq!(buckets, 16384);
+    wait_for(&client, &job, Duration::from_secs(60), |s| number(s, "rows_copied") > 0).await;
+    let target = cluster.slices.last_mut().unwrap();
+    target.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = job_status(&client, &job).await;
+    assert!(s["state"] != "done" && s["state"] != "failed", "{s:?}");
+    target.restart();
+    let fin = wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
+    assert_eq!(number(&fin, "buckets_moved"), 16384);
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+}
