@@ -502,15 +502,23 @@ impl Runner {
     }
 
     /// Ships queue entries of `pair` to its target until a read returns
-    /// fewer than `until_below` entries (1: until empty). Returns the
-    /// entries shipped.
-    async fn ship_queue(&self, job: &RedistributionJob, pair: &MovePair, until_below: u64) -> Result<u64> {
-        let mut shipped = 0;
+    /// fewer than `until_below` entries (1: until empty). With `trim`, the
+    /// source drops each applied prefix at once; without, the caller trims
+    /// later up to the returned sequence number (replay is idempotent, so a
+    /// trim lost in a crash only replays).
+    async fn ship_queue(
+        &self,
+        job: &RedistributionJob,
+        pair: &MovePair,
+        until_below: u64,
+        trim: bool,
+    ) -> Result<Option<u64>> {
+        let mut last: Option<u64> = None;
         loop {
             let request = SliceRequest::ReadQueue {
                 job: job.id,
                 target: pair.target,
-                after: None,
+                after: if trim { None } else { last },
                 max_entries: QUEUE_ENTRIES,
                 max_bytes: QUEUE_BYTES,
             };
@@ -519,7 +527,7 @@ impl Runner {
                 other => return Err(Error::internal(format!("unexpected queue response {other:?}"))),
             };
             let n = entries.len() as u64;
-            if let Some(last) = entries.last().map(|(seq, _)| *seq) {
+            if let Some(seq) = entries.last().map(|(seq, _)| *seq) {
                 let entries: Vec<QueueEntry> = entries.into_iter().map(|(_, e)| e).collect();
                 self.done(
                     pair.target,
@@ -529,21 +537,24 @@ impl Runner {
                     },
                 )
                 .await?;
-                self.done(
-                    pair.source,
-                    SliceRequest::TrimQueue {
-                        job: job.id,
-                        target: pair.target,
-                        upto: last,
-                    },
-                )
-                .await?;
-                shipped += n;
+                if trim {
+                    self.trim_queue(job, pair, seq).await?;
+                }
+                last = Some(seq);
             }
             if n < until_below.max(1) {
-                return Ok(shipped);
+                return Ok(last);
             }
         }
+    }
+
+    async fn trim_queue(&self, job: &RedistributionJob, pair: &MovePair, upto: u64) -> Result<()> {
+        let request = SliceRequest::TrimQueue {
+            job: job.id,
+            target: pair.target,
+            upto,
+        };
+        self.done(pair.source, request).await
     }
 
     async fn catch_up(&self, mut job: RedistributionJob) -> Result<()> {
@@ -551,7 +562,7 @@ impl Runner {
             if self.registry.cancelled(job.id) {
                 return Ok(());
             }
-            self.ship_queue(&job, &pair, QUEUE_ENTRIES).await?;
+            self.ship_queue(&job, &pair, QUEUE_ENTRIES, true).await?;
         }
         self.refresh_queue_depth(&job).await;
         job.state = JobState::CuttingOver;
@@ -574,13 +585,13 @@ impl Runner {
             }
             let pair = job.pairs[*pair_index].clone();
             // Catch up without holding anything, so the hold is short.
-            self.ship_queue(&job, &pair, QUEUE_ENTRIES).await?;
+            self.ship_queue(&job, &pair, QUEUE_ENTRIES, true).await?;
             let hold_started = Instant::now();
             let hold = gates
                 .hold(index)
                 .await
                 .ok_or_else(|| Error::internal("cut-over batch without a gate"))?;
-            self.ship_queue(&job, &pair, 1).await?;
+            let shipped = self.ship_queue(&job, &pair, 1, false).await?;
             let mut next = job.clone();
             for r in runs {
                 add_run(&mut next.moved, *r);
@@ -592,6 +603,9 @@ impl Runner {
             })?;
             drop(hold);
             let held = hold_started.elapsed().as_secs_f64() * 1000.0;
+            if let Some(seq) = shipped {
+                self.trim_queue(&job, &pair, seq).await?;
+            }
             job = state.jobs.get(&job.id).cloned().unwrap_or(next);
             done_here += 1;
             let per_batch = started.elapsed().as_secs_f64() / done_here as f64;

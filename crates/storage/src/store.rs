@@ -448,14 +448,15 @@ impl SliceStore {
     }
 
     /// Deletes the entries of the queue of `job` towards `target` up to and
-    /// including sequence number `upto`: they have been applied.
+    /// including sequence number `upto`: they have been applied. Not synced:
+    /// a trim lost in a crash only makes the entries replay, harmlessly.
     pub fn trim_queue(&self, job: u64, target: NodeId, upto: u64) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete_range(
             write_queue::queue_key(job, target, 0),
             write_queue::queue_key(job, target, upto.saturating_add(1)),
         );
-        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
+        self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)
     }
 
     /// The number of entries waiting in each of `job`'s queues, by target.
