@@ -444,6 +444,16 @@ async fn cancel_leaves_the_table_whole_on_its_old_map() {
         s["state"] == "copying" && number(s, "rows_copied") > 0
     })
     .await;
+    // While it moves, what would break the move is refused with 55006.
+    for sql in [
+        "DROP TABLE t",
+        "TRUNCATE t",
+        "DROP HASH MAP hm2",
+        "REDISTRIBUTE TABLE t",
+    ] {
+        let e = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("55006"), "{sql}: {e:?}");
+    }
     client
         .batch_execute(&format!("CANCEL REDISTRIBUTION {job}"))
         .await
