@@ -709,11 +709,32 @@ impl Runner {
         for s in sources {
             self.done(s, SliceRequest::StopCapture { job: job.id }).await?;
         }
+        // Capture must stop (or the sources' queues would grow for good);
+        // a partial copy on a target that is down is left behind: no
+        // placement names it, and the next move to that node clears it first.
+        let mut left = Vec::new();
         for p in &job.pairs {
-            self.clear_target(&job, p).await?;
+            if let Err(e) = self.clear_target(&job, p).await {
+                tracing::warn!(
+                    job = job.id,
+                    node = p.target,
+                    "redistribution {}: partial copy left on node {}: {e}",
+                    job.id,
+                    p.target
+                );
+                left.push(p.target);
+            }
         }
+        left.sort_unstable();
+        left.dedup();
         job.state = to;
-        job.error = why;
+        job.error = match (why, left.is_empty()) {
+            (why, true) => why,
+            (why, false) => Some(format!(
+                "{}partial copies left on unreachable node(s) {left:?}; the next move to them clears them",
+                why.map(|w| format!("{w}; ")).unwrap_or_default()
+            )),
+        };
         job.finished_at = Some(now_ms());
         self.save(&mut job)?;
         self.registry.set_live(job.id, |l| {
