@@ -7,7 +7,8 @@
 //!
 //! Variants: `CANCEL` in the middle of the copy (then the move again, to
 //! completion), `kill -9` of the coordinator mid-copy, and `kill -9` of the
-//! target slice server mid-move with a `minimal_move` map.
+//! target slice server mid-move with a `minimal_move` map, and `kill -9` of a
+//! source slice server mid-copy.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -524,6 +525,36 @@ async fn a_killed_target_is_waited_for_and_minimal_move_moves_the_optimum() {
     target.restart();
     let fin = wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
     assert_eq!(number(&fin, "buckets_moved"), 16384);
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_source_is_waited_for() {
+    let (mut cluster, client, writers, job, _) =
+        start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
+    wait_for(&client, &job, Duration::from_secs(60), |s| {
+        s["state"] == "copying" && number(s, "rows_copied") > 0
+    })
+    .await;
+    // Writers pause while the source is down: its buckets cannot be written then.
+    let models = writers.finish().await;
+    let source = &mut cluster.slices[0];
+    source.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = job_status(&client, &job).await;
+    assert!(s["state"] != "done" && s["state"] != "failed", "{s:?}");
+    source.restart();
+    // The coordinator notices the old connection is dead within its QUIC
+    // idle timeout; once the move goes on, so do the writers.
+    let copied = number(&s, "rows_copied");
+    wait_for(&client, &job, Duration::from_secs(60), |s| {
+        number(s, "rows_copied") > copied || s["state"] != "copying"
+    })
+    .await;
+    let writers = Writers::start(cluster.pg, models);
+    wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
     let models = writers.finish().await;
     assert_table_equals(&client, &models).await;
     assert_stored_once(&client, &[1, 2, 3, 4]).await;
