@@ -343,6 +343,29 @@ impl Catalog {
             .write
             .lock()
             .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        self.save_job_locked(job)
+    }
+
+    /// Changes the saved job `id` in place with `change`, as
+    /// [`Catalog::save_job`] saves it, reading and writing under the writer
+    /// lock so that no concurrent save is lost.
+    pub fn change_job(&self, id: u64, change: impl FnOnce(&mut RedistributionJob)) -> Result<RedistributionJob> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        let mut job = self
+            .snapshot()
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| err!(UndefinedObject, "redistribution {id} does not exist"))?;
+        change(&mut job);
+        self.save_job_locked(&job)?;
+        Ok(job)
+    }
+
+    fn save_job_locked(&self, job: &RedistributionJob) -> Result<()> {
         let old = self.snapshot();
         if old.jobs.get(&job.id).is_some_and(|j| j.moved != job.moved) {
             return Err(Error::internal("a cut-over must be saved as a catalog change"));

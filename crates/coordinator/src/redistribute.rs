@@ -285,9 +285,11 @@ impl Runner {
             .ok_or_else(|| Error::internal(format!("redistribution {id} vanished")))
     }
 
-    /// Saves progress that moves no bucket.
+    /// Saves progress that moves no bucket. Progress clears the error the
+    /// job was retrying after.
     fn save(&self, job: &mut RedistributionJob) -> Result<()> {
         job.cancel_requested |= self.registry.cancelled(job.id);
+        job.error = None;
         self.catalog.save_job(job)
     }
 
@@ -328,13 +330,24 @@ impl Runner {
                 }
             };
             match step {
-                Ok(()) => failing_since = None,
+                Ok(()) => {
+                    // Progress again: the error it was retrying after is over.
+                    if failing_since.take().is_some() {
+                        let _ = self.catalog.change_job(id, |j| {
+                            if j.state.is_active() {
+                                j.error = None;
+                            }
+                        });
+                    }
+                }
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     tracing::warn!(job = id, table = %job.table, "redistribution {id} ({}): {e}; retrying", job.state.name());
-                    let mut j = self.job(id).unwrap_or(job.clone());
-                    j.error = Some(e.message.clone());
-                    let _ = self.save(&mut j);
+                    let message = e.message.clone();
+                    let j = self
+                        .catalog
+                        .change_job(id, |j| j.error = Some(message))
+                        .unwrap_or(job.clone());
                     if !j.state.past_cutover() && since.elapsed() > GIVE_UP_AFTER {
                         let why = format!("gave up after {}s: {}", since.elapsed().as_secs(), e.message);
                         if let Err(e2) = self.roll_back(j, JobState::Failed, Some(why)).await {
@@ -736,7 +749,8 @@ impl Runner {
             )),
         };
         job.finished_at = Some(now_ms());
-        self.save(&mut job)?;
+        job.cancel_requested |= self.registry.cancelled(job.id);
+        self.catalog.save_job(&job)?;
         self.registry.set_live(job.id, |l| {
             l.queue_depth = 0;
             l.eta_secs = None;
@@ -969,9 +983,7 @@ impl Coordinator {
         if let Ok(mut c) = self.redistributions.cancels.lock() {
             c.insert(id);
         }
-        let mut persisted = job.clone();
-        persisted.cancel_requested = true;
-        self.catalog.save_job(&persisted)?;
+        self.catalog.change_job(id, |j| j.cancel_requested = true)?;
         self.spawn_runner(id);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
