@@ -67,6 +67,8 @@ const BATCH_BUCKETS: usize = 1024;
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 /// How long cleaning waits for queries planned before the cut-over.
 const QUERY_WAIT: Duration = Duration::from_secs(600);
+/// How often a copy saves its cursors.
+const SAVE_EVERY: Duration = Duration::from_millis(500);
 /// How often the server log reports a running job.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -405,6 +407,7 @@ impl Runner {
         let started = Instant::now();
         let mut sent: u64 = 0;
         let mut last_log = Instant::now();
+        let mut last_save = Instant::now();
         let mut window = (Instant::now(), job.bytes_copied());
         let estimate = self.estimate_bytes(&job).await.unwrap_or(0);
         for i in 0..job.pairs.len() {
@@ -442,7 +445,13 @@ impl Runner {
                     Some(next) => pair.cursor = Some(next),
                     None => pair.copied = true,
                 }
-                self.save(&mut job)?;
+                // The cursor is saved (an fsync of the catalog) at most every
+                // SAVE_EVERY and when a pair is done: after a crash, the chunks
+                // since are copied again, which is harmless.
+                if job.pairs[i].copied || last_save.elapsed() >= SAVE_EVERY {
+                    self.save(&mut job)?;
+                    last_save = Instant::now();
+                }
                 sent += bytes;
                 // Rate and ETA over a sliding window of a few seconds.
                 let (at, base) = window;
@@ -514,11 +523,14 @@ impl Runner {
         Ok(total)
     }
 
-    /// Ships queue entries of `pair` to its target until a read returns
-    /// fewer than `until_below` entries (1: until empty). With `trim`, the
-    /// source drops each applied prefix at once; without, the caller trims
-    /// later up to the returned sequence number (replay is idempotent, so a
-    /// trim lost in a crash only replays).
+    /// Ships queue entries of `pair` to its target, in order: until a read
+    /// returns fewer than `until_below` entries, or, with `until_below` 0,
+    /// until a read reaches the end of the queue (under a hold, that end is
+    /// past every entry of the held buckets, so the hold does not chase
+    /// writes to other buckets). With `trim`, the source drops each applied
+    /// prefix at once; without, the caller trims later up to the returned
+    /// sequence number (replay is idempotent, so a trim lost in a crash only
+    /// replays).
     async fn ship_queue(
         &self,
         job: &RedistributionJob,
@@ -535,8 +547,8 @@ impl Runner {
                 max_entries: QUEUE_ENTRIES,
                 max_bytes: QUEUE_BYTES,
             };
-            let entries = match self.call(pair.source, request).await? {
-                SliceResponse::Queue(e) => e,
+            let (entries, at_end) = match self.call(pair.source, request).await? {
+                SliceResponse::Queue { entries, at_end } => (entries, at_end),
                 other => return Err(Error::internal(format!("unexpected queue response {other:?}"))),
             };
             let n = entries.len() as u64;
@@ -555,7 +567,8 @@ impl Runner {
                 }
                 last = Some(seq);
             }
-            if n < until_below.max(1) {
+            let done = if until_below == 0 { at_end } else { n < until_below };
+            if done {
                 return Ok(last);
             }
         }
@@ -604,7 +617,7 @@ impl Runner {
                 .hold(index)
                 .await
                 .ok_or_else(|| Error::internal("cut-over batch without a gate"))?;
-            let shipped = self.ship_queue(&job, &pair, 1, false).await?;
+            let shipped = self.ship_queue(&job, &pair, 0, false).await?;
             let mut next = job.clone();
             for r in runs {
                 add_run(&mut next.moved, *r);

@@ -145,10 +145,10 @@ impl SliceService for SliceServer {
                 max_entries,
                 max_bytes,
             } => {
-                let entries = self
+                let (entries, at_end) = self
                     .blocking(move |s| s.read_queue(job, target, after, max_entries as usize, max_bytes as usize))
                     .await?;
-                Ok(SliceResponse::Queue(entries))
+                Ok(SliceResponse::Queue { entries, at_end })
             }
             SliceRequest::TrimQueue { job, target, upto } => {
                 self.blocking(move |s| s.trim_queue(job, target, upto)).await?;

@@ -457,7 +457,8 @@ impl SliceStore {
 
     /// Reads entries of the write queue of `job` towards `target`, in order,
     /// after sequence number `after` (all of them if `None`), up to
-    /// `max_entries` or about `max_bytes`.
+    /// `max_entries` or about `max_bytes`. Also says whether the read reached
+    /// the end of the queue.
     pub fn read_queue(
         &self,
         job: u64,
@@ -465,25 +466,26 @@ impl SliceStore {
         after: Option<u64>,
         max_entries: usize,
         max_bytes: usize,
-    ) -> Result<Vec<(u64, QueueEntry)>> {
+    ) -> Result<(Vec<(u64, QueueEntry)>, bool)> {
         let lower = write_queue::queue_key(job, target, after.map_or(0, |s| s.saturating_add(1)));
         let upper = write_queue::queue_key(job, target + 1, 0);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(upper);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for item in self
+        let mut iter = self
             .db
-            .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts)
-        {
+            .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts);
+        for item in iter.by_ref() {
             let (k, v) = item.map_err(rocks)?;
             bytes += v.len();
             out.push((write_queue::seq_of(&k)?, write_queue::decode(&v)?));
             if out.len() >= max_entries || bytes >= max_bytes {
-                break;
+                let at_end = iter.next().is_none();
+                return Ok((out, at_end));
             }
         }
-        Ok(out)
+        Ok((out, true))
     }
 
     /// Deletes the entries of the queue of `job` towards `target` up to and
@@ -679,7 +681,10 @@ mod tests {
         dst.put_rows(1, &first.rows).unwrap();
         let rest = src.read_rows(1, &[(0, 3)], first.next.as_deref(), 1 << 20).unwrap();
         assert!(rest.rows.is_empty() && rest.next.is_none());
-        let entries = src.read_queue(9, 2, None, 100, 1 << 20).unwrap();
+        let (entries, at_end) = src.read_queue(9, 2, None, 100, 1 << 20).unwrap();
+        assert!(at_end);
+        let (two, at_end) = src.read_queue(9, 2, None, 2, 1 << 20).unwrap();
+        assert_eq!((two.len(), at_end), (2, false));
         assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2]);
         let only: Vec<QueueEntry> = entries.into_iter().map(|e| e.1).collect();
         dst.apply_queue(1, &only).unwrap();
@@ -689,7 +694,7 @@ mod tests {
             vec![vec![Datum::Int64(1), Datum::Text("after".into())]]
         );
         src.trim_queue(9, 2, 1).unwrap();
-        assert_eq!(src.read_queue(9, 2, None, 100, 1 << 20).unwrap().len(), 1);
+        assert_eq!(src.read_queue(9, 2, None, 100, 1 << 20).unwrap().0.len(), 1);
         src.stop_capture(9).unwrap();
         assert!(src.queue_depths(9).unwrap().is_empty());
         src.write(1, "t", &[w(1, 1, "later")]).unwrap();

@@ -261,6 +261,10 @@ pub enum SliceResponse {
         protocol: u32,
     },
     Rows(RowChunk),
-    Queue(Vec<(u64, QueueEntry)>),
+    /// Write-queue entries, and whether the read reached the queue's end.
+    Queue {
+        entries: Vec<(u64, QueueEntry)>,
+        at_end: bool,
+    },
     QueueDepths(Vec<(NodeId, u64)>),
 }
