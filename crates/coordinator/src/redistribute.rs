@@ -269,6 +269,24 @@ impl Runner {
         }
     }
 
+    /// Clears a pair's buckets on its target before the copy, if it holds
+    /// anything there (a failed earlier move's partial copy). Usually it
+    /// holds nothing, and no range delete is written: one in the target's
+    /// memtable would keep the copy's SST files from being ingested.
+    async fn clear_leftovers(&self, job: &RedistributionJob, pair: &MovePair) -> Result<()> {
+        let probe = SliceRequest::ReadRows {
+            table_id: job.table_id,
+            ranges: pair.buckets.clone(),
+            after: None,
+            max_bytes: 1,
+        };
+        match self.call(pair.target, probe).await? {
+            SliceResponse::Rows(chunk) if chunk.rows.is_empty() => Ok(()),
+            SliceResponse::Rows(_) => self.clear_target(job, pair).await,
+            other => Err(Error::internal(format!("unexpected copy response {other:?}"))),
+        }
+    }
+
     /// Deletes whatever a target holds of a pair's buckets (a partial copy).
     async fn clear_target(&self, job: &RedistributionJob, pair: &MovePair) -> Result<()> {
         let request = SliceRequest::DeleteBuckets {
@@ -382,7 +400,7 @@ impl Runner {
             self.done(source, SliceRequest::StartCapture(spec)).await?;
         }
         for p in job.pairs.iter().filter(|p| !p.copied && p.cursor.is_none()) {
-            self.clear_target(&job, p).await?;
+            self.clear_leftovers(&job, p).await?;
         }
         job.state = JobState::Copying;
         job.error = None;

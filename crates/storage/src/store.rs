@@ -422,8 +422,8 @@ impl SliceStore {
     /// order, by ingesting an SST file.
     pub fn put_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         let bytes: usize = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if bytes >= INGEST_BYTES && rows.windows(2).all(|w| w[0].0 < w[1].0) {
-            return self.ingest_rows(table, rows);
+        if bytes >= INGEST_BYTES && rows.windows(2).all(|w| w[0].0 < w[1].0) && self.ingest_rows(table, rows)? {
+            return Ok(());
         }
         let mut batch = WriteBatch::default();
         for (k, v) in rows {
@@ -433,7 +433,12 @@ impl SliceStore {
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
 
-    fn ingest_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    /// Ingests `rows` as an SST file. Returns `false`, having stored
+    /// nothing, when the file's key range overlaps the memtable (say, a
+    /// range delete of those buckets): ingesting would flush the memtable
+    /// while every writer of this slice server waits, so the caller writes a
+    /// batch instead.
+    fn ingest_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<bool> {
         let n = self.ingests.fetch_add(1, Ordering::Relaxed);
         let file = self.path.join(format!("copy-{}-{n}.sst", std::process::id()));
         let mut opts = Options::default();
@@ -448,8 +453,9 @@ impl SliceStore {
             writer.finish().map_err(rocks)?;
             let mut ingest = rocksdb::IngestExternalFileOptions::default();
             ingest.set_move_files(true);
+            ingest.set_allow_blocking_flush(false);
             let _writer = self.writer()?;
-            self.db.ingest_external_file_opts(&ingest, vec![&file]).map_err(rocks)
+            Ok(self.db.ingest_external_file_opts(&ingest, vec![&file]).is_ok())
         })();
         let _ = std::fs::remove_file(&file);
         result
@@ -673,6 +679,11 @@ mod tests {
                 )
             })
             .collect();
+        dst.put_rows(3, &big).unwrap();
+        assert_eq!(rows(&dst, 3, &[(9, 9)]).len(), 2000);
+        // Over a range delete still in the memtable it is written as a batch.
+        dst.delete_buckets(3, &[(9, 9)]).unwrap();
+        assert!(rows(&dst, 3, &[(9, 9)]).is_empty());
         dst.put_rows(3, &big).unwrap();
         assert_eq!(rows(&dst, 3, &[(9, 9)]).len(), 2000);
         assert_eq!(dst.read_rows(3, &[(0, 65535)], None, usize::MAX).unwrap().rows, big);
