@@ -25,7 +25,8 @@
 //!    idempotent, so a crash between apply and trim only replays.
 //! 4. **cutting over**, batch by batch — a short catch-up, then the batch's
 //!    gate is held (writers to those buckets wait; all others go on), the
-//!    queue is drained, the catalog records the buckets as moved (the table's
+//!    queue is shipped up to its end as of the hold (past every entry of the
+//!    held buckets), the catalog records the buckets as moved (the table's
 //!    placement becomes the old map overlaid with them), and the gate is
 //!    released: held writers route to the new owner. After the last batch the
 //!    table is bound to the target map.
