@@ -358,6 +358,23 @@ async fn assert_stored_once(client: &Client, nodes: &[i64]) {
     assert_eq!(placed.values().map(|(_, r)| r).sum::<i64>(), total, "{placed:?}");
 }
 
+/// Waits until the job is copying and has copied some rows.
+async fn wait_until_copying(client: &Client, job: &str) {
+    wait_for(client, job, Duration::from_secs(60), |s| {
+        s["state"] == "copying" && number(s, "rows_copied") > 0
+    })
+    .await;
+}
+
+/// Waits for the job to finish, stops the writers, and checks the table
+/// against their models and that every row is stored once on nodes 1–4.
+async fn finish_and_check(client: &Client, job: &str, writers: Writers) {
+    wait_for(client, job, Duration::from_secs(180), |s| s["state"] == "done").await;
+    let models = writers.finish().await;
+    assert_table_equals(client, &models).await;
+    assert_stored_once(client, &[1, 2, 3, 4]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redistribute_moves_a_table_under_four_writers() {
     let cluster = TestCluster::start();
@@ -441,10 +458,7 @@ async fn redistribute_moves_a_table_under_four_writers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_leaves_the_table_whole_on_its_old_map() {
     let (_cluster, client, writers, job, _) = start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
-    wait_for(&client, &job, Duration::from_secs(60), |s| {
-        s["state"] == "copying" && number(s, "rows_copied") > 0
-    })
-    .await;
+    wait_until_copying(&client, &job).await;
     // While it moves, what would break the move is refused with 55006.
     for sql in [
         "DROP TABLE t",
@@ -492,10 +506,7 @@ async fn cancel_leaves_the_table_whole_on_its_old_map() {
 async fn a_killed_coordinator_resumes_the_move() {
     let (mut cluster, client, writers, job, _) =
         start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
-    wait_for(&client, &job, Duration::from_secs(60), |s| {
-        s["state"] == "copying" && number(s, "rows_copied") > 0
-    })
-    .await;
+    wait_until_copying(&client, &job).await;
     // Writers stop first, so that every write is either acknowledged or not sent.
     let models = writers.finish().await;
     cluster.coordinator.kill9();
@@ -504,10 +515,7 @@ async fn a_killed_coordinator_resumes_the_move() {
     let resumed = job_status(&client, &job).await;
     assert!(resumed["state"] != "planning", "progress survived: {resumed:?}");
     let writers = Writers::start(cluster.pg, models);
-    wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
-    let models = writers.finish().await;
-    assert_table_equals(&client, &models).await;
-    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+    finish_and_check(&client, &job, writers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,10 +542,7 @@ async fn a_killed_target_is_waited_for_and_minimal_move_moves_the_optimum() {
 async fn a_killed_source_is_waited_for() {
     let (mut cluster, client, writers, job, _) =
         start_moving("", "REDISTRIBUTE TABLE t WITH (max_rate_mb = 0.5)").await;
-    wait_for(&client, &job, Duration::from_secs(60), |s| {
-        s["state"] == "copying" && number(s, "rows_copied") > 0
-    })
-    .await;
+    wait_until_copying(&client, &job).await;
     // Writers pause while the source is down: its buckets cannot be written then.
     let models = writers.finish().await;
     let source = &mut cluster.slices[0];
@@ -554,8 +559,5 @@ async fn a_killed_source_is_waited_for() {
     })
     .await;
     let writers = Writers::start(cluster.pg, models);
-    wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
-    let models = writers.finish().await;
-    assert_table_equals(&client, &models).await;
-    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+    finish_and_check(&client, &job, writers).await;
 }
