@@ -12,6 +12,7 @@
 //! table/<name>      → TableDef
 //! view/<name>       → ViewDef
 //! redistribution/<id, 20 digits> → RedistributionJob
+//! txn/<id, 20 digits>, clock      → the transaction log ([`txn_log`])
 //! ```
 //!
 //! A table in the middle of a redistribution is placed by its old map
@@ -25,6 +26,7 @@
 //! only then publishes it, so what a client saw acknowledged survives a crash.
 
 pub mod redistribution;
+pub mod txn_log;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +38,7 @@ use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 
 pub use redistribution::{JobState, MovePair, RedistributionJob};
+pub use txn_log::CommitDecision;
 
 /// A registered slice server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

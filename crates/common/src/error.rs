@@ -72,6 +72,13 @@ pub enum SqlState {
     ProtocolViolation,
     /// 57014
     QueryCanceled,
+    SerializationFailure,
+    StatementCompletionUnknown,
+    ActiveSqlTransaction,
+    NoActiveSqlTransaction,
+    InFailedSqlTransaction,
+    ReadOnlySqlTransaction,
+    InvalidSavepointSpecification,
     /// 58030
     IoError,
     /// XX000
@@ -111,6 +118,13 @@ impl SqlState {
             ConnectionFailure => "08006",
             ProtocolViolation => "08P01",
             QueryCanceled => "57014",
+            SerializationFailure => "40001",
+            StatementCompletionUnknown => "40003",
+            ActiveSqlTransaction => "25001",
+            NoActiveSqlTransaction => "25P01",
+            InFailedSqlTransaction => "25P02",
+            ReadOnlySqlTransaction => "25006",
+            InvalidSavepointSpecification => "3B001",
             IoError => "58030",
             InternalError => "XX000",
         }

@@ -13,7 +13,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget};
 use futures::StreamExt;
 use slicedb_common::{err, Datum, Error, Result, SqlType, TableDef};
-use slicedb_planner::write::{check_value, insert_write, RowRouter, WriteTracker};
+use slicedb_planner::txn::StatementTxn;
+use slicedb_planner::write::{check_value, insert_write, RowRouter};
 use slicedb_planner::SliceTable;
 
 use crate::ddl::{normalize, relation_name};
@@ -103,7 +104,9 @@ pub struct CopyIn {
     buffer: Vec<u8>,
     rows: Vec<Vec<Option<String>>>,
     router: RowRouter,
-    tracker: Arc<WriteTracker>,
+    /// The implicit transaction of a COPY outside a transaction block,
+    /// committed when the data ends.
+    pub(crate) implicit: Option<crate::txn::Transaction>,
     skip_header: bool,
     line: u64,
     count: u64,
@@ -111,16 +114,6 @@ pub struct CopyIn {
 }
 
 impl CopyIn {
-    /// Whether any row reached a slice server (even if the COPY then failed).
-    pub fn wrote(&self) -> bool {
-        self.tracker.wrote()
-    }
-
-    /// The tracker that records whether rows reached a slice server.
-    pub fn tracker(&self) -> Arc<WriteTracker> {
-        self.tracker.clone()
-    }
-
     /// Fields per row.
     pub fn columns(&self) -> usize {
         self.columns.len()
@@ -489,6 +482,7 @@ fn escape_csv(s: &str, f: &CopyFormat, out: &mut Vec<u8>) {
 impl Coordinator {
     pub async fn copy(
         &self,
+        session: &mut crate::Session,
         source: CopySource,
         to: bool,
         target: CopyTarget,
@@ -523,22 +517,40 @@ impl Coordinator {
                 })
                 .collect::<Result<_>>()?
         };
-        let tracker = Arc::new(WriteTracker::default());
         match (to, target) {
-            (false, CopyTarget::Stdin) => Ok(Output::CopyIn(Box::new(CopyIn {
-                table,
-                columns,
-                skip_header: format.header,
-                format,
-                buffer: Vec::new(),
-                rows: Vec::new(),
-                tracker: tracker.clone(),
-                router: RowRouter::new(slice_table, tracker),
-                line: 0,
-                count: 0,
-                done: false,
-            }))),
-            (true, CopyTarget::Stdout) => self.copy_out(table, columns, format).await,
+            (false, CopyTarget::Stdin) => {
+                let (stmt, implicit) = match session.txn.as_mut() {
+                    Some(txn) => (txn.statement(), None),
+                    None => {
+                        let mut txn = self.txns.begin().await?;
+                        (txn.statement(), Some(txn))
+                    }
+                };
+                Ok(Output::CopyIn(Box::new(CopyIn {
+                    table,
+                    columns,
+                    skip_header: format.header,
+                    format,
+                    buffer: Vec::new(),
+                    rows: Vec::new(),
+                    router: RowRouter::new(slice_table, stmt),
+                    implicit,
+                    line: 0,
+                    count: 0,
+                    done: false,
+                })))
+            }
+            (true, CopyTarget::Stdout) => {
+                let (snapshot, stmt) = match session.txn.as_mut() {
+                    Some(txn) => (None, txn.statement()),
+                    None => {
+                        let (s, stmt) = self.txns.read_only_statement().await?;
+                        (Some(s), stmt)
+                    }
+                };
+                let out = self.copy_out(table, columns, format, stmt).await?;
+                Ok(crate::execute::keep_until_read(out, snapshot))
+            }
             _ => Err(err!(
                 FeatureNotSupported,
                 "COPY to or from a file or program is not supported; use STDIN or STDOUT (psql's \\copy)"
@@ -546,7 +558,13 @@ impl Coordinator {
         }
     }
 
-    async fn copy_out(&self, table: Arc<TableDef>, columns: Vec<usize>, format: CopyFormat) -> Result<Output> {
+    async fn copy_out(
+        &self,
+        table: Arc<TableDef>,
+        columns: Vec<usize>,
+        format: CopyFormat,
+        stmt: Arc<StatementTxn>,
+    ) -> Result<Output> {
         let names: Vec<String> = columns
             .iter()
             .map(|c| format!("\"{}\"", table.columns[*c].name.replace('"', "\"\"")))
@@ -556,7 +574,12 @@ impl Coordinator {
             names.join(", "),
             table.name.replace('"', "\"\"")
         );
-        let stream = self.ctx.sql(&sql).await?.execute_stream().await?;
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(stmt);
+        let plan = state.create_logical_plan(&sql).await?;
+        let stream = datafusion::dataframe::DataFrame::new(state, plan)
+            .execute_stream()
+            .await?;
         let types: Vec<SqlType> = columns.iter().map(|c| table.columns[*c].sql_type).collect();
         let n = columns.len();
         let mut header = Vec::new();
@@ -592,6 +615,50 @@ impl Coordinator {
             columns: n,
             rows: header.chain(rows).boxed(),
         })
+    }
+}
+
+impl Coordinator {
+    /// Ends a `COPY … FROM STDIN` whose data is complete: the rows are
+    /// written, and the implicit transaction of a COPY outside a block is
+    /// committed.
+    pub async fn finish_copy(&self, session: &mut crate::Session, mut copy: CopyIn) -> Result<u64> {
+        let implicit = copy.implicit.take();
+        let result = copy.finish().await;
+        self.end_copy(session, implicit, result).await
+    }
+
+    /// Ends a `COPY … FROM STDIN` that failed with `error`: its rows are
+    /// rolled back (with the block it ran in, if any).
+    pub async fn abort_copy(&self, session: &mut crate::Session, mut copy: CopyIn, error: Error) -> Error {
+        let implicit = copy.implicit.take();
+        match self.end_copy(session, implicit, Err(error)).await {
+            Err(e) => e,
+            Ok(_) => Error::internal("a failed COPY succeeded"),
+        }
+    }
+
+    async fn end_copy(
+        &self,
+        session: &mut crate::Session,
+        implicit: Option<crate::txn::Transaction>,
+        result: Result<u64>,
+    ) -> Result<u64> {
+        match (result, implicit) {
+            (Ok(n), Some(mut txn)) => {
+                self.txns.commit(&mut txn).await?;
+                Ok(n)
+            }
+            (Err(e), Some(mut txn)) => {
+                self.txns.rollback(&mut txn).await;
+                Err(e)
+            }
+            (Ok(n), None) => Ok(n),
+            (Err(e), None) => {
+                session.failed |= session.in_block();
+                Err(e)
+            }
+        }
     }
 }
 

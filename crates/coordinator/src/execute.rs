@@ -14,7 +14,8 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, visit_expressions};
 use slicedb_common::{err, Error, Result};
 use slicedb_planner::point_query::PointQuery;
-use slicedb_planner::write::WriteTracker;
+use slicedb_planner::txn::StatementTxn;
+use slicedb_storage::ReadAt;
 
 use crate::parser::{self, Statement};
 use crate::redistribute::QueryGuard;
@@ -45,6 +46,49 @@ enum PlanKind {
     Insert,
     Update,
     Delete,
+}
+
+impl PlanKind {
+    fn tag(self) -> &'static str {
+        match self {
+            PlanKind::Query => "SELECT",
+            PlanKind::Explain => "EXPLAIN",
+            PlanKind::Insert => "INSERT",
+            PlanKind::Update => "UPDATE",
+            PlanKind::Delete => "DELETE",
+        }
+    }
+}
+
+/// How many times a statement outside a transaction block is retried
+/// after a serialization failure.
+const IMPLICIT_RETRIES: u32 = 4;
+
+/// Is `e` a serialization failure worth another attempt? Waits a little
+/// (1, 4, 16, 64 ms) before saying yes.
+async fn retryable(e: &Error, attempt: &mut u32) -> bool {
+    if e.state != slicedb_common::SqlState::SerializationFailure || *attempt >= IMPLICIT_RETRIES {
+        return false;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1 << (2 * *attempt))).await;
+    *attempt += 1;
+    true
+}
+
+/// In a failed transaction block, only the end of the block may run.
+fn check_not_failed(session: &Session, stmt: Option<&Statement>) -> Result<()> {
+    if !session.failed {
+        return Ok(());
+    }
+    match stmt {
+        Some(Statement::Sql(s)) if matches!(**s, ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }) => {
+            Ok(())
+        }
+        _ => Err(err!(
+            InFailedSqlTransaction,
+            "current transaction is aborted, commands ignored until end of transaction block"
+        )),
+    }
 }
 
 fn plan_kind(stmt: &ast::Statement) -> Option<PlanKind> {
@@ -85,7 +129,7 @@ async fn collect_rows(schema: SchemaRef, stream: datafusion::execution::Sendable
 }
 
 /// Keeps `guard` alive until the rows of `out` have been read (or dropped).
-fn keep_until_read(out: Output, guard: QueryGuard) -> Output {
+pub(crate) fn keep_until_read<G: Send + 'static>(out: Output, guard: G) -> Output {
     use futures::StreamExt;
     match out {
         Output::Rows { schema, stream } => {
@@ -262,8 +306,10 @@ impl Coordinator {
         params: ParamValues,
     ) -> Result<Output> {
         let guard = self.begin_query();
-        let out = self.execute_prepared_statement(session, prepared, params).await?;
-        Ok(keep_until_read(out, guard))
+        check_not_failed(session, prepared.statement.as_ref())?;
+        let out = self.execute_prepared_statement(session, prepared, params).await;
+        session.failed |= out.is_err() && session.in_block();
+        Ok(keep_until_read(out?, guard))
     }
 
     /// Registers a statement as running from the catalog's current version
@@ -283,7 +329,7 @@ impl Coordinator {
             (None, _) => Ok(Output::Empty),
             (Some(Statement::Sql(s)), Some(plan)) => {
                 if let Some(point) = &prepared.point {
-                    if let Some(out) = self.point_query(point, Some(&params)).await? {
+                    if let Some(out) = self.point_query(session, point, Some(&params)).await? {
                         return Ok(out);
                     }
                 }
@@ -300,11 +346,14 @@ impl Coordinator {
         }
     }
 
-    /// Runs one parsed statement.
+    /// Runs one parsed statement. In a failed transaction block only the
+    /// end of the block runs (25P02 otherwise); an error fails the block.
     pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
         let guard = self.begin_query();
-        let out = self.execute_statement(session, stmt).await?;
-        Ok(keep_until_read(out, guard))
+        check_not_failed(session, Some(&stmt))?;
+        let out = self.execute_statement(session, stmt).await;
+        session.failed |= out.is_err() && session.in_block();
+        Ok(keep_until_read(out?, guard))
     }
 
     async fn execute_statement(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
@@ -315,9 +364,7 @@ impl Coordinator {
                 distributed_by,
                 hash_map,
             } => {
-                let out = self.create_table(*create, distributed_by, hash_map).await?;
-                session.block_wrote |= session.in_block;
-                return Ok(out);
+                return self.create_table(*create, distributed_by, hash_map).await;
             }
             Statement::CreateHashMap {
                 name,
@@ -352,7 +399,7 @@ impl Coordinator {
             Statement::CancelRedistribution(job) => return self.cancel_redistribution(job).await,
         };
         if let Some(point) = PointQuery::recognize(&sql) {
-            if let Some(out) = self.point_query(&point, None).await? {
+            if let Some(out) = self.point_query(session, &point, None).await? {
                 return Ok(out);
             }
         }
@@ -369,22 +416,9 @@ impl Coordinator {
                 names,
                 cascade,
                 ..
-            } => {
-                let out = self.drop_objects(object_type, if_exists, &names, cascade).await?;
-                session.block_wrote |= session.in_block;
-                Ok(out)
-            }
-            S::CreateView(view) => {
-                let out = self.create_view(view).await?;
-                session.block_wrote |= session.in_block;
-                Ok(out)
-            }
-            S::Truncate(t) => {
-                let out = self.truncate(&t).await;
-                // Even a failed TRUNCATE may have emptied some slice servers.
-                session.block_wrote |= session.in_block;
-                out
-            }
+            } => self.drop_objects(object_type, if_exists, &names, cascade).await,
+            S::CreateView(view) => self.create_view(view).await,
+            S::Truncate(t) => self.truncate(&t).await,
             S::Copy {
                 source,
                 to,
@@ -392,49 +426,53 @@ impl Coordinator {
                 options,
                 legacy_options,
                 ..
-            } => {
-                // COPY IN records its writes when its data arrives (see CopyIn::wrote).
-                self.copy(source, to, target, &options, &legacy_options).await
-            }
+            } => self.copy(session, source, to, target, &options, &legacy_options).await,
             S::Set(set) => self.set(session, set),
             S::ShowVariable { variable } => show_variable(session, &variable),
-            S::StartTransaction { .. } => {
-                session.in_block = true;
-                session.block_wrote = false;
-                Ok(Output::TransactionStart(CommandTag::new("BEGIN")))
+            S::StartTransaction { modes, .. } => self.begin_block(session, &modes).await,
+            S::Commit { chain: false, .. } => self.commit_block(session).await,
+            S::Rollback {
+                savepoint: Some(name),
+                chain: false,
+            } => self.rollback_to_savepoint(session, &name).await,
+            S::Rollback { chain: false, .. } => self.rollback_block(session).await,
+            S::Commit { chain: true, .. } | S::Rollback { chain: true, .. } => {
+                Err(err!(FeatureNotSupported, "AND CHAIN is not supported"))
             }
-            S::Commit { .. } => {
-                session.in_block = false;
-                Ok(Output::TransactionEnd(CommandTag::new("COMMIT")))
-            }
-            S::Rollback { savepoint: Some(_), .. } | S::Savepoint { .. } | S::ReleaseSavepoint { .. } => {
-                Err(err!(FeatureNotSupported, "savepoints are not supported yet"))
-            }
-            S::Rollback { .. } => {
-                let wrote = session.block_wrote;
-                session.in_block = false;
-                session.block_wrote = false;
-                if wrote {
-                    Err(err!(
-                        FeatureNotSupported,
-                        "cannot roll back: slicedb does not have transactions yet, and the writes of this block are already committed"
-                    ))
-                } else {
-                    Ok(Output::TransactionEnd(CommandTag::new("ROLLBACK")))
-                }
-            }
+            S::Savepoint { name } => self.savepoint(session, &name),
+            S::ReleaseSavepoint { name } => self.release_savepoint(session, &name),
             S::Discard { .. } => Ok(Output::Command(CommandTag::new("DISCARD ALL"))),
             S::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
             other => Err(err!(FeatureNotSupported, "statement not supported: {other}")),
         }
     }
 
-    /// Runs a point query on its slice server, if it fits its table.
-    async fn point_query(&self, point: &PointQuery, params: Option<&ParamValues>) -> Result<Option<Output>> {
+    /// Runs a point query on its slice server, if it fits its table: in
+    /// the open transaction, or at a new snapshot.
+    async fn point_query(
+        &self,
+        session: &mut Session,
+        point: &PointQuery,
+        params: Option<&ParamValues>,
+    ) -> Result<Option<Output>> {
         let Ok(table) = self.slice_table(&point.table) else {
             return Ok(None);
         };
-        let Some((schema, batches)) = point.execute(&table, params).await? else {
+        let mut attempt = 0;
+        let found = loop {
+            let (at, snapshot) = match session.txn.as_mut() {
+                Some(txn) => (txn.statement().read, None),
+                None => {
+                    let s = self.txns.snapshot().await?;
+                    (ReadAt::at(s.ts), Some(s))
+                }
+            };
+            match point.execute(&table, params, at).await {
+                Err(e) if snapshot.is_some() && retryable(&e, &mut attempt).await => continue,
+                other => break other?,
+            }
+        };
+        let Some((schema, batches)) = found else {
             return Ok(None);
         };
         let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
@@ -444,10 +482,51 @@ impl Coordinator {
         }))
     }
 
+    /// Runs a DataFusion plan: in the open transaction block; else a query
+    /// at a new snapshot, or a write in a transaction of its own (retried
+    /// with a new snapshot on a serialization failure, as nothing of it is
+    /// visible yet).
     async fn run_plan(&self, session: &mut Session, plan: LogicalPlan, kind: PlanKind) -> Result<Output> {
-        let tracker = Arc::new(WriteTracker::default());
+        let writes = matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete);
+        if let Some(txn) = session.txn.as_mut() {
+            if writes && session.read_only {
+                return Err(err!(
+                    ReadOnlySqlTransaction,
+                    "cannot execute {} in a read-only transaction",
+                    kind.tag()
+                ));
+            }
+            let stmt = txn.statement();
+            return self.run_plan_in(plan, kind, stmt).await;
+        }
+        let mut attempt = 0;
+        loop {
+            let result = if writes {
+                let mut txn = self.txns.begin().await?;
+                let stmt = txn.statement();
+                match self.run_plan_in(plan.clone(), kind, stmt).await {
+                    Ok(out) => self.txns.commit(&mut txn).await.map(|()| out),
+                    Err(e) => {
+                        self.txns.rollback(&mut txn).await;
+                        Err(e)
+                    }
+                }
+            } else {
+                let (snapshot, stmt) = self.txns.read_only_statement().await?;
+                self.run_plan_in(plan.clone(), kind, stmt)
+                    .await
+                    .map(|out| keep_until_read(out, snapshot))
+            };
+            match result {
+                Err(e) if retryable(&e, &mut attempt).await => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_plan_in(&self, plan: LogicalPlan, kind: PlanKind, stmt: Arc<StatementTxn>) -> Result<Output> {
         let mut state = self.ctx.state();
-        state.config_mut().set_extension(tracker.clone());
+        state.config_mut().set_extension(stmt);
         if matches!(kind, PlanKind::Update | PlanKind::Delete) {
             // DataFusion hands UPDATE and DELETE providers only the filters
             // it finds over the target's scan. When the optimizer proves the
@@ -460,9 +539,7 @@ impl Coordinator {
                 return Ok(Output::Command(CommandTag::with_rows(tag, 0)));
             }
         }
-        let result = Self::run_dataframe(DataFrame::new(state, plan), kind).await;
-        session.block_wrote |= session.in_block && tracker.wrote();
-        result
+        Self::run_dataframe(DataFrame::new(state, plan), kind).await
     }
 
     async fn run_dataframe(df: DataFrame, kind: PlanKind) -> Result<Output> {
@@ -494,6 +571,11 @@ impl Coordinator {
             ast::Set::SingleAssignment { variable, values, .. } => {
                 let name = variable.to_string();
                 let value = values.iter().map(setting_value).collect::<Vec<_>>().join(", ");
+                if name.eq_ignore_ascii_case("default_transaction_isolation")
+                    || name.eq_ignore_ascii_case("transaction_isolation")
+                {
+                    crate::txn_statements::check_isolation(&value)?;
+                }
                 if value.eq_ignore_ascii_case("default") {
                     session.reset(&name);
                 } else {
@@ -506,7 +588,15 @@ impl Coordinator {
             ast::Set::SetNames { charset_name, .. } => {
                 session.set("client_encoding", &charset_name.value);
             }
-            ast::Set::SetTransaction { .. } | ast::Set::SetSessionParam(_) | ast::Set::SetRole { .. } => {}
+            ast::Set::SetTransaction {
+                modes, session: false, ..
+            } => self.set_transaction(session, &modes)?,
+            ast::Set::SetTransaction {
+                modes, session: true, ..
+            } => {
+                crate::txn_statements::check_modes(&modes)?;
+            }
+            ast::Set::SetSessionParam(_) | ast::Set::SetRole { .. } => {}
             ast::Set::SetSessionAuthorization(_) => {}
             other => return Err(err!(FeatureNotSupported, "unsupported SET: {other}")),
         }

@@ -26,6 +26,8 @@ pub mod parser;
 pub mod redistribute;
 pub mod session;
 pub mod system;
+pub mod txn;
+pub mod txn_statements;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -142,6 +144,10 @@ pub struct Coordinator {
     pub holds: Arc<WriteHolds>,
     /// Redistribution runners and the statements cleanup waits for.
     pub redistributions: Arc<redistribute::Redistributions>,
+    /// Where writers route now, and when each table last cut buckets over.
+    pub routing: Arc<slicedb_planner::table::LiveRouting>,
+    /// The clock, snapshots and two-phase commit.
+    pub txns: Arc<txn::TxnManager>,
 }
 
 impl Coordinator {
@@ -292,10 +298,16 @@ impl Coordinator {
         let ctx = Arc::new(ctx);
         let holds = Arc::new(WriteHolds::new());
         let redistributions = Arc::new(redistribute::Redistributions::default());
+        let routing = Arc::new(slicedb_planner::table::LiveRouting {
+            catalog: catalog.clone(),
+            holds: holds.clone(),
+            cutovers: Arc::default(),
+        });
+        let txns = txn::TxnManager::open(catalog.clone(), cluster.clone(), routing.clone())?;
         let schema = Arc::new(SliceSchemaProvider::new(
             catalog.clone(),
             cluster.clone(),
-            holds.clone(),
+            routing.clone(),
         ));
         schema.set_context(&ctx);
         let db = Arc::new(MemoryCatalogProvider::new());
@@ -312,9 +324,12 @@ impl Coordinator {
             membership: tokio::sync::Mutex::new(()),
             holds,
             redistributions,
+            routing,
+            txns,
         };
         coordinator.register_system_views(&db)?;
         if tokio::runtime::Handle::try_current().is_ok() {
+            coordinator.txns.spawn_recovery();
             coordinator.resume_redistributions();
         }
         Ok(coordinator)

@@ -183,6 +183,9 @@ struct Runner {
     cluster: Arc<Cluster>,
     holds: Arc<WriteHolds>,
     registry: Arc<Redistributions>,
+    /// Commits a cut-over waits for, and the clock that stamps it.
+    txns: Arc<crate::txn::TxnManager>,
+    routing: Arc<slicedb_planner::table::LiveRouting>,
 }
 
 fn now_ms() -> i64 {
@@ -191,6 +194,9 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// How long a cut-over waits, under its hold, for earlier commits to apply.
+const HOLD_COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs of consecutive buckets.
 fn runs(buckets: &[u16]) -> Vec<(u16, u16)> {
@@ -636,7 +642,15 @@ impl Runner {
                 .hold(index)
                 .await
                 .ok_or_else(|| Error::internal("cut-over batch without a gate"))?;
+            // Commits that wrote these buckets hold the gate while they
+            // apply; a commit whose slice server did not answer does not, so
+            // wait until every commit decided so far is applied (and
+            // captured) before the last shipment.
+            self.txns.wait_applied(self.txns.now()?, HOLD_COMMIT_WAIT).await?;
             let shipped = self.ship_queue(&job, &pair, 0, false).await?;
+            // Snapshots older than this cut-over can no longer read or write
+            // the table: the new owner has no history from before it.
+            self.routing.cutovers.record(job.table_id, runs, self.txns.now()?);
             let mut next = job.clone();
             for r in runs {
                 add_run(&mut next.moved, *r);
@@ -819,6 +833,8 @@ impl Coordinator {
             cluster: self.cluster.clone(),
             holds: self.holds.clone(),
             registry: self.redistributions.clone(),
+            txns: self.txns.clone(),
+            routing: self.routing.clone(),
         }
     }
 

@@ -2,9 +2,17 @@
 //!
 //! `SET` stores any setting (drivers send many at start-up); `SHOW` reads
 //! one back. The defaults are what PostgreSQL 15 reports for a UTF-8
-//! database in UTC, so drivers find what they check for.
+//! database in UTC, so drivers find what they check for — except the
+//! isolation level: every transaction runs under snapshot isolation, which
+//! PostgreSQL calls `repeatable read` (see `docs/transactions.md`).
+//!
+//! The session also holds its transaction block, if one is open, and
+//! whether an error has failed it (then every statement but the end of the
+//! block gets 25P02).
 
 use std::collections::BTreeMap;
+
+use crate::txn::Transaction;
 
 /// Settings PostgreSQL reports to clients in `ParameterStatus` messages.
 pub const REPORTED: &[&str] = &[
@@ -31,7 +39,7 @@ pub fn default_settings() -> BTreeMap<String, String> {
         ("application_name", ""),
         ("client_encoding", "UTF8"),
         ("DateStyle", "ISO, MDY"),
-        ("default_transaction_isolation", "read committed"),
+        ("default_transaction_isolation", "repeatable read"),
         ("default_transaction_read_only", "off"),
         ("extra_float_digits", "1"),
         ("in_hot_standby", "off"),
@@ -48,7 +56,7 @@ pub fn default_settings() -> BTreeMap<String, String> {
         ("standard_conforming_strings", "on"),
         ("statement_timeout", "0"),
         ("TimeZone", "UTC"),
-        ("transaction_isolation", "read committed"),
+        ("transaction_isolation", "repeatable read"),
         ("transaction_read_only", "off"),
         ("bytea_output", "hex"),
     ]
@@ -58,29 +66,45 @@ pub fn default_settings() -> BTreeMap<String, String> {
 }
 
 /// Per-connection state.
-#[derive(Debug, Clone)]
 pub struct Session {
     settings: BTreeMap<String, String>,
-    /// Inside `BEGIN … COMMIT`.
-    pub in_block: bool,
-    /// A statement in the current block wrote rows (see `ROLLBACK`).
-    pub block_wrote: bool,
+    /// The open `BEGIN … COMMIT` block's transaction.
+    pub txn: Option<Transaction>,
+    /// An error failed the open block: statements get 25P02 until it ends.
+    pub failed: bool,
+    /// The open block is `READ ONLY`.
+    pub read_only: bool,
     /// Settings changed since [`Session::take_changed`] last ran.
     changed: Vec<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("txn", &self.txn.as_ref().map(Transaction::id))
+            .field("failed", &self.failed)
+            .finish()
+    }
 }
 
 impl Default for Session {
     fn default() -> Self {
         Session {
             settings: default_settings(),
-            in_block: false,
-            block_wrote: false,
+            txn: None,
+            failed: false,
+            read_only: false,
             changed: Vec::new(),
         }
     }
 }
 
 impl Session {
+    /// Inside a `BEGIN … COMMIT` block (failed or not).
+    pub fn in_block(&self) -> bool {
+        self.txn.is_some()
+    }
+
     /// The canonical spelling of a setting name (`datestyle` → `DateStyle`).
     fn canonical(&self, name: &str) -> String {
         self.settings

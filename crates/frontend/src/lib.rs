@@ -36,7 +36,9 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{Describe, Execute, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
@@ -66,6 +68,20 @@ fn connection<C: ClientInfo>(client: &C) -> Arc<Mutex<Connection>> {
     client
         .session_extensions()
         .get_or_insert_with(|| Mutex::new(Connection::default()))
+}
+
+/// Sets the status pgwire starts a query from to the session's own: in a
+/// block or not. pgwire then derives the status it reports from the
+/// responses (an error fails a block; `BEGIN` opens one; `COMMIT` and
+/// `ROLLBACK` end it), and `ROLLBACK TO SAVEPOINT` in a failed block
+/// correctly returns to "in transaction" rather than staying failed.
+async fn start_from_session_status<C: ClientInfo>(client: &mut C) {
+    let in_block = connection(client).lock().await.session.in_block();
+    client.set_transaction_status(if in_block {
+        TransactionStatus::Transaction
+    } else {
+        TransactionStatus::Idle
+    });
 }
 
 /// The pgwire handlers of one server.
@@ -286,6 +302,17 @@ impl SliceDbService {
 
 #[async_trait]
 impl SimpleQueryHandler for SliceDbService {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        start_from_session_status(client).await;
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -367,6 +394,17 @@ impl ExtendedQueryHandler for SliceDbService {
         self.parser.clone()
     }
 
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        start_from_session_status(client).await;
+        self._on_execute(client, message).await
+    }
+
     /// pgwire answers Describe of a statement that has parameters but
     /// returns no rows (an INSERT with `$1`) with an empty RowDescription;
     /// PostgreSQL sends NoData, and JDBC relies on it.
@@ -444,9 +482,10 @@ impl CopyHandler for SliceDbService {
             )));
         };
         if let Err(e) = copy.push(&copy_data.data).await {
-            let wrote = copy.wrote();
-            guard.copy = None;
-            guard.session.block_wrote |= guard.session.in_block && wrote;
+            let Some(copy) = guard.copy.take() else {
+                return Err(pg_error(e));
+            };
+            let e = self.coordinator.abort_copy(&mut guard.session, *copy, e).await;
             return Err(pg_error(e));
         }
         Ok(())
@@ -466,9 +505,7 @@ impl CopyHandler for SliceDbService {
                 "COPY done without COPY",
             )));
         };
-        let tracker = copy.tracker();
-        let result = copy.finish().await;
-        guard.session.block_wrote |= guard.session.in_block && tracker.wrote();
+        let result = self.coordinator.finish_copy(&mut guard.session, *copy).await;
         drop(guard);
         let rows = result.map_err(pg_error)?;
         client
@@ -487,13 +524,15 @@ impl CopyHandler for SliceDbService {
     {
         let conn = connection(client);
         let mut guard = conn.lock().await;
-        if let Some(copy) = guard.copy.take() {
-            guard.session.block_wrote |= guard.session.in_block && copy.wrote();
-        }
-        drop(guard);
-        pg_error(Error::new(
+        let error = Error::new(
             slicedb_common::SqlState::QueryCanceled,
             format!("COPY from stdin failed: {}", fail.message),
-        ))
+        );
+        let error = match guard.copy.take() {
+            Some(copy) => self.coordinator.abort_copy(&mut guard.session, *copy, error).await,
+            None => error,
+        };
+        drop(guard);
+        pg_error(error)
     }
 }

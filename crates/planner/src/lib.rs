@@ -14,6 +14,8 @@
 //! - [`write_hold`] lets a redistribution hold writes to one bucket batch
 //!   while it hands the batch over; writers route at send time, by the
 //!   catalog's placement of the moment.
+//! - [`txn`] carries a statement's transaction (snapshot, pending writes)
+//!   to the scans and write operators.
 //! - [`SliceSchemaProvider`] exposes the catalog's tables and views to
 //!   DataFusion, always at the catalog's latest version.
 
@@ -24,6 +26,7 @@ pub mod pushdown;
 pub mod scan;
 pub mod schema;
 pub mod table;
+pub mod txn;
 pub mod write;
 pub mod write_hold;
 

@@ -21,6 +21,7 @@ use futures::TryStreamExt;
 use slicedb_common::{Datum, Result};
 use slicedb_hashmap::bucket_of;
 use slicedb_storage::key::row_key;
+use slicedb_storage::ReadAt;
 use slicedb_transport::ScanRequest;
 
 use crate::pushdown::scalar_to_datum;
@@ -250,6 +251,7 @@ impl PointQuery {
         &self,
         table: &SliceTable,
         params: Option<&ParamValues>,
+        at: ReadAt,
     ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
         let Some((projection, schema)) = self.plan(table) else {
             return Ok(None);
@@ -289,8 +291,14 @@ impl PointQuery {
             predicate: None,
             limit: None,
             batch_size: 1,
+            at,
         };
-        let client = table.cluster.client(table.map.owner(bucket))?;
+        let map = table.routing.placement(def)?;
+        table
+            .routing
+            .cutovers
+            .check(def.id, &def.name, at.ts, std::iter::once(bucket))?;
+        let client = table.cluster.client(map.owner(bucket))?;
         let batches: Vec<RecordBatch> = client.scan(request).await?.try_collect().await?;
         let batches = batches
             .into_iter()

@@ -15,7 +15,6 @@ use slicedb_catalog::Catalog;
 use slicedb_transport::Cluster;
 
 use crate::table::{LiveRouting, SliceTable};
-use crate::write_hold::WriteHolds;
 
 pub struct SliceSchemaProvider {
     catalog: Arc<Catalog>,
@@ -33,12 +32,9 @@ impl std::fmt::Debug for SliceSchemaProvider {
 }
 
 impl SliceSchemaProvider {
-    pub fn new(catalog: Arc<Catalog>, cluster: Arc<Cluster>, holds: Arc<WriteHolds>) -> Self {
+    pub fn new(catalog: Arc<Catalog>, cluster: Arc<Cluster>, routing: Arc<LiveRouting>) -> Self {
         SliceSchemaProvider {
-            routing: Arc::new(LiveRouting {
-                catalog: catalog.clone(),
-                holds,
-            }),
+            routing,
             catalog,
             cluster,
             context: OnceLock::new(),

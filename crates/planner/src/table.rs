@@ -16,12 +16,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use slicedb_catalog::Catalog;
 use slicedb_common::{Error, NodeId, TableDef};
 use slicedb_hashmap::{Bucket, HashMap};
-use slicedb_storage::key::row_key;
+use slicedb_storage::key::{bucket_of_row_key, row_key};
+use slicedb_storage::ReadAt;
 use slicedb_transport::message::ROW_KEY_COLUMN;
 use slicedb_transport::{Cluster, Predicate, ScanRequest};
 
 use crate::pushdown::{point_keys, prune_buckets, to_predicate};
 use crate::scan::{SliceScan, SliceScanExec};
+use crate::txn::{Cutovers, StatementTxn};
 use crate::write::{SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
 use crate::write_hold::WriteHolds;
 
@@ -34,6 +36,22 @@ pub const SCAN_BATCH_ROWS: usize = 8192;
 pub struct LiveRouting {
     pub catalog: Arc<Catalog>,
     pub holds: Arc<WriteHolds>,
+    pub cutovers: Arc<Cutovers>,
+}
+
+impl LiveRouting {
+    /// The catalog's placement of `table` now.
+    pub fn placement(&self, table: &TableDef) -> Result<Arc<HashMap>, Error> {
+        let snapshot = self.catalog.snapshot();
+        match snapshot.tables.get(&table.name) {
+            Some(now) if now.id == table.id => snapshot.table_map(now),
+            _ => Err(slicedb_common::err!(
+                UndefinedTable,
+                "relation \"{}\" was dropped during the statement",
+                table.name
+            )),
+        }
+    }
 }
 
 /// A distributed table as DataFusion sees it, bound to its hash map (or, in
@@ -82,8 +100,16 @@ impl SliceTable {
         }
     }
 
-    /// Splits a scan into one request per slice server that owns a needed bucket.
-    pub fn plan_scans(&self, projection: &[usize], filters: &[Expr], limit: Option<usize>) -> Vec<SliceScan> {
+    /// Splits a scan at snapshot `at` into one request per slice server
+    /// that owns a needed bucket under placement `map`.
+    pub fn plan_scans(
+        &self,
+        map: &HashMap,
+        at: ReadAt,
+        projection: &[usize],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Vec<SliceScan> {
         let table = &self.table;
         let key_index = table.columns.len();
         let with_key = projection.contains(&key_index);
@@ -104,6 +130,7 @@ impl SliceTable {
             predicate,
             limit,
             batch_size: SCAN_BATCH_ROWS,
+            at,
         };
 
         // Point reads: every primary-key column pinned.
@@ -111,7 +138,7 @@ impl SliceTable {
             let mut per_node: BTreeMap<NodeId, (BTreeSet<Bucket>, Vec<Vec<u8>>)> = BTreeMap::new();
             for (bucket, pk) in points {
                 if let Ok(k) = row_key(bucket, &pk) {
-                    let e = per_node.entry(self.map.owner(bucket)).or_default();
+                    let e = per_node.entry(map.owner(bucket)).or_default();
                     e.0.insert(bucket);
                     e.1.push(k);
                 }
@@ -134,11 +161,11 @@ impl SliceTable {
         match prune_buckets(filters, table) {
             Some(buckets) => {
                 for b in buckets {
-                    per_node.entry(self.map.owner(b)).or_default().push((b, b));
+                    per_node.entry(map.owner(b)).or_default().push((b, b));
                 }
             }
             None => {
-                for r in self.map.ranges() {
+                for r in map.ranges() {
                     per_node.entry(r.node).or_default().push((r.start, r.end));
                 }
             }
@@ -191,7 +218,7 @@ impl TableProvider for SliceTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -205,13 +232,34 @@ impl TableProvider for SliceTable {
             ordered.push(key_index);
         }
         let schema = Arc::new(self.schema.project(&ordered)?);
-        let scans = self.plan_scans(&ordered, filters, limit);
+        // Read at the statement's snapshot, by the placement of the moment
+        // (which the snapshot must not predate: see `crate::txn`).
+        let at = match state.config().get_extension::<StatementTxn>() {
+            Some(txn) => txn.read,
+            None => ReadAt::LATEST,
+        };
+        let map = self.routing.placement(&self.table).map_err(Error::into_datafusion)?;
+        let scans = self.plan_scans(&map, at, &ordered, filters, limit);
+        let buckets = scans.iter().flat_map(|s| {
+            let ranges = s.request.buckets.iter().flat_map(|(a, b)| *a..=*b);
+            let keys = s
+                .request
+                .keys
+                .iter()
+                .flatten()
+                .filter_map(|k| bucket_of_row_key(k).ok());
+            ranges.chain(keys)
+        });
+        self.routing
+            .cutovers
+            .check(self.table.id, &self.table.name, at.ts, buckets)
+            .map_err(Error::into_datafusion)?;
         if scans.is_empty() {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let exec: Arc<dyn ExecutionPlan> = Arc::new(SliceScanExec::new(
             self.table.clone(),
-            self.map.clone(),
+            map,
             schema,
             scans,
             self.cluster.clone(),

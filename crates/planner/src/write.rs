@@ -7,12 +7,12 @@
 //! its rows as one [`SliceRequest::Write`], which it applies as one RocksDB
 //! write batch. Slice servers are written in parallel.
 //!
-//! Until transactions land, a statement that fails on one slice server may
-//! have been applied on another.
+//! The rows are pending writes of the statement's transaction
+//! ([`crate::txn::StatementTxn`]): nobody else sees them until the
+//! coordinator commits the transaction on every slice server it wrote to.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, UInt64Array};
@@ -36,44 +36,25 @@ use slicedb_storage::RowWrite;
 use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::table::SliceTable;
+use crate::txn::StatementTxn;
 
 /// Rows buffered before a flush to the slice servers.
 const FLUSH_ROWS: usize = 16_384;
-
-/// Records whether a statement changed any row on any slice server, even
-/// if it then failed: the session needs to know whether a `ROLLBACK` would
-/// be a lie. Put in the statement's session config as an extension.
-#[derive(Debug, Default)]
-pub struct WriteTracker {
-    wrote: AtomicBool,
-}
-
-impl WriteTracker {
-    pub fn wrote(&self) -> bool {
-        self.wrote.load(Ordering::Relaxed)
-    }
-
-    fn record(&self, rows: u64) {
-        if rows > 0 {
-            self.wrote.store(true, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Buffers row writes and sends them, per slice server, in parallel.
 pub struct RowRouter {
     target: SliceTable,
     /// Writes with their buckets, in statement order.
     pending: Vec<(u16, RowWrite)>,
-    tracker: Arc<WriteTracker>,
+    txn: Arc<StatementTxn>,
 }
 
 impl RowRouter {
-    pub fn new(target: SliceTable, tracker: Arc<WriteTracker>) -> Self {
+    pub fn new(target: SliceTable, txn: Arc<StatementTxn>) -> Self {
         RowRouter {
             target,
             pending: Vec::new(),
-            tracker,
+            txn,
         }
     }
 
@@ -96,52 +77,35 @@ impl RowRouter {
     /// the moment, so a bucket batch cut over since planning goes to its new
     /// owner and none is written while it is being handed over.
     ///
-    /// Row images go first and deletes only once every slice server has
-    /// accepted them: an UPDATE that moves a row to another bucket then
-    /// never deletes the old row when writing the new one failed (for
-    /// example on a duplicate key). Without transactions a failure can still
-    /// leave both copies, but never neither.
+    /// Each slice server gets its rows as one request; the coordinator
+    /// learns which buckets went where (recorded before sending, so that a
+    /// failed request is rolled back too).
     pub async fn flush(&mut self) -> Result<u64> {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return Ok(0);
         }
+        let txn = self.txn.writer()?;
         let routing = self.target.routing.clone();
         let table = &self.target.table;
         let _permit = routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await;
-        let placement = {
-            let snapshot = routing.catalog.snapshot();
-            match snapshot.tables.get(&table.name) {
-                Some(now) if now.id == table.id => snapshot.table_map(now)?,
-                _ => {
-                    return Err(err!(
-                        UndefinedTable,
-                        "relation \"{}\" was dropped during the statement",
-                        table.name
-                    ))
-                }
-            }
-        };
-        let mut puts: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
-        let mut deletes: BTreeMap<NodeId, Vec<RowWrite>> = BTreeMap::new();
+        let placement = routing.placement(table)?;
+        routing
+            .cutovers
+            .check(table.id, &table.name, txn.start_ts, pending.iter().map(|(b, _)| *b))?;
+        let mut batches: BTreeMap<NodeId, (Vec<u16>, Vec<RowWrite>)> = BTreeMap::new();
         for (bucket, w) in pending {
-            let phase = if matches!(w, RowWrite::Delete { .. }) {
-                &mut deletes
-            } else {
-                &mut puts
-            };
-            phase.entry(placement.owner(bucket)).or_default().push(w);
+            let e = batches.entry(placement.owner(bucket)).or_default();
+            e.0.push(bucket);
+            e.1.push(w);
         }
-        let mut affected = self.send(puts).await?;
-        affected += self.send(deletes).await?;
-        Ok(affected)
-    }
-
-    async fn send(&self, batches: BTreeMap<NodeId, Vec<RowWrite>>) -> Result<u64> {
-        let table = &self.target.table;
-        let sends = batches.into_iter().map(|(node, writes)| {
+        for (node, (buckets, _)) in &batches {
+            self.txn.record(table.id, *node, buckets.iter().copied())?;
+        }
+        let sends = batches.into_iter().map(|(node, (_, writes))| {
             let cluster = self.target.cluster.clone();
             let request = SliceRequest::Write {
+                txn,
                 table_id: table.id,
                 table_name: table.name.clone(),
                 writes,
@@ -157,15 +121,13 @@ impl RowRouter {
         let mut first_error = None;
         for r in futures::future::join_all(sends).await {
             match r {
-                Ok(n) => {
-                    self.tracker.record(n);
-                    affected += n;
-                }
+                Ok(n) => affected += n,
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
+        self.txn.add_rows(affected)?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(affected),
@@ -310,8 +272,11 @@ impl SliceWriteExec {
         ctx: Arc<TaskContext>,
     ) -> Result<u64> {
         let table = target.table.clone();
-        let tracker = ctx.session_config().get_extension::<WriteTracker>().unwrap_or_default();
-        let mut router = RowRouter::new(target, tracker);
+        let txn = ctx
+            .session_config()
+            .get_extension::<StatementTxn>()
+            .ok_or_else(|| Error::internal("a write statement ran outside a transaction"))?;
+        let mut router = RowRouter::new(target, txn);
         let mut count = 0u64;
         // Read all input partitions together, so that every slice server's
         // scan (and its snapshot) starts before the first rows are written:

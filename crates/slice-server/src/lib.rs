@@ -72,12 +72,45 @@ impl SliceService for SliceServer {
     async fn call(&self, request: SliceRequest) -> Result<SliceResponse> {
         match request {
             SliceRequest::Write {
+                txn,
                 table_id,
                 table_name,
                 writes,
             } => {
-                let n = self.blocking(move |s| s.write(table_id, &table_name, &writes)).await?;
+                let n = self
+                    .blocking(move |s| s.txn_write(txn, table_id, &table_name, &writes))
+                    .await?;
                 Ok(SliceResponse::Written(n))
+            }
+            SliceRequest::Prepare { txn } => {
+                self.blocking(move |s| s.prepare(txn)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::Commit {
+                txn,
+                commit_ts,
+                one_phase,
+            } => {
+                self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::Abort { txn } => {
+                self.blocking(move |s| s.abort(txn)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::RollbackTo { txn, seq } => {
+                self.blocking(move |s| s.rollback_to(txn, seq)).await?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::ListTransactions => {
+                Ok(SliceResponse::Transactions(self.blocking(|s| s.transactions()).await?))
+            }
+            SliceRequest::Gc { horizon } => {
+                let n = self.blocking(move |s| s.gc(horizon)).await?;
+                if n > 0 {
+                    tracing::debug!(horizon, "garbage-collected {n} old versions");
+                }
+                Ok(SliceResponse::Collected(n))
             }
             SliceRequest::DeleteBuckets { table_id, ranges } => {
                 self.blocking(move |s| s.delete_buckets(table_id, &ranges)).await?;
@@ -308,14 +341,14 @@ fn run_scan(store: &SliceStore, request: &ScanRequest, emit: &mut dyn FnMut(Reco
     match &request.keys {
         Some(keys) => {
             for key in keys {
-                if let Some(row) = store.get(request.table_id, key)? {
+                if let Some(row) = store.get(request.table_id, key, &request.at)? {
                     if !visit(key, row)? {
                         break;
                     }
                 }
             }
         }
-        None => store.scan(request.table_id, &request.buckets, &mut visit)?,
+        None => store.scan(request.table_id, &request.buckets, &request.at, &mut visit)?,
     }
     if pending > 0 && !closed {
         let batch = builder.finish(pending)?;

@@ -13,17 +13,22 @@
 //! table without a primary key gets a hidden row id instead, unique across
 //! the cluster because its top bits are the slice server's node id.
 //!
-//! Values ([`row`]) carry a format byte and a version slot (the commit
-//! timestamp, 0 until transactions land) ahead of the row, so MVCC can be
-//! added without rewriting stored data. Key id 0 is reserved for the slice
+//! Values ([`row`]) carry a format byte and a version slot, the commit
+//! timestamp of the transaction that wrote them, ahead of the row: the
+//! newest version of a row stays at its key, older ones go to a history
+//! column family while a snapshot may need them ([`mvcc`]). Transactions'
+//! pending writes, row locks and prepared intents live in [`txn`]. Key id 0 is reserved for the slice
 //! server's own metadata, including the [`write_queue`]s a source fills
 //! while a table it holds is redistributed.
 
 pub mod key;
+pub mod mvcc;
 pub mod row;
 pub mod store;
+mod txn;
 pub mod write_queue;
 
 pub use key::RowKey;
+pub use mvcc::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
 pub use store::{RowChunk, RowWrite, SliceStore, TableStats};
 pub use write_queue::{CaptureSpec, QueueEntry};

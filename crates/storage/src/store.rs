@@ -1,6 +1,5 @@
 //! [`SliceStore`]: a slice server's RocksDB.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -9,7 +8,9 @@ use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOp
 use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 
 use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, RowKey, META_TABLE};
-use crate::row::{decode_row, encode_row};
+use crate::mvcc::{self, OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite, GC_CF, HISTORY_CF, INTENTS_CF};
+use crate::row::{self, decode_row, encode_row};
+use crate::txn::{TxnState, Txns};
 use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
 
 /// One row change sent to a slice server.
@@ -62,6 +63,57 @@ struct WriterState {
     next_seq: u64,
     /// Captures in force (see [`crate::write_queue`]).
     captures: Vec<Capture>,
+    /// Open transactions and their row locks (see [`crate::txn`]).
+    txns: Txns,
+}
+
+/// Appends the change of storage key `k` to `new` to the write queue of
+/// its bucket's target, for every capture it falls under.
+fn capture(captures: &[Capture], seq: &mut u64, batch: &mut WriteBatch, k: &[u8], new: &[u8]) -> Result<()> {
+    let table = TableId::from_be_bytes(k[..4].try_into().map_err(|_| Error::internal("short storage key"))?);
+    for c in captures.iter().filter(|c| c.spec.table == table) {
+        if let Some(target) = c.target(table, k) {
+            let entry = QueueEntry {
+                key: k[4..].to_vec(),
+                value: Some(new.to_vec()),
+            };
+            batch.put(
+                write_queue::queue_key(c.spec.job, target, *seq),
+                write_queue::encode(&entry)?,
+            );
+            *seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A transaction's own pending images of a key range, in key order.
+type OwnImages = std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>;
+/// A scan's row visitor.
+type Visit<'a> = dyn FnMut(&[u8], Vec<Datum>) -> Result<bool> + 'a;
+
+/// Emits own images with keys below `bound`; `false` when the visitor stopped.
+fn emit_own(own: &mut OwnImages, bound: &[u8], visit: &mut Visit<'_>) -> Result<bool> {
+    while let Some((k, _)) = own.peek() {
+        if k.as_slice() >= bound {
+            break;
+        }
+        let (k, image) = own.next().expect("peeked");
+        if let Some(v) = image {
+            if !visit(&k[4..], decode_row(&v)?.values)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The error for a transaction whose pending writes a restart lost.
+fn lost(txn: TxnId) -> Error {
+    err!(
+        SerializationFailure,
+        "could not serialize access: a slice server restarted and lost the pending writes of transaction {txn}"
+    )
 }
 
 /// Rows of a table copied raw from a slice server: row keys (without the
@@ -85,8 +137,9 @@ impl SliceStore {
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        let db =
-            DB::open(&opts, path).map_err(|e| Error::io(format!("opening slice store {}: {e}", path.display())))?;
+        opts.create_missing_column_families(true);
+        let db = DB::open_cf(&opts, path, [HISTORY_CF, INTENTS_CF, GC_CF])
+            .map_err(|e| Error::io(format!("opening slice store {}: {e}", path.display())))?;
         debug_assert_eq!(&ROWID_META[..4], &key::table_prefix(META_TABLE));
         let next_rowid = match db.get(ROWID_META).map_err(rocks)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
@@ -113,6 +166,33 @@ impl SliceStore {
             }
             captures.push(Capture::new(write_queue::decode(&v)?));
         }
+        // Prepared transactions survive a restart, with their locks.
+        let mut txns = Txns::default();
+        {
+            let intents = db
+                .cf_handle(INTENTS_CF)
+                .ok_or_else(|| Error::internal("slice store has no intents column family"))?;
+            for item in db.iterator_cf(intents, IteratorMode::Start) {
+                let (k, v) = item.map_err(rocks)?;
+                let txn = u64::from_be_bytes(
+                    k.get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| Error::internal("corrupt intent key"))?,
+                );
+                if k.len() == 8 {
+                    let start_ts = u64::from_be_bytes(v[..].try_into().map_err(|_| Error::internal("corrupt intent"))?);
+                    let state = txns.states.entry(txn).or_insert_with(|| TxnState::new(start_ts));
+                    state.start_ts = start_ts;
+                    state.prepared = true;
+                } else {
+                    let key = k[8..].to_vec();
+                    txns.locks.insert(key.clone(), txn);
+                    let state = txns.states.entry(txn).or_insert_with(|| TxnState::new(0));
+                    state.prepared = true;
+                    state.push(key, 0, mvcc::decode_intent(&v)?);
+                }
+            }
+        }
         Ok(SliceStore {
             db,
             node: AtomicU32::new(node),
@@ -121,6 +201,7 @@ impl SliceStore {
                 next_rowid,
                 next_seq,
                 captures,
+                txns,
             }),
             path: path.to_path_buf(),
             ingests: AtomicU64::new(0),
@@ -173,56 +254,35 @@ impl SliceStore {
         w
     }
 
-    /// Applies `writes` to `table` as one RocksDB write batch: all or nothing.
-    /// Returns the number of rows inserted, written or deleted.
-    pub fn write(&self, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::internal(format!("slice store has no column family {name}")))
+    }
+
+    /// Adds `writes` of transaction `txn` to `table`, as pending writes of
+    /// its statement `txn.seq` (see [`crate::txn`]). Returns the number of
+    /// rows inserted, written or deleted.
+    ///
+    /// Fails with 40001 when another transaction has written one of the
+    /// rows and not finished, or one of the rows was committed after the
+    /// transaction's snapshot; with 23505 when an inserted key exists. The
+    /// writes of a failed request may be partly pending: the coordinator
+    /// then rolls the statement (or the transaction) back.
+    pub fn txn_write(&self, txn: TxnWrite, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
         let mut writer = self.writer()?;
-        let mut batch = WriteBatch::default();
-        // Whether each key touched so far in this batch exists after it, so
-        // that a delete followed by an insert of the same key (an UPDATE that
-        // changes the primary key) is judged against the batch, not the DB.
-        let mut touched: HashMap<Vec<u8>, bool> = HashMap::new();
-        let mut rowid = writer.next_rowid;
-        let mut seq = writer.next_seq;
+        let writer = &mut *writer;
+        let state = writer
+            .txns
+            .states
+            .entry(txn.txn)
+            .or_insert_with(|| TxnState::new(txn.start_ts));
+        if state.prepared {
+            return Err(Error::internal(format!("transaction {} is already prepared", txn.txn)));
+        }
         let mut affected = 0u64;
-        // Every change of a moving bucket is also appended to its target's
-        // write queue, in this same batch.
-        let mut capture = |batch: &mut WriteBatch, k: &[u8], value: Option<&[u8]>| -> Result<()> {
-            for c in writer.captures.iter().filter(|c| c.spec.table == table) {
-                if let Some(target) = c.target(table, k) {
-                    let entry = QueueEntry {
-                        key: k[4..].to_vec(),
-                        value: value.map(<[u8]>::to_vec),
-                    };
-                    batch.put(
-                        write_queue::queue_key(c.spec.job, target, seq),
-                        write_queue::encode(&entry)?,
-                    );
-                    seq += 1;
-                }
-            }
-            Ok(())
-        };
         for w in writes {
-            match w {
-                RowWrite::Insert { key, row } => {
-                    let k = storage_key(table, key);
-                    let exists = match touched.get(&k) {
-                        Some(e) => *e,
-                        None => self.db.get_pinned(&k).map_err(rocks)?.is_some(),
-                    };
-                    if exists {
-                        return Err(err!(
-                            UniqueViolation,
-                            "duplicate key value violates unique constraint \"{table_name}_pkey\""
-                        ));
-                    }
-                    let value = encode_row(0, row)?;
-                    capture(&mut batch, &k, Some(&value))?;
-                    batch.put(&k, value);
-                    touched.insert(k, true);
-                    affected += 1;
-                }
+            let k = match w {
                 RowWrite::InsertWithRowId { bucket, row } => {
                     let node = self.node.load(Ordering::Acquire);
                     if node == 0 {
@@ -231,93 +291,375 @@ impl SliceStore {
                             "slice server is not registered with a cluster"
                         ));
                     }
-                    let id = ((node as u64) << 40) | rowid;
-                    rowid += 1;
+                    let id = ((node as u64) << 40) | writer.next_rowid;
+                    writer.next_rowid += 1;
                     let k = storage_key(table, &key::rowid_key(*bucket, id));
-                    let value = encode_row(0, row)?;
-                    capture(&mut batch, &k, Some(&value))?;
-                    batch.put(k, value);
+                    writer.txns.locks.insert(k.clone(), txn.txn);
+                    state.push(k, txn.seq, Some(encode_row(0, row)?));
                     affected += 1;
+                    continue;
                 }
-                RowWrite::Put { key, row } => {
-                    let k = storage_key(table, key);
-                    let value = encode_row(0, row)?;
-                    capture(&mut batch, &k, Some(&value))?;
-                    batch.put(&k, value);
-                    touched.insert(k, true);
-                    affected += 1;
+                RowWrite::Insert { key, .. } | RowWrite::Put { key, .. } | RowWrite::Delete { key } => {
+                    storage_key(table, key)
                 }
-                RowWrite::Delete { key } => {
-                    let k = storage_key(table, key);
-                    let exists = match touched.get(&k) {
-                        Some(e) => *e,
-                        None => self.db.get_pinned(&k).map_err(rocks)?.is_some(),
-                    };
-                    if exists {
-                        affected += 1;
-                    }
-                    capture(&mut batch, &k, None)?;
-                    batch.delete(&k);
-                    touched.insert(k, false);
+            };
+            // Row lock, then first-updater-wins against committed versions.
+            if let Some(holder) = writer.txns.locks.get(&k) {
+                if *holder != txn.txn {
+                    return Err(err!(
+                        SerializationFailure,
+                        "could not serialize access due to concurrent update"
+                    ));
                 }
             }
+            let exists = match state.latest(&k) {
+                Some(image) => image.is_some(),
+                None => match self.db.get_pinned(&k).map_err(rocks)? {
+                    Some(v) => {
+                        let (version, tombstone) = row::peek(&v)?;
+                        if version > txn.start_ts {
+                            return Err(err!(
+                                SerializationFailure,
+                                "could not serialize access due to concurrent update"
+                            ));
+                        }
+                        !tombstone
+                    }
+                    None => false,
+                },
+            };
+            let image = match w {
+                RowWrite::Insert { row, .. } => {
+                    if exists {
+                        return Err(err!(
+                            UniqueViolation,
+                            "duplicate key value violates unique constraint \"{table_name}_pkey\""
+                        ));
+                    }
+                    Some(encode_row(0, row)?)
+                }
+                RowWrite::Put { row, .. } => Some(encode_row(0, row)?),
+                RowWrite::Delete { .. } => {
+                    if !exists {
+                        continue;
+                    }
+                    None
+                }
+                RowWrite::InsertWithRowId { .. } => unreachable!("handled above"),
+            };
+            affected += 1;
+            writer.txns.locks.insert(k.clone(), txn.txn);
+            state.push(k, txn.seq, image);
         }
-        if rowid != writer.next_rowid {
-            batch.put(ROWID_META, rowid.to_be_bytes());
-        }
-        if seq != writer.next_seq {
-            batch.put(write_queue::seq_key(), seq.to_be_bytes());
-        }
-        // Apply under the lock (so the duplicate checks above stay true),
-        // but fsync the WAL after releasing it: concurrent writers then
-        // share one fsync (group commit) instead of queueing for their own.
-        // The caller is answered only after the sync, so every acknowledged
-        // write is durable.
-        self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
-        writer.next_rowid = rowid;
-        writer.next_seq = seq;
-        drop(writer);
-        self.db.flush_wal(true).map_err(rocks)?;
         Ok(affected)
     }
 
+    /// Phase one of two-phase commit: makes `txn`'s final row images
+    /// durable intents. Fails with 40001 if this slice server does not know
+    /// the transaction (it restarted and lost its pending writes).
+    pub fn prepare(&self, txn: TxnId) -> Result<()> {
+        let mut writer = self.writer()?;
+        let next_rowid = writer.next_rowid;
+        let state = writer.txns.states.get_mut(&txn).ok_or_else(|| lost(txn))?;
+        if state.prepared {
+            return Ok(());
+        }
+        let intents = self.cf(INTENTS_CF)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(intents, mvcc::intent_record_key(txn), state.start_ts.to_be_bytes());
+        for (k, v) in state.finals() {
+            batch.put_cf(intents, mvcc::intent_key(txn, k), mvcc::encode_intent(v.as_deref()));
+        }
+        batch.put(ROWID_META, next_rowid.to_be_bytes());
+        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+        state.prepared = true;
+        Ok(())
+    }
+
+    /// Phase two (or the only phase, for a transaction on one slice
+    /// server): turns `txn`'s writes into versions at `commit_ts`, moving
+    /// the versions they replace to history, in one durable write batch.
+    /// Committing a transaction this slice server no longer knows does
+    /// nothing (a repeated commit) unless `must_know` is set: a one-phase
+    /// commit of writes lost in a restart fails with 40001.
+    pub fn commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<()> {
+        let mut writer = self.writer()?;
+        let writer = &mut *writer;
+        let Some(state) = writer.txns.states.remove(&txn) else {
+            return if must_know { Err(lost(txn)) } else { Ok(()) };
+        };
+        let (history, gc, intents) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?, self.cf(INTENTS_CF)?);
+        let mut batch = WriteBatch::default();
+        let mut seq = writer.next_seq;
+        for (k, image) in state.finals() {
+            let old = self.db.get(k).map_err(rocks)?;
+            if old.is_none() && image.is_none() {
+                continue;
+            }
+            if let Some(old) = &old {
+                let (version, _) = row::peek(old)?;
+                let hk = mvcc::history_key(k, version);
+                batch.put_cf(history, &hk, mvcc::history_value(commit_ts, old));
+                batch.put_cf(gc, mvcc::gc_key(commit_ts, mvcc::GC_HISTORY, &hk), []);
+            }
+            let new = match image {
+                Some(v) => {
+                    let mut v = v.clone();
+                    row::set_version(&mut v, commit_ts)?;
+                    v
+                }
+                None => {
+                    batch.put_cf(gc, mvcc::gc_key(commit_ts, mvcc::GC_TOMBSTONE, k), []);
+                    row::encode_tombstone(commit_ts)
+                }
+            };
+            capture(&writer.captures, &mut seq, &mut batch, k, &new)?;
+            batch.put(k, new);
+        }
+        if state.prepared {
+            batch.delete_range_cf(
+                intents,
+                mvcc::intent_record_key(txn),
+                mvcc::intent_record_key(txn.saturating_add(1)),
+            );
+        }
+        batch.put(ROWID_META, writer.next_rowid.to_be_bytes());
+        if seq != writer.next_seq {
+            batch.put(write_queue::seq_key(), seq.to_be_bytes());
+        }
+        // Apply under the lock, fsync after releasing it: concurrent
+        // commits share one fsync (group commit). The coordinator hears of
+        // the commit only after the sync.
+        self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
+        writer.next_seq = seq;
+        writer.txns.unlock(txn, state.writes.keys());
+        drop(state);
+        self.db.flush_wal(true).map_err(rocks)?;
+        Ok(())
+    }
+
+    /// Drops `txn`'s pending writes or intents and releases its locks.
+    /// Aborting an unknown transaction does nothing.
+    pub fn abort(&self, txn: TxnId) -> Result<()> {
+        let mut writer = self.writer()?;
+        let Some(state) = writer.txns.states.remove(&txn) else {
+            return Ok(());
+        };
+        if state.prepared {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(
+                self.cf(INTENTS_CF)?,
+                mvcc::intent_record_key(txn),
+                mvcc::intent_record_key(txn.saturating_add(1)),
+            );
+            self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+        }
+        writer.txns.unlock(txn, state.writes.keys());
+        Ok(())
+    }
+
+    /// `ROLLBACK TO SAVEPOINT`: drops `txn`'s writes of statements `seq`
+    /// and later.
+    pub fn rollback_to(&self, txn: TxnId, seq: u32) -> Result<()> {
+        let mut writer = self.writer()?;
+        let writer = &mut *writer;
+        let Some(state) = writer.txns.states.get_mut(&txn) else {
+            return Ok(());
+        };
+        if state.prepared {
+            return Err(Error::internal(format!("transaction {txn} is already prepared")));
+        }
+        let emptied = state.rollback_to(seq);
+        writer.txns.unlock(txn, emptied.iter());
+        Ok(())
+    }
+
+    /// The transactions with pending writes or intents here: id, start
+    /// timestamp, and whether prepared (waiting for the coordinator's decision).
+    pub fn transactions(&self) -> Result<Vec<(TxnId, Timestamp, bool)>> {
+        let writer = self.writer()?;
+        let mut out: Vec<_> = writer
+            .txns
+            .states
+            .iter()
+            .map(|(t, s)| (*t, s.start_ts, s.prepared))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// `own`'s pending images of `table` in bucket `ranges`, in key order.
+    fn own_view(&self, own: Option<OwnWrites>, table: TableId, ranges: &[(u16, u16)]) -> Result<OwnImages> {
+        let Some(own) = own else {
+            return Ok(Vec::new().into_iter().peekable());
+        };
+        let writer = self.writer()?;
+        let Some(state) = writer.txns.states.get(&own.txn) else {
+            return Ok(Vec::new().into_iter().peekable());
+        };
+        let mut out = Vec::new();
+        for (start, end) in ranges {
+            out.extend(state.view(
+                &bucket_start(table, *start),
+                &bucket_end_exclusive(table, *end),
+                own.before_seq,
+            ));
+        }
+        Ok(out.into_iter().peekable())
+    }
+
+    /// The version of the row at storage key `k` that snapshot `ts` sees,
+    /// given its newest version `newest`, read from `snapshot`.
+    fn visible_version(
+        &self,
+        snapshot: &rocksdb::Snapshot<'_>,
+        k: &[u8],
+        newest: &[u8],
+        ts: Timestamp,
+    ) -> Result<Option<Vec<Datum>>> {
+        let (version, tombstone) = row::peek(newest)?;
+        if version <= ts {
+            return if tombstone {
+                Ok(None)
+            } else {
+                Ok(Some(decode_row(newest)?.values))
+            };
+        }
+        let mut iter = snapshot.raw_iterator_cf_opt(self.cf(HISTORY_CF)?, ReadOptions::default());
+        iter.seek(mvcc::history_key(k, ts));
+        let found = match (iter.key(), iter.value()) {
+            (Some(hk), Some(v)) if mvcc::is_history_of(hk, k) => Some(decode_row(mvcc::history_version(v)?)?),
+            _ => None,
+        };
+        iter.status().map_err(rocks)?;
+        Ok(found.filter(|r| !r.tombstone).map(|r| r.values))
+    }
+
+    /// Deletes versions that no snapshot at or after `horizon` can see:
+    /// history versions superseded at or before it, and tombstones written
+    /// at or before it that are still the row's newest version. Returns how
+    /// many it deleted.
+    pub fn gc(&self, horizon: Timestamp) -> Result<u64> {
+        let (history, gc) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?);
+        let upper = mvcc::gc_key(horizon.saturating_add(1), 0, &[]);
+        let mut deleted = 0u64;
+        loop {
+            // Bounded batches, so writers are not held up long.
+            let _writer = self.writer()?;
+            let mut batch = WriteBatch::default();
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(upper.clone());
+            let mut iter = self.db.raw_iterator_cf_opt(gc, opts);
+            iter.seek_to_first();
+            let mut n = 0;
+            while let Some(gk) = iter.key() {
+                let (ts, kind, key) = mvcc::parse_gc_key(gk)?;
+                match kind {
+                    mvcc::GC_HISTORY => batch.delete_cf(history, key),
+                    _ => {
+                        if let Some(v) = self.db.get_pinned(key).map_err(rocks)? {
+                            if row::peek(&v)? == (ts, true) {
+                                batch.delete(key);
+                            }
+                        }
+                    }
+                }
+                batch.delete_cf(gc, gk);
+                n += 1;
+                if n == 10_000 {
+                    break;
+                }
+                iter.next();
+            }
+            iter.status().map_err(rocks)?;
+            drop(iter);
+            if n == 0 {
+                return Ok(deleted);
+            }
+            self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
+            deleted += n;
+            if n < 10_000 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Versions kept for older snapshots (history entries), for tests and
+    /// monitoring.
+    pub fn history_len(&self) -> Result<u64> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(HISTORY_CF)?);
+        iter.seek_to_first();
+        let mut n = 0;
+        while iter.valid() {
+            n += 1;
+            iter.next();
+        }
+        iter.status().map_err(rocks)?;
+        Ok(n)
+    }
+
     /// Visits the rows of `table` in the given bucket ranges (inclusive), in
-    /// key order, from one consistent RocksDB snapshot. `visit` returns
-    /// `false` to stop early.
+    /// key order, as snapshot `at` sees them, from one consistent RocksDB
+    /// snapshot. `visit` returns `false` to stop early.
     pub fn scan(
         &self,
         table: TableId,
         ranges: &[(u16, u16)],
+        at: &ReadAt,
         mut visit: impl FnMut(&[u8], Vec<Datum>) -> Result<bool>,
     ) -> Result<()> {
+        let mut own = self.own_view(at.own, table, ranges)?;
         let snapshot = self.db.snapshot();
         for (start, end) in ranges {
             let lower = bucket_start(table, *start);
             let upper = bucket_end_exclusive(table, *end);
             let mut opts = ReadOptions::default();
-            opts.set_iterate_upper_bound(upper);
+            opts.set_iterate_upper_bound(upper.clone());
             let iter = snapshot.iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts);
             for item in iter {
                 let (k, v) = item.map_err(rocks)?;
-                let row = decode_row(&v)?;
-                if row.tombstone {
-                    continue;
-                }
-                if !visit(&k[4..], row.values)? {
+                if !emit_own(&mut own, &k, &mut visit)? {
                     return Ok(());
                 }
+                if own.peek().is_some_and(|(ok, _)| ok.as_slice() == &*k) {
+                    let (_, image) = own.next().expect("peeked");
+                    if let Some(v) = image {
+                        if !visit(&k[4..], decode_row(&v)?.values)? {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
+                if let Some(row) = self.visible_version(&snapshot, &k, &v, at.ts)? {
+                    if !visit(&k[4..], row)? {
+                        return Ok(());
+                    }
+                }
+            }
+            if !emit_own(&mut own, &upper, &mut visit)? {
+                return Ok(());
             }
         }
         Ok(())
     }
 
-    /// Reads one row by key.
-    pub fn get(&self, table: TableId, row_key: &[u8]) -> Result<Option<Vec<Datum>>> {
-        match self.db.get_pinned(storage_key(table, row_key)).map_err(rocks)? {
-            Some(v) => {
-                let row = decode_row(&v)?;
-                Ok((!row.tombstone).then_some(row.values))
+    /// Reads one row by key, as snapshot `at` sees it.
+    pub fn get(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Vec<Datum>>> {
+        let k = storage_key(table, row_key);
+        if let Some(own) = at.own {
+            let writer = self.writer()?;
+            if let Some(image) = writer
+                .txns
+                .states
+                .get(&own.txn)
+                .and_then(|s| s.visible(&k, own.before_seq))
+            {
+                return image.as_deref().map(|v| Ok(decode_row(v)?.values)).transpose();
             }
+        }
+        let snapshot = self.db.snapshot();
+        match snapshot.get(&k).map_err(rocks)? {
+            Some(v) => self.visible_version(&snapshot, &k, &v, at.ts),
             None => Ok(None),
         }
     }
@@ -325,9 +667,11 @@ impl SliceStore {
     /// Deletes whole buckets of `table` (inclusive ranges) with range tombstones.
     pub fn delete_buckets(&self, table: TableId, ranges: &[(u16, u16)]) -> Result<()> {
         let _guard = self.writer()?;
+        let history = self.cf(HISTORY_CF)?;
         let mut batch = WriteBatch::default();
         for (start, end) in ranges {
             batch.delete_range(bucket_start(table, *start), bucket_end_exclusive(table, *end));
+            batch.delete_range_cf(history, bucket_start(table, *start), bucket_end_exclusive(table, *end));
         }
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
@@ -404,6 +748,11 @@ impl SliceStore {
             for item in snapshot.iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts) {
                 let (k, v) = item.map_err(rocks)?;
                 if after.is_some_and(|a| &k[4..] <= a) {
+                    continue;
+                }
+                // A delete's tombstone need not move: snapshots older than
+                // the cut-over never read the new owner (see `mvcc`).
+                if row::peek(&v)?.1 {
                     continue;
                 }
                 bytes += k.len() + v.len();
@@ -545,7 +894,8 @@ impl SliceStore {
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
 
-    /// Counts the rows and bytes (key + value) of `table`.
+    /// Counts the rows (newest versions, deleted ones excepted) and bytes
+    /// (key + value) of `table`.
     pub fn table_stats(&self, table: TableId) -> Result<TableStats> {
         let mut stats = TableStats::default();
         let lower = key::table_prefix(table).to_vec();
@@ -556,6 +906,9 @@ impl SliceStore {
             .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts)
         {
             let (k, v) = item.map_err(rocks)?;
+            if row::peek(&v)?.1 {
+                continue;
+            }
             stats.rows += 1;
             stats.bytes += (k.len() + v.len()) as u64;
         }
@@ -573,14 +926,180 @@ mod tests {
     use crate::key::row_key;
 
     fn rows(store: &SliceStore, table: TableId, ranges: &[(u16, u16)]) -> Vec<Vec<Datum>> {
+        rows_at(store, table, ranges, &ReadAt::LATEST)
+    }
+
+    fn rows_at(store: &SliceStore, table: TableId, ranges: &[(u16, u16)], at: &ReadAt) -> Vec<Vec<Datum>> {
         let mut out = Vec::new();
         store
-            .scan(table, ranges, |_, r| {
+            .scan(table, ranges, at, |_, r| {
                 out.push(r);
                 Ok(true)
             })
             .unwrap();
         out
+    }
+
+    static CLOCK: AtomicU64 = AtomicU64::new(1000);
+
+    fn tick() -> u64 {
+        CLOCK.fetch_add(10, Ordering::SeqCst)
+    }
+
+    /// Writes and commits at once, as a one-statement transaction on this
+    /// slice server alone.
+    trait Commit {
+        fn write(&self, table: TableId, name: &str, writes: &[RowWrite]) -> Result<u64>;
+    }
+
+    impl Commit for SliceStore {
+        fn write(&self, table: TableId, name: &str, writes: &[RowWrite]) -> Result<u64> {
+            let start_ts = tick();
+            let txn = TxnWrite {
+                txn: start_ts,
+                start_ts,
+                seq: 1,
+            };
+            let n = match self.txn_write(txn, table, name, writes) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.abort(start_ts)?;
+                    return Err(e);
+                }
+            };
+            self.commit(start_ts, tick(), true)?;
+            Ok(n)
+        }
+    }
+
+    fn put(b: u16, id: i64, v: &str) -> RowWrite {
+        RowWrite::Put {
+            key: row_key(b, &[Datum::Int64(id)]).unwrap(),
+            row: vec![Datum::Int64(id), Datum::Text(v.into())],
+        }
+    }
+
+    #[test]
+    fn snapshots_see_their_versions_and_transactions_their_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SliceStore::open(dir.path()).unwrap();
+        store.write(1, "t", &[put(1, 1, "a"), put(1, 2, "b")]).unwrap();
+        let before = tick();
+        store.write(1, "t", &[put(1, 1, "a2")]).unwrap();
+        store
+            .write(
+                1,
+                "t",
+                &[RowWrite::Delete {
+                    key: row_key(1, &[Datum::Int64(2)]).unwrap(),
+                }],
+            )
+            .unwrap();
+        let text = |rows: Vec<Vec<Datum>>| rows.into_iter().map(|r| r[1].clone()).collect::<Vec<_>>();
+        assert_eq!(
+            text(rows_at(&store, 1, &[(0, 65535)], &ReadAt::at(before))),
+            vec![Datum::Text("a".into()), Datum::Text("b".into())]
+        );
+        assert_eq!(text(rows(&store, 1, &[(0, 65535)])), vec![Datum::Text("a2".into())]);
+        assert_eq!(store.table_stats(1).unwrap().rows, 1, "a tombstone is no row");
+        let k1 = row_key(1, &[Datum::Int64(1)]).unwrap();
+        assert_eq!(
+            store.get(1, &k1, &ReadAt::at(before)).unwrap().unwrap()[1],
+            Datum::Text("a".into())
+        );
+
+        // A transaction sees its own earlier statements, nobody else does.
+        let start_ts = tick();
+        let w = |seq| TxnWrite {
+            txn: start_ts,
+            start_ts,
+            seq,
+        };
+        store.txn_write(w(1), 1, "t", &[put(1, 3, "mine")]).unwrap();
+        let own = |before_seq| ReadAt {
+            ts: start_ts,
+            own: Some(OwnWrites {
+                txn: start_ts,
+                before_seq,
+            }),
+        };
+        assert_eq!(
+            rows_at(&store, 1, &[(0, 65535)], &own(1)).len(),
+            1,
+            "not its own statement"
+        );
+        assert_eq!(rows_at(&store, 1, &[(0, 65535)], &own(2)).len(), 2);
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 1, "others do not see it");
+        // Savepoint: statement 2's writes go, statement 1's stay.
+        store.txn_write(w(2), 1, "t", &[put(1, 4, "later")]).unwrap();
+        store.rollback_to(start_ts, 2).unwrap();
+        assert_eq!(rows_at(&store, 1, &[(0, 65535)], &own(3)).len(), 2);
+
+        // A second writer of a locked row, or of a row committed after its
+        // snapshot, gets 40001.
+        let other = TxnWrite {
+            txn: tick(),
+            start_ts: before,
+            seq: 1,
+        };
+        let e = store.txn_write(other, 1, "t", &[put(1, 3, "theirs")]).unwrap_err();
+        assert_eq!(e.state.code(), "40001");
+        let e = store.txn_write(other, 1, "t", &[put(1, 1, "stale")]).unwrap_err();
+        assert_eq!(e.state.code(), "40001");
+        store.abort(other.txn).unwrap();
+        store.commit(start_ts, tick(), true).unwrap();
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 2);
+
+        // GC drops what no snapshot at the horizon sees, and nothing newer.
+        assert!(store.history_len().unwrap() > 0);
+        let deleted = store.gc(tick()).unwrap();
+        assert!(deleted > 0);
+        assert_eq!(store.history_len().unwrap(), 0);
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 2);
+    }
+
+    #[test]
+    fn prepared_intents_survive_a_restart_and_pending_writes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (prepared, pending) = (tick(), tick());
+        {
+            let store = SliceStore::open(dir.path()).unwrap();
+            for (txn, id) in [(prepared, 1), (pending, 2)] {
+                let w = TxnWrite {
+                    txn,
+                    start_ts: txn,
+                    seq: 1,
+                };
+                store.txn_write(w, 1, "t", &[put(1, id, "x")]).unwrap();
+            }
+            store.prepare(prepared).unwrap();
+        }
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert_eq!(store.transactions().unwrap(), vec![(prepared, prepared, true)]);
+        assert_eq!(store.prepare(pending).unwrap_err().state.code(), "40001");
+        // The prepared transaction still holds its row lock.
+        let w = TxnWrite {
+            txn: tick(),
+            start_ts: tick(),
+            seq: 1,
+        };
+        assert_eq!(
+            store.txn_write(w, 1, "t", &[put(1, 1, "y")]).unwrap_err().state.code(),
+            "40001"
+        );
+        store.abort(w.txn).unwrap();
+        assert!(rows(&store, 1, &[(0, 65535)]).is_empty(), "intents are invisible");
+        store.commit(prepared, tick(), false).unwrap();
+        store.commit(prepared, tick(), false).unwrap(); // repeated: harmless
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 1);
+        assert!(store.transactions().unwrap().is_empty());
+        drop(store);
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert!(
+            store.transactions().unwrap().is_empty(),
+            "the commit removed the intents"
+        );
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 1);
     }
 
     #[test]
@@ -636,10 +1155,7 @@ mod tests {
     fn captured_writes_reach_the_queue_and_replay_to_the_same_rows() {
         let src_dir = tempfile::tempdir().unwrap();
         let dst_dir = tempfile::tempdir().unwrap();
-        let w = |b: u16, id: i64, v: &str| RowWrite::Put {
-            key: row_key(b, &[Datum::Int64(id)]).unwrap(),
-            row: vec![Datum::Int64(id), Datum::Text(v.into())],
-        };
+        let w = put;
         {
             let src = SliceStore::open(src_dir.path()).unwrap();
             src.register(1, 7).unwrap();

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use slicedb_common::{Datum, NodeId, SqlType, TableId};
-use slicedb_storage::{CaptureSpec, QueueEntry, RowChunk, RowKey, RowWrite, TableStats};
+use slicedb_storage::{
+    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, TableStats, Timestamp, TxnId, TxnWrite,
+};
 
 /// Name of the extra binary column a scan appends when `with_key` is set:
 /// the row's [`RowKey`], which UPDATE and DELETE use to address the row.
@@ -28,6 +30,8 @@ pub struct ScanRequest {
     pub limit: Option<usize>,
     /// Rows per record batch.
     pub batch_size: usize,
+    /// The snapshot to read (see `slicedb_storage::mvcc`).
+    pub at: ReadAt,
 }
 
 /// A scan leaf of a plan fragment (see the planner's `fragment` module):
@@ -186,12 +190,32 @@ impl Predicate {
 /// Requests other than scans.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceRequest {
-    /// Apply row writes to one table atomically (one RocksDB write batch).
+    /// Add row writes of a transaction's statement to one table, pending
+    /// until the transaction commits.
     Write {
+        txn: TxnWrite,
         table_id: TableId,
         table_name: String,
         writes: Vec<RowWrite>,
     },
+    /// Two-phase commit, phase one: make the transaction's writes durable intents.
+    Prepare { txn: TxnId },
+    /// Commit the transaction at `commit_ts`: phase two, or, with
+    /// `one_phase`, the only phase of a transaction that wrote to this
+    /// slice server alone. Repeating a commit is harmless.
+    Commit {
+        txn: TxnId,
+        commit_ts: Timestamp,
+        one_phase: bool,
+    },
+    /// Drop the transaction's writes. Repeating it is harmless.
+    Abort { txn: TxnId },
+    /// Drop the transaction's writes of statements `seq` and later (ROLLBACK TO SAVEPOINT).
+    RollbackTo { txn: TxnId, seq: u32 },
+    /// The transactions with pending writes or intents.
+    ListTransactions,
+    /// Delete the versions no snapshot at or after `horizon` needs.
+    Gc { horizon: Timestamp },
     /// Range-delete whole buckets of a table (inclusive ranges).
     DeleteBuckets { table_id: TableId, ranges: Vec<(u16, u16)> },
     /// Delete every row of a table.
@@ -244,7 +268,7 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -267,4 +291,8 @@ pub enum SliceResponse {
         at_end: bool,
     },
     QueueDepths(Vec<(NodeId, u64)>),
+    /// Transactions: id, start timestamp, prepared.
+    Transactions(Vec<(TxnId, Timestamp, bool)>),
+    /// Versions a garbage collection deleted.
+    Collected(u64),
 }

@@ -683,6 +683,7 @@ mod tests {
             predicate: None,
             limit: None,
             batch_size: 1000,
+            at: slicedb_storage::ReadAt::LATEST,
         };
         let rows: Vec<usize> = client
             .scan(request)

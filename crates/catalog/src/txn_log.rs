@@ -1,0 +1,114 @@
+//! The transaction log: what the coordinator must not forget about commits.
+//!
+//! Two kinds of documents live beside the catalog's, in its RocksDB:
+//!
+//! ```text
+//! txn/<id, 20 digits>  → CommitDecision   (a two-phase commit decided "commit")
+//! clock                → the clock ceiling (no timestamp at or above it was handed out)
+//! ```
+//!
+//! A multi-slice-server commit is decided by writing its [`CommitDecision`]
+//! durably after every participant prepared and before any is told to
+//! commit; it is deleted once all have committed. A coordinator that
+//! restarts finishes the commits it finds here and aborts every other
+//! prepared transaction (presumed abort). Neither document changes the
+//! catalog version.
+
+use serde::{Deserialize, Serialize};
+use slicedb_common::{Error, NodeId, Result};
+
+use crate::{json, Catalog};
+
+/// A transaction decided committed at `commit_ts`, on `participants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitDecision {
+    pub txn: u64,
+    pub commit_ts: u64,
+    pub participants: Vec<NodeId>,
+}
+
+fn decision_key(txn: u64) -> String {
+    format!("txn/{txn:020}")
+}
+
+const CLOCK_KEY: &str = "clock";
+
+fn synced() -> rocksdb::WriteOptions {
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+fn io(e: rocksdb::Error) -> Error {
+    Error::io(format!("transaction log: {e}"))
+}
+
+impl Catalog {
+    /// Records the decision to commit, durably.
+    pub fn log_commit(&self, decision: &CommitDecision) -> Result<()> {
+        self.db
+            .put_opt(decision_key(decision.txn), json(decision)?, &synced())
+            .map_err(io)
+    }
+
+    /// Forgets a decision every participant has carried out. Not synced: a
+    /// decision that comes back after a crash is carried out again, harmlessly.
+    pub fn forget_commit(&self, txn: u64) -> Result<()> {
+        self.db.delete(decision_key(txn)).map_err(io)
+    }
+
+    /// The decisions not yet carried out everywhere.
+    pub fn commit_decisions(&self) -> Result<Vec<CommitDecision>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(b"txn/") {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(b"txn/") {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(|e| Error::internal(format!("corrupt commit decision: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// The clock ceiling: every timestamp handed out so far is below it.
+    pub fn clock_ceiling(&self) -> Result<u64> {
+        match self.db.get(CLOCK_KEY).map_err(io)? {
+            Some(v) if v.len() == 8 => Ok(u64::from_be_bytes(v[..].try_into().expect("8 bytes"))),
+            Some(_) => Err(Error::internal("corrupt clock ceiling")),
+            None => Ok(0),
+        }
+    }
+
+    /// Raises the clock ceiling, durably.
+    pub fn set_clock_ceiling(&self, ceiling: u64) -> Result<()> {
+        self.db.put_opt(CLOCK_KEY, ceiling.to_be_bytes(), &synced()).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_and_the_clock_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cat = Catalog::open(dir.path()).unwrap();
+            for txn in [5, 7] {
+                cat.log_commit(&CommitDecision {
+                    txn,
+                    commit_ts: txn + 1,
+                    participants: vec![1, 2],
+                })
+                .unwrap();
+            }
+            cat.forget_commit(5).unwrap();
+            cat.set_clock_ceiling(1234).unwrap();
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        let left = cat.commit_decisions().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].txn, 7);
+        assert_eq!(cat.clock_ceiling().unwrap(), 1234);
+    }
+}

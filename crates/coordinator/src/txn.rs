@@ -1,0 +1,532 @@
+//! Transactions: the coordinator's clock, snapshots and two-phase commit.
+//!
+//! See `docs/transactions.md` for the protocol as a whole. In short:
+//!
+//! - **Clock.** One timestamp oracle, here: [`Clock`] hands out strictly
+//!   increasing timestamps (microseconds since the epoch, or one more than
+//!   the last). It never hands out a timestamp at or above a ceiling stored
+//!   durably in the transaction log, which it raises 10 s at a time, so a
+//!   restart never goes back in time.
+//! - **Snapshots.** A snapshot is a timestamp `s`. It is handed out only
+//!   once every commit with a smaller timestamp has been applied on every
+//!   slice server ([`TxnManager::snapshot`] waits for them): a reader never
+//!   needs to look at other transactions' intents, because any transaction
+//!   it could see has already turned them into versions.
+//! - **Writes.** A transaction's writes are pending on the slice servers
+//!   (`slicedb_storage::txn`), locked row by row, first updater wins.
+//! - **Commit.** A transaction that wrote to one slice server commits there
+//!   in one phase. Otherwise: every participant prepares (durable intents);
+//!   the coordinator takes the commit timestamp and writes its decision to
+//!   the transaction log; every participant commits. A participant that
+//!   does not answer is told again by the recovery loop, which also aborts
+//!   every prepared or pending transaction the coordinator no longer knows
+//!   (presumed abort, after a crash).
+//! - **Garbage collection.** The horizon is the oldest snapshot in use;
+//!   the recovery loop sends it to the slice servers every few seconds.
+//! - **Redistribution.** A commit holds the write gates of the buckets it
+//!   wrote ([`slicedb_planner::write_hold`]) and checks that none changed
+//!   owner since it was written; a cut-over waits for commits under way.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slicedb_catalog::{Catalog, CommitDecision};
+use slicedb_common::{err, Error, NodeId, Result, SqlState};
+use slicedb_planner::table::LiveRouting;
+use slicedb_planner::txn::{StatementTxn, TxnWrites};
+use slicedb_storage::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
+use slicedb_transport::{Cluster, SliceRequest, SliceResponse};
+use tokio::sync::Notify;
+
+/// How far ahead of the last timestamp the durable ceiling is set.
+const CEILING_STEP: u64 = 10_000_000;
+/// How long a new snapshot waits for earlier commits to be applied.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+/// How often the recovery loop runs.
+const RECOVERY_PERIOD: Duration = Duration::from_millis(500);
+/// Garbage collection runs every this many recovery rounds.
+const GC_EVERY: u32 = 10;
+
+/// The timestamp oracle.
+pub struct Clock {
+    catalog: Arc<Catalog>,
+    /// (last timestamp handed out, durable ceiling)
+    state: Mutex<(Timestamp, Timestamp)>,
+}
+
+fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Clock {
+    pub fn open(catalog: Arc<Catalog>) -> Result<Clock> {
+        let ceiling = catalog.clock_ceiling()?;
+        Ok(Clock {
+            catalog,
+            state: Mutex::new((ceiling, ceiling)),
+        })
+    }
+
+    /// A timestamp greater than every one handed out before, by this
+    /// process or an earlier one.
+    pub fn now(&self) -> Result<Timestamp> {
+        let mut state = self.state.lock().map_err(|_| Error::internal("clock lock poisoned"))?;
+        let ts = (state.0 + 1).max(wall_micros());
+        if ts >= state.1 {
+            let ceiling = ts + CEILING_STEP;
+            self.catalog.set_clock_ceiling(ceiling)?;
+            state.1 = ceiling;
+        }
+        state.0 = ts;
+        Ok(ts)
+    }
+}
+
+/// What the coordinator tracks about transactions in flight.
+#[derive(Default)]
+struct Registry {
+    /// Snapshot timestamps in use, with their counts (the GC horizon).
+    snapshots: BTreeMap<Timestamp, usize>,
+    /// Open transactions (their writes must not be aborted by recovery).
+    active: HashSet<TxnId>,
+    /// Commit timestamps handed out whose commits are not applied everywhere yet.
+    applying: BTreeMap<Timestamp, TxnId>,
+}
+
+/// The coordinator's transaction manager.
+pub struct TxnManager {
+    clock: Clock,
+    catalog: Arc<Catalog>,
+    cluster: Arc<Cluster>,
+    routing: Arc<LiveRouting>,
+    registry: Mutex<Registry>,
+    /// Signalled whenever a commit finishes applying.
+    applied: Notify,
+}
+
+/// A snapshot in use: keeps the versions it sees from garbage collection.
+pub struct Snapshot {
+    pub ts: Timestamp,
+    mgr: Arc<TxnManager>,
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.mgr.registry.lock() {
+            if let Some(n) = r.snapshots.get_mut(&self.ts) {
+                *n -= 1;
+                if *n == 0 {
+                    r.snapshots.remove(&self.ts);
+                }
+            }
+        }
+    }
+}
+
+/// An open transaction of one session.
+pub struct Transaction {
+    pub snapshot: Snapshot,
+    /// The next statement's number (statements see the writes of lower ones).
+    next_seq: u32,
+    pub writes: Arc<Mutex<TxnWrites>>,
+    /// Savepoints: name and the first statement number after them.
+    pub savepoints: Vec<(String, u32)>,
+    finished: bool,
+}
+
+impl Transaction {
+    pub fn id(&self) -> TxnId {
+        self.snapshot.ts
+    }
+
+    /// The context of the transaction's next statement.
+    pub fn statement(&mut self) -> Arc<StatementTxn> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let txn = self.id();
+        Arc::new(StatementTxn {
+            read: ReadAt {
+                ts: self.snapshot.ts,
+                own: Some(OwnWrites { txn, before_seq: seq }),
+            },
+            write: Some(TxnWrite {
+                txn,
+                start_ts: self.snapshot.ts,
+                seq,
+            }),
+            writes: self.writes.clone(),
+        })
+    }
+
+    /// The number the next statement will get.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    fn written(&self) -> TxnWrites {
+        self.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Did the transaction write anything?
+    pub fn wrote(&self) -> bool {
+        !self.written().is_empty()
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        let txn = self.id();
+        if let Ok(mut r) = self.snapshot.mgr.registry.lock() {
+            r.active.remove(&txn);
+        }
+        if !self.finished {
+            // A session that went away with its transaction open: abort it.
+            // If this is lost, the recovery loop aborts what the slice
+            // servers still hold, since the transaction is no longer active.
+            let nodes = self.written().nodes();
+            let mgr = self.snapshot.mgr.clone();
+            if !nodes.is_empty() {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move { mgr.abort_on(txn, &nodes).await });
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &Error) -> bool {
+    matches!(e.state, SqlState::ConnectionFailure | SqlState::IoError)
+}
+
+impl TxnManager {
+    pub fn open(catalog: Arc<Catalog>, cluster: Arc<Cluster>, routing: Arc<LiveRouting>) -> Result<Arc<TxnManager>> {
+        let clock = Clock::open(catalog.clone())?;
+        let mut registry = Registry::default();
+        // Decided commits not yet applied everywhere: snapshots wait for them.
+        for d in catalog.commit_decisions()? {
+            registry.applying.insert(d.commit_ts, d.txn);
+        }
+        Ok(Arc::new(TxnManager {
+            clock,
+            catalog,
+            cluster,
+            routing,
+            registry: Mutex::new(registry),
+            applied: Notify::new(),
+        }))
+    }
+
+    fn registry(&self) -> Result<std::sync::MutexGuard<'_, Registry>> {
+        self.registry
+            .lock()
+            .map_err(|_| Error::internal("transaction registry lock poisoned"))
+    }
+
+    /// A timestamp from the clock.
+    pub fn now(&self) -> Result<Timestamp> {
+        self.clock.now()
+    }
+
+    /// A new snapshot: a timestamp at which every earlier commit is applied.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<Snapshot> {
+        let ts = self.clock.now()?;
+        *self.registry()?.snapshots.entry(ts).or_insert(0) += 1;
+        let snapshot = Snapshot { ts, mgr: self.clone() };
+        self.wait_applied(ts, SNAPSHOT_WAIT).await?;
+        Ok(snapshot)
+    }
+
+    /// Waits until every commit with a timestamp at or below `ts` is
+    /// applied on all its slice servers.
+    pub async fn wait_applied(&self, ts: Timestamp, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.applied.notified();
+            let pending = self.registry()?.applying.range(..=ts).next().map(|(_, t)| *t);
+            let Some(txn) = pending else {
+                return Ok(());
+            };
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(err!(
+                    SerializationFailure,
+                    "could not serialize access: the commit of transaction {txn} is not applied on all its slice servers yet (is one down?)"
+                ));
+            }
+        }
+    }
+
+    /// Begins a transaction.
+    pub async fn begin(self: &Arc<Self>) -> Result<Transaction> {
+        let snapshot = self.snapshot().await?;
+        self.registry()?.active.insert(snapshot.ts);
+        Ok(Transaction {
+            snapshot,
+            next_seq: 1,
+            writes: Arc::default(),
+            savepoints: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// Takes a commit timestamp and records it as being applied, atomically
+    /// with respect to [`TxnManager::snapshot`]'s check.
+    fn commit_timestamp(&self, txn: TxnId) -> Result<Timestamp> {
+        let mut r = self.registry()?;
+        let ts = self.clock.now()?;
+        r.applying.insert(ts, txn);
+        Ok(ts)
+    }
+
+    fn applied(&self, commit_ts: Timestamp) {
+        if let Ok(mut r) = self.registry() {
+            r.applying.remove(&commit_ts);
+        }
+        self.applied.notify_waiters();
+    }
+
+    async fn call_all(&self, nodes: &BTreeSet<NodeId>, request: SliceRequest) -> Vec<(NodeId, Result<SliceResponse>)> {
+        let calls = nodes.iter().map(|node| {
+            let request = request.clone();
+            async move {
+                let r = match self.cluster.client(*node) {
+                    Ok(c) => c.call(request).await,
+                    Err(e) => Err(e),
+                };
+                (*node, r)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Commits `txn` (see the module documentation).
+    pub async fn commit(&self, txn: &mut Transaction) -> Result<()> {
+        txn.finished = true;
+        let id = txn.id();
+        let writes = txn.written();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let nodes = writes.nodes();
+        // No cut-over of a written bucket may start until the commit is
+        // applied, and none may have happened since the writes were sent.
+        let mut permits = Vec::with_capacity(writes.placed.len());
+        for (table, buckets) in &writes.placed {
+            permits.push(self.routing.holds.enter(*table, buckets.keys().copied()).await);
+            let catalog = self.catalog.snapshot();
+            let moved = match catalog.tables.values().find(|t| t.id == *table) {
+                Some(def) => {
+                    let map = catalog.table_map(def)?;
+                    buckets.iter().any(|(b, n)| map.owner(*b) != *n)
+                }
+                None => true,
+            };
+            if moved {
+                self.abort_on(id, &nodes).await;
+                return Err(err!(
+                    SerializationFailure,
+                    "could not serialize access: a redistribution moved rows this transaction wrote"
+                ));
+            }
+        }
+        let result = if nodes.len() == 1 {
+            self.commit_one_phase(id, &nodes).await
+        } else {
+            self.commit_two_phase(id, &nodes).await
+        };
+        drop(permits);
+        result
+    }
+
+    async fn commit_one_phase(&self, id: TxnId, nodes: &BTreeSet<NodeId>) -> Result<()> {
+        let commit_ts = self.commit_timestamp(id)?;
+        let request = SliceRequest::Commit {
+            txn: id,
+            commit_ts,
+            one_phase: true,
+        };
+        let (node, result) = self.call_all(nodes, request).await.pop().expect("one node");
+        self.applied(commit_ts);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_connection_error(&e) => Err(err!(
+                StatementCompletionUnknown,
+                "the connection to slice server {node} was lost during COMMIT; the transaction may or may not have committed: {e}"
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn commit_two_phase(&self, id: TxnId, nodes: &BTreeSet<NodeId>) -> Result<()> {
+        // Phase one.
+        let mut failure = None;
+        for (node, r) in self.call_all(nodes, SliceRequest::Prepare { txn: id }).await {
+            if let Err(e) = r {
+                failure.get_or_insert((node, e));
+            }
+        }
+        if let Some((node, e)) = failure {
+            self.abort_on(id, nodes).await;
+            return Err(match e.state {
+                SqlState::SerializationFailure => e,
+                _ => err!(
+                    SerializationFailure,
+                    "could not serialize access: slice server {node} failed to prepare the transaction: {e}"
+                ),
+            });
+        }
+        // The decision.
+        let commit_ts = self.commit_timestamp(id)?;
+        let decision = CommitDecision {
+            txn: id,
+            commit_ts,
+            participants: nodes.iter().copied().collect(),
+        };
+        if let Err(e) = self.catalog.log_commit(&decision) {
+            self.applied(commit_ts);
+            self.abort_on(id, nodes).await;
+            return Err(e);
+        }
+        // Phase two. From here on the transaction is committed: a slice
+        // server that does not answer is told again by the recovery loop.
+        self.carry_out(&decision).await;
+        Ok(())
+    }
+
+    /// Tells every participant of `decision` to commit; once all have, the
+    /// decision is forgotten. Returns whether all did.
+    async fn carry_out(&self, decision: &CommitDecision) -> bool {
+        let nodes: BTreeSet<NodeId> = decision.participants.iter().copied().collect();
+        let request = SliceRequest::Commit {
+            txn: decision.txn,
+            commit_ts: decision.commit_ts,
+            one_phase: false,
+        };
+        let mut all = true;
+        for (node, r) in self.call_all(&nodes, request).await {
+            if let Err(e) = r {
+                all = false;
+                tracing::warn!(
+                    txn = decision.txn,
+                    node,
+                    "slice server {node} did not commit transaction {} yet: {e}",
+                    decision.txn
+                );
+            }
+        }
+        if all {
+            if let Err(e) = self.catalog.forget_commit(decision.txn) {
+                tracing::warn!("could not forget commit decision {}: {e}", decision.txn);
+            }
+            self.applied(decision.commit_ts);
+        }
+        all
+    }
+
+    /// Rolls `txn` back on every slice server it wrote to.
+    pub async fn rollback(&self, txn: &mut Transaction) {
+        txn.finished = true;
+        let nodes = txn.written().nodes();
+        self.abort_on(txn.id(), &nodes).await;
+    }
+
+    /// Aborts `txn` on `nodes`, best effort (recovery aborts what is left).
+    async fn abort_on(&self, txn: TxnId, nodes: &BTreeSet<NodeId>) {
+        for (node, r) in self.call_all(nodes, SliceRequest::Abort { txn }).await {
+            if let Err(e) = r {
+                tracing::debug!(txn, node, "abort not delivered to slice server {node}: {e}");
+            }
+        }
+    }
+
+    /// `ROLLBACK TO SAVEPOINT`: drops the writes of statements `seq` and later.
+    pub async fn rollback_to(&self, txn: &Transaction, seq: u32) -> Result<()> {
+        let nodes = txn.written().nodes();
+        for (_, r) in self
+            .call_all(&nodes, SliceRequest::RollbackTo { txn: txn.id(), seq })
+            .await
+        {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The oldest snapshot in use, or now.
+    fn horizon(&self) -> Result<Timestamp> {
+        let oldest = self.registry()?.snapshots.keys().next().copied();
+        match oldest {
+            Some(ts) => Ok(ts),
+            None => self.clock.now(),
+        }
+    }
+
+    /// One round of recovery: carries out logged commit decisions, aborts
+    /// transactions the slice servers hold that nobody will finish, and,
+    /// with `gc`, collects old versions.
+    pub async fn recover(&self, gc: bool) -> Result<()> {
+        let decisions = self.catalog.commit_decisions()?;
+        for d in &decisions {
+            self.carry_out(d).await;
+        }
+        let decided: HashSet<TxnId> = decisions.iter().map(|d| d.txn).collect();
+        let nodes: BTreeSet<NodeId> = self.catalog.snapshot().nodes.keys().copied().collect();
+        for (node, r) in self.call_all(&nodes, SliceRequest::ListTransactions).await {
+            let Ok(SliceResponse::Transactions(txns)) = r else {
+                continue;
+            };
+            let orphans: Vec<TxnId> = {
+                let registry = self.registry()?;
+                txns.into_iter()
+                    .map(|(t, _, _)| t)
+                    .filter(|t| !registry.active.contains(t) && !decided.contains(t))
+                    .collect()
+            };
+            for txn in orphans {
+                // Re-read the log: the transaction may have been decided since.
+                if self.catalog.commit_decisions()?.iter().any(|d| d.txn == txn) {
+                    continue;
+                }
+                tracing::info!(
+                    txn,
+                    node,
+                    "aborting transaction {txn} that no session holds on slice server {node}"
+                );
+                let one: BTreeSet<NodeId> = [node].into();
+                self.abort_on(txn, &one).await;
+            }
+        }
+        if gc {
+            let horizon = self.horizon()?;
+            self.call_all(&nodes, SliceRequest::Gc { horizon }).await;
+        }
+        Ok(())
+    }
+
+    /// Runs [`TxnManager::recover`] forever.
+    pub fn spawn_recovery(self: &Arc<Self>) {
+        let mgr = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut round = 0u32;
+            loop {
+                tokio::time::sleep(RECOVERY_PERIOD).await;
+                let Some(mgr) = mgr.upgrade() else {
+                    return;
+                };
+                round = round.wrapping_add(1);
+                if let Err(e) = mgr.recover(round.is_multiple_of(GC_EVERY)).await {
+                    tracing::warn!("transaction recovery: {e}");
+                }
+            }
+        });
+    }
+
+    /// A read-only statement's context at a new snapshot.
+    pub async fn read_only_statement(self: &Arc<Self>) -> Result<(Snapshot, Arc<StatementTxn>)> {
+        let snapshot = self.snapshot().await?;
+        let txn = Arc::new(StatementTxn::read_only(snapshot.ts));
+        Ok((snapshot, txn))
+    }
+}

@@ -1,0 +1,166 @@
+//! What a statement's operators know of its transaction.
+//!
+//! The coordinator runs every statement inside a transaction (an explicit
+//! `BEGIN … COMMIT` block, or an implicit one around a single statement)
+//! and puts a [`StatementTxn`] in the statement's DataFusion session config.
+//! Scans read at its snapshot, with the transaction's own earlier writes
+//! ([`slicedb_storage::ReadAt`]); write operators send their rows as pending
+//! writes of the transaction ([`slicedb_storage::TxnWrite`]) and record in
+//! [`TxnWrites`] which slice server received which bucket, so that the
+//! coordinator knows whom to prepare and commit, and can check at commit
+//! that no bucket changed owner in between.
+//!
+//! [`Cutovers`] records when a redistribution last handed buckets of each
+//! table to a new owner. A new owner holds no history older than its
+//! cut-over, so a snapshot older than a table's last cut-over cannot read
+//! or write that table any more: the statement fails with 40001 and the
+//! client retries with a new snapshot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use slicedb_common::{err, Error, NodeId, Result, TableId};
+use slicedb_storage::{ReadAt, Timestamp, TxnWrite};
+
+/// Which slice server received each written bucket, per table.
+#[derive(Debug, Default, Clone)]
+pub struct TxnWrites {
+    pub placed: BTreeMap<TableId, BTreeMap<u16, NodeId>>,
+    /// Rows the slice servers reported written.
+    pub rows: u64,
+}
+
+impl TxnWrites {
+    /// The slice servers holding writes of the transaction.
+    pub fn nodes(&self) -> BTreeSet<NodeId> {
+        self.placed.values().flat_map(|b| b.values().copied()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.placed.is_empty()
+    }
+}
+
+/// A statement's transaction context.
+#[derive(Debug, Clone)]
+pub struct StatementTxn {
+    /// What the statement reads.
+    pub read: ReadAt,
+    /// How it writes; `None` for a statement that may not write.
+    pub write: Option<TxnWrite>,
+    /// Shared with the coordinator's transaction.
+    pub writes: Arc<Mutex<TxnWrites>>,
+}
+
+impl StatementTxn {
+    /// A read-only statement at snapshot `ts`.
+    pub fn read_only(ts: Timestamp) -> StatementTxn {
+        StatementTxn {
+            read: ReadAt::at(ts),
+            write: None,
+            writes: Arc::default(),
+        }
+    }
+
+    /// The write context, or an error for a read-only statement.
+    pub fn writer(&self) -> Result<TxnWrite> {
+        self.write
+            .ok_or_else(|| Error::internal("a read-only statement tried to write"))
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, TxnWrites>> {
+        self.writes
+            .lock()
+            .map_err(|_| Error::internal("transaction writes lock poisoned"))
+    }
+
+    /// Records that `node` received writes of `buckets` of `table`.
+    pub fn record(&self, table: TableId, node: NodeId, buckets: impl Iterator<Item = u16>) -> Result<()> {
+        let mut w = self.lock()?;
+        let placed = w.placed.entry(table).or_default();
+        for b in buckets {
+            placed.insert(b, node);
+        }
+        Ok(())
+    }
+
+    /// Records `rows` rows written.
+    pub fn add_rows(&self, rows: u64) -> Result<()> {
+        self.lock()?.rows += rows;
+        Ok(())
+    }
+}
+
+/// When each bucket of each table was last cut over to a new owner.
+#[derive(Debug, Default)]
+pub struct Cutovers {
+    tables: Mutex<HashMap<TableId, TableCutovers>>,
+}
+
+#[derive(Debug)]
+struct TableCutovers {
+    /// The latest cut-over of any bucket.
+    latest: Timestamp,
+    /// Per bucket.
+    at: Vec<Timestamp>,
+}
+
+impl Cutovers {
+    /// Records a cut-over of the bucket `runs` (inclusive) of `table` at
+    /// `ts`. Call it before the catalog publishes the new placement.
+    pub fn record(&self, table: TableId, runs: &[(u16, u16)], ts: Timestamp) {
+        if let Ok(mut tables) = self.tables.lock() {
+            let t = tables.entry(table).or_insert_with(|| TableCutovers {
+                latest: 0,
+                at: vec![0; 1 << 16],
+            });
+            t.latest = t.latest.max(ts);
+            for (start, end) in runs {
+                for b in *start..=*end {
+                    t.at[b as usize] = t.at[b as usize].max(ts);
+                }
+            }
+        }
+    }
+
+    /// Fails with 40001 when snapshot `ts` predates the last cut-over of
+    /// one of `buckets` of `table`.
+    pub fn check(
+        &self,
+        table: TableId,
+        name: &str,
+        ts: Timestamp,
+        mut buckets: impl Iterator<Item = u16>,
+    ) -> Result<()> {
+        let moved = match self.tables.lock() {
+            Ok(tables) => match tables.get(&table) {
+                Some(t) if t.latest > ts => buckets.any(|b| t.at[b as usize] > ts),
+                _ => false,
+            },
+            Err(_) => return Err(Error::internal("cut-over registry lock poisoned")),
+        };
+        if moved {
+            return Err(err!(
+                SerializationFailure,
+                "could not serialize access: a redistribution moved buckets of \"{name}\" after the transaction's snapshot"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_older_than_a_cut_over_of_its_buckets_is_refused() {
+        let c = Cutovers::default();
+        c.check(1, "t", 5, 0..=u16::MAX).unwrap();
+        c.record(1, &[(10, 20)], 10);
+        assert_eq!(c.check(1, "t", 9, [15].into_iter()).unwrap_err().state.code(), "40001");
+        c.check(1, "t", 9, [21, 9].into_iter()).unwrap();
+        c.check(1, "t", 10, 0..=u16::MAX).unwrap();
+        c.check(2, "u", 1, 0..=u16::MAX).unwrap();
+    }
+}
