@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slicedb_e2e::{connect, free_port, free_udp_port, query, run_slicedb, Process};
+use slicedb_e2e::{connect, query, TestCluster};
 use tokio_postgres::Client;
 
 /// Rows loaded before the move, spread over the writers by `id % WRITERS`.
@@ -25,78 +25,6 @@ const WRITERS: i64 = 4;
 /// A value of about 200 bytes, so the table is a few MB.
 fn value(tag: &str) -> String {
     format!("{tag}-{}", "x".repeat(190))
-}
-
-/// A coordinator and slice servers 1–3 on hm1, plus a spare (node 4-to-be).
-struct TestCluster {
-    _dir: tempfile::TempDir,
-    pg: SocketAddr,
-    coordinator: Process,
-    /// Index `i` is the slice server started as `slice-server-{i+1}`; the
-    /// last is the spare.
-    slices: Vec<Process>,
-    spare: String,
-}
-
-impl TestCluster {
-    fn start() -> TestCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |p: &str| dir.path().join(p).display().to_string();
-        let (ok, out) = run_slicedb(&["certs", "init", "--dir", &path("certs"), "--slice-servers", "4"]);
-        assert!(ok, "{out}");
-        let addrs: Vec<String> = (0..4).map(|_| format!("127.0.0.1:{}", free_udp_port())).collect();
-        let slices: Vec<Process> = (1..=4)
-            .map(|i| {
-                let name = format!("slice-server-{i}");
-                let args: Vec<String> = [
-                    "slice-server",
-                    "--listen",
-                    &addrs[i - 1],
-                    "--data-dir",
-                    &path(&name),
-                    "--certs",
-                    &path("certs"),
-                    "--cert-name",
-                    &name,
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                Process::start(&name, &args)
-            })
-            .collect();
-        let pg: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut args: Vec<String> = [
-            "coordinator",
-            "--listen",
-            &format!("127.0.0.1:{}", free_udp_port()),
-            "--pg-listen",
-            &pg.to_string(),
-            "--data-dir",
-            &path("coordinator"),
-            "--certs",
-            &path("certs"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for a in &addrs[..3] {
-            args.push("--slice-server".into());
-            args.push(a.clone());
-        }
-        let coordinator = Process::start("coordinator", &args);
-        TestCluster {
-            _dir: dir,
-            pg,
-            coordinator,
-            slices,
-            spare: addrs[3].clone(),
-        }
-    }
-
-    async fn client(&self) -> Client {
-        connect(self.pg).await
-    }
 }
 
 /// Creates `t` and loads [`ROWS`] rows; returns each writer's share.
@@ -337,12 +265,12 @@ async fn redistribute(client: &Client, sql: &str) -> (String, i64) {
 /// `ADD NODE '…' {add_node}`, and `redistribute` started: returns the job
 /// id and the buckets it moves.
 async fn start_moving(add_node: &str, redistribute_sql: &str) -> (TestCluster, Client, Writers, String, i64) {
-    let cluster = TestCluster::start();
+    let cluster = TestCluster::start(3, 1);
     let client = cluster.client().await;
     let models = load(&client).await;
     let writers = Writers::start(cluster.pg, models);
     client
-        .batch_execute(&format!("ADD NODE '{}' {add_node}", cluster.spare))
+        .batch_execute(&format!("ADD NODE '{}' {add_node}", cluster.spares[0]))
         .await
         .unwrap();
     let (job, buckets) = redistribute(&client, redistribute_sql).await;
@@ -377,7 +305,7 @@ async fn finish_and_check(client: &Client, job: &str, writers: Writers) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redistribute_moves_a_table_under_four_writers() {
-    let cluster = TestCluster::start();
+    let cluster = TestCluster::start(3, 1);
     let client = cluster.client().await;
     let models = load(&client).await;
     // A table no one writes: a reader checks it stays whole through its move.
@@ -393,7 +321,7 @@ async fn redistribute_moves_a_table_under_four_writers() {
     let writers = Writers::start(cluster.pg, models);
     tokio::time::sleep(Duration::from_millis(500)).await;
     client
-        .batch_execute(&format!("ADD NODE '{}'", cluster.spare))
+        .batch_execute(&format!("ADD NODE '{}'", cluster.spares[0]))
         .await
         .unwrap();
     let started = query(&client, "REDISTRIBUTE ALL WITH (max_rate_mb = 2)").await;

@@ -121,15 +121,26 @@ pub struct Process {
     child: Option<Child>,
     pub name: String,
     pub args: Vec<String>,
+    /// Extra environment, kept for [`Process::restart`] (say, `SLICEDB_FAILPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Process {
     /// Starts `slicedb <args>` and waits (at most 60 s) until it is ready.
     pub fn start(name: &str, args: &[String]) -> Process {
+        Process::start_with_env(name, args, Vec::new())
+    }
+
+    /// [`Process::start`] with extra environment variables.
+    pub fn start_with_env(name: &str, args: &[String], env: Vec<(String, String)>) -> Process {
         use std::io::BufRead;
         let mut child = Command::new(slicedb_binary())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLICEDB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -151,6 +162,7 @@ impl Process {
             child: Some(child),
             name: name.to_string(),
             args: args.to_vec(),
+            env,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -168,8 +180,31 @@ impl Process {
 
     /// Starts the same command again (after [`Process::kill9`]).
     pub fn restart(&mut self) {
-        let again = Process::start(&self.name, &self.args);
+        let again = Process::start_with_env(&self.name, &self.args, self.env.clone());
         *self = again;
+    }
+
+    /// Kills the process and starts it again with failpoint `name` armed
+    /// (`None`: disarmed).
+    pub fn restart_with_failpoint(&mut self, name: Option<&str>) {
+        self.kill9();
+        self.env.retain(|(k, _)| k != "SLICEDB_FAILPOINT");
+        if let Some(name) = name {
+            self.env.push(("SLICEDB_FAILPOINT".into(), name.into()));
+        }
+        self.restart();
+    }
+
+    /// Waits (at most `limit`) until the process has exited on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => return true,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -235,4 +270,87 @@ pub fn rows(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<Vec<String
 /// Runs `sql` over the simple protocol and returns its rows; panics on error.
 pub async fn query(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
     rows(client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+/// A cluster of real processes: a coordinator with `slice_servers` slice
+/// servers on hm1, plus `spares` more slice servers started but not yet
+/// added (for `ADD NODE`). Everything is killed when it is dropped.
+pub struct TestCluster {
+    _dir: tempfile::TempDir,
+    pub pg: SocketAddr,
+    pub coordinator: Process,
+    /// Index `i` is the slice server started as `slice-server-{i+1}`; the
+    /// spares come last.
+    pub slices: Vec<Process>,
+    /// The QUIC addresses of the spares.
+    pub spares: Vec<String>,
+}
+
+impl TestCluster {
+    pub fn start(slice_servers: usize, spares: usize) -> TestCluster {
+        let total = slice_servers + spares;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p).display().to_string();
+        let (ok, out) = run_slicedb(&[
+            "certs",
+            "init",
+            "--dir",
+            &path("certs"),
+            "--slice-servers",
+            &total.to_string(),
+        ]);
+        assert!(ok, "{out}");
+        let addrs: Vec<String> = (0..total).map(|_| format!("127.0.0.1:{}", free_udp_port())).collect();
+        let slices: Vec<Process> = (1..=total)
+            .map(|i| {
+                let name = format!("slice-server-{i}");
+                let args: Vec<String> = [
+                    "slice-server",
+                    "--listen",
+                    &addrs[i - 1],
+                    "--data-dir",
+                    &path(&name),
+                    "--certs",
+                    &path("certs"),
+                    "--cert-name",
+                    &name,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                Process::start(&name, &args)
+            })
+            .collect();
+        let pg: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{}", free_udp_port()),
+            "--pg-listen",
+            &pg.to_string(),
+            "--data-dir",
+            &path("coordinator"),
+            "--certs",
+            &path("certs"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in &addrs[..slice_servers] {
+            args.push("--slice-server".into());
+            args.push(a.clone());
+        }
+        let coordinator = Process::start("coordinator", &args);
+        TestCluster {
+            _dir: dir,
+            pg,
+            coordinator,
+            slices,
+            spares: addrs[slice_servers..].to_vec(),
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(self.pg).await
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod datum;
 pub mod error;
+pub mod failpoint;
 pub mod table;
 pub mod types;
 

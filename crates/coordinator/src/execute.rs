@@ -64,10 +64,15 @@ impl PlanKind {
 /// after a serialization failure.
 const IMPLICIT_RETRIES: u32 = 4;
 
-/// Is `e` a serialization failure worth another attempt? Waits a little
-/// (1, 4, 16, 64 ms) before saying yes.
-async fn retryable(e: &Error, attempt: &mut u32) -> bool {
-    if e.state != slicedb_common::SqlState::SerializationFailure || *attempt >= IMPLICIT_RETRIES {
+/// Is `e` worth another attempt of a statement outside a block: a
+/// serialization failure, or, when nothing was committed yet
+/// (`before_commit`), a lost slice server connection? Waits a little (1, 4,
+/// 16, 64 ms) before saying yes.
+async fn retryable(e: &Error, before_commit: bool, attempt: &mut u32) -> bool {
+    use slicedb_common::SqlState;
+    let transient =
+        e.state == SqlState::SerializationFailure || (before_commit && e.state == SqlState::ConnectionFailure);
+    if !transient || *attempt >= IMPLICIT_RETRIES {
         return false;
     }
     tokio::time::sleep(std::time::Duration::from_millis(1 << (2 * *attempt))).await;
@@ -468,7 +473,7 @@ impl Coordinator {
                 }
             };
             match point.execute(&table, params, at).await {
-                Err(e) if snapshot.is_some() && retryable(&e, &mut attempt).await => continue,
+                Err(e) if snapshot.is_some() && retryable(&e, true, &mut attempt).await => continue,
                 other => break other?,
             }
         };
@@ -501,11 +506,17 @@ impl Coordinator {
         }
         let mut attempt = 0;
         loop {
+            // Until COMMIT starts nothing of the statement is visible, so a
+            // slice server that was unreachable then is a reason to retry too.
+            let mut before_commit = true;
             let result = if writes {
                 let mut txn = self.txns.begin().await?;
                 let stmt = txn.statement();
                 match self.run_plan_in(plan.clone(), kind, stmt).await {
-                    Ok(out) => self.txns.commit(&mut txn).await.map(|()| out),
+                    Ok(out) => {
+                        before_commit = false;
+                        self.txns.commit(&mut txn).await.map(|()| out)
+                    }
                     Err(e) => {
                         self.txns.rollback(&mut txn).await;
                         Err(e)
@@ -518,7 +529,7 @@ impl Coordinator {
                     .map(|out| keep_until_read(out, snapshot))
             };
             match result {
-                Err(e) if retryable(&e, &mut attempt).await => continue,
+                Err(e) if retryable(&e, before_commit, &mut attempt).await => continue,
                 other => return other,
             }
         }

@@ -157,6 +157,7 @@ impl Transaction {
                 txn,
                 start_ts: self.snapshot.ts,
                 seq,
+                continues: false,
             }),
             writes: self.writes.clone(),
         })
@@ -233,8 +234,14 @@ impl TxnManager {
 
     /// A new snapshot: a timestamp at which every earlier commit is applied.
     pub async fn snapshot(self: &Arc<Self>) -> Result<Snapshot> {
-        let ts = self.clock.now()?;
-        *self.registry()?.snapshots.entry(ts).or_insert(0) += 1;
+        // Taken and registered under the registry lock, so that a GC
+        // horizon computed at the same time is never above it.
+        let ts = {
+            let mut r = self.registry()?;
+            let ts = self.clock.now()?;
+            *r.snapshots.entry(ts).or_insert(0) += 1;
+            ts
+        };
         let snapshot = Snapshot { ts, mgr: self.clone() };
         self.wait_applied(ts, SNAPSHOT_WAIT).await?;
         Ok(snapshot)
@@ -369,6 +376,10 @@ impl TxnManager {
             }
         }
         if let Some((node, e)) = failure {
+            tracing::info!(
+                txn = id,
+                "transaction {id} failed to prepare on slice server {node}: {e}; aborting"
+            );
             self.abort_on(id, nodes).await;
             return Err(match e.state {
                 SqlState::SerializationFailure => e,
@@ -379,6 +390,7 @@ impl TxnManager {
             });
         }
         // The decision.
+        slicedb_common::failpoint::failpoint("coordinator-before-decision");
         let commit_ts = self.commit_timestamp(id)?;
         let decision = CommitDecision {
             txn: id,
@@ -390,6 +402,8 @@ impl TxnManager {
             self.abort_on(id, nodes).await;
             return Err(e);
         }
+        tracing::debug!(txn = id, commit_ts, "transaction {id} decided: commit on {nodes:?}");
+        slicedb_common::failpoint::failpoint("coordinator-after-decision");
         // Phase two. From here on the transaction is committed: a slice
         // server that does not answer is told again by the recovery loop.
         self.carry_out(&decision).await;
@@ -418,6 +432,7 @@ impl TxnManager {
             }
         }
         if all {
+            tracing::debug!(txn = decision.txn, "transaction {} applied everywhere", decision.txn);
             if let Err(e) = self.catalog.forget_commit(decision.txn) {
                 tracing::warn!("could not forget commit decision {}: {e}", decision.txn);
             }
@@ -456,9 +471,9 @@ impl TxnManager {
 
     /// The oldest snapshot in use, or now.
     fn horizon(&self) -> Result<Timestamp> {
-        let oldest = self.registry()?.snapshots.keys().next().copied();
-        match oldest {
-            Some(ts) => Ok(ts),
+        let r = self.registry()?;
+        match r.snapshots.keys().next() {
+            Some(ts) => Ok(*ts),
             None => self.clock.now(),
         }
     }

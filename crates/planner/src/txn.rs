@@ -84,6 +84,11 @@ impl StatementTxn {
         Ok(())
     }
 
+    /// Has `node` received writes of the transaction?
+    pub fn wrote_to(&self, node: NodeId) -> Result<bool> {
+        Ok(self.lock()?.placed.values().any(|b| b.values().any(|n| *n == node)))
+    }
+
     /// Records `rows` rows written.
     pub fn add_rows(&self, rows: u64) -> Result<()> {
         self.lock()?.rows += rows;

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use slicedb_common::{err, Datum, Error, NodeId, Result, SqlType, TableDef};
 use slicedb_hashmap::bucket_of;
 use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::RowWrite;
+use slicedb_storage::{RowWrite, TxnWrite};
 use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::table::SliceTable;
@@ -99,13 +99,18 @@ impl RowRouter {
             e.0.push(bucket);
             e.1.push(w);
         }
+        let mut continues = BTreeMap::new();
         for (node, (buckets, _)) in &batches {
+            continues.insert(*node, self.txn.wrote_to(*node)?);
             self.txn.record(table.id, *node, buckets.iter().copied())?;
         }
         let sends = batches.into_iter().map(|(node, (_, writes))| {
             let cluster = self.target.cluster.clone();
             let request = SliceRequest::Write {
-                txn,
+                txn: TxnWrite {
+                    continues: continues.get(&node).copied().unwrap_or(true),
+                    ..txn
+                },
                 table_id: table.id,
                 table_name: table.name.clone(),
                 writes,

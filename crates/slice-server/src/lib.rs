@@ -91,6 +91,9 @@ impl SliceService for SliceServer {
                 commit_ts,
                 one_phase,
             } => {
+                if !one_phase {
+                    slicedb_common::failpoint::failpoint("slice-server-before-commit");
+                }
                 self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await?;
                 Ok(SliceResponse::Done)
             }

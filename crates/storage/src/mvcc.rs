@@ -85,6 +85,9 @@ pub struct TxnWrite {
     pub start_ts: Timestamp,
     /// The statement's number within the transaction.
     pub seq: u32,
+    /// The transaction has sent this slice server writes before: if it
+    /// does not know the transaction, a restart lost them (40001).
+    pub continues: bool,
 }
 
 /// The `history` key of the version `version` of the row at `key`.

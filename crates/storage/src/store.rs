@@ -110,6 +110,10 @@ fn emit_own(own: &mut OwnImages, bound: &[u8], visit: &mut Visit<'_>) -> Result<
 
 /// The error for a transaction whose pending writes a restart lost.
 fn lost(txn: TxnId) -> Error {
+    tracing::info!(
+        txn,
+        "transaction {txn} is unknown here: a restart lost its pending writes"
+    );
     err!(
         SerializationFailure,
         "could not serialize access: a slice server restarted and lost the pending writes of transaction {txn}"
@@ -272,6 +276,9 @@ impl SliceStore {
     pub fn txn_write(&self, txn: TxnWrite, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
         let mut writer = self.writer()?;
         let writer = &mut *writer;
+        if txn.continues && !writer.txns.states.contains_key(&txn.txn) {
+            return Err(lost(txn.txn));
+        }
         let state = writer
             .txns
             .states
@@ -959,6 +966,7 @@ mod tests {
                 txn: start_ts,
                 start_ts,
                 seq: 1,
+                continues: false,
             };
             let n = match self.txn_write(txn, table, name, writes) {
                 Ok(n) => n,
@@ -1014,6 +1022,7 @@ mod tests {
             txn: start_ts,
             start_ts,
             seq,
+            continues: seq > 1,
         };
         store.txn_write(w(1), 1, "t", &[put(1, 3, "mine")]).unwrap();
         let own = |before_seq| ReadAt {
@@ -1041,6 +1050,7 @@ mod tests {
             txn: tick(),
             start_ts: before,
             seq: 1,
+            continues: false,
         };
         let e = store.txn_write(other, 1, "t", &[put(1, 3, "theirs")]).unwrap_err();
         assert_eq!(e.state.code(), "40001");
@@ -1069,6 +1079,7 @@ mod tests {
                     txn,
                     start_ts: txn,
                     seq: 1,
+                    continues: false,
                 };
                 store.txn_write(w, 1, "t", &[put(1, id, "x")]).unwrap();
             }
@@ -1077,11 +1088,27 @@ mod tests {
         let store = SliceStore::open(dir.path()).unwrap();
         assert_eq!(store.transactions().unwrap(), vec![(prepared, prepared, true)]);
         assert_eq!(store.prepare(pending).unwrap_err().state.code(), "40001");
+        // A later write of the transaction whose writes the restart lost fails too.
+        let later = TxnWrite {
+            txn: pending,
+            start_ts: pending,
+            seq: 2,
+            continues: true,
+        };
+        assert_eq!(
+            store
+                .txn_write(later, 1, "t", &[put(1, 9, "x")])
+                .unwrap_err()
+                .state
+                .code(),
+            "40001"
+        );
         // The prepared transaction still holds its row lock.
         let w = TxnWrite {
             txn: tick(),
             start_ts: tick(),
             seq: 1,
+            continues: false,
         };
         assert_eq!(
             store.txn_write(w, 1, "t", &[put(1, 1, "y")]).unwrap_err().state.code(),

@@ -3,13 +3,14 @@
 //!
 //! When a redistribution starts, the coordinator tells each source slice
 //! server which buckets of the table move and to which target node (a
-//! [`CaptureSpec`]). From then on, every write that the source applies to a
+//! [`CaptureSpec`]). From then on, every commit that the source applies to a
 //! moving bucket is also appended to the write queue of that bucket's target
-//! **in the same RocksDB write batch** ([`crate::SliceStore::write`]): the
-//! local write and its queue entry are durable together or not at all.
+//! **in the same RocksDB write batch** ([`crate::SliceStore::commit`]): the
+//! local commit and its queue entry are durable together or not at all.
 //!
-//! A [`QueueEntry`] is the row's full stored image, or a delete, keyed by its
-//! row key. Applying entries in queue order on the target is idempotent:
+//! A [`QueueEntry`] is the row's new stored version (a tombstone for a
+//! delete; entries written before transactions may carry `None` for a
+//! delete), keyed by its row key. Applying entries in queue order on the target is idempotent:
 //! applying one twice, or applying an entry for a row the snapshot copy
 //! already carried, leaves the same result.
 //!
