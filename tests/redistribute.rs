@@ -8,7 +8,8 @@
 //! Variants: `CANCEL` in the middle of the copy (then the move again, to
 //! completion), `kill -9` of the coordinator mid-copy, and `kill -9` of the
 //! target slice server mid-move with a `minimal_move` map, and `kill -9` of a
-//! source slice server mid-copy.
+//! source slice server mid-copy. And transactions left open across a
+//! cut-over: they commit on the new owner or abort with 40001.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -488,4 +489,53 @@ async fn a_killed_source_is_waited_for() {
     .await;
     let writers = Writers::start(cluster.pg, models);
     finish_and_check(&client, &job, writers).await;
+}
+
+/// Transactions open across a cut-over: one that wrote rows whose buckets
+/// moved fails to commit with 40001 and leaves nothing behind; one whose
+/// snapshot predates the cut-over can no longer read the table (40001); one
+/// begun after the move reads and writes on the new owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_spanning_a_cut_over_commit_on_the_new_owner_or_abort() {
+    let cluster = TestCluster::start(3, 1);
+    let client = cluster.client().await;
+    load(&client).await;
+    let writer = cluster.client().await;
+    let reader = cluster.client().await;
+    // 200 rows: some of their buckets surely move from 3 nodes to 4.
+    writer.batch_execute("BEGIN").await.unwrap();
+    let n = writer
+        .execute("UPDATE t SET v = 'in flight' WHERE id <= 200", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 200);
+    reader.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(count(&reader, "SELECT count(*) FROM t").await, ROWS);
+
+    client
+        .batch_execute(&format!("ADD NODE '{}'", cluster.spares[0]))
+        .await
+        .unwrap();
+    let (job, _) = redistribute(&client, "REDISTRIBUTE TABLE t").await;
+    wait_for(&client, &job, Duration::from_secs(120), |s| s["state"] == "done").await;
+
+    let e = writer.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("40001"), "{e}");
+    let e = reader.simple_query("SELECT count(*) FROM t").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("40001"), "{e}");
+    reader.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM t WHERE v = 'in flight'").await, 0);
+
+    // After the move: a transaction over moved and unmoved buckets commits.
+    writer.batch_execute("BEGIN").await.unwrap();
+    writer
+        .execute("UPDATE t SET v = 'after' WHERE id <= 200", &[])
+        .await
+        .unwrap();
+    assert_eq!(count(&writer, "SELECT count(*) FROM t WHERE v = 'after'").await, 200);
+    assert_eq!(count(&client, "SELECT count(*) FROM t WHERE v = 'after'").await, 0);
+    writer.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&client, "SELECT count(*) FROM t WHERE v = 'after'").await, 200);
+    assert_eq!(count(&client, "SELECT count(*) FROM t").await, ROWS);
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
 }
