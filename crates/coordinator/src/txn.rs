@@ -355,7 +355,10 @@ impl TxnManager {
             commit_ts,
             one_phase: true,
         };
-        let (node, result) = self.call_all(nodes, request).await.pop().expect("one node");
+        let Some((node, result)) = self.call_all(nodes, request).await.pop() else {
+            self.applied(commit_ts);
+            return Err(Error::internal("a one-phase commit without a slice server"));
+        };
         self.applied(commit_ts);
         match result {
             Ok(_) => Ok(()),
