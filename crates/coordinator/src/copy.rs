@@ -519,6 +519,12 @@ impl Coordinator {
         };
         match (to, target) {
             (false, CopyTarget::Stdin) => {
+                if session.in_block() && session.read_only {
+                    return Err(err!(
+                        ReadOnlySqlTransaction,
+                        "cannot execute COPY FROM in a read-only transaction"
+                    ));
+                }
                 let (stmt, implicit) = match session.txn.as_mut() {
                     Some(txn) => (txn.statement(), None),
                     None => {

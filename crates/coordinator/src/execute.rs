@@ -80,19 +80,60 @@ async fn retryable(e: &Error, before_commit: bool, attempt: &mut u32) -> bool {
     true
 }
 
-/// In a failed transaction block, only the end of the block may run.
-fn check_not_failed(session: &Session, stmt: Option<&Statement>) -> Result<()> {
-    if !session.failed {
+/// Does `stmt` end the block or roll back within it?
+fn ends_or_rolls_back(stmt: Option<&Statement>) -> bool {
+    matches!(stmt, Some(Statement::Sql(s)) if matches!(**s, ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }))
+}
+
+/// In a failed transaction block, only the end of the block may run. A
+/// block whose query failed while its rows streamed is failed too.
+fn check_not_failed(session: &mut Session, stmt: Option<&Statement>) -> Result<()> {
+    if session.stream_failed.swap(false, std::sync::atomic::Ordering::AcqRel) && session.in_block() {
+        session.failed = true;
+    }
+    if !session.failed || ends_or_rolls_back(stmt) {
         return Ok(());
     }
-    match stmt {
-        Some(Statement::Sql(s)) if matches!(**s, ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }) => {
-            Ok(())
+    Err(err!(
+        InFailedSqlTransaction,
+        "current transaction is aborted, commands ignored until end of transaction block"
+    ))
+}
+
+/// Marks the block failed while a statement of it runs, so that a
+/// statement cancelled halfway (its future dropped) leaves the block failed,
+/// as an error would. Returns whether it did.
+fn assume_failure(session: &mut Session, stmt: Option<&Statement>) -> bool {
+    let assume = session.in_block() && !ends_or_rolls_back(stmt);
+    if assume {
+        session.failed = true;
+    }
+    assume
+}
+
+/// Clears the assumed failure if the statement succeeded; a query's rows
+/// that fail while streaming fail the block later (`stream_failed`).
+fn settle_failure(session: &mut Session, assumed: bool, out: Result<Output>) -> Result<Output> {
+    if assumed && out.is_ok() {
+        session.failed = false;
+    }
+    match out {
+        Ok(Output::Rows { schema, stream }) if session.in_block() => {
+            use futures::StreamExt;
+            let flag = session.stream_failed.clone();
+            let stream = stream.inspect(move |batch| {
+                if batch.is_err() {
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            });
+            Ok(Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema, stream,
+                )),
+            })
         }
-        _ => Err(err!(
-            InFailedSqlTransaction,
-            "current transaction is aborted, commands ignored until end of transaction block"
-        )),
+        other => other,
     }
 }
 
@@ -312,9 +353,10 @@ impl Coordinator {
     ) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, prepared.statement.as_ref())?;
+        let assumed = assume_failure(session, prepared.statement.as_ref());
         let out = self.execute_prepared_statement(session, prepared, params).await;
-        session.failed |= out.is_err() && session.in_block();
-        Ok(keep_until_read(out?, guard))
+        let out = settle_failure(session, assumed, out)?;
+        Ok(keep_until_read(out, guard))
     }
 
     /// Registers a statement as running from the catalog's current version
@@ -347,7 +389,7 @@ impl Coordinator {
                 let plan = plan.replace_params_with_values(&params)?;
                 self.run_plan(session, plan, kind).await
             }
-            (Some(stmt), _) => self.execute(session, stmt.clone()).await,
+            (Some(stmt), _) => self.execute_statement(session, stmt.clone()).await,
         }
     }
 
@@ -356,9 +398,10 @@ impl Coordinator {
     pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, Some(&stmt))?;
+        let assumed = assume_failure(session, Some(&stmt));
         let out = self.execute_statement(session, stmt).await;
-        session.failed |= out.is_err() && session.in_block();
-        Ok(keep_until_read(out?, guard))
+        let out = settle_failure(session, assumed, out)?;
+        Ok(keep_until_read(out, guard))
     }
 
     async fn execute_statement(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
@@ -502,7 +545,13 @@ impl Coordinator {
                 ));
             }
             let stmt = txn.statement();
-            return self.run_plan_in(plan, kind, stmt).await;
+            // The rows may be read after the block ends (a suspended
+            // portal): keep the snapshot from garbage collection till then.
+            let pin = txn.pin();
+            return self
+                .run_plan_in(plan, kind, stmt)
+                .await
+                .map(|out| keep_until_read(out, pin));
         }
         let mut attempt = 0;
         loop {
@@ -510,23 +559,30 @@ impl Coordinator {
             // slice server that was unreachable then is a reason to retry too.
             let mut before_commit = true;
             let result = if writes {
-                let mut txn = self.txns.begin().await?;
-                let stmt = txn.statement();
-                match self.run_plan_in(plan.clone(), kind, stmt).await {
-                    Ok(out) => {
-                        before_commit = false;
-                        self.txns.commit(&mut txn).await.map(|()| out)
+                match self.txns.begin().await {
+                    Ok(mut txn) => {
+                        let stmt = txn.statement();
+                        match self.run_plan_in(plan.clone(), kind, stmt).await {
+                            Ok(out) => {
+                                before_commit = false;
+                                self.txns.commit(&mut txn).await.map(|()| out)
+                            }
+                            Err(e) => {
+                                self.txns.rollback(&mut txn).await;
+                                Err(e)
+                            }
+                        }
                     }
-                    Err(e) => {
-                        self.txns.rollback(&mut txn).await;
-                        Err(e)
-                    }
+                    Err(e) => Err(e),
                 }
             } else {
-                let (snapshot, stmt) = self.txns.read_only_statement().await?;
-                self.run_plan_in(plan.clone(), kind, stmt)
-                    .await
-                    .map(|out| keep_until_read(out, snapshot))
+                match self.txns.read_only_statement().await {
+                    Ok((snapshot, stmt)) => self
+                        .run_plan_in(plan.clone(), kind, stmt)
+                        .await
+                        .map(|out| keep_until_read(out, snapshot)),
+                    Err(e) => Err(e),
+                }
             };
             match result {
                 Err(e) if retryable(&e, before_commit, &mut attempt).await => continue,
@@ -688,6 +744,20 @@ fn explain_output(batches: Vec<RecordBatch>) -> Result<Output> {
 /// the target table; refuse the forms whose conditions would not reach us.
 fn check_dml(stmt: &ast::Statement) -> Result<()> {
     let selection = match stmt {
+        ast::Statement::Explain {
+            analyze: true,
+            statement,
+            ..
+        } if matches!(
+            **statement,
+            ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
+        ) =>
+        {
+            return Err(err!(
+                FeatureNotSupported,
+                "EXPLAIN ANALYZE of INSERT, UPDATE or DELETE is not supported"
+            ))
+        }
         ast::Statement::Update(u) => {
             if u.from.is_some() {
                 return Err(err!(FeatureNotSupported, "UPDATE … FROM is not supported"));

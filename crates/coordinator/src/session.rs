@@ -74,6 +74,9 @@ pub struct Session {
     pub failed: bool,
     /// The open block is `READ ONLY`.
     pub read_only: bool,
+    /// A query of the block failed while its rows streamed (set by the
+    /// stream, after the statement returned).
+    pub stream_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Settings changed since [`Session::take_changed`] last ran.
     changed: Vec<String>,
 }
@@ -94,6 +97,7 @@ impl Default for Session {
             txn: None,
             failed: false,
             read_only: false,
+            stream_failed: Default::default(),
             changed: Vec::new(),
         }
     }

@@ -95,6 +95,9 @@ struct Registry {
     active: HashSet<TxnId>,
     /// Commit timestamps handed out whose commits are not applied everywhere yet.
     applying: BTreeMap<Timestamp, TxnId>,
+    /// One-phase commits whose outcome a lost connection left open, by
+    /// commit timestamp: (transaction, slice server). Recovery settles them.
+    unsettled: BTreeMap<Timestamp, (TxnId, NodeId)>,
 }
 
 /// The coordinator's transaction manager.
@@ -161,6 +164,19 @@ impl Transaction {
             }),
             writes: self.writes.clone(),
         })
+    }
+
+    /// Another hold on the transaction's snapshot, for rows read after
+    /// the statement returned.
+    pub fn pin(&self) -> Snapshot {
+        let ts = self.snapshot.ts;
+        if let Ok(mut r) = self.snapshot.mgr.registry.lock() {
+            *r.snapshots.entry(ts).or_insert(0) += 1;
+        }
+        Snapshot {
+            ts,
+            mgr: self.snapshot.mgr.clone(),
+        }
     }
 
     /// The number the next statement will get.
@@ -309,7 +325,9 @@ impl TxnManager {
         futures::future::join_all(calls).await
     }
 
-    /// Commits `txn` (see the module documentation).
+    /// Commits `txn` (see the module documentation). The commit runs as a
+    /// task of its own: a client that goes away or cancels its `COMMIT`
+    /// does not stop it halfway.
     pub async fn commit(&self, txn: &mut Transaction) -> Result<()> {
         txn.finished = true;
         let id = txn.id();
@@ -317,6 +335,13 @@ impl TxnManager {
         if writes.is_empty() {
             return Ok(());
         }
+        let mgr = txn.snapshot.mgr.clone();
+        tokio::spawn(async move { mgr.commit_writes(id, writes).await })
+            .await
+            .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
+    }
+
+    async fn commit_writes(&self, id: TxnId, writes: TxnWrites) -> Result<()> {
         let nodes = writes.nodes();
         // No cut-over of a written bucket may start until the commit is
         // applied, and none may have happened since the writes were sent.
@@ -359,15 +384,46 @@ impl TxnManager {
             self.applied(commit_ts);
             return Err(Error::internal("a one-phase commit without a slice server"));
         };
-        self.applied(commit_ts);
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_connection_error(&e) => Err(err!(
-                StatementCompletionUnknown,
-                "the connection to slice server {node} was lost during COMMIT; the transaction may or may not have committed: {e}"
-            )),
-            Err(e) => Err(e),
+            Ok(_) => {
+                self.applied(commit_ts);
+                Ok(())
+            }
+            Err(e) if is_connection_error(&e) => {
+                // The slice server may still apply the commit. Until an
+                // abort settles it (then it either happened or never
+                // will), snapshots after `commit_ts` must wait.
+                self.registry()?.unsettled.insert(commit_ts, (id, node));
+                self.settle(commit_ts, id, node).await;
+                Err(err!(
+                    StatementCompletionUnknown,
+                    "the connection to slice server {node} was lost during COMMIT; the transaction may or may not have committed: {e}"
+                ))
+            }
+            Err(e) => {
+                self.applied(commit_ts);
+                Err(e)
+            }
         }
+    }
+
+    /// Settles a one-phase commit whose answer was lost: once the slice
+    /// server acknowledges an abort, the commit either happened before it
+    /// or never will, and snapshots no longer wait for it.
+    async fn settle(&self, commit_ts: Timestamp, txn: TxnId, node: NodeId) -> bool {
+        let one: BTreeSet<NodeId> = [node].into();
+        let settled = self
+            .call_all(&one, SliceRequest::Abort { txn })
+            .await
+            .into_iter()
+            .all(|(_, r)| r.is_ok());
+        if settled {
+            if let Ok(mut r) = self.registry() {
+                r.unsettled.remove(&commit_ts);
+            }
+            self.applied(commit_ts);
+        }
+        settled
     }
 
     async fn commit_two_phase(&self, id: TxnId, nodes: &BTreeSet<NodeId>) -> Result<()> {
@@ -485,6 +541,10 @@ impl TxnManager {
     /// transactions the slice servers hold that nobody will finish, and,
     /// with `gc`, collects old versions.
     pub async fn recover(&self, gc: bool) -> Result<()> {
+        let unsettled: Vec<_> = self.registry()?.unsettled.iter().map(|(t, v)| (*t, *v)).collect();
+        for (commit_ts, (txn, node)) in unsettled {
+            self.settle(commit_ts, txn, node).await;
+        }
         let decisions = self.catalog.commit_decisions()?;
         for d in &decisions {
             self.carry_out(d).await;

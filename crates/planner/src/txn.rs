@@ -28,6 +28,9 @@ pub struct TxnWrites {
     pub placed: BTreeMap<TableId, BTreeMap<u16, NodeId>>,
     /// Rows the slice servers reported written.
     pub rows: u64,
+    /// Slice servers that acknowledged a write of the transaction: they
+    /// hold pending writes of it unless a restart lost them.
+    pub acknowledged: BTreeSet<NodeId>,
 }
 
 impl TxnWrites {
@@ -84,9 +87,15 @@ impl StatementTxn {
         Ok(())
     }
 
-    /// Has `node` received writes of the transaction?
+    /// Has `node` acknowledged writes of the transaction?
     pub fn wrote_to(&self, node: NodeId) -> Result<bool> {
-        Ok(self.lock()?.placed.values().any(|b| b.values().any(|n| *n == node)))
+        Ok(self.lock()?.acknowledged.contains(&node))
+    }
+
+    /// Records that `node` acknowledged a write.
+    pub fn acknowledge(&self, node: NodeId) -> Result<()> {
+        self.lock()?.acknowledged.insert(node);
+        Ok(())
     }
 
     /// Records `rows` rows written.

@@ -117,7 +117,7 @@ impl RowRouter {
             };
             async move {
                 match cluster.client(node)?.call(request).await? {
-                    SliceResponse::Written(n) => Ok(n),
+                    SliceResponse::Written(n) => Ok((node, n)),
                     other => Err(Error::internal(format!("unexpected write response {other:?}"))),
                 }
             }
@@ -126,7 +126,10 @@ impl RowRouter {
         let mut first_error = None;
         for r in futures::future::join_all(sends).await {
             match r {
-                Ok(n) => affected += n,
+                Ok((node, n)) => {
+                    self.txn.acknowledge(node)?;
+                    affected += n;
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }

@@ -263,7 +263,9 @@ impl SliceStore {
     pub fn commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<()> {
         let mut writer = self.writer()?;
         let writer = &mut *writer;
-        let Some(state) = writer.txns.states.remove(&txn) else {
+        // The state goes only once the batch is written: a failed write
+        // leaves the transaction (and its locks) for a retry.
+        let Some(state) = writer.txns.states.get(&txn) else {
             return if must_know { Err(lost(txn)) } else { Ok(()) };
         };
         let (history, gc, intents) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?, self.cf(INTENTS_CF)?);
@@ -310,8 +312,9 @@ impl SliceStore {
         // the commit only after the sync.
         self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
         writer.next_seq = seq;
-        writer.txns.unlock(txn, state.writes.keys());
-        drop(state);
+        if let Some(state) = writer.txns.states.remove(&txn) {
+            writer.txns.unlock(txn, state.writes.keys());
+        }
         self.db.flush_wal(true).map_err(rocks)?;
         Ok(())
     }
@@ -320,10 +323,10 @@ impl SliceStore {
     /// Aborting an unknown transaction does nothing.
     pub fn abort(&self, txn: TxnId) -> Result<()> {
         let mut writer = self.writer()?;
-        let Some(state) = writer.txns.states.remove(&txn) else {
+        let Some(prepared) = writer.txns.states.get(&txn).map(|s| s.prepared) else {
             return Ok(());
         };
-        if state.prepared {
+        if prepared {
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(
                 self.cf(INTENTS_CF)?,
@@ -332,7 +335,9 @@ impl SliceStore {
             );
             self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
         }
-        writer.txns.unlock(txn, state.writes.keys());
+        if let Some(state) = writer.txns.states.remove(&txn) {
+            writer.txns.unlock(txn, state.writes.keys());
+        }
         Ok(())
     }
 

@@ -475,9 +475,13 @@ impl SliceClient for QuicClient {
     }
 
     async fn call(&self, request: SliceRequest) -> Result<SliceResponse> {
-        // Everything but a write may run twice (a write of an INSERT would
-        // fail the second time with a duplicate key, or apply twice).
-        let retry = !matches!(request, SliceRequest::Write { .. });
+        // Everything but a write or a one-phase commit may run twice (a
+        // write of an INSERT would fail the second time with a duplicate
+        // key; a one-phase commit that did commit would be refused as lost).
+        let retry = !matches!(
+            request,
+            SliceRequest::Write { .. } | SliceRequest::Commit { one_phase: true, .. }
+        );
         let request = Arc::new(request);
         self.with_connection(retry, |conn| {
             let request = request.clone();
