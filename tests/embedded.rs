@@ -210,5 +210,5 @@ async fn malformed_message_closes_only_its_connection() {
     drop(raw);
     let client = server.connect().await;
     let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
-    assert_eq!(row.get::<_, i64>(0), 2);
+    assert_eq!(row.get::<_, i32>(0), 2);
 }

@@ -1,6 +1,11 @@
-//! Runs every `sql/*.slt` file against a freshly started `slicedb start`
-//! process, through a real pgwire connection (tokio-postgres, simple query
-//! protocol). Errors are matched by SQLSTATE: `statement error (42P01)`.
+//! Runs every `sql/*.slt` and `sql/postgres/*.slt` file against a freshly
+//! started `slicedb start` process, through a real pgwire connection
+//! (tokio-postgres, simple query protocol). Errors are matched by SQLSTATE:
+//! `statement error (42P01)`.
+//!
+//! The expected output of `sql/postgres/*.slt` is PostgreSQL 15's own:
+//! `scripts/slt-postgres` regenerates it from a throwaway PostgreSQL
+//! (through the ignored `regenerate_postgres_expectations` test below).
 
 use std::path::PathBuf;
 
@@ -80,15 +85,93 @@ impl sqllogictest::AsyncDB for Postgres {
     }
 }
 
-fn slt_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sql");
+fn slt_files_in(dir: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("sql/ directory")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .collect();
     files.sort();
     files
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let mut files = slt_files_in("sql");
+    files.extend(slt_files_in("sql/postgres"));
+    files
+}
+
+/// The file's name, unless `SLT` (`filter`) names other files.
+fn selected(file: &std::path::Path, filter: Option<&str>) -> Option<String> {
+    let name = file.file_name()?.to_str()?.to_string();
+    filter.is_none_or(|f| name.contains(f)).then_some(name)
+}
+
+async fn connect(conn_str: String) -> Result<Postgres, DbError> {
+    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
+        .await
+        .map_err(DbError)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Postgres { client })
+}
+
+/// Expected errors are matched by SQLSTATE only (`statement error
+/// (23505)`): the regenerated file has PostgreSQL's whole message, whose
+/// wording slicedb need not copy.
+fn keep_only_sqlstates(file: &std::path::Path) {
+    let text = std::fs::read_to_string(file).expect("read the regenerated file");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let kept = ["statement error ", "query error "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (code, _) = rest.split_once(':')?;
+            (code.len() == 5 && code.chars().all(|c| c.is_ascii_alphanumeric())).then(|| format!("{prefix}({code})"))
+        });
+        out.push_str(kept.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    std::fs::write(file, out).expect("write the regenerated file");
+}
+
+/// Rewrites the expected output of `sql/postgres/*.slt` with what the
+/// PostgreSQL at `SLT_POSTGRES` (a connection string) answers. Run by
+/// `scripts/slt-postgres`, which starts that PostgreSQL; each file runs in
+/// a database of its own.
+#[test]
+#[ignore = "needs a PostgreSQL 15: run it through scripts/slt-postgres"]
+fn regenerate_postgres_expectations() {
+    let conn = std::env::var("SLT_POSTGRES").expect("SLT_POSTGRES: a PostgreSQL connection string");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let filter = std::env::var("SLT").ok();
+    for (i, file) in slt_files_in("sql/postgres").iter().enumerate() {
+        let Some(name) = selected(file, filter.as_deref()) else {
+            continue;
+        };
+        let db = format!("slt_{i}");
+        runtime.block_on(async {
+            let admin = connect(conn.clone()).await.expect("connect to PostgreSQL");
+            for sql in [format!("DROP DATABASE IF EXISTS {db}"), format!("CREATE DATABASE {db}")] {
+                admin.client.simple_query(&sql).await.expect("create the database");
+            }
+            let conn_str = format!("{conn} dbname={db}");
+            let mut runner = sqllogictest::Runner::new(move || connect(conn_str.clone()));
+            runner
+                .update_test_file(
+                    file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        });
+        keep_only_sqlstates(file);
+        println!("{name}: regenerated from PostgreSQL");
+    }
 }
 
 #[test]
@@ -99,30 +182,14 @@ fn sqllogictest_files() {
     let filter = std::env::var("SLT").ok();
     let mut failures = Vec::new();
     for file in &files {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        let Some(name) = selected(file, filter.as_deref()) else {
             continue;
-        }
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let server = Server::start(dir.path());
         let result = runtime.block_on(async {
             let conn_str = server.conn_str();
-            let mut runner = sqllogictest::Runner::new(move || {
-                let conn_str = conn_str.clone();
-                async move {
-                    let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-                        .await
-                        .map_err(DbError)?;
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    Ok(Postgres { client })
-                }
-            });
+            let mut runner = sqllogictest::Runner::new(move || connect(conn_str.clone()));
             runner.run_file_async(file).await
         });
         match result {

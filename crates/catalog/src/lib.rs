@@ -11,6 +11,7 @@
 //! map/<name>        → HashMap (as bucket runs)
 //! table/<name>      → TableDef
 //! view/<name>       → ViewDef
+//! sequence/<name>   → SequenceDef (with its high-water mark: [`sequence`])
 //! redistribution/<id, 20 digits> → RedistributionJob
 //! txn/<id, 20 digits>, clock      → the transaction log ([`txn_log`])
 //! ```
@@ -26,6 +27,7 @@
 //! only then publishes it, so what a client saw acknowledged survives a crash.
 
 pub mod redistribution;
+pub mod sequence;
 pub mod txn_log;
 
 use std::collections::BTreeMap;
@@ -38,6 +40,7 @@ use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 
 pub use redistribution::{JobState, MovePair, RedistributionJob};
+pub use sequence::SequenceDef;
 pub use txn_log::CommitDecision;
 
 /// A registered slice server.
@@ -77,6 +80,7 @@ pub struct CatalogState {
     pub hash_maps: BTreeMap<String, Arc<HashMap>>,
     pub tables: BTreeMap<String, Arc<TableDef>>,
     pub views: BTreeMap<String, ViewDef>,
+    pub sequences: BTreeMap<String, SequenceDef>,
     /// Redistribution jobs, finished ones included, by id.
     pub jobs: BTreeMap<u64, RedistributionJob>,
     /// Placements of tables in the middle of a redistribution (derived
@@ -138,6 +142,17 @@ impl CatalogState {
             .get(name)
             .cloned()
             .ok_or_else(|| err!(UndefinedTable, "relation \"{name}\" does not exist"))
+    }
+
+    pub fn sequence(&self, name: &str) -> Result<&SequenceDef> {
+        self.sequences
+            .get(name)
+            .ok_or_else(|| err!(UndefinedTable, "relation \"{name}\" does not exist"))
+    }
+
+    /// Is `name` taken by a table, a view or a sequence (which share one namespace)?
+    pub fn relation_exists(&self, name: &str) -> bool {
+        self.tables.contains_key(name) || self.views.contains_key(name) || self.sequences.contains_key(name)
     }
 
     /// Where `table`'s buckets are now: its hash map, or, while a
@@ -203,6 +218,8 @@ pub enum Change {
     PutView(ViewDef),
     DropView(String),
     PutJob(RedistributionJob),
+    PutSequence(SequenceDef),
+    DropSequence(String),
 }
 
 /// The persistent catalog.
@@ -307,6 +324,14 @@ impl Catalog {
                     batch.delete(format!("view/{name}"));
                     new.views.remove(&name);
                 }
+                Change::PutSequence(seq) => {
+                    batch.put(format!("sequence/{}", seq.name), json(&seq)?);
+                    new.sequences.insert(seq.name.clone(), seq);
+                }
+                Change::DropSequence(name) => {
+                    batch.delete(format!("sequence/{name}"));
+                    new.sequences.remove(&name);
+                }
                 Change::PutJob(job) => {
                     new.meta.next_job_id = new.meta.next_job_id.max(job.id + 1);
                     batch.put(job_key(job.id), json(&job)?);
@@ -390,6 +415,40 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Takes up to `count` values of sequence `name` (see [`sequence`]):
+    /// the first and how many, after the new high-water mark is synced.
+    /// Does not change the catalog version.
+    pub fn allocate_sequence(&self, name: &str, count: i64) -> Result<(i64, i64)> {
+        self.change_sequence(name, |seq| seq.take(count))
+    }
+
+    /// Changes sequence `name` in place (`setval`), durably, without a new
+    /// catalog version.
+    pub fn change_sequence<T>(&self, name: &str, change: impl FnOnce(&mut SequenceDef) -> Result<T>) -> Result<T> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        let old = self.snapshot();
+        let mut seq = old.sequence(name)?.clone();
+        let out = change(&mut seq)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(format!("sequence/{name}"), json(&seq)?, &wo)
+            .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+        let mut new = (*old).clone();
+        new.sequences.insert(seq.name.clone(), seq);
+        let new = Arc::new(new);
+        match self.state.write() {
+            Ok(mut s) => *s = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(out)
+    }
+}
+
 fn job_key(id: u64) -> String {
     format!("redistribution/{id:020}")
 }
@@ -418,6 +477,9 @@ fn load(db: &DB) -> Result<CatalogState> {
         } else if key.starts_with("view/") {
             let view: ViewDef = serde_json::from_slice(&v).map_err(bad)?;
             state.views.insert(view.name.clone(), view);
+        } else if key.starts_with("sequence/") {
+            let seq: SequenceDef = serde_json::from_slice(&v).map_err(bad)?;
+            state.sequences.insert(seq.name.clone(), seq);
         } else if key.starts_with("redistribution/") {
             let job: RedistributionJob = serde_json::from_slice(&v).map_err(bad)?;
             state.jobs.insert(job.id, job);
@@ -465,6 +527,30 @@ mod tests {
             "and kept"
         );
         assert_eq!(s.table("nope").unwrap_err().state.code(), "42P01");
+    }
+
+    #[test]
+    fn sequence_ranges_survive_reopen_without_a_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cat = Catalog::open(dir.path()).unwrap();
+            cat.update(|_| {
+                Ok(vec![Change::PutSequence(SequenceDef::new(
+                    "s",
+                    slicedb_common::SqlType::BigInt,
+                ))])
+            })
+            .unwrap();
+            assert_eq!(cat.allocate_sequence("s", 32).unwrap(), (1, 32));
+            assert_eq!(cat.snapshot().version(), 1, "allocation is no catalog change");
+        }
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert_eq!(
+            cat.allocate_sequence("s", 1).unwrap(),
+            (33, 1),
+            "a reopened catalog never hands out a value twice"
+        );
+        assert_eq!(cat.allocate_sequence("nope", 1).unwrap_err().state.code(), "42P01");
     }
 
     #[test]

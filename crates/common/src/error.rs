@@ -44,6 +44,20 @@ pub enum SqlState {
     UniqueViolation,
     /// 23502
     NotNullViolation,
+    /// 23514
+    CheckViolation,
+    /// 21000
+    CardinalityViolation,
+    /// 2200H
+    SequenceGeneratorLimitExceeded,
+    /// 42809
+    WrongObjectType,
+    /// 428C9
+    GeneratedAlways,
+    /// 42P05
+    DuplicatePreparedStatement,
+    /// 26000
+    InvalidSqlStatementName,
     /// 22P02
     InvalidTextRepresentation,
     /// 22001
@@ -104,6 +118,13 @@ impl SqlState {
             IndeterminateDatatype => "42P18",
             UniqueViolation => "23505",
             NotNullViolation => "23502",
+            CheckViolation => "23514",
+            CardinalityViolation => "21000",
+            SequenceGeneratorLimitExceeded => "2200H",
+            WrongObjectType => "42809",
+            GeneratedAlways => "428C9",
+            DuplicatePreparedStatement => "42P05",
+            InvalidSqlStatementName => "26000",
             InvalidTextRepresentation => "22P02",
             StringDataRightTruncation => "22001",
             NumericValueOutOfRange => "22003",
@@ -289,6 +310,8 @@ impl Error {
             SqlState::InvalidTextRepresentation
         } else if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large") {
             SqlState::NumericValueOutOfRange
+        } else if lower.contains("returned more than one row") {
+            SqlState::CardinalityViolation
         } else if lower.contains("non-nullable") || lower.contains("null value") && lower.contains("not-null") {
             SqlState::NotNullViolation
         } else {

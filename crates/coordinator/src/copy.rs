@@ -7,14 +7,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, BinaryBuilder, RecordBatch, RecordBatchOptions, StringArray,
+};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget};
 use futures::StreamExt;
 use slicedb_common::{err, Datum, Error, Result, SqlType, TableDef};
 use slicedb_planner::txn::StatementTxn;
-use slicedb_planner::write::{check_value, insert_write, RowRouter};
+use slicedb_planner::write::{check_rows, check_value, insert_write, RowRouter};
 use slicedb_planner::SliceTable;
 
 use crate::ddl::{normalize, relation_name};
@@ -104,6 +107,10 @@ pub struct CopyIn {
     buffer: Vec<u8>,
     rows: Vec<Vec<Option<String>>>,
     router: RowRouter,
+    /// Columns left out of the column list that have a default, with it.
+    defaults: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+    /// The table's CHECK constraints.
+    checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
     /// The implicit transaction of a COPY outside a transaction block,
     /// committed when the data ends.
     pub(crate) implicit: Option<crate::txn::Transaction>,
@@ -195,6 +202,24 @@ impl CopyIn {
             let ty = table.columns[*col].sql_type;
             let values = rows.iter().map(|r| r[field].as_deref());
             columns[*col] = Some(parse_column(values, ty, &table.columns[*col].name)?);
+        }
+        if !self.defaults.is_empty() {
+            let none = RecordBatch::try_new_with_options(
+                Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                vec![],
+                &RecordBatchOptions::new().with_row_count(Some(n)),
+            )?;
+            for (c, expr) in &self.defaults {
+                columns[*c] = Some(expr.evaluate(&none)?.into_array(n)?);
+            }
+        }
+        if !self.checks.is_empty() {
+            let full: Vec<ArrayRef> = columns
+                .iter()
+                .zip(&table.columns)
+                .map(|(a, c)| a.clone().unwrap_or_else(|| new_null_array(&c.sql_type.arrow_type(), n)))
+                .collect();
+            check_rows(&table, &self.checks, &full, n)?;
         }
         let mut writes = Vec::with_capacity(n);
         for i in 0..n {
@@ -499,7 +524,14 @@ impl Coordinator {
                 ))
             }
         };
-        let slice_table: SliceTable = self.slice_table(&table_name)?;
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .insert(session.sequences.clone());
+        state.mark_start_execution();
+        let slice_table: SliceTable = self.slice_table(&table_name)?.with_constraints(&state)?;
         let table = slice_table.table.clone();
         let columns: Vec<usize> = if columns.is_empty() {
             (0..table.columns.len()).collect()
@@ -532,9 +564,24 @@ impl Coordinator {
                         (txn.statement(), Some(txn))
                     }
                 };
+                let empty = datafusion::common::DFSchema::empty();
+                let mut defaults = Vec::new();
+                for (c, default) in slice_table.constraints.defaults.iter().enumerate() {
+                    if let (Some(e), false) = (default, columns.contains(&c)) {
+                        let e = datafusion::logical_expr::ExprSchemable::cast_to(
+                            e.clone(),
+                            &table.columns[c].sql_type.arrow_type(),
+                            &empty,
+                        )?;
+                        defaults.push((c, state.create_physical_expr(e, &empty)?));
+                    }
+                }
+                let checks = slice_table.physical_checks(&state)?;
                 Ok(Output::CopyIn(Box::new(CopyIn {
                     table,
                     columns,
+                    defaults,
+                    checks,
                     skip_header: format.header,
                     format,
                     buffer: Vec::new(),

@@ -7,8 +7,8 @@
 //! requires), so that uniqueness can be checked inside one bucket.
 
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, TableConstraint};
-use slicedb_catalog::{Change, ViewDef};
-use slicedb_common::{err, ColumnDef, Result, SqlType, TableDef};
+use slicedb_catalog::{Change, SequenceDef, ViewDef};
+use slicedb_common::{err, CheckDef, ColumnDef, Error, Identity, Result, SqlType, TableDef};
 use slicedb_transport::SliceRequest;
 
 use crate::{CommandTag, Coordinator, Output, SCHEMA};
@@ -48,6 +48,292 @@ fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
     match &c.column.expr {
         ast::Expr::Identifier(i) => Ok(normalize(i)),
         other => Err(err!(FeatureNotSupported, "key on expression {other} is not supported")),
+    }
+}
+
+/// The refusal of a constraint slicedb cannot enforce yet.
+fn constraint_unsupported(what: &str) -> Error {
+    err!(
+        FeatureNotSupported,
+        "constraint {what} is not supported yet (UNIQUE beyond the primary key needs global indexes; FOREIGN KEY is not enforced yet)"
+    )
+}
+
+/// The name PostgreSQL gives an unnamed CHECK constraint: `t_col_check`
+/// for a column's, `t_check` for a table's, numbered when taken.
+/// A table-level CHECK constraint, named as PostgreSQL names it unless named.
+pub(crate) fn table_check(table: &str, check: &ast::CheckConstraint, taken: &[CheckDef]) -> CheckDef {
+    let expr = check.expr.to_string();
+    let name = check
+        .name
+        .as_ref()
+        .map(normalize)
+        .unwrap_or_else(|| check_name(table, None, &expr, taken));
+    CheckDef { name, expr }
+}
+
+pub(crate) fn check_name(table: &str, column: Option<&str>, _expr: &str, taken: &[CheckDef]) -> String {
+    let base = match column {
+        Some(c) => format!("{table}_{c}_check"),
+        None => format!("{table}_check"),
+    };
+    let mut name = base.clone();
+    let mut n = 0;
+    while taken.iter().any(|c| c.name == name) {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    name
+}
+
+/// The integer type of `serial`, `bigserial` and `smallserial`.
+fn serial_type(dt: &ast::DataType) -> Option<SqlType> {
+    match dt {
+        ast::DataType::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "serial" | "serial4" => Some(SqlType::Integer),
+            "bigserial" | "serial8" => Some(SqlType::BigInt),
+            "smallserial" | "serial2" => Some(SqlType::SmallInt),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The name of the sequence behind a serial or identity column.
+pub fn owned_sequence_name(table: &str, column: &str) -> String {
+    format!("{table}_{column}_seq")
+}
+
+/// The default that draws from sequence `name`.
+pub fn nextval_default(name: &str) -> String {
+    format!("nextval('{}')", name.replace('\'', "''"))
+}
+
+/// An integer option value of CREATE SEQUENCE (`5`, `-1`).
+fn option_value(e: &ast::Expr) -> Result<i64> {
+    let bad = || err!(InvalidParameterValue, "invalid sequence option value {e}");
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.parse().map_err(|_| bad()),
+            _ => Err(bad()),
+        },
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => option_value(expr)?.checked_neg().ok_or_else(bad),
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Plus,
+            expr,
+        } => option_value(expr),
+        _ => Err(bad()),
+    }
+}
+
+/// A sequence from CREATE SEQUENCE's (or an identity column's) options,
+/// with PostgreSQL's defaults for what they leave out.
+pub fn sequence_from_options(name: &str, data_type: SqlType, options: &[ast::SequenceOptions]) -> Result<SequenceDef> {
+    use ast::SequenceOptions as O;
+    if !data_type.is_integer() {
+        return Err(err!(
+            InvalidParameterValue,
+            "sequence type must be smallint, integer, or bigint"
+        ));
+    }
+    let mut seq = SequenceDef::new(name, data_type);
+    let (mut min, mut max, mut start) = (None, None, None);
+    for o in options {
+        match o {
+            O::IncrementBy(e, _) => seq.increment = option_value(e)?,
+            O::MinValue(e) => min = e.as_ref().map(option_value).transpose()?,
+            O::MaxValue(e) => max = e.as_ref().map(option_value).transpose()?,
+            O::StartWith(e, _) => start = Some(option_value(e)?),
+            O::Cache(e) => seq.cache = option_value(e)?,
+            // sqlparser marks `NO CYCLE` with `true`.
+            O::Cycle(no) => seq.cycle = !*no,
+        }
+    }
+    let (lo, hi) = (
+        slicedb_catalog::sequence::type_min(data_type),
+        slicedb_catalog::sequence::type_max(data_type),
+    );
+    if seq.increment > 0 {
+        seq.min = min.unwrap_or(1);
+        seq.max = max.unwrap_or(hi);
+        seq.start = start.unwrap_or(seq.min);
+    } else {
+        seq.min = min.unwrap_or(lo);
+        seq.max = max.unwrap_or(-1);
+        seq.start = start.unwrap_or(seq.max);
+    }
+    seq.next = Some(seq.start);
+    seq.validate()?;
+    Ok(seq)
+}
+
+/// A column of CREATE TABLE (or ALTER TABLE … ADD COLUMN): its definition,
+/// the sequence a serial or identity column owns, and its CHECK
+/// constraints (added to `checks`).
+pub fn column_def(
+    table: &str,
+    c: &ast::ColumnDef,
+    checks: &mut Vec<CheckDef>,
+) -> Result<(ColumnDef, Option<SequenceDef>)> {
+    let name = normalize(&c.name);
+    let serial = serial_type(&c.data_type);
+    let sql_type = match serial {
+        Some(t) => t,
+        None => SqlType::from_ast(&c.data_type)?,
+    };
+    let mut column = ColumnDef::new(name.clone(), sql_type);
+    let mut sequence = None;
+    if serial.is_some() {
+        let mut seq = SequenceDef::new(owned_sequence_name(table, &name), sql_type);
+        seq.owned_by = Some((table.to_string(), name.clone()));
+        column.default = Some(nextval_default(&seq.name));
+        column.nullable = false;
+        sequence = Some(seq);
+    }
+    let two_defaults = || {
+        err!(
+            SyntaxError,
+            "multiple default values specified for column \"{name}\" of table \"{table}\""
+        )
+    };
+    for opt in &c.options {
+        match &opt.option {
+            ColumnOption::Null => column.nullable = true,
+            ColumnOption::NotNull | ColumnOption::PrimaryKey(_) => column.nullable = false,
+            ColumnOption::Default(e) => {
+                if column.default.is_some() {
+                    return Err(two_defaults());
+                }
+                column.default = Some(e.to_string());
+            }
+            ColumnOption::Check(check) => {
+                let expr = check.expr.to_string();
+                let cname = check
+                    .name
+                    .as_ref()
+                    .or(opt.name.as_ref())
+                    .map(normalize)
+                    .unwrap_or_else(|| check_name(table, Some(&name), &expr, checks));
+                checks.push(CheckDef { name: cname, expr });
+            }
+            ColumnOption::Generated {
+                generated_as,
+                sequence_options,
+                generation_expr: None,
+                ..
+            } => {
+                if column.default.is_some() {
+                    return Err(two_defaults());
+                }
+                if !sql_type.is_integer() {
+                    return Err(err!(
+                        InvalidParameterValue,
+                        "identity column type must be smallint, integer, or bigint"
+                    ));
+                }
+                column.identity = Some(match generated_as {
+                    ast::GeneratedAs::ByDefault => Identity::ByDefault,
+                    _ => Identity::Always,
+                });
+                let mut seq = sequence_from_options(
+                    &owned_sequence_name(table, &name),
+                    sql_type,
+                    sequence_options.as_deref().unwrap_or(&[]),
+                )?;
+                seq.owned_by = Some((table.to_string(), name.clone()));
+                column.default = Some(nextval_default(&seq.name));
+                column.nullable = false;
+                sequence = Some(seq);
+            }
+            ColumnOption::Generated { .. } => {
+                return Err(err!(FeatureNotSupported, "generated columns are not supported"));
+            }
+            ColumnOption::Unique(_) | ColumnOption::ForeignKey(_) => {
+                return Err(constraint_unsupported(&opt.option.to_string()));
+            }
+            other => return Err(err!(FeatureNotSupported, "column option {other} is not supported")),
+        }
+    }
+    Ok((column, sequence))
+}
+
+/// The columns of table `table` as a DataFusion schema, every column
+/// nullable, qualified by the table's name (CHECK constraints are planned
+/// over it).
+pub fn columns_schema(table: &str, columns: &[ColumnDef]) -> Result<datafusion::common::DFSchema> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .collect::<Vec<_>>(),
+    );
+    Ok(datafusion::common::DFSchema::try_from_qualified_schema(table, &schema)?)
+}
+
+/// Does the DEFAULT expression `default` draw from sequence `seq`
+/// (`nextval('seq')`, however the name is spelled)?
+pub fn default_uses_sequence(default: &str, seq: &str) -> bool {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+    let Ok(expr) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(default)
+        .and_then(|mut p| p.parse_expr())
+    else {
+        return false;
+    };
+    let found = ast::visit_expressions(&expr, |e| {
+        if let ast::Expr::Function(f) = e {
+            let is_nextval = f.name.to_string().eq_ignore_ascii_case("nextval");
+            if let (true, ast::FunctionArguments::List(list)) = (is_nextval, &f.args) {
+                for a in &list.args {
+                    if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg)) = a {
+                        let text = match arg {
+                            ast::Expr::Value(v) => match &v.value {
+                                ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                                _ => None,
+                            },
+                            ast::Expr::Cast { expr, .. } => match expr.as_ref() {
+                                ast::Expr::Value(v) => match &v.value {
+                                    ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                                    _ => None,
+                                },
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        if text.and_then(|t| crate::sequence::sequence_name(&t).ok()).as_deref() == Some(seq) {
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found.is_break()
+}
+
+/// The `(table, column)` of `OWNED BY t.c`, or `None` for `OWNED BY NONE`.
+fn owned_by_column(state: &slicedb_catalog::CatalogState, owner: &ObjectName) -> Result<Option<(String, String)>> {
+    let parts: Vec<String> = owner.0.iter().filter_map(|p| p.as_ident().map(normalize)).collect();
+    match parts.as_slice() {
+        [none] if none == "none" => Ok(None),
+        [table, column] | [_, table, column] => {
+            let t = state.table(table)?;
+            if t.column_index(column).is_none() {
+                return Err(err!(
+                    UndefinedColumn,
+                    "column \"{column}\" of relation \"{table}\" does not exist"
+                ));
+            }
+            Ok(Some((table.clone(), column.clone())))
+        }
+        _ => Err(err!(SyntaxError, "invalid OWNED BY option")),
     }
 }
 
@@ -106,37 +392,29 @@ impl Coordinator {
         let name = relation_name(&create.name)?;
         let mut columns: Vec<ColumnDef> = Vec::new();
         let mut primary_key: Vec<String> = Vec::new();
+        let mut primary_key_name: Option<String> = None;
+        let mut checks: Vec<CheckDef> = Vec::new();
+        let mut sequences: Vec<SequenceDef> = Vec::new();
         for c in &create.columns {
             let col_name = normalize(&c.name);
             if columns.iter().any(|x| x.name == col_name) {
                 return Err(err!(DuplicateColumn, "column \"{col_name}\" specified more than once"));
             }
-            let sql_type = SqlType::from_ast(&c.data_type)?;
-            let mut nullable = true;
+            let (column, sequence) = column_def(&name, c, &mut checks)?;
             for opt in &c.options {
-                match &opt.option {
-                    ColumnOption::Null => nullable = true,
-                    ColumnOption::NotNull => nullable = false,
-                    ColumnOption::PrimaryKey(_) => {
-                        if !primary_key.is_empty() {
-                            return Err(err!(
-                                InvalidTableDefinition,
-                                "multiple primary keys for table \"{name}\" are not allowed"
-                            ));
-                        }
-                        primary_key.push(col_name.clone());
-                        nullable = false;
+                if let ColumnOption::PrimaryKey(pk) = &opt.option {
+                    if !primary_key.is_empty() {
+                        return Err(err!(
+                            InvalidTableDefinition,
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        ));
                     }
-                    other => {
-                        return Err(err!(FeatureNotSupported, "column option {other} is not supported"));
-                    }
+                    primary_key.push(col_name.clone());
+                    primary_key_name = pk.name.as_ref().or(opt.name.as_ref()).map(normalize);
                 }
             }
-            columns.push(ColumnDef {
-                name: col_name,
-                sql_type,
-                nullable,
-            });
+            sequences.extend(sequence);
+            columns.push(column);
         }
         if columns.is_empty() {
             return Err(err!(FeatureNotSupported, "tables without columns are not supported"));
@@ -153,8 +431,21 @@ impl Coordinator {
                     for c in &pk.columns {
                         primary_key.push(index_column_name(c)?);
                     }
+                    primary_key_name = pk.name.as_ref().map(normalize);
                 }
-                other => return Err(err!(FeatureNotSupported, "constraint {other} is not supported")),
+                TableConstraint::Check(check) => {
+                    let check = table_check(&name, check, &checks);
+                    checks.push(check);
+                }
+                other => return Err(constraint_unsupported(&other.to_string())),
+            }
+        }
+        for check in &checks {
+            self.check_check_expr(&name, &columns, check)?;
+        }
+        for c in &columns {
+            if let Some(default) = &c.default {
+                self.check_default_expr(c, default, &sequences)?;
             }
         }
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
@@ -186,30 +477,116 @@ impl Coordinator {
         let if_not_exists = create.if_not_exists;
         let mut existed = false;
         self.catalog.update(|state| {
-            if state.tables.contains_key(&name) || state.views.contains_key(&name) {
+            if state.relation_exists(&name) {
                 if if_not_exists {
                     existed = true;
                     return Ok(vec![]);
                 }
                 return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
             }
+            for seq in &sequences {
+                if state.relation_exists(&seq.name) {
+                    return Err(err!(DuplicateTable, "relation \"{}\" already exists", seq.name));
+                }
+            }
             let map = match &hash_map {
                 Some(m) => state.hash_map(m)?,
                 None => state.current_map()?,
             };
-            Ok(vec![Change::PutTable(TableDef {
+            let mut changes: Vec<Change> = sequences.iter().cloned().map(Change::PutSequence).collect();
+            changes.push(Change::PutTable(TableDef {
                 id: state.next_table_id(),
                 name: name.clone(),
                 columns,
                 primary_key: pk,
                 distribution_key: dist,
                 hash_map: map.name.clone(),
-            })])
+                checks,
+                primary_key_name,
+            }));
+            Ok(changes)
         })?;
         if existed {
             tracing::info!("relation \"{name}\" already exists, skipping");
         }
         Ok(Output::Command(CommandTag::new("CREATE TABLE")))
+    }
+
+    /// Plans a CHECK constraint's condition over the table's columns: it
+    /// must name only them and be boolean.
+    pub(crate) fn check_check_expr(&self, table: &str, columns: &[ColumnDef], check: &CheckDef) -> Result<()> {
+        let schema = columns_schema(table, columns)?;
+        let expr = self.ctx.state().create_logical_expr(&check.expr, &schema)?;
+        let ty = datafusion::logical_expr::ExprSchemable::get_type(&expr, &schema)?;
+        if ty != datafusion::arrow::datatypes::DataType::Boolean && ty != datafusion::arrow::datatypes::DataType::Null {
+            return Err(err!(
+                DatatypeMismatch,
+                "argument of CHECK must be type boolean, not type {ty}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Plans a DEFAULT expression: it may not name columns, and its value
+    /// must cast to the column's type.
+    pub(crate) fn check_default_expr(&self, column: &ColumnDef, default: &str, _new: &[SequenceDef]) -> Result<()> {
+        let empty = datafusion::common::DFSchema::empty();
+        let expr = self.ctx.state().create_logical_expr(default, &empty).map_err(|e| {
+            let e = Error::from(e);
+            if e.state == slicedb_common::SqlState::UndefinedColumn {
+                err!(FeatureNotSupported, "cannot use column reference in DEFAULT expression")
+            } else {
+                e
+            }
+        })?;
+        let ty = datafusion::logical_expr::ExprSchemable::get_type(&expr, &empty)?;
+        let target = column.sql_type.arrow_type();
+        if !datafusion::arrow::compute::can_cast_types(&ty, &target) {
+            return Err(err!(
+                DatatypeMismatch,
+                "column \"{}\" is of type {} but default expression is of type {ty}",
+                column.name,
+                column.sql_type.pg_name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `CREATE SEQUENCE`.
+    pub async fn create_sequence(
+        &self,
+        if_not_exists: bool,
+        name: &ObjectName,
+        data_type: Option<&ast::DataType>,
+        options: &[ast::SequenceOptions],
+        owned_by: Option<&ObjectName>,
+    ) -> Result<Output> {
+        let name = relation_name(name)?;
+        let data_type = match data_type {
+            Some(t) => SqlType::from_ast(t)?,
+            None => SqlType::BigInt,
+        };
+        let mut seq = sequence_from_options(&name, data_type, options)?;
+        let snapshot = self.catalog.snapshot();
+        if let Some(owner) = owned_by {
+            seq.owned_by = owned_by_column(&snapshot, owner)?;
+        }
+        let mut existed = false;
+        self.catalog.update(|state| {
+            if state.relation_exists(&name) {
+                if if_not_exists && state.sequences.contains_key(&name) {
+                    existed = true;
+                    return Ok(vec![]);
+                }
+                return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
+            }
+            Ok(vec![Change::PutSequence(seq.clone())])
+        })?;
+        if existed {
+            tracing::info!("relation \"{name}\" already exists, skipping");
+        }
+        self.sequences.forget(&name);
+        Ok(Output::Command(CommandTag::new("CREATE SEQUENCE")))
     }
 
     pub async fn drop_objects(
@@ -224,6 +601,7 @@ impl Coordinator {
             ObjectType::Table => {
                 let _ = cascade;
                 let mut dropped = Vec::new();
+                let mut sequences = Vec::new();
                 self.catalog.update(|state| {
                     let mut changes = Vec::new();
                     for n in &names {
@@ -239,6 +617,13 @@ impl Coordinator {
                                 }
                                 dropped.push((t.clone(), state.hash_map(&t.hash_map)?));
                                 changes.push(Change::DropTable(n.clone()));
+                                // Sequences owned by its columns go with it.
+                                for seq in state.sequences.values() {
+                                    if seq.owned_by.as_ref().is_some_and(|(table, _)| table == n) {
+                                        changes.push(Change::DropSequence(seq.name.clone()));
+                                        sequences.push(seq.name.clone());
+                                    }
+                                }
                             }
                             None if if_exists => {}
                             None => return Err(err!(UndefinedTable, "table \"{n}\" does not exist")),
@@ -246,6 +631,9 @@ impl Coordinator {
                     }
                     Ok(changes)
                 })?;
+                for s in &sequences {
+                    self.sequences.forget(s);
+                }
                 // The catalog no longer names the tables, so no new rows can
                 // arrive; delete their rows from the slice servers. Table ids
                 // are never reused, so rows a crash leaves here are unreachable.
@@ -267,6 +655,50 @@ impl Coordinator {
                     Ok(changes)
                 })?;
                 Ok(Output::Command(CommandTag::new("DROP VIEW")))
+            }
+            ObjectType::Sequence => {
+                self.catalog.update(|state| {
+                    let mut changes = Vec::new();
+                    for n in &names {
+                        match state.sequences.get(n) {
+                            Some(_) => {
+                                for t in state.tables.values() {
+                                    let users = t.columns.iter().filter(|c| {
+                                        c.default.as_deref().is_some_and(|d| default_uses_sequence(d, n))
+                                    });
+                                    let mut changed = (**t).clone();
+                                    let mut any = false;
+                                    for c in users {
+                                        if !cascade {
+                                            return Err(err!(
+                                                DependentObjectsStillExist,
+                                                "cannot drop sequence {n} because default value for column {} of table {} depends on it",
+                                                c.name,
+                                                t.name
+                                            ));
+                                        }
+                                        any = true;
+                                        if let Some(col) = changed.columns.iter_mut().find(|x| x.name == c.name) {
+                                            col.default = None;
+                                            col.identity = None;
+                                        }
+                                    }
+                                    if any {
+                                        changes.push(Change::PutTable(changed));
+                                    }
+                                }
+                                changes.push(Change::DropSequence(n.clone()));
+                            }
+                            None if if_exists => {}
+                            None => return Err(err!(UndefinedTable, "sequence \"{n}\" does not exist")),
+                        }
+                    }
+                    Ok(changes)
+                })?;
+                for n in &names {
+                    self.sequences.forget(n);
+                }
+                Ok(Output::Command(CommandTag::new("DROP SEQUENCE")))
             }
             other => Err(err!(FeatureNotSupported, "DROP {other} is not supported")),
         }
@@ -311,8 +743,20 @@ impl Coordinator {
         for table in &tables {
             self.check_not_moving(&table.name, "truncate")?;
         }
-        for table in tables {
+        for table in &tables {
             self.delete_table_rows(table.id, &table.hash_map).await?;
+        }
+        if matches!(t.identity, Some(ast::TruncateIdentityOption::Restart)) {
+            // The sequences of the tables' serial and identity columns start over.
+            for seq in snapshot.sequences.values() {
+                if seq
+                    .owned_by
+                    .as_ref()
+                    .is_some_and(|(owner, _)| tables.iter().any(|t| &t.name == owner))
+                {
+                    self.sequences.set_value(&seq.name, seq.start, false)?;
+                }
+            }
         }
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
     }

@@ -19,8 +19,11 @@ use slicedb_storage::ReadAt;
 
 use crate::parser::{self, Statement};
 use crate::redistribute::QueryGuard;
+use crate::rewrite::Returning;
+use crate::sequence::SessionSequences;
 use crate::session::Session;
 use crate::{CommandTag, Coordinator, Output};
+use slicedb_planner::write::ReturningSink;
 
 /// PostgreSQL's limit on bind parameters.
 const MAX_PARAMETERS: usize = 65_535;
@@ -36,6 +39,56 @@ pub struct Prepared {
     /// The catalog version the plan was made at; a later version re-plans
     /// (the plan embeds table ids and hash maps).
     pub catalog_version: u64,
+    /// The `RETURNING` list of a write, and the columns it gives.
+    pub returning: Option<(Returning, SchemaRef)>,
+    /// A query's column names as PostgreSQL gives them.
+    pub names: Option<Vec<String>>,
+}
+
+/// A statement DataFusion planned, with what it took off the syntax tree.
+struct Planned {
+    plan: LogicalPlan,
+    returning: Option<Returning>,
+    /// A query's output names as PostgreSQL gives them.
+    names: Option<Vec<String>>,
+}
+
+/// `schema` with its fields renamed to `names` (same count).
+fn renamed_schema(schema: &SchemaRef, names: &[String]) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .zip(names)
+            .map(|(f, n)| f.as_ref().clone().with_name(n))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Renames the columns of a query's rows to PostgreSQL's names.
+fn rename_rows(out: Output, names: Option<&Vec<String>>) -> Result<Output> {
+    use futures::StreamExt;
+    let Some(names) = names else {
+        return Ok(out);
+    };
+    match out {
+        Output::Rows { schema, stream }
+            if names.len() == schema.fields().len()
+                && schema.fields().iter().zip(names).any(|(f, n)| f.name() != n) =>
+        {
+            let renamed = renamed_schema(&schema, names);
+            let target = renamed.clone();
+            let stream = stream
+                .map(move |batch| batch.and_then(|b| Ok(RecordBatch::try_new(target.clone(), b.columns().to_vec())?)));
+            Ok(Output::Rows {
+                schema: renamed.clone(),
+                stream: Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    renamed, stream,
+                )),
+            })
+        }
+        other => Ok(other),
+    }
 }
 
 /// What kind of result a DataFusion-planned statement gives.
@@ -272,15 +325,25 @@ impl Coordinator {
                 plan: None,
                 point: None,
                 catalog_version: 0,
+                returning: None,
+                names: None,
             });
         };
         let catalog_version = self.catalog.snapshot().version();
-        let plan = match &statement {
+        let (plan, returning, names) = match &statement {
             Statement::Sql(s) if plan_kind(s).is_some() => {
                 check_dml(s)?;
-                Some(self.plan(s).await?)
+                let planned = self.plan(s).await?;
+                let returning = match planned.returning {
+                    Some(r) => {
+                        let schema = self.returning_schema(&r)?;
+                        Some((r, schema))
+                    }
+                    None => None,
+                };
+                (Some(planned.plan), returning, planned.names)
             }
-            _ => None,
+            _ => (None, None, None),
         };
         let point = match &statement {
             Statement::Sql(s) => PointQuery::recognize(s),
@@ -291,14 +354,64 @@ impl Coordinator {
             plan,
             point,
             catalog_version,
+            returning,
+            names,
         })
     }
 
-    async fn plan(&self, stmt: &ast::Statement) -> Result<LogicalPlan> {
+    /// Plans a statement DataFusion plans, after the rewrites of
+    /// [`rewrite`](crate::rewrite); returns its `RETURNING` list apart.
+    async fn plan(&self, stmt: &ast::Statement) -> Result<Planned> {
+        let mut stmt = stmt.clone();
+        let returning = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        let output = match &mut stmt {
+            ast::Statement::Query(q) => crate::names::prepare_query(q),
+            _ => None,
+        };
         let state = self.ctx.state();
-        Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
-            .await?)
+        let plan = state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?;
+        let names = output.and_then(|o| {
+            let fields: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+            o.resolve(&fields)
+        });
+        Ok(Planned { plan, returning, names })
+    }
+
+    /// The rows of a `RETURNING` list over `rows` (in the table's column order).
+    fn returning_frame(&self, r: &Returning, rows: Vec<RecordBatch>) -> Result<DataFrame> {
+        let table = self.catalog.snapshot().table(&r.table)?;
+        let schema = slicedb_planner::write::nullable_schema(&table);
+        let mem = datafusion::datasource::MemTable::try_new(schema, vec![rows])?;
+        let df = self.ctx.read_table(Arc::new(mem))?.alias(&r.alias)?;
+        let mut exprs = Vec::new();
+        for item in &r.items {
+            match item {
+                ast::SelectItem::UnnamedExpr(e) => {
+                    exprs.push(df.parse_sql_expr(&e.to_string())?.alias(crate::names::output_name(e)))
+                }
+                ast::SelectItem::ExprWithAlias { expr, alias } => exprs.push(
+                    df.parse_sql_expr(&expr.to_string())?
+                        .alias(crate::ddl::normalize(alias)),
+                ),
+                ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => exprs.extend(
+                    table
+                        .columns
+                        .iter()
+                        .map(|c| datafusion::logical_expr::col(c.name.as_str())),
+                ),
+                ast::SelectItem::ExprWithAliases { .. } => {
+                    return Err(err!(FeatureNotSupported, "several aliases of one RETURNING item"))
+                }
+            }
+        }
+        Ok(df.select(exprs)?)
+    }
+
+    /// The columns a `RETURNING` list gives.
+    fn returning_schema(&self, r: &Returning) -> Result<SchemaRef> {
+        Ok(Arc::new(
+            self.returning_frame(r, Vec::new())?.schema().as_arrow().clone(),
+        ))
     }
 
     /// The types of `$1, $2, …`, as far as planning could infer them.
@@ -334,9 +447,18 @@ impl Coordinator {
 
     /// The columns a prepared statement returns, if it returns rows.
     pub fn result_schema(prepared: &Prepared) -> Option<SchemaRef> {
+        if let Some((_, schema)) = &prepared.returning {
+            return Some(schema.clone());
+        }
         match (&prepared.statement, &prepared.plan) {
             (Some(Statement::Sql(s)), Some(plan)) => match plan_kind(s) {
-                Some(PlanKind::Query) => Some(Arc::new(plan.schema().as_arrow().clone())),
+                Some(PlanKind::Query) => {
+                    let schema = Arc::new(plan.schema().as_arrow().clone());
+                    Some(match &prepared.names {
+                        Some(names) if names.len() == schema.fields().len() => renamed_schema(&schema, names),
+                        _ => schema,
+                    })
+                }
                 Some(PlanKind::Explain) => Some(explain_schema()),
                 _ => None,
             },
@@ -381,13 +503,18 @@ impl Coordinator {
                     }
                 }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
-                let plan = if self.catalog.snapshot().version() == prepared.catalog_version {
-                    plan.clone()
+                let planned = if self.catalog.snapshot().version() == prepared.catalog_version {
+                    Planned {
+                        plan: plan.clone(),
+                        returning: prepared.returning.as_ref().map(|(r, _)| r.clone()),
+                        names: prepared.names.clone(),
+                    }
                 } else {
                     self.plan(s).await?
                 };
-                let plan = plan.replace_params_with_values(&params)?;
-                self.run_plan(session, plan, kind).await
+                let plan = planned.plan.replace_params_with_values(&params)?;
+                let out = self.run_plan(session, plan, kind, planned.returning.as_ref()).await?;
+                rename_rows(out, planned.names.as_ref())
             }
             (Some(stmt), _) => self.execute_statement(session, stmt.clone()).await,
         }
@@ -444,6 +571,16 @@ impl Coordinator {
                     .await
             }
             Statement::ShowRedistributions => return self.show_redistributions(),
+            Statement::Maintenance { command, tables } => {
+                // Versions are collected by the MVCC garbage collector on
+                // its own (docs/transactions.md); there is nothing more for
+                // VACUUM to do, and the planner keeps no statistics yet.
+                let snapshot = self.catalog.snapshot();
+                for t in &tables {
+                    snapshot.table(t)?;
+                }
+                return Ok(Output::Command(CommandTag::new(command)));
+            }
             Statement::CancelRedistribution(job) => return self.cancel_redistribution(job).await,
         };
         if let Some(point) = PointQuery::recognize(&sql) {
@@ -453,8 +590,11 @@ impl Coordinator {
         }
         if let Some(kind) = plan_kind(&sql) {
             check_dml(&sql)?;
-            let plan = self.plan(&sql).await?;
-            return self.run_plan(session, plan, kind).await;
+            let planned = self.plan(&sql).await?;
+            let out = self
+                .run_plan(session, planned.plan, kind, planned.returning.as_ref())
+                .await?;
+            return rename_rows(out, planned.names.as_ref());
         }
         use ast::Statement as S;
         match sql {
@@ -466,7 +606,29 @@ impl Coordinator {
                 ..
             } => self.drop_objects(object_type, if_exists, &names, cascade).await,
             S::CreateView(view) => self.create_view(view).await,
+            // Boxed: ALTER TABLE runs queries of its own through `execute`.
+            S::AlterTable(alter) => Box::pin(self.alter_table(alter)).await,
             S::Truncate(t) => self.truncate(&t).await,
+            S::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                data_type,
+                sequence_options,
+                owned_by,
+            } => {
+                if temporary {
+                    return Err(err!(FeatureNotSupported, "temporary sequences are not supported"));
+                }
+                self.create_sequence(
+                    if_not_exists,
+                    &name,
+                    data_type.as_ref(),
+                    &sequence_options,
+                    owned_by.as_ref(),
+                )
+                .await
+            }
             S::Copy {
                 source,
                 to,
@@ -534,7 +696,14 @@ impl Coordinator {
     /// at a new snapshot, or a write in a transaction of its own (retried
     /// with a new snapshot on a serialization failure, as nothing of it is
     /// visible yet).
-    async fn run_plan(&self, session: &mut Session, plan: LogicalPlan, kind: PlanKind) -> Result<Output> {
+    async fn run_plan(
+        &self,
+        session: &mut Session,
+        plan: LogicalPlan,
+        kind: PlanKind,
+        returning: Option<&Returning>,
+    ) -> Result<Output> {
+        let sequences = session.sequences.clone();
         let writes = matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete);
         if let Some(txn) = session.txn.as_mut() {
             if writes && session.read_only {
@@ -549,7 +718,7 @@ impl Coordinator {
             // portal): keep the snapshot from garbage collection till then.
             let pin = txn.pin();
             return self
-                .run_plan_in(plan, kind, stmt)
+                .run_plan_in(plan, kind, stmt, &sequences, returning)
                 .await
                 .map(|out| keep_until_read(out, pin));
         }
@@ -562,7 +731,7 @@ impl Coordinator {
                 match self.txns.begin().await {
                     Ok(mut txn) => {
                         let stmt = txn.statement();
-                        match self.run_plan_in(plan.clone(), kind, stmt).await {
+                        match self.run_plan_in(plan.clone(), kind, stmt, &sequences, returning).await {
                             Ok(out) => {
                                 before_commit = false;
                                 self.txns.commit(&mut txn).await.map(|()| out)
@@ -578,7 +747,7 @@ impl Coordinator {
             } else {
                 match self.txns.read_only_statement().await {
                     Ok((snapshot, stmt)) => self
-                        .run_plan_in(plan.clone(), kind, stmt)
+                        .run_plan_in(plan.clone(), kind, stmt, &sequences, returning)
                         .await
                         .map(|out| keep_until_read(out, snapshot)),
                     Err(e) => Err(e),
@@ -591,9 +760,23 @@ impl Coordinator {
         }
     }
 
-    async fn run_plan_in(&self, plan: LogicalPlan, kind: PlanKind, stmt: Arc<StatementTxn>) -> Result<Output> {
+    async fn run_plan_in(
+        &self,
+        plan: LogicalPlan,
+        kind: PlanKind,
+        stmt: Arc<StatementTxn>,
+        sequences: &SessionSequences,
+        returning: Option<&Returning>,
+    ) -> Result<Output> {
         let mut state = self.ctx.state();
         state.config_mut().set_extension(stmt);
+        state.config_mut().options_mut().extensions.insert(sequences.clone());
+        // Functions read the options as of the start of execution.
+        state.mark_start_execution();
+        let sink = returning.map(|_| Arc::new(ReturningSink::default()));
+        if let Some(sink) = &sink {
+            state.config_mut().set_extension(sink.clone());
+        }
         if matches!(kind, PlanKind::Update | PlanKind::Delete) {
             // DataFusion hands UPDATE and DELETE providers only the filters
             // it finds over the target's scan. When the optimizer proves the
@@ -603,10 +786,37 @@ impl Coordinator {
             let optimized = state.optimize(&plan)?;
             if !scans_a_table(&optimized)? {
                 let tag = if kind == PlanKind::Update { "UPDATE" } else { "DELETE" };
-                return Ok(Output::Command(CommandTag::with_rows(tag, 0)));
+                let out = Output::Command(CommandTag::with_rows(tag, 0));
+                return match returning {
+                    Some(r) => self.returning_output(r, out, Vec::new()).await,
+                    None => Ok(out),
+                };
             }
         }
-        Self::run_dataframe(DataFrame::new(state, plan), kind).await
+        let out = Self::run_dataframe(DataFrame::new(state, plan), kind).await?;
+        match (returning, sink) {
+            (Some(r), Some(sink)) => {
+                let rows = std::mem::take(&mut *sink.batches.lock().map_err(|_| Error::internal("poisoned"))?);
+                self.returning_output(r, out, rows).await
+            }
+            _ => Ok(out),
+        }
+    }
+
+    /// A write's result with `RETURNING`: its rows, under its command tag.
+    async fn returning_output(&self, r: &Returning, out: Output, rows: Vec<RecordBatch>) -> Result<Output> {
+        let Output::Command(tag) = out else {
+            return Ok(out);
+        };
+        let df = self.returning_frame(r, rows)?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let tag = if tag.tag == "INSERT" {
+            "INSERT 0".to_string()
+        } else {
+            tag.tag
+        };
+        Ok(Output::Returned { tag, schema, batches })
     }
 
     async fn run_dataframe(df: DataFrame, kind: PlanKind) -> Result<Output> {
@@ -735,7 +945,9 @@ fn explain_output(batches: Vec<RecordBatch>) -> Result<Output> {
             }
         }
     }
-    let rows = if lines.is_empty() { all } else { lines };
+    // EXPLAIN VERBOSE gives every stage's plan: show them all.
+    let verbose = all.iter().any(|l| l.starts_with("initial_logical_plan"));
+    let rows = if lines.is_empty() || verbose { all } else { lines };
     let array: ArrayRef = Arc::new(StringArray::from_iter_values(rows));
     batch_rows(RecordBatch::try_new(explain_schema(), vec![array])?)
 }

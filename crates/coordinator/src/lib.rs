@@ -19,11 +19,15 @@
 //! tables onto them in the background ([`redistribute`]).
 
 pub mod admin;
+pub mod alter;
 pub mod copy;
 pub mod ddl;
 pub mod execute;
+pub mod names;
 pub mod parser;
 pub mod redistribute;
+pub mod rewrite;
+pub mod sequence;
 pub mod session;
 pub mod system;
 pub mod txn;
@@ -80,6 +84,13 @@ pub enum Output {
     CopyOut {
         columns: usize,
         rows: futures::stream::BoxStream<'static, Result<Vec<u8>>>,
+    },
+    /// Rows of a write's `RETURNING` list, under the write's command tag
+    /// (`INSERT 0`, `UPDATE`, `DELETE`; the row count is added when sent).
+    Returned {
+        tag: String,
+        schema: SchemaRef,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
     },
     /// Transaction-control acknowledgements, which change the session status.
     TransactionStart(CommandTag),
@@ -148,6 +159,8 @@ pub struct Coordinator {
     pub routing: Arc<slicedb_planner::table::LiveRouting>,
     /// The clock, snapshots and two-phase commit.
     pub txns: Arc<txn::TxnManager>,
+    /// Cached ranges of sequence values.
+    pub sequences: Arc<sequence::Sequences>,
 }
 
 impl Coordinator {
@@ -295,6 +308,7 @@ impl Coordinator {
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::bytea::ByteaInput));
+        ctx.add_analyzer_rule(Arc::new(slicedb_planner::scalar_subquery::NullableScalarSubquery));
         let ctx = Arc::new(ctx);
         let holds = Arc::new(WriteHolds::new());
         let redistributions = Arc::new(redistribute::Redistributions::default());
@@ -315,7 +329,12 @@ impl Coordinator {
         ctx.register_catalog(DATABASE, db.clone());
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| Error::from(*e))?;
         ctx.register_udf(version_udf());
+        let sequences = Arc::new(sequence::Sequences::new(catalog.clone()));
+        for f in sequence::functions(sequences.clone()) {
+            ctx.register_udf(f);
+        }
         let coordinator = Coordinator {
+            sequences,
             catalog,
             cluster,
             ctx,

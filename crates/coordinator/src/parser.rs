@@ -3,16 +3,23 @@
 //! The input is tokenized once with sqlparser's PostgreSQL tokenizer and
 //! split at top-level semicolons. Each statement is then either one of
 //! slicedb's cluster statements (`CREATE HASH MAP`, `SHOW SLICES`, …), read
-//! from the tokens here, or standard SQL, parsed by datafusion-pg-catalog's
-//! PostgreSQL compatibility parser (which rewrites the catalog queries psql
-//! and drivers send). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
+//! from the tokens here, or standard SQL, parsed by sqlparser. A statement
+//! that reads the system catalogs (`pg_catalog`, `information_schema`, a
+//! `pg_…` relation) is parsed again by datafusion-pg-catalog's PostgreSQL
+//! compatibility parser, which rewrites the catalog queries psql and drivers
+//! send into forms DataFusion plans; some of those rewrites change what a
+//! query means (a correlated subquery in a select list becomes NULL), so
+//! every other statement gets only the rewrites that keep its meaning
+//! ([`USER_RULES`]). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
 use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use slicedb_common::{err, Error, Result};
 use slicedb_hashmap::Strategy;
@@ -61,6 +68,12 @@ pub enum Statement {
     ShowRedistributions,
     /// `CANCEL REDISTRIBUTION job`
     CancelRedistribution(u64),
+    /// `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)] [t, …]` or
+    /// `ANALYZE [VERBOSE] [t [(columns)], …]`: `command` is the tag.
+    Maintenance {
+        command: &'static str,
+        tables: Vec<String>,
+    },
 }
 
 /// Parses one or more `;`-separated statements.
@@ -113,10 +126,67 @@ fn text_of(tokens: &[Token]) -> String {
 /// built, which costs far more than parsing one statement: build it once.
 static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
 
+/// The compatibility parser's rewrites that keep a user query's meaning:
+/// `x = ANY(array)`, `pg_catalog.`-qualified function names,
+/// `current_user` and friends, array literals, `COLLATE` (DataFusion has
+/// no collations), `OPERATOR(pg_catalog.op)`, and unqualified names in an
+/// ORDER BY beside a qualified wildcard.
+static USER_RULES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
+    vec![
+        Box::new(rules::ResolveUnqualifiedIdentifier),
+        Box::new(rules::RewriteArrayAnyAllOperation),
+        Box::new(rules::StripCallableQualifier),
+        Box::new(rules::FixArrayLiteral),
+        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(rules::StripCollate),
+        Box::new(rules::RewritePgCatalogOperator),
+    ]
+});
+
+/// Does the statement read the system catalogs?
+fn reads_system_catalogs(stmt: &ast::Statement) -> bool {
+    use std::ops::ControlFlow;
+    let found = ast::visit_relations(stmt, |name| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+            .collect();
+        let system = match parts.as_slice() {
+            [schema, ..] if schema == "pg_catalog" || schema == "information_schema" => true,
+            [.., last] => last.starts_with("pg_"),
+            [] => false,
+        };
+        if system {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    if found.is_break() {
+        return true;
+    }
+    // Casts to the catalog's oid types (`'t'::regclass`) are answered from it too.
+    let text = stmt.to_string().to_ascii_lowercase();
+    ["::regclass", "::regtype", "::regproc", "::regnamespace", "::oid"]
+        .iter()
+        .any(|t| text.contains(t))
+}
+
+fn syntax_error(e: impl std::fmt::Display) -> Error {
+    Error::syntax(e.to_string().trim_start_matches("sql parser error: ").to_string())
+}
+
 fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
-    COMPATIBILITY_PARSER
-        .parse(sql)
-        .map_err(|e| Error::syntax(e.to_string().trim_start_matches("sql parser error: ").to_string()))
+    let plain = Parser::parse_sql(&PostgreSqlDialect {}, sql);
+    match plain {
+        Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => Ok(stmts
+            .into_iter()
+            .map(|s| USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s)))
+            .collect()),
+        // Catalog queries, and what only the compatibility parser reads.
+        _ => COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error),
+    }
 }
 
 fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
@@ -235,6 +305,9 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
         c.end()?;
         return Ok(Some(Statement::CancelRedistribution(job as u64)));
     }
+    if c.peek_words(&["VACUUM"]) || c.peek_words(&["ANALYZE"]) || c.peek_words(&["ANALYSE"]) {
+        return c.maintenance().map(Some);
+    }
     if c.peek_words(&["SHOW", "NODES"]) {
         c.pos += 2;
         c.end()?;
@@ -249,6 +322,11 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
     if c.peek_words(&["CREATE", "TABLE"]) || c.peek_words(&["CREATE", "UNLOGGED", "TABLE"]) {
         return parse_create_table(&tokens).map(Some);
     }
+    let tokens = if c.peek_words(&["COPY"]) {
+        copy_booleans(tokens)
+    } else {
+        tokens
+    };
     let sql = text_of(&tokens);
     let mut stmts = parse_standard(&sql)?;
     match stmts.len() {
@@ -256,6 +334,30 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
         1 => Ok(Some(Statement::Sql(Box::new(stmts.remove(0))))),
         _ => Err(Error::syntax("expected one statement")),
     }
+}
+
+/// COPY's boolean options take PostgreSQL's spellings (`FREEZE on`,
+/// `HEADER off`, as pgbench sends them); sqlparser reads only `true` and
+/// `false`.
+fn copy_booleans(tokens: Vec<Token>) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let option_before = out
+            .iter()
+            .rev()
+            .find(|t| !is_blank(t))
+            .is_some_and(|p| matches!(p, Token::Word(w) if w.quote_style.is_none() && ["FREEZE", "HEADER"].iter().any(|k| w.value.eq_ignore_ascii_case(k))));
+        match &t {
+            Token::Word(w) if option_before && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("on") => {
+                out.push(Token::make_keyword("TRUE"))
+            }
+            Token::Word(w) if option_before && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("off") => {
+                out.push(Token::make_keyword("FALSE"))
+            }
+            _ => out.push(t),
+        }
+    }
+    out
 }
 
 /// Splits `CREATE TABLE …` at a top-level `DISTRIBUTED BY` or `HASH MAP`.
@@ -428,6 +530,55 @@ impl Cursor<'_> {
         }
     }
 
+    /// `VACUUM …` or `ANALYZE …` (PostgreSQL's forms).
+    fn maintenance(&mut self) -> Result<Statement> {
+        let command = if self.eat_words(&["VACUUM"]) {
+            "VACUUM"
+        } else {
+            self.pos += 1;
+            "ANALYZE"
+        };
+        if self.eat(&Token::LParen) {
+            // Options: words, each with an optional value.
+            while !self.eat(&Token::RParen) {
+                if self.pos >= self.tokens.len() {
+                    return Err(self.unexpected(")"));
+                }
+                self.pos += 1;
+            }
+        }
+        while ["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE", "SKIP_LOCKED"]
+            .iter()
+            .any(|w| self.peek_words(&[w]))
+        {
+            self.pos += 1;
+        }
+        let mut tables = Vec::new();
+        while self.pos < self.tokens.len() {
+            let mut name = self.ident()?;
+            if self.eat(&Token::Period) {
+                let schema = name;
+                name = self.ident()?;
+                if schema != "public" {
+                    return Err(err!(UndefinedTable, "relation \"{schema}.{name}\" does not exist"));
+                }
+            }
+            tables.push(name);
+            if self.eat(&Token::LParen) {
+                self.ident()?;
+                while self.eat(&Token::Comma) {
+                    self.ident()?;
+                }
+                self.expect(&Token::RParen)?;
+            }
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.end()?;
+        Ok(Statement::Maintenance { command, tables })
+    }
+
     /// `CREATE HASH MAP name [ON NODES (1, 2)] [STRATEGY s] [AS CURRENT]`
     fn create_hash_map(&mut self) -> Result<Statement> {
         let name = self.ident()?;
@@ -530,6 +681,20 @@ mod tests {
         );
         assert_eq!(parse("REDISTRIBUTE t").unwrap_err().state.code(), "42601");
         assert_eq!(parse("ADD NODE h").unwrap_err().state.code(), "42601");
+        assert_eq!(
+            parse("vacuum analyze pgbench_branches").unwrap(),
+            vec![Statement::Maintenance {
+                command: "VACUUM",
+                tables: vec!["pgbench_branches".into()]
+            }]
+        );
+        assert_eq!(
+            parse("ANALYZE VERBOSE public.a (x, y), b").unwrap(),
+            vec![Statement::Maintenance {
+                command: "ANALYZE",
+                tables: vec!["a".into(), "b".into()]
+            }]
+        );
     }
 
     #[test]
@@ -562,6 +727,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn user_queries_keep_their_subqueries() {
+        let sql = |s: &str| match &parse(s).unwrap()[0] {
+            Statement::Sql(s) => s.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let q = "SELECT c, (SELECT count(*) FROM t1 AS x WHERE x.c > o.c) AS n FROM t1 AS o";
+        assert_eq!(sql(q), q, "a correlated subquery is not replaced by NULL");
+        assert!(
+            !sql("SELECT (SELECT max(c) FROM t1)").contains("LIMIT"),
+            "nor is a scalar subquery limited to one row"
+        );
+        assert!(sql("SELECT 1 WHERE 2 = ANY(ARRAY[1, 2])").contains("array_contains"));
+        assert!(sql("SELECT relname FROM pg_class").contains("pg_catalog.pg_class"));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Session {
     settings: BTreeMap<String, String>,
     /// The open `BEGIN … COMMIT` block's transaction.
     pub txn: Option<Transaction>,
+    /// The values `currval` and `lastval` return.
+    pub sequences: crate::sequence::SessionSequences,
     /// An error failed the open block: statements get 25P02 until it ends.
     pub failed: bool,
     /// The open block is `READ ONLY`.
@@ -95,6 +97,7 @@ impl Default for Session {
         Session {
             settings: default_settings(),
             txn: None,
+            sequences: Default::default(),
             failed: false,
             read_only: false,
             stream_failed: Default::default(),

@@ -329,6 +329,17 @@ impl TxnManager {
     /// task of its own: a client that goes away or cancels its `COMMIT`
     /// does not stop it halfway.
     pub async fn commit(&self, txn: &mut Transaction) -> Result<()> {
+        self.commit_gated(txn, true).await
+    }
+
+    /// [`TxnManager::commit`] for a caller that holds the write gates of
+    /// every table the transaction wrote (a rewrite such as `ALTER TABLE …
+    /// ADD PRIMARY KEY`): the gates keep cut-overs away already.
+    pub async fn commit_holding_gates(&self, txn: &mut Transaction) -> Result<()> {
+        self.commit_gated(txn, false).await
+    }
+
+    async fn commit_gated(&self, txn: &mut Transaction, gated: bool) -> Result<()> {
         txn.finished = true;
         let id = txn.id();
         let writes = txn.written();
@@ -336,18 +347,20 @@ impl TxnManager {
             return Ok(());
         }
         let mgr = txn.snapshot.mgr.clone();
-        tokio::spawn(async move { mgr.commit_writes(id, writes).await })
+        tokio::spawn(async move { mgr.commit_writes(id, writes, gated).await })
             .await
             .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
     }
 
-    async fn commit_writes(&self, id: TxnId, writes: TxnWrites) -> Result<()> {
+    async fn commit_writes(&self, id: TxnId, writes: TxnWrites, gated: bool) -> Result<()> {
         let nodes = writes.nodes();
         // No cut-over of a written bucket may start until the commit is
         // applied, and none may have happened since the writes were sent.
         let mut permits = Vec::with_capacity(writes.placed.len());
         for (table, buckets) in &writes.placed {
-            permits.push(self.routing.holds.enter(*table, buckets.keys().copied()).await);
+            if gated {
+                permits.push(self.routing.holds.enter(*table, buckets.keys().copied()).await);
+            }
             let catalog = self.catalog.snapshot();
             let moved = match catalog.tables.values().find(|t| t.id == *table) {
                 Some(def) => {

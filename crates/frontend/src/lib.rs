@@ -264,6 +264,14 @@ impl SliceDbService {
                 let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
                 Response::Query(query_response(&schema, stream, format, options)?)
             }
+            Output::Returned { tag, schema, batches } => {
+                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let stream = datafusion::physical_plan::memory::MemoryStream::try_new(batches, schema.clone(), None)
+                    .map_err(|e| pg_error(Error::from(e)))?;
+                let mut response = query_response(&schema, Box::pin(stream), format, options)?;
+                response.set_command_tag(&tag);
+                Response::Query(response)
+            }
             Output::Command(t) => Response::Execution(tag(t)),
             Output::TransactionStart(t) => Response::TransactionStart(tag(t)),
             Output::TransactionEnd(t) => Response::TransactionEnd(tag(t)),

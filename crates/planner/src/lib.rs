@@ -23,6 +23,7 @@ pub mod bytea;
 pub mod fragment;
 pub mod point_query;
 pub mod pushdown;
+pub mod scalar_subquery;
 pub mod scan;
 pub mod schema;
 pub mod table;

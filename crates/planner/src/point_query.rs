@@ -292,6 +292,7 @@ impl PointQuery {
             limit: None,
             batch_size: 1,
             at,
+            missing: def.missing_values(),
         };
         let map = table.routing.placement(def)?;
         table

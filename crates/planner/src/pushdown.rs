@@ -274,11 +274,7 @@ mod tests {
     use super::*;
 
     fn table() -> TableDef {
-        let c = |name: &str, sql_type| ColumnDef {
-            name: name.into(),
-            sql_type,
-            nullable: true,
-        };
+        let c = |name: &str, sql_type| ColumnDef::new(name, sql_type);
         TableDef {
             id: 1,
             name: "t".into(),
@@ -290,6 +286,8 @@ mod tests {
             primary_key: vec![0, 1],
             distribution_key: vec![0],
             hash_map: "hm1".into(),
+            checks: vec![],
+            primary_key_name: None,
         }
     }
 

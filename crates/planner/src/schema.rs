@@ -64,7 +64,10 @@ impl SchemaProvider for SliceSchemaProvider {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let snapshot = self.catalog.snapshot();
         if snapshot.tables.contains_key(name) {
-            let t = self.slice_table(name).map_err(|e| e.into_datafusion())?;
+            let mut t = self.slice_table(name).map_err(|e| e.into_datafusion())?;
+            if let Some(ctx) = self.context.get().and_then(Weak::upgrade) {
+                t = t.with_constraints(&ctx.state()).map_err(|e| e.into_datafusion())?;
+            }
             return Ok(Some(Arc::new(t)));
         }
         if let Some(view) = snapshot.views.get(name) {

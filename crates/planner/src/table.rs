@@ -11,6 +11,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{cast, col, Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use slicedb_catalog::Catalog;
@@ -24,7 +25,7 @@ use slicedb_transport::{Cluster, Predicate, ScanRequest};
 use crate::pushdown::{point_keys, prune_buckets, to_predicate};
 use crate::scan::{SliceScan, SliceScanExec};
 use crate::txn::{Cutovers, StatementTxn};
-use crate::write::{SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
+use crate::write::{ReturningSink, SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
 use crate::write_hold::WriteHolds;
 
 /// Rows per record batch a slice server sends.
@@ -44,6 +45,13 @@ impl LiveRouting {
     pub fn placement(&self, table: &TableDef) -> Result<Arc<HashMap>, Error> {
         let snapshot = self.catalog.snapshot();
         match snapshot.tables.get(&table.name) {
+            // Rows keyed as planned: a primary key added since (which
+            // rewrote every row under its key) makes the writer start over.
+            Some(now) if now.id == table.id && now.primary_key != table.primary_key => Err(slicedb_common::err!(
+                SerializationFailure,
+                "the primary key of \"{}\" changed during the statement",
+                table.name
+            )),
             Some(now) if now.id == table.id => snapshot.table_map(now),
             _ => Err(slicedb_common::err!(
                 UndefinedTable,
@@ -63,6 +71,55 @@ pub struct SliceTable {
     pub cluster: Arc<Cluster>,
     pub routing: Arc<LiveRouting>,
     schema: SchemaRef,
+    /// The planned DEFAULT and CHECK expressions ([`SliceTable::with_constraints`]).
+    pub constraints: Arc<Constraints>,
+}
+
+/// A table's DEFAULT expressions (by column) and CHECK constraints,
+/// planned from the catalog's SQL text.
+#[derive(Debug, Default)]
+pub struct Constraints {
+    pub defaults: Vec<Option<Expr>>,
+    pub checks: Vec<(String, Expr)>,
+}
+
+impl Constraints {
+    /// Plans `table`'s defaults and checks with `state`'s functions.
+    pub fn plan(table: &TableDef, state: &datafusion::execution::SessionState) -> Result<Constraints, Error> {
+        let mut out = Constraints::default();
+        if table.columns.iter().all(|c| c.default.is_none()) && table.checks.is_empty() {
+            return Ok(out);
+        }
+        let empty = datafusion::common::DFSchema::empty();
+        for c in &table.columns {
+            out.defaults.push(match &c.default {
+                Some(sql) => Some(state.create_logical_expr(sql, &empty)?),
+                None => None,
+            });
+        }
+        let schema = constraint_schema(table)?;
+        for check in &table.checks {
+            out.checks
+                .push((check.name.clone(), state.create_logical_expr(&check.expr, &schema)?));
+        }
+        Ok(out)
+    }
+}
+
+/// The schema CHECK constraints are planned over: the table's columns,
+/// qualified by its name, all nullable (NULL passes a CHECK).
+pub fn constraint_schema(table: &TableDef) -> Result<datafusion::common::DFSchema, Error> {
+    let schema = Schema::new(
+        table
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .collect::<Vec<_>>(),
+    );
+    Ok(datafusion::common::DFSchema::try_from_qualified_schema(
+        table.name.as_str(),
+        &schema,
+    )?)
 }
 
 impl std::fmt::Debug for SliceTable {
@@ -73,26 +130,45 @@ impl std::fmt::Debug for SliceTable {
 
 impl SliceTable {
     pub fn new(table: Arc<TableDef>, map: Arc<HashMap>, cluster: Arc<Cluster>, routing: Arc<LiveRouting>) -> Self {
-        let schema = table.schema();
+        // Every column is nullable as DataFusion sees it: NOT NULL is checked
+        // row by row when written (23502, after defaults are applied, as
+        // PostgreSQL does), and a non-nullable field would make DataFusion
+        // fail on the NULLs PostgreSQL produces from such a column (a
+        // scalar subquery that finds no row, the column of an outer join).
+        let schema = crate::write::nullable_schema(&table);
         SliceTable {
             table,
             map,
             cluster,
             routing,
             schema,
+            constraints: Arc::default(),
         }
+    }
+
+    /// The same table with its DEFAULT and CHECK expressions planned.
+    pub fn with_constraints(mut self, state: &datafusion::execution::SessionState) -> Result<Self, Error> {
+        self.constraints = Arc::new(Constraints::plan(&self.table, state)?);
+        Ok(self)
+    }
+
+    /// The CHECK constraints as physical expressions over the table's columns.
+    pub fn physical_checks(&self, state: &dyn Session) -> DfResult<Vec<(String, Arc<dyn PhysicalExpr>)>> {
+        if self.constraints.checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = constraint_schema(&self.table).map_err(Error::into_datafusion)?;
+        self.constraints
+            .checks
+            .iter()
+            .map(|(name, e)| Ok((name.clone(), state.create_physical_expr(e.clone(), &schema)?)))
+            .collect()
     }
 
     /// The same table with each row's key exposed as an extra last column
     /// (UPDATE and DELETE address rows by it).
     pub fn with_row_key(&self) -> Self {
-        let mut fields: Vec<Field> = self
-            .table
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
+        let mut fields: Vec<Field> = self.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(ROW_KEY_COLUMN, DataType::Binary, false));
         SliceTable {
             schema: Arc::new(Schema::new(fields)),
@@ -131,6 +207,7 @@ impl SliceTable {
             limit,
             batch_size: SCAN_BATCH_ROWS,
             at,
+            missing: table.missing_values(),
         };
 
         // Point reads: every primary-key column pinned.
@@ -201,6 +278,11 @@ impl TableProvider for SliceTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        let i = self.table.column_index(column)?;
+        self.constraints.defaults.get(i)?.as_ref()
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
@@ -285,18 +367,26 @@ impl TableProvider for SliceTable {
 
     async fn insert_into(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if insert_op != InsertOp::Append {
             return Err(Error::unsupported(format!("{insert_op} is not supported")).into_datafusion());
         }
-        Ok(Arc::new(SliceInsertExec::insert(input, self.clone())))
+        let checks = self.physical_checks(state)?;
+        Ok(Arc::new(
+            SliceInsertExec::insert(input, self.clone()).with_checks(checks),
+        ))
     }
 
     async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = self.key_scan_plan(filters, vec![col(ROW_KEY_COLUMN)])?;
+        // With RETURNING, the deleted rows' values come along with their keys.
+        let mut exprs = vec![col(ROW_KEY_COLUMN)];
+        if state.config().get_extension::<ReturningSink>().is_some() {
+            exprs.extend(self.table.columns.iter().map(|c| col(c.name.as_str())));
+        }
+        let plan = self.key_scan_plan(filters, exprs)?;
         let input = state.create_physical_plan(&plan).await?;
         Ok(Arc::new(SliceDeleteExec::delete(input, self.clone())))
     }
@@ -318,6 +408,9 @@ impl TableProvider for SliceTable {
         }
         let plan = self.key_scan_plan(filters, exprs)?;
         let input = state.create_physical_plan(&plan).await?;
-        Ok(Arc::new(SliceUpdateExec::update(input, self.clone())))
+        let checks = self.physical_checks(state)?;
+        Ok(Arc::new(
+            SliceUpdateExec::update(input, self.clone()).with_checks(checks),
+        ))
     }
 }

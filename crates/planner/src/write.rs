@@ -47,6 +47,8 @@ pub struct RowRouter {
     /// Writes with their buckets, in statement order.
     pending: Vec<(u16, RowWrite)>,
     txn: Arc<StatementTxn>,
+    /// Pass the table's write gates (off for a caller that holds them).
+    gated: bool,
 }
 
 impl RowRouter {
@@ -55,7 +57,15 @@ impl RowRouter {
             target,
             pending: Vec::new(),
             txn,
+            gated: true,
         }
+    }
+
+    /// A router for a caller that holds every gate of the table itself
+    /// (a rewrite such as `ADD PRIMARY KEY`), which must not wait for them.
+    pub fn holding_gates(mut self) -> Self {
+        self.gated = false;
+        self
     }
 
     pub fn push(&mut self, bucket: u16, write: RowWrite) {
@@ -88,7 +98,10 @@ impl RowRouter {
         let txn = self.txn.writer()?;
         let routing = self.target.routing.clone();
         let table = &self.target.table;
-        let _permit = routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await;
+        let _permit = match self.gated {
+            true => Some(routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await),
+            false => None,
+        };
         let placement = routing.placement(table)?;
         routing
             .cutovers
@@ -232,6 +245,77 @@ pub struct SliceWriteExec {
     input: Arc<dyn ExecutionPlan>,
     target: SliceTable,
     properties: Arc<PlanProperties>,
+    /// CHECK constraints over the new rows' values (table column order).
+    checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
+}
+
+/// Where a write statement with `RETURNING` leaves the rows it wrote (the
+/// new rows of INSERT and UPDATE, the old rows of DELETE), in table column
+/// order; the coordinator evaluates the RETURNING list over them. Set as a
+/// session config extension of the statement.
+#[derive(Debug, Default)]
+pub struct ReturningSink {
+    pub batches: std::sync::Mutex<Vec<RecordBatch>>,
+}
+
+impl ReturningSink {
+    fn keep(&self, table: &TableDef, columns: &[ArrayRef], rows: usize) -> Result<()> {
+        let batch = values_batch(table, columns, rows)?;
+        self.batches
+            .lock()
+            .map_err(|_| Error::internal("RETURNING rows poisoned"))?
+            .push(batch);
+        Ok(())
+    }
+}
+
+/// The table's schema with every column nullable: what CHECK constraints
+/// and RETURNING lists read.
+pub fn nullable_schema(table: &TableDef) -> SchemaRef {
+    Arc::new(Schema::new(
+        table
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn values_batch(table: &TableDef, columns: &[ArrayRef], rows: usize) -> Result<RecordBatch> {
+    let opts = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        nullable_schema(table),
+        columns.to_vec(),
+        &opts,
+    )?)
+}
+
+/// Refuses rows (columns in table order) for which a CHECK constraint is
+/// false, with 23514; NULL passes, as in PostgreSQL.
+pub fn check_rows(
+    table: &TableDef,
+    checks: &[(String, Arc<dyn PhysicalExpr>)],
+    columns: &[ArrayRef],
+    rows: usize,
+) -> Result<()> {
+    if checks.is_empty() || rows == 0 {
+        return Ok(());
+    }
+    let batch = values_batch(table, columns, rows)?;
+    for (name, expr) in checks {
+        let result = expr.evaluate(&batch)?.into_array(rows)?;
+        let Some(result) = result.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>() else {
+            return Err(Error::internal(format!("check constraint \"{name}\" is not boolean")));
+        };
+        if (0..rows).any(|i| result.is_valid(i) && !result.value(i)) {
+            return Err(err!(
+                CheckViolation,
+                "new row for relation \"{}\" violates check constraint \"{name}\"",
+                table.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// INSERT: input rows in table column order.
@@ -258,7 +342,14 @@ impl SliceWriteExec {
             input,
             target,
             properties,
+            checks: Vec::new(),
         }
+    }
+
+    /// Checks these CHECK constraints on every new row.
+    pub fn with_checks(mut self, checks: Vec<(String, Arc<dyn PhysicalExpr>)>) -> Self {
+        self.checks = checks;
+        self
     }
 
     pub fn insert(input: Arc<dyn ExecutionPlan>, target: SliceTable) -> Self {
@@ -277,6 +368,7 @@ impl SliceWriteExec {
         kind: WriteKind,
         input: Arc<dyn ExecutionPlan>,
         target: SliceTable,
+        checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
         ctx: Arc<TaskContext>,
     ) -> Result<u64> {
         let table = target.table.clone();
@@ -284,6 +376,7 @@ impl SliceWriteExec {
             .session_config()
             .get_extension::<StatementTxn>()
             .ok_or_else(|| Error::internal("a write statement ran outside a transaction"))?;
+        let returning = ctx.session_config().get_extension::<ReturningSink>();
         let mut router = RowRouter::new(target, txn);
         let mut count = 0u64;
         // Read all input partitions together, so that every slice server's
@@ -303,15 +396,25 @@ impl SliceWriteExec {
                         if batch.num_columns() != table.columns.len() {
                             return Err(Error::internal("INSERT input does not match the table"));
                         }
+                        let mut writes = Vec::with_capacity(batch.num_rows());
                         for i in 0..batch.num_rows() {
                             let row = row_from_batch(&table, batch.columns(), i)?;
-                            let (bucket, w) = insert_write(&table, row)?;
+                            writes.push(insert_write(&table, row)?);
+                        }
+                        check_rows(&table, &checks, batch.columns(), batch.num_rows())?;
+                        if let Some(sink) = &returning {
+                            sink.keep(&table, batch.columns(), batch.num_rows())?;
+                        }
+                        for (bucket, w) in writes {
                             router.push(bucket, w);
                         }
                         count += batch.num_rows() as u64;
                     }
                     WriteKind::Delete => {
                         let keys = row_keys(&batch)?;
+                        if let Some(sink) = returning.as_ref().filter(|_| batch.num_columns() > 1) {
+                            sink.keep(&table, &batch.columns()[1..], batch.num_rows())?;
+                        }
                         for i in 0..keys.len() {
                             let key = keys.value(i).to_vec();
                             let bucket = bucket_of_row_key(&key)?;
@@ -321,6 +424,10 @@ impl SliceWriteExec {
                     WriteKind::Update => {
                         let keys = row_keys(&batch)?;
                         let values = &batch.columns()[1..];
+                        check_rows(&table, &checks, values, batch.num_rows())?;
+                        if let Some(sink) = &returning {
+                            sink.keep(&table, values, batch.num_rows())?;
+                        }
                         for i in 0..keys.len() {
                             let old_key = keys.value(i);
                             let old_bucket = bucket_of_row_key(old_key)?;
@@ -424,7 +531,9 @@ impl ExecutionPlan for SliceWriteExec {
         _: ReplaceChildrenOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let input = children.pop().unwrap_or_else(|| self.input.clone());
-        Ok(Arc::new(Self::build(self.kind, input, self.target.clone())))
+        Ok(Arc::new(
+            Self::build(self.kind, input, self.target.clone()).with_checks(self.checks.clone()),
+        ))
     }
 
     #[allow(deprecated)]
@@ -434,8 +543,9 @@ impl ExecutionPlan for SliceWriteExec {
 
     fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let (kind, input, target) = (self.kind, self.input.clone(), self.target.clone());
+        let checks = self.checks.clone();
         let out = futures::stream::once(async move {
-            let count = Self::run(kind, input, target, context)
+            let count = Self::run(kind, input, target, checks, context)
                 .await
                 .map_err(Error::into_datafusion)?;
             let array: ArrayRef = Arc::new(UInt64Array::from(vec![count]));

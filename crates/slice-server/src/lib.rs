@@ -266,11 +266,14 @@ impl<'a> BatchBuilder<'a> {
     }
 
     fn push(&mut self, key: &[u8], mut row: Vec<Datum>) {
-        for (out, c) in self.columns.iter_mut().zip(&self.request.projection) {
-            out.push(std::mem::replace(
-                row.get_mut(*c).unwrap_or(&mut Datum::Null),
-                Datum::Null,
-            ));
+        for (i, (out, c)) in self.columns.iter_mut().zip(&self.request.projection).enumerate() {
+            // A column projected again later is copied; its last use takes it.
+            let again = self.request.projection[i + 1..].contains(c);
+            out.push(match row.get_mut(*c) {
+                Some(v) if again => v.clone(),
+                Some(v) => std::mem::replace(v, Datum::Null),
+                None => Datum::Null,
+            });
         }
         if self.request.with_key {
             self.keys.push(key.to_vec());
@@ -319,10 +322,11 @@ fn run_scan(store: &SliceStore, request: &ScanRequest, emit: &mut dyn FnMut(Reco
     let mut total = 0usize;
     let limit = request.limit.unwrap_or(usize::MAX);
     let mut closed = false;
-    let mut visit = |key: &[u8], row: Vec<Datum>| -> Result<bool> {
+    let mut visit = |key: &[u8], mut row: Vec<Datum>| -> Result<bool> {
         if total >= limit {
             return Ok(false);
         }
+        slicedb_common::pad_row(&mut row, &request.missing);
         if let Some(p) = &request.predicate {
             if p.eval(&row) != Some(true) {
                 return Ok(true);

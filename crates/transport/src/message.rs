@@ -32,6 +32,10 @@ pub struct ScanRequest {
     pub batch_size: usize,
     /// The snapshot to read (see `slicedb_storage::mvcc`).
     pub at: ReadAt,
+    /// What the tail of a row stored before columns were added reads as
+    /// (`TableDef::missing_values`): rows are padded with it before the
+    /// predicate and the projection see them.
+    pub missing: Vec<Datum>,
 }
 
 /// A scan leaf of a plan fragment (see the planner's `fragment` module):
@@ -268,7 +272,7 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {

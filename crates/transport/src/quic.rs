@@ -688,6 +688,7 @@ mod tests {
             limit: None,
             batch_size: 1000,
             at: slicedb_storage::ReadAt::LATEST,
+            missing: vec![],
         };
         let rows: Vec<usize> = client
             .scan(request)

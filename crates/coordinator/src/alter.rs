@@ -1,0 +1,588 @@
+//! `ALTER TABLE`: changes of a table's definition.
+//!
+//! Each operation of the statement is applied in order, each as one
+//! catalog change. Most change only the catalog and so are instant:
+//! renames, defaults, `DROP NOT NULL`, dropping a CHECK, and `ADD COLUMN`,
+//! which appends the column without touching stored rows (rows stored
+//! before read its default as of the ALTER; see `slicedb_common::table`).
+//! Operations that constrain existing rows check them with a query first:
+//! `SET NOT NULL` (23502), `ADD CHECK` (23514). `ADD PRIMARY KEY` on a
+//! table without one rewrites every row under its new key in one
+//! transaction, with the table's writes held (see [`Coordinator::add_primary_key`]).
+//!
+//! Refused with 0A000: `DROP COLUMN`, type changes other than between the
+//! text types, `ADD COLUMN` with a volatile default (it would need a
+//! rewrite), UNIQUE and FOREIGN KEY constraints.
+
+use datafusion::sql::sqlparser::ast::{self, AlterColumnOperation, AlterTableOperation, TableConstraint};
+use slicedb_catalog::Change;
+use slicedb_common::{err, Datum, Identity, Result, SqlType, TableDef};
+
+use crate::ddl::{column_def, nextval_default, normalize, owned_sequence_name, relation_name, sequence_from_options};
+use crate::{CommandTag, Coordinator, Output};
+
+/// Renames column `old` to `new` in a CHECK constraint's SQL text.
+fn rename_in_expr(sql: &str, old: &str, new: &str) -> Result<String> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+    let mut expr = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| slicedb_common::Error::syntax(e.to_string()))?;
+    let quoted = |s: &str| ast::Ident::with_quote('"', s);
+    let _ = ast::visit_expressions_mut(&mut expr, |e| {
+        match e {
+            ast::Expr::Identifier(i) if normalize(i) == old => *i = quoted(new),
+            ast::Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last_mut() {
+                    if normalize(last) == old {
+                        *last = quoted(new);
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(expr.to_string())
+}
+
+impl Coordinator {
+    pub async fn alter_table(&self, alter: ast::AlterTable) -> Result<Output> {
+        let name = relation_name(&alter.name)?;
+        if !self.catalog.snapshot().tables.contains_key(&name) {
+            if alter.if_exists {
+                return Ok(Output::Command(CommandTag::new("ALTER TABLE")));
+            }
+            return Err(err!(UndefinedTable, "relation \"{name}\" does not exist"));
+        }
+        self.check_not_moving(&name, "alter table")?;
+        let mut name = name;
+        for op in alter.operations {
+            name = self.alter_one(&name, op).await?;
+        }
+        Ok(Output::Command(CommandTag::new("ALTER TABLE")))
+    }
+
+    /// Applies one operation; returns the table's name after it.
+    async fn alter_one(&self, name: &str, op: AlterTableOperation) -> Result<String> {
+        let table = self.catalog.snapshot().table(name)?;
+        let mut t = (*table).clone();
+        let column = |t: &TableDef, c: &ast::Ident| -> Result<usize> {
+            let c = normalize(c);
+            t.column_index(&c)
+                .ok_or_else(|| err!(UndefinedColumn, "column \"{c}\" of relation \"{name}\" does not exist"))
+        };
+        match op {
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def: def,
+                ..
+            } => {
+                let col_name = normalize(&def.name);
+                if t.column_index(&col_name).is_some() {
+                    if if_not_exists {
+                        return Ok(name.to_string());
+                    }
+                    return Err(err!(
+                        DuplicateColumn,
+                        "column \"{col_name}\" of relation \"{name}\" already exists"
+                    ));
+                }
+                let mut checks = Vec::new();
+                let (mut col, sequence) = column_def(name, &def, &mut checks)?;
+                if sequence.is_some() || !checks.is_empty() {
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "ADD COLUMN with a serial, identity or CHECK would rewrite the table; add the column, then ALTER it"
+                    ));
+                }
+                if def
+                    .options
+                    .iter()
+                    .any(|o| matches!(o.option, ast::ColumnOption::PrimaryKey(_)))
+                {
+                    return Err(err!(FeatureNotSupported, "ADD COLUMN … PRIMARY KEY is not supported"));
+                }
+                if let Some(default) = &col.default {
+                    self.check_default_expr(&col, default, &[])?;
+                    col.missing = Some(self.constant_default(&col, default)?);
+                }
+                let missing_null = col.missing.as_ref().is_none_or(Datum::is_null);
+                if !col.nullable && missing_null && self.has_rows(name).await? {
+                    return Err(err!(
+                        NotNullViolation,
+                        "column \"{col_name}\" of relation \"{name}\" contains null values"
+                    ));
+                }
+                t.columns.push(col);
+                self.put_table(name, t)?;
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let i = column(&t, &old_column_name)?;
+                let new = normalize(&new_column_name);
+                if t.column_index(&new).is_some() {
+                    return Err(err!(
+                        DuplicateColumn,
+                        "column \"{new}\" of relation \"{name}\" already exists"
+                    ));
+                }
+                let old = std::mem::replace(&mut t.columns[i].name, new.clone());
+                for check in &mut t.checks {
+                    check.expr = rename_in_expr(&check.expr, &old, &new)?;
+                }
+                let owned: Vec<_> = self
+                    .catalog
+                    .snapshot()
+                    .sequences
+                    .values()
+                    .filter(|s| s.owned_by.as_ref() == Some(&(name.to_string(), old.clone())))
+                    .cloned()
+                    .collect();
+                self.catalog.update(|_| {
+                    let mut changes = vec![Change::PutTable(t.clone())];
+                    for mut s in owned.clone() {
+                        s.owned_by = Some((name.to_string(), new.clone()));
+                        changes.push(Change::PutSequence(s));
+                    }
+                    Ok(changes)
+                })?;
+            }
+            AlterTableOperation::RenameTable { table_name } => {
+                let (ast::RenameTableNameKind::As(new) | ast::RenameTableNameKind::To(new)) = table_name;
+                let new = relation_name(&new)?;
+                let old = name.to_string();
+                t.name = new.clone();
+                self.catalog.update(|state| {
+                    if state.relation_exists(&new) {
+                        return Err(err!(DuplicateTable, "relation \"{new}\" already exists"));
+                    }
+                    if state.active_job(&old).is_some() {
+                        return Err(err!(ObjectInUse, "cannot rename \"{old}\" while it is redistributed"));
+                    }
+                    let mut changes = vec![Change::DropTable(old.clone()), Change::PutTable(t.clone())];
+                    for s in state.sequences.values() {
+                        if let Some((owner, c)) = &s.owned_by {
+                            if *owner == old {
+                                let mut s = s.clone();
+                                s.owned_by = Some((new.clone(), c.clone()));
+                                changes.push(Change::PutSequence(s));
+                            }
+                        }
+                    }
+                    Ok(changes)
+                })?;
+                return Ok(new);
+            }
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                let i = column(&t, &column_name)?;
+                match op {
+                    AlterColumnOperation::SetDefault { value } => {
+                        let text = value.to_string();
+                        self.check_default_expr(&t.columns[i], &text, &[])?;
+                        t.columns[i].default = Some(text);
+                        self.put_table(name, t)?;
+                    }
+                    AlterColumnOperation::DropDefault => {
+                        t.columns[i].default = None;
+                        self.put_table(name, t)?;
+                    }
+                    AlterColumnOperation::DropNotNull => {
+                        if t.primary_key.contains(&i) {
+                            return Err(err!(
+                                InvalidTableDefinition,
+                                "column \"{}\" is in a primary key",
+                                t.columns[i].name
+                            ));
+                        }
+                        t.columns[i].nullable = true;
+                        self.put_table(name, t)?;
+                    }
+                    AlterColumnOperation::SetNotNull => {
+                        let c = t.columns[i].name.clone();
+                        let nulls = self
+                            .query_count(&format!("SELECT count(*) FROM \"{name}\" WHERE \"{c}\" IS NULL"))
+                            .await?;
+                        if nulls > 0 {
+                            return Err(err!(
+                                NotNullViolation,
+                                "column \"{c}\" of relation \"{name}\" contains null values"
+                            ));
+                        }
+                        t.columns[i].nullable = false;
+                        self.put_table(name, t)?;
+                    }
+                    AlterColumnOperation::SetDataType { data_type, using, .. } => {
+                        let new = SqlType::from_ast(&data_type)?;
+                        let old = t.columns[i].sql_type;
+                        let text = |t: SqlType| matches!(t, SqlType::Text | SqlType::Varchar(_));
+                        if using.is_some() || !(text(old) && text(new)) {
+                            return Err(err!(
+                                FeatureNotSupported,
+                                "ALTER COLUMN … TYPE from {} to {} would rewrite the table, which is not supported yet",
+                                old.pg_name(),
+                                new.pg_name()
+                            ));
+                        }
+                        if let SqlType::Varchar(Some(n)) = new {
+                            let c = t.columns[i].name.clone();
+                            let long = self
+                                .query_count(&format!(
+                                    "SELECT count(*) FROM \"{name}\" WHERE character_length(\"{c}\") > {n}"
+                                ))
+                                .await?;
+                            if long > 0 {
+                                return Err(err!(
+                                    StringDataRightTruncation,
+                                    "value too long for type character varying({n})"
+                                ));
+                            }
+                        }
+                        t.columns[i].sql_type = new;
+                        self.put_table(name, t)?;
+                    }
+                    AlterColumnOperation::AddGenerated {
+                        generated_as,
+                        sequence_options,
+                    } => {
+                        let col = &t.columns[i];
+                        if col.default.is_some() {
+                            return Err(err!(
+                                InvalidTableDefinition,
+                                "column \"{}\" of relation \"{name}\" already has a default",
+                                col.name
+                            ));
+                        }
+                        let mut seq = sequence_from_options(
+                            &owned_sequence_name(name, &col.name),
+                            col.sql_type,
+                            sequence_options.as_deref().unwrap_or(&[]),
+                        )?;
+                        seq.owned_by = Some((name.to_string(), col.name.clone()));
+                        t.columns[i].identity = Some(match generated_as {
+                            Some(ast::GeneratedAs::ByDefault) => Identity::ByDefault,
+                            _ => Identity::Always,
+                        });
+                        t.columns[i].default = Some(nextval_default(&seq.name));
+                        self.catalog.update(|state| {
+                            if state.relation_exists(&seq.name) {
+                                return Err(err!(DuplicateTable, "relation \"{}\" already exists", seq.name));
+                            }
+                            Ok(vec![Change::PutSequence(seq.clone()), Change::PutTable(t.clone())])
+                        })?;
+                    }
+                }
+            }
+            AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+                TableConstraint::Check(check) => {
+                    let check = crate::ddl::table_check(name, &check, &t.checks);
+                    let cname = check.name.clone();
+                    if t.checks.iter().any(|c| c.name == cname) {
+                        return Err(err!(
+                            DuplicateObject,
+                            "constraint \"{cname}\" for relation \"{name}\" already exists"
+                        ));
+                    }
+                    self.check_check_expr(name, &t.columns, &check)?;
+                    t.checks.push(check.clone());
+                    // Writers planned from now on check it; then the rows
+                    // already stored are checked, and the constraint taken
+                    // back if one fails it.
+                    self.put_table(name, t)?;
+                    let failing = self
+                        .query_count(&format!(
+                            "SELECT count(*) FROM \"{name}\" WHERE NOT ({})",
+                            check.expr
+                        ))
+                        .await;
+                    if !matches!(failing, Ok(0)) {
+                        self.catalog.update(|state| {
+                            let mut t = (*state.table(name)?).clone();
+                            t.checks.retain(|c| c.name != cname);
+                            Ok(vec![Change::PutTable(t)])
+                        })?;
+                        failing?;
+                        return Err(err!(
+                            CheckViolation,
+                            "check constraint \"{cname}\" of relation \"{name}\" is violated by some row"
+                        ));
+                    }
+                }
+                TableConstraint::PrimaryKey(pk) => {
+                    let columns: Vec<String> = pk
+                        .columns
+                        .iter()
+                        .map(|c| match &c.column.expr {
+                            ast::Expr::Identifier(i) => Ok(normalize(i)),
+                            other => Err(err!(FeatureNotSupported, "key on expression {other} is not supported")),
+                        })
+                        .collect::<Result<_>>()?;
+                    self.add_primary_key(name, &columns, pk.name.as_ref().map(normalize))
+                        .await?;
+                }
+                other => {
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "constraint {other} is not supported yet (UNIQUE beyond the primary key needs global indexes; FOREIGN KEY is not enforced yet)"
+                    ))
+                }
+            },
+            AlterTableOperation::DropConstraint { if_exists, name: c, .. } => {
+                let c = normalize(&c);
+                let before = t.checks.len();
+                t.checks.retain(|x| x.name != c);
+                if t.checks.len() == before {
+                    let pk_name = t.primary_key_name.clone().unwrap_or_else(|| format!("{name}_pkey"));
+                    if t.has_primary_key() && c == pk_name {
+                        return Err(err!(FeatureNotSupported, "dropping a primary key is not supported"));
+                    }
+                    if if_exists {
+                        return Ok(name.to_string());
+                    }
+                    return Err(err!(
+                        UndefinedObject,
+                        "constraint \"{c}\" of relation \"{name}\" does not exist"
+                    ));
+                }
+                self.put_table(name, t)?;
+            }
+            AlterTableOperation::SetOptionsParens { options } => check_storage_options(&options)?,
+            AlterTableOperation::DropColumn { .. } => {
+                return Err(err!(FeatureNotSupported, "ALTER TABLE … DROP COLUMN is not supported yet"));
+            }
+            other => return Err(err!(FeatureNotSupported, "ALTER TABLE … {other} is not supported")),
+        }
+        Ok(name.to_string())
+    }
+
+    /// Saves a changed definition of table `name`, if it is still the same table.
+    fn put_table(&self, name: &str, t: TableDef) -> Result<()> {
+        self.catalog.update(|state| {
+            let now = state.table(name)?;
+            if now.id != t.id {
+                return Err(err!(
+                    UndefinedTable,
+                    "relation \"{name}\" was dropped during ALTER TABLE"
+                ));
+            }
+            Ok(vec![Change::PutTable(t.clone())])
+        })?;
+        Ok(())
+    }
+
+    /// The value of a non-volatile default, once, for the rows stored
+    /// before its column (the value `now()` has at the ALTER, as PostgreSQL).
+    fn constant_default(&self, col: &slicedb_common::ColumnDef, default: &str) -> Result<Datum> {
+        use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+        let state = self.ctx.state();
+        let empty = datafusion::common::DFSchema::empty();
+        let expr = state.create_logical_expr(default, &empty)?;
+        if expr.is_volatile() {
+            return Err(err!(
+                FeatureNotSupported,
+                "ADD COLUMN with a volatile default ({default}) would rewrite the table, which is not supported yet"
+            ));
+        }
+        let expr = datafusion::logical_expr::ExprSchemable::cast_to(expr, &col.sql_type.arrow_type(), &empty)?;
+        let physical = state.create_physical_expr(expr, &empty)?;
+        let one = RecordBatch::try_new_with_options(
+            std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let array = physical.evaluate(&one)?.into_array(1)?;
+        let value = Datum::from_array(array.as_ref(), 0, col.sql_type)?;
+        let table = TableDef {
+            id: 0,
+            name: String::new(),
+            columns: vec![col.clone()],
+            primary_key: vec![],
+            distribution_key: vec![],
+            hash_map: String::new(),
+            checks: vec![],
+            primary_key_name: None,
+        };
+        slicedb_planner::write::check_value(&table, 0, value)
+    }
+
+    /// Does table `name` hold a row?
+    async fn has_rows(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .query_count(&format!("SELECT count(*) FROM (SELECT 1 FROM \"{name}\" LIMIT 1) AS r"))
+            .await?
+            > 0)
+    }
+
+    /// Runs a `SELECT count(*) …` in a session of its own.
+    pub(crate) async fn query_count(&self, sql: &str) -> Result<i64> {
+        use datafusion::arrow::array::{Array, Int64Array};
+        use futures::TryStreamExt;
+        let mut session = crate::Session::default();
+        let out = self
+            .execute_sql(&mut session, sql)
+            .await
+            .pop()
+            .ok_or_else(|| slicedb_common::Error::internal("no result"))??;
+        let Output::Rows { stream, .. } = out else {
+            return Err(slicedb_common::Error::internal("a count returned no rows"));
+        };
+        let batches: Vec<_> = stream.try_collect().await?;
+        batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
+            .ok_or_else(|| slicedb_common::Error::internal("a count returned no value"))
+    }
+}
+
+/// `WITH (…)` / `SET (…)` storage parameters: PostgreSQL's heap options
+/// are accepted and have no effect on slicedb's storage; others are refused.
+pub fn check_storage_options(options: &[ast::SqlOption]) -> Result<()> {
+    for o in options {
+        let name = match o {
+            ast::SqlOption::KeyValue { key, .. } => normalize(key),
+            other => other.to_string(),
+        };
+        let known = name == "fillfactor"
+            || name.starts_with("autovacuum_")
+            || name.starts_with("toast.")
+            || name == "parallel_workers";
+        if !known {
+            return Err(err!(InvalidParameterValue, "unrecognized parameter \"{name}\""));
+        }
+    }
+    Ok(())
+}
+
+impl Coordinator {
+    /// `ADD PRIMARY KEY` on a table without one: its rows are keyed by
+    /// hidden row ids, so every row is rewritten under its primary key, in
+    /// one transaction, while the table's writes are held (writers wait,
+    /// then start over on the new definition: see `LiveRouting::placement`).
+    /// A duplicate key fails the rewrite with 23505 and changes nothing.
+    /// The distribution key must be part of the key, as in CREATE TABLE, so
+    /// every row stays in its bucket.
+    async fn add_primary_key(&self, name: &str, columns: &[String], constraint: Option<String>) -> Result<()> {
+        use datafusion::arrow::array::{Array, BinaryArray};
+        use datafusion::dataframe::DataFrame;
+        use datafusion::datasource::provider_as_source;
+        use datafusion::logical_expr::LogicalPlanBuilder;
+        use futures::StreamExt;
+        use slicedb_storage::key::row_key;
+        use slicedb_storage::RowWrite;
+
+        let table = self.catalog.snapshot().table(name)?;
+        if table.has_primary_key() {
+            return Err(err!(
+                InvalidTableDefinition,
+                "multiple primary keys for table \"{name}\" are not allowed"
+            ));
+        }
+        let pk: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                table
+                    .column_index(c)
+                    .ok_or_else(|| err!(UndefinedColumn, "column \"{c}\" of relation \"{name}\" does not exist"))
+            })
+            .collect::<Result<_>>()?;
+        if !table.distribution_key.iter().all(|d| pk.contains(d)) {
+            return Err(err!(
+                FeatureNotSupported,
+                "the primary key of \"{name}\" must include the distribution key ({})",
+                table
+                    .distribution_key
+                    .iter()
+                    .map(|d| table.columns[*d].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let gates = self.holds.current(table.id);
+        let _hold = gates.hold(0).await;
+        // Under the hold: the definition cannot change under us any more.
+        let table = self.catalog.snapshot().table(name)?;
+        for c in &pk {
+            let col = &table.columns[*c].name;
+            let nulls = self
+                .query_count(&format!("SELECT count(*) FROM \"{name}\" WHERE \"{col}\" IS NULL"))
+                .await?;
+            if nulls > 0 {
+                return Err(err!(
+                    NotNullViolation,
+                    "column \"{col}\" of relation \"{name}\" contains null values"
+                ));
+            }
+        }
+        let mut keyed = (*table).clone();
+        keyed.primary_key = pk.clone();
+        keyed.primary_key_name = constraint;
+        for c in &pk {
+            keyed.columns[*c].nullable = false;
+        }
+        let source = self.slice_table(name)?;
+        let mut txn = self.txns.begin().await?;
+        let rewrite = async {
+            let stmt = txn.statement();
+            let mut state = self.ctx.state();
+            state.config_mut().set_extension(stmt.clone());
+            let plan = LogicalPlanBuilder::scan(
+                name,
+                provider_as_source(std::sync::Arc::new(source.with_row_key())),
+                None,
+            )?
+            .build()?;
+            let mut rows = DataFrame::new(state, plan).execute_stream().await?;
+            let mut router = slicedb_planner::write::RowRouter::new(source.clone(), stmt).holding_gates();
+            let types = table.column_types();
+            while let Some(batch) = rows.next().await {
+                let batch = batch?;
+                let keys = batch
+                    .column(types.len())
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .ok_or_else(|| slicedb_common::Error::internal("row key column is not binary"))?;
+                for i in 0..batch.num_rows() {
+                    let row: Vec<Datum> = types
+                        .iter()
+                        .enumerate()
+                        .map(|(c, ty)| Datum::from_array(batch.column(c).as_ref(), i, *ty))
+                        .collect::<Result<_>>()?;
+                    let old = keys.value(i).to_vec();
+                    let bucket = slicedb_storage::key::bucket_of_row_key(&old)?;
+                    let key_values: Vec<Datum> = pk.iter().map(|c| row[*c].clone()).collect();
+                    router.push(bucket, RowWrite::Delete { key: old });
+                    router.push(
+                        bucket,
+                        RowWrite::Insert {
+                            key: row_key(bucket, &key_values)?,
+                            row,
+                        },
+                    );
+                }
+                router.flush_if_full().await?;
+            }
+            router.flush().await?;
+            Ok::<(), slicedb_common::Error>(())
+        };
+        match rewrite.await {
+            Ok(()) => self.txns.commit_holding_gates(&mut txn).await?,
+            Err(e) => {
+                self.txns.rollback(&mut txn).await;
+                return Err(match e.state {
+                    slicedb_common::SqlState::UniqueViolation => err!(
+                        UniqueViolation,
+                        "could not create unique index \"{}\": a key value of ({}) is duplicated",
+                        keyed.primary_key_name.clone().unwrap_or_else(|| format!("{name}_pkey")),
+                        columns.join(", ")
+                    ),
+                    _ => e,
+                });
+            }
+        }
+        self.put_table(name, keyed)
+    }
+}

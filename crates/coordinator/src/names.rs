@@ -1,0 +1,251 @@
+//! The names PostgreSQL gives result columns that the query does not name.
+//!
+//! A column reference keeps the column's name, a function call takes the
+//! function's name (`count`, `upper`), a cast the type's name (`int4`), and
+//! any other expression is `?column?`.
+
+use datafusion::sql::sqlparser::ast::{self, Expr};
+
+use crate::ddl::normalize;
+
+/// The output name PostgreSQL gives an unaliased select-list expression.
+pub fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => normalize(i),
+        Expr::CompoundIdentifier(parts) => parts.last().map(normalize).unwrap_or_else(unnamed),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(normalize)
+            .unwrap_or_else(unnamed),
+        Expr::Nested(inner) => output_name(inner),
+        Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
+            // `'x'::text` names the type; `a::text` keeps the column's name.
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_) => output_name(expr),
+            _ => type_name(data_type),
+        },
+        Expr::Case { else_result, .. } => match else_result.as_deref() {
+            Some(e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) => output_name(e),
+            _ => "case".to_string(),
+        },
+        Expr::Exists { .. } => "exists".to_string(),
+        Expr::Array(_) => "array".to_string(),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            ast::SetExpr::Select(s) if s.projection.len() == 1 => match &s.projection[0] {
+                ast::SelectItem::UnnamedExpr(e) => output_name(e),
+                ast::SelectItem::ExprWithAlias { alias, .. } => normalize(alias),
+                _ => unnamed(),
+            },
+            _ => unnamed(),
+        },
+        Expr::Extract { .. } => "extract".to_string(),
+        Expr::Substring { .. } => "substring".to_string(),
+        Expr::Trim { .. } => "btrim".to_string(),
+        Expr::Position { .. } => "position".to_string(),
+        Expr::Overlay { .. } => "overlay".to_string(),
+        Expr::Ceil { .. } => "ceil".to_string(),
+        Expr::Floor { .. } => "floor".to_string(),
+        _ => unnamed(),
+    }
+}
+
+fn unnamed() -> String {
+    "?column?".to_string()
+}
+
+/// PostgreSQL's internal name of a type, as a cast's output name.
+fn type_name(t: &ast::DataType) -> String {
+    use ast::DataType as D;
+    match t {
+        D::SmallInt(_) | D::Int2(_) => "int2".into(),
+        D::Int(_) | D::Integer(_) | D::Int4(_) => "int4".into(),
+        D::BigInt(_) | D::Int8(_) => "int8".into(),
+        D::Real | D::Float4 => "float4".into(),
+        D::Double(_) | D::DoublePrecision | D::Float8 => "float8".into(),
+        D::Numeric(_) | D::Decimal(_) => "numeric".into(),
+        D::Boolean | D::Bool => "bool".into(),
+        D::Text => "text".into(),
+        D::Varchar(_) | D::CharacterVarying(_) => "varchar".into(),
+        D::Char(_) | D::Character(_) => "bpchar".into(),
+        D::Date => "date".into(),
+        D::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
+        D::Timestamp(..) => "timestamp".into(),
+        D::Bytea => "bytea".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn name(sql: &str) -> String {
+        let e = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        output_name(&e)
+    }
+
+    #[test]
+    fn names_as_postgresql_gives_them() {
+        assert_eq!(name("count(*)"), "count");
+        assert_eq!(name("t.a"), "a");
+        assert_eq!(name("\"A\""), "A");
+        assert_eq!(name("a + 1"), "?column?");
+        assert_eq!(name("1"), "?column?");
+        assert_eq!(name("'x'::text"), "text");
+        assert_eq!(name("a::text"), "a");
+        assert_eq!(name("CAST(1 AS bigint)"), "int8");
+        assert_eq!(name("upper(b)"), "upper");
+        assert_eq!(name("CASE WHEN a THEN 1 END"), "case");
+    }
+}
+
+/// What [`prepare_query`] learned of a query's select list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputNames {
+    /// Per select item: its PostgreSQL name, or `None` for a wildcard.
+    items: Vec<Option<String>>,
+}
+
+impl OutputNames {
+    /// The output names of `fields` (DataFusion's), with PostgreSQL's names
+    /// where the select list gives them; `None` when it cannot be matched
+    /// up (several wildcards).
+    pub fn resolve(&self, fields: &[String]) -> Option<Vec<String>> {
+        let wildcards = self.items.iter().filter(|i| i.is_none()).count();
+        let named = self.items.len() - wildcards;
+        if wildcards > 1 || fields.len() < named || (wildcards == 0 && fields.len() != named) {
+            return None;
+        }
+        let expanded = fields.len() - named;
+        let mut out = Vec::with_capacity(fields.len());
+        for item in &self.items {
+            match item {
+                Some(name) => out.push(name.clone()),
+                None => out.extend(fields[out.len()..out.len() + expanded].iter().cloned()),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The select list that names a query's columns: its left-most SELECT.
+fn leftmost_select(body: &mut ast::SetExpr) -> Option<&mut ast::Select> {
+    match body {
+        ast::SetExpr::Select(s) => Some(s),
+        ast::SetExpr::Query(q) => leftmost_select(&mut q.body),
+        ast::SetExpr::SetOperation { left, .. } => leftmost_select(left),
+        _ => None,
+    }
+}
+
+/// An integer literal that fits `integer`, as PostgreSQL types it.
+fn as_int4_literal(e: &Expr) -> Option<Expr> {
+    if let Expr::Value(v) = e {
+        if let ast::Value::Number(n, false) = &v.value {
+            if n.parse::<i32>().is_ok() {
+                return Some(Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(e.clone()),
+                    data_type: ast::DataType::Integer(None),
+                    array: false,
+                    format: None,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Prepares a query for DataFusion the way PostgreSQL reads it, and
+/// returns the names PostgreSQL gives its columns:
+/// - an item that repeats an earlier one (`SELECT a, a`, `SELECT NULL,
+///   NULL`) is aliased apart, since DataFusion refuses repeated names;
+/// - integer literals of select lists that fit `integer` are typed
+///   `integer` (DataFusion reads them as `bigint`), so `SELECT 1` is int4.
+pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
+    let select = leftmost_select(&mut query.body)?;
+    let mut items = Vec::with_capacity(select.projection.len());
+    let mut seen: Vec<String> = Vec::new();
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        match item {
+            ast::SelectItem::UnnamedExpr(e) => {
+                let name = output_name(e);
+                let text = e.to_string();
+                if seen.contains(&text) || seen.contains(&name) {
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: ast::Ident::with_quote('"', format!("{name}__slicedb_{i}")),
+                    };
+                }
+                seen.push(text);
+                seen.push(name.clone());
+                items.push(Some(name));
+            }
+            ast::SelectItem::ExprWithAlias { alias, .. } => {
+                let name = normalize(alias);
+                if seen.contains(&name) {
+                    *alias = ast::Ident::with_quote('"', format!("{name}__slicedb_{i}"));
+                }
+                seen.push(name.clone());
+                items.push(Some(name));
+            }
+            _ => items.push(None),
+        }
+    }
+    // Integer literals of select lists, once the names are taken (not in
+    // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
+    type_int_literals(&mut query.body);
+    Some(OutputNames { items })
+}
+
+fn type_int_literals(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(s) => {
+            for item in &mut s.projection {
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                    type_int_literals_in(e);
+                }
+            }
+        }
+        ast::SetExpr::Query(q) => type_int_literals(&mut q.body),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            type_int_literals(left);
+            type_int_literals(right);
+        }
+        _ => {}
+    }
+}
+
+fn type_int_literals_in(e: &mut Expr) {
+    if let Some(cast) = as_int4_literal(e) {
+        *e = cast;
+        return;
+    }
+    let _ = ast::visit_expressions_mut(e, |x| {
+        match x {
+            Expr::BinaryOp { left, right, .. } => {
+                for side in [left, right] {
+                    if let Some(cast) = as_int4_literal(side) {
+                        **side = cast;
+                    }
+                }
+            }
+            Expr::UnaryOp { expr, .. } | Expr::Nested(expr) => {
+                if let Some(cast) = as_int4_literal(expr) {
+                    **expr = cast;
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}

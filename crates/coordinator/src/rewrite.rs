@@ -1,0 +1,220 @@
+//! Rewrites of a write statement's syntax tree before DataFusion plans it,
+//! for what PostgreSQL does and DataFusion's SQL planner does not:
+//!
+//! - the `DEFAULT` keyword in `VALUES` rows and in `UPDATE … SET c =
+//!   DEFAULT`, and `INSERT … DEFAULT VALUES`, become the column's default
+//!   expression (DataFusion fills in only columns left out of the list,
+//!   through `TableProvider::get_column_default`);
+//! - an explicit value for a `GENERATED ALWAYS AS IDENTITY` column is
+//!   refused (428C9);
+//! - the `RETURNING` list is taken off (DataFusion refuses it) and kept as
+//!   a [`Returning`]: the write operators leave the rows they wrote in a
+//!   [`slicedb_planner::write::ReturningSink`], and the coordinator
+//!   evaluates the list over them.
+
+use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use slicedb_catalog::CatalogState;
+use slicedb_common::{err, Identity, Result, TableDef};
+
+use crate::ddl::{normalize, relation_name};
+
+/// A `RETURNING` list, to evaluate over the rows a write statement wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Returning {
+    /// The table written.
+    pub table: String,
+    /// The name the statement gives it (its alias, else its name).
+    pub alias: String,
+    pub items: Vec<SelectItem>,
+}
+
+impl Returning {
+    /// The list of a statement that writes table `name`, aliased as `alias`.
+    fn of(name: &ast::ObjectName, alias: Option<&ast::TableAlias>, items: Vec<SelectItem>) -> Result<Returning> {
+        let table = relation_name(name)?;
+        Ok(Returning {
+            alias: alias.map(|a| normalize(&a.name)).unwrap_or_else(|| table.clone()),
+            table,
+            items,
+        })
+    }
+}
+
+fn is_default_keyword(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// The default of column `c` of `table` as an expression (NULL without one).
+fn default_expr(table: &TableDef, c: usize) -> Result<Expr> {
+    match &table.columns[c].default {
+        Some(sql) => Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| slicedb_common::Error::syntax(e.to_string())),
+        None => Ok(Expr::Value(ast::Value::Null.into())),
+    }
+}
+
+fn column_position(table: &TableDef, name: &ast::ObjectName) -> Result<usize> {
+    let col = match name.0.last().and_then(|p| p.as_ident()) {
+        Some(i) => normalize(i),
+        None => return Err(err!(SyntaxError, "invalid column name {name}")),
+    };
+    table.column_index(&col).ok_or_else(|| {
+        err!(
+            UndefinedColumn,
+            "column \"{col}\" of relation \"{}\" does not exist",
+            table.name
+        )
+    })
+}
+
+/// Rewrites `stmt` in place (see the module comment); returns its
+/// `RETURNING` list, if it has one.
+pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Option<Returning>> {
+    match stmt {
+        ast::Statement::Insert(insert) => {
+            let ast::TableObject::TableName(name) = &insert.table else {
+                return Ok(None);
+            };
+            let name = relation_name(name)?;
+            let returning = insert.returning.take().map(|items| Returning {
+                table: name.clone(),
+                alias: insert
+                    .table_alias
+                    .as_ref()
+                    .map(|a| normalize(&a.alias))
+                    .unwrap_or_else(|| name.clone()),
+                items,
+            });
+            let Ok(table) = catalog.table(&name) else {
+                return Ok(returning);
+            };
+            rewrite_insert(insert, &table)?;
+            Ok(returning)
+        }
+        ast::Statement::Update(update) => {
+            let returning = match (&update.table.relation, update.returning.take()) {
+                (ast::TableFactor::Table { name, alias, .. }, Some(items)) => {
+                    Some(Returning::of(name, alias.as_ref(), items)?)
+                }
+                (_, Some(_)) => return Err(err!(FeatureNotSupported, "RETURNING of this UPDATE is not supported")),
+                _ => None,
+            };
+            if let ast::TableFactor::Table { name, .. } = &update.table.relation {
+                if let Ok(table) = catalog.table(&relation_name(name)?) {
+                    for a in &mut update.assignments {
+                        let ast::AssignmentTarget::ColumnName(col) = &a.target else {
+                            continue;
+                        };
+                        let c = column_position(&table, col)?;
+                        if is_default_keyword(&a.value) {
+                            a.value = default_expr(&table, c)?;
+                        } else if table.columns[c].identity == Some(Identity::Always) {
+                            return Err(err!(
+                                GeneratedAlways,
+                                "column \"{}\" can only be updated to DEFAULT",
+                                table.columns[c].name
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(returning)
+        }
+        ast::Statement::Delete(delete) => {
+            let Some(items) = delete.returning.take() else {
+                return Ok(None);
+            };
+            let from = match &delete.from {
+                ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+            };
+            match from.first().map(|t| &t.relation) {
+                Some(ast::TableFactor::Table { name, alias, .. }) if from.len() == 1 => {
+                    Ok(Some(Returning::of(name, alias.as_ref(), items)?))
+                }
+                _ => Err(err!(FeatureNotSupported, "RETURNING of this DELETE is not supported")),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+fn rewrite_insert(insert: &mut ast::Insert, table: &TableDef) -> Result<()> {
+    // The target column of each value position.
+    let targets: Vec<usize> = if insert.columns.is_empty() {
+        (0..table.columns.len()).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| column_position(table, c))
+            .collect::<Result<_>>()?
+    };
+    if insert.source.is_none() && insert.assignments.is_empty() {
+        // INSERT … DEFAULT VALUES: every column takes its default.
+        let first = &table.columns[0];
+        insert.columns = vec![ast::ObjectName::from(vec![ast::Ident::with_quote(
+            '"',
+            first.name.clone(),
+        )])];
+        let values = ast::Values {
+            explicit_row: false,
+            value_keyword: false,
+            rows: vec![ast::Parens::with_empty_span(vec![default_expr(table, 0)?])],
+        };
+        insert.source = Some(Box::new(ast::Query {
+            with: None,
+            body: Box::new(SetExpr::Values(values)),
+            order_by: None,
+            limit_clause: None,
+            fetch: None,
+            locks: vec![],
+            for_clause: None,
+            settings: None,
+            format_clause: None,
+            pipe_operators: vec![],
+        }));
+        return Ok(());
+    }
+    let Some(source) = insert.source.as_mut() else {
+        return Ok(());
+    };
+    let always: Vec<usize> = targets
+        .iter()
+        .copied()
+        .filter(|c| table.columns[*c].identity == Some(Identity::Always))
+        .collect();
+    match source.body.as_mut() {
+        SetExpr::Values(values) => {
+            for row in &mut values.rows {
+                for (i, value) in row.content.iter_mut().enumerate() {
+                    let Some(c) = targets.get(i).copied() else {
+                        continue;
+                    };
+                    if is_default_keyword(value) {
+                        *value = default_expr(table, c)?;
+                    } else if always.contains(&c) {
+                        return Err(generated_always(table, c));
+                    }
+                }
+            }
+        }
+        _ => {
+            if let Some(c) = always.first() {
+                return Err(generated_always(table, *c));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn generated_always(table: &TableDef, c: usize) -> slicedb_common::Error {
+    err!(
+        GeneratedAlways,
+        "cannot insert a non-DEFAULT value into column \"{}\"",
+        table.columns[c].name
+    )
+}
