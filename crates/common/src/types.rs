@@ -145,6 +145,29 @@ impl SqlType {
         Ok(t)
     }
 
+    /// The SQL type a query's Arrow column is stored as by `CREATE TABLE …
+    /// AS` (`None` for types slicedb does not store).
+    pub fn from_arrow(t: &DataType) -> Option<SqlType> {
+        Some(match t {
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => SqlType::SmallInt,
+            DataType::Int32 | DataType::UInt16 => SqlType::Integer,
+            DataType::Int64 | DataType::UInt32 => SqlType::BigInt,
+            DataType::Float32 => SqlType::Real,
+            DataType::Float64 => SqlType::Double,
+            DataType::Decimal128(p, s) if *p <= 38 && *s >= 0 => SqlType::Numeric {
+                precision: *p,
+                scale: *s,
+            },
+            DataType::Boolean => SqlType::Boolean,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => SqlType::Text,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytea,
+            DataType::Date32 => SqlType::Date,
+            DataType::Timestamp(_, None) => SqlType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+            _ => return None,
+        })
+    }
+
     /// True for the integer types, which share one hash encoding.
     pub fn is_integer(&self) -> bool {
         matches!(self, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)

@@ -380,12 +380,6 @@ impl Coordinator {
         distributed_by: Option<Vec<String>>,
         hash_map: Option<String>,
     ) -> Result<Output> {
-        if create.query.is_some() {
-            return Err(err!(
-                FeatureNotSupported,
-                "CREATE TABLE … AS is not supported; create the table, then INSERT … SELECT"
-            ));
-        }
         if create.temporary {
             return Err(err!(FeatureNotSupported, "temporary tables are not supported"));
         }

@@ -377,6 +377,76 @@ impl Coordinator {
         Ok(Planned { plan, returning, names })
     }
 
+    /// `CREATE TABLE t [(names)] AS query` (and `SELECT … INTO t`): the table
+    /// takes the query's columns, named and typed as the query gives them,
+    /// then the query's rows, in the session's transaction. If the rows
+    /// cannot be written the table is dropped again. Answers `SELECT n`.
+    pub async fn create_table_as(
+        &self,
+        session: &mut Session,
+        mut create: ast::CreateTable,
+        distributed_by: Option<Vec<String>>,
+        hash_map: Option<String>,
+    ) -> Result<Output> {
+        let query = create
+            .query
+            .take()
+            .ok_or_else(|| Error::internal("CREATE TABLE AS without a query"))?;
+        let name = crate::ddl::relation_name(&create.name)?;
+        if create.if_not_exists && self.catalog.snapshot().relation_exists(&name) {
+            tracing::info!("relation \"{name}\" already exists, skipping");
+            return Ok(Output::Command(CommandTag::new("CREATE TABLE AS")));
+        }
+        let planned = self.plan(&ast::Statement::Query(query.clone())).await?;
+        let fields = planned.plan.schema().fields().clone();
+        let mut names: Vec<String> = planned
+            .names
+            .unwrap_or_else(|| fields.iter().map(|f| f.name().clone()).collect());
+        if create.columns.len() > names.len() {
+            return Err(err!(SyntaxError, "CREATE TABLE AS specifies too many column names"));
+        }
+        for (i, c) in create.columns.iter().enumerate() {
+            names[i] = crate::ddl::normalize(&c.name);
+        }
+        let mut columns = Vec::with_capacity(fields.len());
+        for (f, n) in fields.iter().zip(&names) {
+            let ty = slicedb_common::SqlType::from_arrow(f.data_type()).ok_or_else(|| {
+                err!(
+                    FeatureNotSupported,
+                    "column \"{n}\" has type {} which slicedb does not store",
+                    f.data_type()
+                )
+            })?;
+            columns.push(format!("\"{}\" {}", n.replace('"', "\"\""), ty.pg_name()));
+        }
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let mut ddl = format!("CREATE TABLE {quoted} ({})", columns.join(", "));
+        if let Some(cols) = &distributed_by {
+            let cols: Vec<String> = cols.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
+            ddl.push_str(&format!(" DISTRIBUTED BY ({})", cols.join(", ")));
+        }
+        if let Some(m) = &hash_map {
+            ddl.push_str(&format!(" HASH MAP \"{}\"", m.replace('"', "\"\"")));
+        }
+        for stmt in parser::parse(&ddl)? {
+            self.execute_statement(session, stmt).await?;
+        }
+        let insert = parser::parse(&format!("INSERT INTO {quoted} {query}"))?;
+        let mut rows = 0;
+        for stmt in insert {
+            match self.execute_statement(session, stmt).await {
+                Ok(Output::Command(tag)) => rows = tag.rows.unwrap_or(0),
+                Ok(_) => {}
+                Err(e) => {
+                    let drop = ast::ObjectName::from(vec![ast::Ident::with_quote('"', name.clone())]);
+                    let _ = self.drop_objects(ast::ObjectType::Table, true, &[drop], false).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Output::Command(CommandTag::with_rows("SELECT", rows)))
+    }
+
     /// The rows of a `RETURNING` list over `rows` (in the table's column order).
     fn returning_frame(&self, r: &Returning, rows: Vec<RecordBatch>) -> Result<DataFrame> {
         let table = self.catalog.snapshot().table(&r.table)?;
@@ -538,6 +608,13 @@ impl Coordinator {
                 create,
                 distributed_by,
                 hash_map,
+            } if create.query.is_some() => {
+                return Box::pin(self.create_table_as(session, *create, distributed_by, hash_map)).await;
+            }
+            Statement::CreateTable {
+                create,
+                distributed_by,
+                hash_map,
             } => {
                 return self.create_table(*create, distributed_by, hash_map).await;
             }
@@ -583,6 +660,23 @@ impl Coordinator {
             }
             Statement::CancelRedistribution(job) => return self.cancel_redistribution(job).await,
         };
+        // `SELECT … INTO t` is `CREATE TABLE t AS SELECT …`.
+        if let ast::Statement::Query(q) = &sql {
+            if let ast::SetExpr::Select(select) = q.body.as_ref() {
+                if let Some(into) = &select.into {
+                    if into.temporary {
+                        return Err(err!(FeatureNotSupported, "temporary tables are not supported"));
+                    }
+                    let mut query = q.clone();
+                    let target = into.name.clone();
+                    if let ast::SetExpr::Select(s) = query.body.as_mut() {
+                        s.into = None;
+                    }
+                    let create = parser::create_table_as(&target, &query)?;
+                    return Box::pin(self.create_table_as(session, *create, None, None)).await;
+                }
+            }
+        }
         if let Some(point) = PointQuery::recognize(&sql) {
             if let Some(out) = self.point_query(session, &point, None).await? {
                 return Ok(out);

@@ -362,6 +362,10 @@ fn copy_booleans(tokens: Vec<Token>) -> Vec<Token> {
 
 /// Splits `CREATE TABLE …` at a top-level `DISTRIBUTED BY` or `HASH MAP`.
 fn parse_create_table(tokens: &[Token]) -> Result<Statement> {
+    // `CREATE TABLE t (a, b) AS …` names the query's columns; sqlparser
+    // wants types there, so the list is taken off and put back as names.
+    let (tokens, names) = take_column_names(tokens);
+    let tokens = &tokens[..];
     let mut depth = 0i32;
     let mut seen_columns = false;
     let mut split = tokens.len();
@@ -385,10 +389,20 @@ fn parse_create_table(tokens: &[Token]) -> Result<Statement> {
         }
     }
     let mut stmts = parse_standard(&text_of(&tokens[..split]))?;
-    let create = match stmts.pop() {
+    let mut create = match stmts.pop() {
         Some(ast::Statement::CreateTable(ct)) if stmts.is_empty() => ct,
         _ => return Err(Error::syntax("expected CREATE TABLE")),
     };
+    if let Some(names) = names {
+        create.columns = names
+            .into_iter()
+            .map(|name| ast::ColumnDef {
+                name,
+                data_type: ast::DataType::Unspecified,
+                options: vec![],
+            })
+            .collect();
+    }
     let tail: Vec<&Token> = tokens[split..].iter().filter(|t| !is_blank(t)).collect();
     let mut c = Cursor { tokens: tail, pos: 0 };
     let mut distributed_by = None;
@@ -413,6 +427,49 @@ fn parse_create_table(tokens: &[Token]) -> Result<Statement> {
         distributed_by,
         hash_map,
     })
+}
+
+/// Takes a column-name list off `CREATE TABLE t (a, b) AS …`.
+fn take_column_names(tokens: &[Token]) -> (Vec<Token>, Option<Vec<ast::Ident>>) {
+    let unchanged = || (tokens.to_vec(), None);
+    let Some(open) = tokens.iter().position(|t| *t == Token::LParen) else {
+        return unchanged();
+    };
+    let Some(close) = tokens[open..]
+        .iter()
+        .position(|t| *t == Token::RParen)
+        .map(|i| open + i)
+    else {
+        return unchanged();
+    };
+    let mut names = Vec::new();
+    for t in &tokens[open + 1..close] {
+        match t {
+            Token::Word(w) => names.push(match w.quote_style {
+                Some(q) => ast::Ident::with_quote(q, w.value.clone()),
+                None => ast::Ident::new(w.value.clone()),
+            }),
+            Token::Comma => {}
+            t if is_blank(t) => {}
+            _ => return unchanged(),
+        }
+    }
+    let after = tokens[close + 1..].iter().find(|t| !is_blank(t));
+    let is_as = matches!(after, Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("AS"));
+    if names.is_empty() || !is_as {
+        return unchanged();
+    }
+    let mut out = tokens[..open].to_vec();
+    out.extend_from_slice(&tokens[close + 1..]);
+    (out, Some(names))
+}
+
+/// `CREATE TABLE name AS query`, for `SELECT … INTO name`.
+pub fn create_table_as(name: &ast::ObjectName, query: &ast::Query) -> Result<Box<ast::CreateTable>> {
+    match parse_standard(&format!("CREATE TABLE {name} AS {query}"))?.pop() {
+        Some(ast::Statement::CreateTable(ct)) => Ok(Box::new(ct)),
+        _ => Err(Error::syntax("expected CREATE TABLE … AS")),
+    }
 }
 
 /// A cursor over the non-blank tokens of one statement.
