@@ -558,7 +558,7 @@ impl Coordinator {
         self.redistributions.queries.begin(self.catalog.snapshot().version())
     }
 
-    async fn execute_prepared_statement(
+    pub(crate) async fn execute_prepared_statement(
         &self,
         session: &mut Session,
         prepared: &Prepared,
@@ -745,8 +745,19 @@ impl Coordinator {
             }
             S::Savepoint { name } => self.savepoint(session, &name),
             S::ReleaseSavepoint { name } => self.release_savepoint(session, &name),
-            S::Discard { .. } => Ok(Output::Command(CommandTag::new("DISCARD ALL"))),
-            S::Deallocate { .. } => Ok(Output::Command(CommandTag::new("DEALLOCATE"))),
+            S::Discard { object_type } => self.discard_all(session, &object_type),
+            S::Deallocate { name, .. } => self.deallocate_sql(session, &name),
+            S::Prepare {
+                name,
+                data_types,
+                statement,
+            } => self.prepare_sql(session, &name, &data_types, &statement).await,
+            S::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => self.execute_sql_prepared(session, &name, &parameters).await,
             other => Err(err!(FeatureNotSupported, "statement not supported: {other}")),
         }
     }

@@ -25,6 +25,7 @@ pub mod ddl;
 pub mod execute;
 pub mod names;
 pub mod parser;
+pub mod prepared_sql;
 pub mod redistribute;
 pub mod rewrite;
 pub mod sequence;

@@ -72,6 +72,8 @@ pub struct Session {
     pub txn: Option<Transaction>,
     /// The values `currval` and `lastval` return.
     pub sequences: crate::sequence::SessionSequences,
+    /// Statements of SQL-level `PREPARE`, by name.
+    pub statements: std::collections::HashMap<String, crate::prepared_sql::SqlPrepared>,
     /// An error failed the open block: statements get 25P02 until it ends.
     pub failed: bool,
     /// The open block is `READ ONLY`.
@@ -98,6 +100,7 @@ impl Default for Session {
             settings: default_settings(),
             txn: None,
             sequences: Default::default(),
+            statements: Default::default(),
             failed: false,
             read_only: false,
             stream_failed: Default::default(),
@@ -159,6 +162,14 @@ impl Session {
             None => self.settings.remove(&key),
         };
         self.changed.push(key);
+    }
+
+    /// `RESET ALL`: every setting back to its default.
+    pub fn reset_all(&mut self) {
+        let names: Vec<String> = self.settings.keys().cloned().collect();
+        for name in names {
+            self.reset(&name);
+        }
     }
 
     pub fn all(&self) -> &BTreeMap<String, String> {
