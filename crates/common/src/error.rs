@@ -48,6 +48,8 @@ pub enum SqlState {
     CheckViolation,
     /// 21000
     CardinalityViolation,
+    /// 42P10
+    InvalidColumnReference,
     /// 2200H
     SequenceGeneratorLimitExceeded,
     /// 42809
@@ -120,6 +122,7 @@ impl SqlState {
             NotNullViolation => "23502",
             CheckViolation => "23514",
             CardinalityViolation => "21000",
+            InvalidColumnReference => "42P10",
             SequenceGeneratorLimitExceeded => "2200H",
             WrongObjectType => "42809",
             GeneratedAlways => "428C9",

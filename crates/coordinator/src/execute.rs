@@ -41,6 +41,8 @@ pub struct Prepared {
     pub catalog_version: u64,
     /// The `RETURNING` list of a write, and the columns it gives.
     pub returning: Option<(Returning, SchemaRef)>,
+    /// `INSERT … ON CONFLICT DO NOTHING`.
+    pub do_nothing: bool,
     /// A query's column names as PostgreSQL gives them.
     pub names: Option<Vec<String>>,
 }
@@ -49,6 +51,7 @@ pub struct Prepared {
 struct Planned {
     plan: LogicalPlan,
     returning: Option<Returning>,
+    do_nothing: bool,
     /// A query's output names as PostgreSQL gives them.
     names: Option<Vec<String>>,
 }
@@ -326,11 +329,12 @@ impl Coordinator {
                 point: None,
                 catalog_version: 0,
                 returning: None,
+                do_nothing: false,
                 names: None,
             });
         };
         let catalog_version = self.catalog.snapshot().version();
-        let (plan, returning, names) = match &statement {
+        let (plan, returning, names, do_nothing) = match &statement {
             Statement::Sql(s) if plan_kind(s).is_some() => {
                 check_dml(s)?;
                 let planned = self.plan(s).await?;
@@ -341,9 +345,9 @@ impl Coordinator {
                     }
                     None => None,
                 };
-                (Some(planned.plan), returning, planned.names)
+                (Some(planned.plan), returning, planned.names, planned.do_nothing)
             }
-            _ => (None, None, None),
+            _ => (None, None, None, false),
         };
         let point = match &statement {
             Statement::Sql(s) => PointQuery::recognize(s),
@@ -355,6 +359,7 @@ impl Coordinator {
             point,
             catalog_version,
             returning,
+            do_nothing,
             names,
         })
     }
@@ -363,7 +368,8 @@ impl Coordinator {
     /// [`rewrite`](crate::rewrite); returns its `RETURNING` list apart.
     async fn plan(&self, stmt: &ast::Statement) -> Result<Planned> {
         let mut stmt = stmt.clone();
-        let returning = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        let crate::rewrite::Rewritten { returning, do_nothing } =
+            crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
         let output = match &mut stmt {
             ast::Statement::Query(q) => crate::names::prepare_query(q),
             _ => None,
@@ -374,7 +380,12 @@ impl Coordinator {
             let fields: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             o.resolve(&fields)
         });
-        Ok(Planned { plan, returning, names })
+        Ok(Planned {
+            plan,
+            returning,
+            do_nothing,
+            names,
+        })
     }
 
     /// `CREATE TABLE t [(names)] AS query` (and `SELECT … INTO t`): the table
@@ -577,13 +588,16 @@ impl Coordinator {
                     Planned {
                         plan: plan.clone(),
                         returning: prepared.returning.as_ref().map(|(r, _)| r.clone()),
+                        do_nothing: prepared.do_nothing,
                         names: prepared.names.clone(),
                     }
                 } else {
                     self.plan(s).await?
                 };
                 let plan = planned.plan.replace_params_with_values(&params)?;
-                let out = self.run_plan(session, plan, kind, planned.returning.as_ref()).await?;
+                let out = self
+                    .run_plan(session, plan, kind, planned.returning.as_ref(), planned.do_nothing)
+                    .await?;
                 rename_rows(out, planned.names.as_ref())
             }
             (Some(stmt), _) => self.execute_statement(session, stmt.clone()).await,
@@ -686,7 +700,13 @@ impl Coordinator {
             check_dml(&sql)?;
             let planned = self.plan(&sql).await?;
             let out = self
-                .run_plan(session, planned.plan, kind, planned.returning.as_ref())
+                .run_plan(
+                    session,
+                    planned.plan,
+                    kind,
+                    planned.returning.as_ref(),
+                    planned.do_nothing,
+                )
                 .await?;
             return rename_rows(out, planned.names.as_ref());
         }
@@ -807,6 +827,7 @@ impl Coordinator {
         plan: LogicalPlan,
         kind: PlanKind,
         returning: Option<&Returning>,
+        do_nothing: bool,
     ) -> Result<Output> {
         let sequences = session.sequences.clone();
         let writes = matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete);
@@ -823,7 +844,7 @@ impl Coordinator {
             // portal): keep the snapshot from garbage collection till then.
             let pin = txn.pin();
             return self
-                .run_plan_in(plan, kind, stmt, &sequences, returning)
+                .run_plan_in(plan, kind, stmt, &sequences, returning, do_nothing)
                 .await
                 .map(|out| keep_until_read(out, pin));
         }
@@ -836,7 +857,10 @@ impl Coordinator {
                 match self.txns.begin().await {
                     Ok(mut txn) => {
                         let stmt = txn.statement();
-                        match self.run_plan_in(plan.clone(), kind, stmt, &sequences, returning).await {
+                        match self
+                            .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
+                            .await
+                        {
                             Ok(out) => {
                                 before_commit = false;
                                 self.txns.commit(&mut txn).await.map(|()| out)
@@ -852,7 +876,7 @@ impl Coordinator {
             } else {
                 match self.txns.read_only_statement().await {
                     Ok((snapshot, stmt)) => self
-                        .run_plan_in(plan.clone(), kind, stmt, &sequences, returning)
+                        .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
                         .await
                         .map(|out| keep_until_read(out, snapshot)),
                     Err(e) => Err(e),
@@ -872,8 +896,14 @@ impl Coordinator {
         stmt: Arc<StatementTxn>,
         sequences: &SessionSequences,
         returning: Option<&Returning>,
+        do_nothing: bool,
     ) -> Result<Output> {
         let mut state = self.ctx.state();
+        if do_nothing {
+            state
+                .config_mut()
+                .set_extension(Arc::new(slicedb_planner::write::OnConflictDoNothing));
+        }
         state.config_mut().set_extension(stmt);
         state.config_mut().options_mut().extensions.insert(sequences.clone());
         // Functions read the options as of the start of execution.

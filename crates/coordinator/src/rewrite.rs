@@ -71,9 +71,77 @@ fn column_position(table: &TableDef, name: &ast::ObjectName) -> Result<usize> {
     })
 }
 
-/// Rewrites `stmt` in place (see the module comment); returns its
-/// `RETURNING` list, if it has one.
-pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Option<Returning>> {
+/// What [`for_planning`] took off a write statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rewritten {
+    pub returning: Option<Returning>,
+    /// `ON CONFLICT [(primary key)] DO NOTHING`.
+    pub do_nothing: bool,
+}
+
+/// Rewrites `stmt` in place (see the module comment).
+pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Rewritten> {
+    let do_nothing = match stmt {
+        ast::Statement::Insert(insert) => on_conflict(insert, catalog)?,
+        _ => false,
+    };
+    let returning = take_returning(stmt, catalog)?;
+    if do_nothing && returning.is_some() {
+        return Err(err!(
+            FeatureNotSupported,
+            "INSERT … ON CONFLICT DO NOTHING RETURNING is not supported yet"
+        ));
+    }
+    Ok(Rewritten { returning, do_nothing })
+}
+
+/// Takes `ON CONFLICT` off an INSERT: `DO NOTHING` on the primary key (or
+/// any conflict, which for slicedb is one on the primary key) is kept as a
+/// flag; other forms are refused.
+fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<bool> {
+    let Some(on) = insert.on.take() else {
+        return Ok(false);
+    };
+    let ast::OnInsert::OnConflict(conflict) = on else {
+        return Err(err!(FeatureNotSupported, "ON DUPLICATE KEY UPDATE is not supported"));
+    };
+    if !matches!(conflict.action, ast::OnConflictAction::DoNothing) {
+        return Err(err!(FeatureNotSupported, "ON CONFLICT DO UPDATE is not supported yet"));
+    }
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return Ok(true);
+    };
+    let Ok(table) = catalog.table(&relation_name(name)?) else {
+        return Ok(true);
+    };
+    let pk_name = table
+        .primary_key_name
+        .clone()
+        .unwrap_or_else(|| format!("{}_pkey", table.name));
+    let matches = match &conflict.conflict_target {
+        None => true,
+        Some(ast::ConflictTarget::Columns(cols)) => {
+            let mut named: Vec<usize> = cols.iter().filter_map(|c| table.column_index(&normalize(c))).collect();
+            let mut pk = table.primary_key.clone();
+            named.sort();
+            named.dedup();
+            pk.sort();
+            named.len() == cols.len() && named == pk
+        }
+        Some(ast::ConflictTarget::OnConstraint(c)) => {
+            c.0.last().and_then(|p| p.as_ident()).map(normalize) == Some(pk_name)
+        }
+    };
+    if !matches {
+        return Err(err!(
+            InvalidColumnReference,
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification"
+        ));
+    }
+    Ok(true)
+}
+
+fn take_returning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Option<Returning>> {
     match stmt {
         ast::Statement::Insert(insert) => {
             let ast::TableObject::TableName(name) = &insert.table else {

@@ -249,6 +249,12 @@ pub struct SliceWriteExec {
     checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
 }
 
+/// Set as a session config extension of an `INSERT … ON CONFLICT DO
+/// NOTHING`: rows whose primary key exists are skipped, and the count is of
+/// the rows inserted.
+#[derive(Debug, Default)]
+pub struct OnConflictDoNothing;
+
 /// Where a write statement with `RETURNING` leaves the rows it wrote (the
 /// new rows of INSERT and UPDATE, the old rows of DELETE), in table column
 /// order; the coordinator evaluates the RETURNING list over them. Set as a
@@ -377,6 +383,9 @@ impl SliceWriteExec {
             .get_extension::<StatementTxn>()
             .ok_or_else(|| Error::internal("a write statement ran outside a transaction"))?;
         let returning = ctx.session_config().get_extension::<ReturningSink>();
+        let do_nothing = kind == WriteKind::Insert
+            && table.has_primary_key()
+            && ctx.session_config().get_extension::<OnConflictDoNothing>().is_some();
         let mut router = RowRouter::new(target, txn);
         let mut count = 0u64;
         // Read all input partitions together, so that every slice server's
@@ -399,7 +408,12 @@ impl SliceWriteExec {
                         let mut writes = Vec::with_capacity(batch.num_rows());
                         for i in 0..batch.num_rows() {
                             let row = row_from_batch(&table, batch.columns(), i)?;
-                            writes.push(insert_write(&table, row)?);
+                            writes.push(match insert_write(&table, row)? {
+                                (bucket, RowWrite::Insert { key, row }) if do_nothing => {
+                                    (bucket, RowWrite::InsertIfAbsent { key, row })
+                                }
+                                other => other,
+                            });
                         }
                         check_rows(&table, &checks, batch.columns(), batch.num_rows())?;
                         if let Some(sink) = &returning {
@@ -408,7 +422,9 @@ impl SliceWriteExec {
                         for (bucket, w) in writes {
                             router.push(bucket, w);
                         }
-                        count += batch.num_rows() as u64;
+                        if !do_nothing {
+                            count += batch.num_rows() as u64;
+                        }
                     }
                     WriteKind::Delete => {
                         let keys = row_keys(&batch)?;
@@ -459,13 +475,13 @@ impl SliceWriteExec {
                     }
                 }
                 let n = router.flush_if_full().await?;
-                if kind == WriteKind::Delete {
+                if kind == WriteKind::Delete || do_nothing {
                     count += n;
                 }
             }
         }
         let n = router.flush().await?;
-        if kind == WriteKind::Delete {
+        if kind == WriteKind::Delete || do_nothing {
             count += n;
         }
         Ok(count)

@@ -18,6 +18,9 @@ use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
 pub enum RowWrite {
     /// Insert a new row; fails with 23505 if the key exists.
     Insert { key: RowKey, row: Vec<Datum> },
+    /// Insert a new row unless the key exists (`ON CONFLICT DO NOTHING`);
+    /// an existing row is left alone, unlocked, and not counted.
+    InsertIfAbsent { key: RowKey, row: Vec<Datum> },
     /// Insert a row into a table without a primary key: the slice server
     /// assigns a hidden row id in `bucket`.
     InsertWithRowId { bucket: u16, row: Vec<Datum> },

@@ -177,9 +177,10 @@ impl SliceStore {
                     affected += 1;
                     continue;
                 }
-                RowWrite::Insert { key, .. } | RowWrite::Put { key, .. } | RowWrite::Delete { key } => {
-                    storage_key(table, key)
-                }
+                RowWrite::Insert { key, .. }
+                | RowWrite::InsertIfAbsent { key, .. }
+                | RowWrite::Put { key, .. }
+                | RowWrite::Delete { key } => storage_key(table, key),
             };
             // Row lock, then first-updater-wins against committed versions.
             if let Some(holder) = writer.txns.locks.get(&k) {
@@ -213,6 +214,12 @@ impl SliceStore {
                             UniqueViolation,
                             "duplicate key value violates unique constraint \"{table_name}_pkey\""
                         ));
+                    }
+                    Some(encode_row(0, row)?)
+                }
+                RowWrite::InsertIfAbsent { row, .. } => {
+                    if exists {
+                        continue;
                     }
                     Some(encode_row(0, row)?)
                 }
