@@ -384,6 +384,11 @@ impl Coordinator {
             return Err(err!(FeatureNotSupported, "temporary tables are not supported"));
         }
         let name = relation_name(&create.name)?;
+        match &create.table_options {
+            ast::CreateTableOptions::None => {}
+            ast::CreateTableOptions::With(options) => crate::alter::check_storage_options(options)?,
+            other => return Err(err!(FeatureNotSupported, "table options {other} are not supported")),
+        }
         let mut columns: Vec<ColumnDef> = Vec::new();
         let mut primary_key: Vec<String> = Vec::new();
         let mut primary_key_name: Option<String> = None;

@@ -3,6 +3,10 @@
 //! A column reference keeps the column's name, a function call takes the
 //! function's name (`count`, `upper`), a cast the type's name (`int4`), and
 //! any other expression is `?column?`.
+//!
+//! [`prepare_query`] also readies a query's select list for DataFusion the
+//! way PostgreSQL reads it: repeated names are aliased apart (the result is
+//! renamed back), and integer literals that fit are `integer`.
 
 use datafusion::sql::sqlparser::ast::{self, Expr};
 
@@ -74,37 +78,6 @@ fn type_name(t: &ast::DataType) -> String {
         D::Timestamp(..) => "timestamp".into(),
         D::Bytea => "bytea".into(),
         other => other.to_string().to_lowercase(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-
-    use super::*;
-
-    fn name(sql: &str) -> String {
-        let e = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)
-            .unwrap()
-            .parse_expr()
-            .unwrap();
-        output_name(&e)
-    }
-
-    #[test]
-    fn names_as_postgresql_gives_them() {
-        assert_eq!(name("count(*)"), "count");
-        assert_eq!(name("t.a"), "a");
-        assert_eq!(name("\"A\""), "A");
-        assert_eq!(name("a + 1"), "?column?");
-        assert_eq!(name("1"), "?column?");
-        assert_eq!(name("'x'::text"), "text");
-        assert_eq!(name("a::text"), "a");
-        assert_eq!(name("CAST(1 AS bigint)"), "int8");
-        assert_eq!(name("upper(b)"), "upper");
-        assert_eq!(name("CASE WHEN a THEN 1 END"), "case");
     }
 }
 
@@ -248,4 +221,35 @@ fn type_int_literals_in(e: &mut Expr) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn name(sql: &str) -> String {
+        let e = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        output_name(&e)
+    }
+
+    #[test]
+    fn names_as_postgresql_gives_them() {
+        assert_eq!(name("count(*)"), "count");
+        assert_eq!(name("t.a"), "a");
+        assert_eq!(name("\"A\""), "A");
+        assert_eq!(name("a + 1"), "?column?");
+        assert_eq!(name("1"), "?column?");
+        assert_eq!(name("'x'::text"), "text");
+        assert_eq!(name("a::text"), "a");
+        assert_eq!(name("CAST(1 AS bigint)"), "int8");
+        assert_eq!(name("upper(b)"), "upper");
+        assert_eq!(name("CASE WHEN a THEN 1 END"), "case");
+    }
 }
