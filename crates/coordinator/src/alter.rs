@@ -106,7 +106,7 @@ impl Coordinator {
                     return Err(err!(FeatureNotSupported, "ADD COLUMN … PRIMARY KEY is not supported"));
                 }
                 if let Some(default) = &col.default {
-                    self.check_default_expr(&col, default, &[])?;
+                    self.check_default_expr(&col, default)?;
                     col.missing = Some(self.constant_default(&col, default)?);
                 }
                 let missing_null = col.missing.as_ref().is_none_or(Datum::is_null);
@@ -183,7 +183,7 @@ impl Coordinator {
                 match op {
                     AlterColumnOperation::SetDefault { value } => {
                         let text = value.to_string();
-                        self.check_default_expr(&t.columns[i], &text, &[])?;
+                        self.check_default_expr(&t.columns[i], &text)?;
                         t.columns[i].default = Some(text);
                         self.put_table(name, t)?;
                     }

@@ -68,11 +68,11 @@ pub(crate) fn table_check(table: &str, check: &ast::CheckConstraint, taken: &[Ch
         .name
         .as_ref()
         .map(normalize)
-        .unwrap_or_else(|| check_name(table, None, &expr, taken));
+        .unwrap_or_else(|| check_name(table, None, taken));
     CheckDef { name, expr }
 }
 
-pub(crate) fn check_name(table: &str, column: Option<&str>, _expr: &str, taken: &[CheckDef]) -> String {
+pub(crate) fn check_name(table: &str, column: Option<&str>, taken: &[CheckDef]) -> String {
     let base = match column {
         Some(c) => format!("{table}_{c}_check"),
         None => format!("{table}_check"),
@@ -216,7 +216,7 @@ pub fn column_def(
                     .as_ref()
                     .or(opt.name.as_ref())
                     .map(normalize)
-                    .unwrap_or_else(|| check_name(table, Some(&name), &expr, checks));
+                    .unwrap_or_else(|| check_name(table, Some(&name), checks));
                 checks.push(CheckDef { name: cname, expr });
             }
             ColumnOption::Generated {
@@ -444,7 +444,7 @@ impl Coordinator {
         }
         for c in &columns {
             if let Some(default) = &c.default {
-                self.check_default_expr(c, default, &sequences)?;
+                self.check_default_expr(c, default)?;
             }
         }
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
@@ -528,7 +528,7 @@ impl Coordinator {
 
     /// Plans a DEFAULT expression: it may not name columns, and its value
     /// must cast to the column's type.
-    pub(crate) fn check_default_expr(&self, column: &ColumnDef, default: &str, _new: &[SequenceDef]) -> Result<()> {
+    pub(crate) fn check_default_expr(&self, column: &ColumnDef, default: &str) -> Result<()> {
         let empty = datafusion::common::DFSchema::empty();
         let expr = self.ctx.state().create_logical_expr(default, &empty).map_err(|e| {
             let e = Error::from(e);
