@@ -212,13 +212,20 @@ impl SliceService for SliceServer {
 
 /// Starts a scan of `store`: its batches as they are produced.
 pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Result<RecordBatchStream> {
-    // A handful of point reads costs less than handing them to a
-    // blocking thread and back: answer them on this task.
-    if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
+    // A handful of point reads costs less than handing them to a blocking
+    // thread and back: answer them on this task, but tell a multi-threaded
+    // runtime first, which moves this worker's other tasks elsewhere while
+    // RocksDB may read the disk. A single-threaded runtime has nowhere to
+    // move them, so there the reads take a blocking thread too.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread && request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
         let mut batches = Vec::new();
-        run_scan(&store, &request, &mut |b| {
-            batches.push(Ok(b));
-            true
+        tokio::task::block_in_place(|| {
+            run_scan(&store, &request, &mut |b| {
+                batches.push(Ok(b));
+                true
+            })
         })?;
         return Ok(futures::stream::iter(batches).boxed());
     }
@@ -310,7 +317,7 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-/// Point reads answered without a blocking thread.
+/// Point reads answered on the calling task (see [`scan_stream`]).
 const INLINE_POINT_READS: usize = 16;
 
 /// Runs a scan, handing each batch to `emit`, which returns `false` when

@@ -22,6 +22,7 @@
 //! while a table it holds is redistributed.
 
 pub mod key;
+mod lock_table;
 pub mod mvcc;
 pub mod row;
 pub mod store;

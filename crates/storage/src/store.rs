@@ -2,15 +2,16 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 
 use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, RowKey, META_TABLE};
+use crate::lock_table::LockTable;
 use crate::mvcc::{self, OwnWrites, ReadAt, Timestamp, TxnId, GC_CF, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, decode_row};
-use crate::txn::{TxnState, Txns};
+use crate::txn::{TxnState, TxnTable};
 use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
 
 /// One row change sent to a slice server.
@@ -40,13 +41,28 @@ pub struct TableStats {
 /// A slice server's storage.
 pub struct SliceStore {
     pub(crate) db: DB,
+    /// The options the database was opened with; they hold RocksDB's
+    /// statistics (WAL syncs, see [`SliceStore::wal_syncs`]).
+    options: Options,
     /// The node id this store belongs to; 0 until registered.
     pub(crate) node: AtomicU32,
     /// The cluster this store belongs to; 0 until registered.
     cluster: AtomicU64,
-    /// Serializes writers so that the duplicate-key check and the batch
-    /// that follows it are atomic. Reads never take it.
-    write_lock: Mutex<WriterState>,
+    /// Serializes [`SliceStore::register`]'s check and write.
+    identity_lock: Mutex<()>,
+    /// Hidden row ids (see [`RowIds`]).
+    row_ids: RowIds,
+    /// Open transactions (see [`crate::txn`]).
+    pub(crate) txns: TxnTable,
+    /// Their row locks (see [`crate::lock_table`]).
+    pub(crate) locks: LockTable,
+    /// Captures in force (see [`crate::write_queue`]). Commits hold it
+    /// shared while their batch is in flight; starting or stopping a
+    /// capture holds it exclusively.
+    captures: RwLock<Vec<Capture>>,
+    /// The next write-queue sequence number; held by a commit that appends
+    /// to a write queue until its batch has landed.
+    queue_seq: Mutex<u64>,
     /// The RocksDB directory, where copied rows are staged as SST files.
     path: std::path::PathBuf,
     /// Numbers the staged SST files.
@@ -59,16 +75,18 @@ pub struct SliceStore {
 /// on the target), skipping the WAL and the memtable.
 const INGEST_BYTES: usize = 256 << 10;
 
-/// What writers share, under [`SliceStore`]'s write lock.
-pub(crate) struct WriterState {
-    pub next_rowid: u64,
-    /// The next write-queue sequence number.
-    pub next_seq: u64,
-    /// Captures in force (see [`crate::write_queue`]).
-    pub captures: Vec<Capture>,
-    /// Open transactions and their row locks (see [`crate::txn`]).
-    pub txns: Txns,
+/// Hidden row ids are handed out from a range whose end is made durable
+/// before any id in it is used, so that no id is used twice across a crash
+/// and no commit has to write the counter.
+struct RowIds {
+    next: AtomicU64,
+    /// The end of the durably reserved range.
+    reserved: AtomicU64,
+    raise: Mutex<()>,
 }
+
+/// Row ids reserved at a time.
+const ROWID_RESERVE: u64 = 1 << 16;
 
 /// Appends the change of storage key `k` to `new` to the write queue of
 /// its bucket's target, for every capture it falls under.
@@ -145,10 +163,12 @@ impl SliceStore {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         opts.create_missing_column_families(true);
+        opts.enable_statistics();
+        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         let db = DB::open_cf(&opts, path, [HISTORY_CF, INTENTS_CF, GC_CF])
             .map_err(|e| Error::io(format!("opening slice store {}: {e}", path.display())))?;
         debug_assert_eq!(&ROWID_META[..4], &key::table_prefix(META_TABLE));
-        let next_rowid = match db.get(ROWID_META).map_err(rocks)? {
+        let rowid_start = match db.get(ROWID_META).map_err(rocks)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => 0,
         };
@@ -174,8 +194,10 @@ impl SliceStore {
             captures.push(Capture::new(write_queue::decode(&v)?));
         }
         // Prepared transactions survive a restart, with their locks.
-        let mut txns = Txns::default();
+        let txns = TxnTable::default();
+        let locks = LockTable::default();
         {
+            let mut states = std::collections::HashMap::new();
             let intents = db
                 .cf_handle(INTENTS_CF)
                 .ok_or_else(|| Error::internal("slice store has no intents column family"))?;
@@ -188,37 +210,87 @@ impl SliceStore {
                 );
                 if k.len() == 8 {
                     let start_ts = u64::from_be_bytes(v[..].try_into().map_err(|_| Error::internal("corrupt intent"))?);
-                    let state = txns.states.entry(txn).or_insert_with(|| TxnState::new(start_ts));
+                    let state = states.entry(txn).or_insert_with(|| TxnState::new(start_ts));
                     state.start_ts = start_ts;
                     state.prepared = true;
                 } else {
                     let key = k[8..].to_vec();
-                    txns.locks.insert(key.clone(), txn);
-                    let state = txns.states.entry(txn).or_insert_with(|| TxnState::new(0));
+                    let _ = locks.try_lock(&key, txn);
+                    let state = states.entry(txn).or_insert_with(|| TxnState::new(0));
                     state.prepared = true;
                     state.push(key, 0, mvcc::decode_intent(&v)?);
                 }
             }
+            for (txn, state) in states {
+                txns.insert(txn, state);
+            }
         }
         Ok(SliceStore {
             db,
+            options: opts,
             node: AtomicU32::new(node),
             cluster: AtomicU64::new(cluster),
-            write_lock: Mutex::new(WriterState {
-                next_rowid,
-                next_seq,
-                captures,
-                txns,
-            }),
+            identity_lock: Mutex::new(()),
+            row_ids: RowIds {
+                next: AtomicU64::new(rowid_start),
+                reserved: AtomicU64::new(rowid_start),
+                raise: Mutex::new(()),
+            },
+            txns,
+            locks,
+            captures: RwLock::new(captures),
+            queue_seq: Mutex::new(next_seq),
             path: path.to_path_buf(),
             ingests: AtomicU64::new(0),
         })
     }
 
-    pub(crate) fn writer(&self) -> Result<std::sync::MutexGuard<'_, WriterState>> {
-        self.write_lock
+    /// The captures in force, held shared: none starts or stops until the
+    /// guard goes.
+    pub(crate) fn capture_guard(&self) -> Result<RwLockReadGuard<'_, Vec<Capture>>> {
+        self.captures
+            .read()
+            .map_err(|_| Error::internal("slice store capture list poisoned"))
+    }
+
+    /// The next write-queue sequence number, held.
+    pub(crate) fn queue_seq(&self) -> Result<MutexGuard<'_, u64>> {
+        self.queue_seq
             .lock()
-            .map_err(|_| Error::internal("slice store write lock poisoned"))
+            .map_err(|_| Error::internal("slice store write-queue counter poisoned"))
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node.load(Ordering::Acquire)
+    }
+
+    /// A hidden row id never handed out before, even across a crash.
+    pub(crate) fn take_rowid(&self) -> Result<u64> {
+        let ids = &self.row_ids;
+        let id = ids.next.fetch_add(1, Ordering::AcqRel);
+        if id < ids.reserved.load(Ordering::Acquire) {
+            return Ok(id);
+        }
+        let _raise = ids
+            .raise
+            .lock()
+            .map_err(|_| Error::internal("row id reservation poisoned"))?;
+        if id >= ids.reserved.load(Ordering::Acquire) {
+            let end = id + 1 + ROWID_RESERVE;
+            self.db
+                .put_opt(ROWID_META, end.to_be_bytes(), &Self::write_options())
+                .map_err(rocks)?;
+            ids.reserved.store(end, Ordering::Release);
+        }
+        Ok(id)
+    }
+
+    /// How many times RocksDB has synced its write-ahead log since the store
+    /// was opened. Concurrent commits share a sync, so under concurrent
+    /// writers this grows slower than the number of commits.
+    pub fn wal_syncs(&self) -> u64 {
+        self.options
+            .get_ticker_count(rocksdb::statistics::Ticker::WalFileSynced)
     }
 
     /// The node id and cluster id this store was registered as.
@@ -233,7 +305,10 @@ impl SliceStore {
         if node == 0 {
             return Err(err!(InvalidParameterValue, "node id 0 is reserved"));
         }
-        let _guard = self.writer()?;
+        let _guard = self
+            .identity_lock
+            .lock()
+            .map_err(|_| Error::internal("slice store identity lock poisoned"))?;
         match self.identity() {
             Some(id) if id == (node, cluster) => return Ok(()),
             Some((n, c)) => {
@@ -272,10 +347,10 @@ impl SliceStore {
         let Some(own) = own else {
             return Ok(Vec::new().into_iter().peekable());
         };
-        let writer = self.writer()?;
-        let Some(state) = writer.txns.states.get(&own.txn) else {
+        let Some(shared) = self.txns.get(own.txn) else {
             return Ok(Vec::new().into_iter().peekable());
         };
+        let state = crate::txn::lock_state(&shared)?;
         let mut out = Vec::new();
         for (start, end) in ranges {
             out.extend(state.view(
@@ -362,14 +437,10 @@ impl SliceStore {
     /// Reads one row by key, as snapshot `at` sees it.
     pub fn get(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Vec<Datum>>> {
         let k = storage_key(table, row_key);
-        if let Some(own) = at.own {
-            let writer = self.writer()?;
-            if let Some(image) = writer
-                .txns
-                .states
-                .get(&own.txn)
-                .and_then(|s| s.visible(&k, own.before_seq))
-            {
+        if let Some(shared) = at.own.and_then(|own| self.txns.get(own.txn).map(|s| (own, s))) {
+            let (own, shared) = shared;
+            let state = crate::txn::lock_state(&shared)?;
+            if let Some(image) = state.visible(&k, own.before_seq) {
                 return image.as_deref().map(|v| Ok(decode_row(v)?.values)).transpose();
             }
         }
@@ -382,7 +453,6 @@ impl SliceStore {
 
     /// Deletes whole buckets of `table` (inclusive ranges) with range tombstones.
     pub fn delete_buckets(&self, table: TableId, ranges: &[(u16, u16)]) -> Result<()> {
-        let _guard = self.writer()?;
         let history = self.cf(HISTORY_CF)?;
         let mut batch = WriteBatch::default();
         for (start, end) in ranges {
@@ -398,13 +468,14 @@ impl SliceStore {
     }
 
     /// Starts capturing the writes of a redistribution job (see
-    /// [`crate::write_queue`]). Taking the write lock makes the start atomic
-    /// with respect to writes: each write batch lands wholly before the
-    /// capture (and a snapshot copy taken later carries it) or wholly after
-    /// (and its queue carries it). Starting the same job again is a no-op.
+    /// [`crate::write_queue`]). Holding the capture list exclusively makes
+    /// the start atomic with respect to commits: each commit's batch lands
+    /// wholly before the capture (and a snapshot copy taken later carries
+    /// it) or wholly after (and its queue carries it). Starting the same
+    /// job again is a no-op.
     pub fn start_capture(&self, spec: CaptureSpec) -> Result<()> {
-        let mut writer = self.writer()?;
-        if writer.captures.iter().any(|c| c.spec.job == spec.job) {
+        let mut captures = self.capture_list()?;
+        if captures.iter().any(|c| c.spec.job == spec.job) {
             return Ok(());
         }
         self.db
@@ -414,24 +485,31 @@ impl SliceStore {
                 &Self::write_options(),
             )
             .map_err(rocks)?;
-        writer.captures.push(Capture::new(spec));
+        captures.push(Capture::new(spec));
         Ok(())
     }
 
     /// Ends the capture of job `job` and deletes all its write queues.
     pub fn stop_capture(&self, job: u64) -> Result<()> {
-        let mut writer = self.writer()?;
+        let mut captures = self.capture_list()?;
         let mut batch = WriteBatch::default();
         batch.delete(write_queue::capture_key(job));
         batch.delete_range(write_queue::job_queues_start(job), write_queue::job_queues_end(job));
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
-        writer.captures.retain(|c| c.spec.job != job);
+        captures.retain(|c| c.spec.job != job);
         Ok(())
     }
 
     /// The jobs this store captures writes for.
     pub fn captures(&self) -> Result<Vec<CaptureSpec>> {
-        Ok(self.writer()?.captures.iter().map(|c| c.spec.clone()).collect())
+        Ok(self.capture_guard()?.iter().map(|c| c.spec.clone()).collect())
+    }
+
+    /// The capture list, held exclusively: no commit is in flight.
+    fn capture_list(&self) -> Result<std::sync::RwLockWriteGuard<'_, Vec<Capture>>> {
+        self.captures
+            .write()
+            .map_err(|_| Error::internal("slice store capture list poisoned"))
     }
 
     /// Reads up to about `max_bytes` of `table`'s rows in the bucket
@@ -494,7 +572,6 @@ impl SliceStore {
         for (k, v) in rows {
             batch.put(storage_key(table, k), v);
         }
-        let _writer = self.writer()?;
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
 
@@ -519,7 +596,6 @@ impl SliceStore {
             let mut ingest = rocksdb::IngestExternalFileOptions::default();
             ingest.set_move_files(true);
             ingest.set_allow_blocking_flush(false);
-            let _writer = self.writer()?;
             Ok(self.db.ingest_external_file_opts(&ingest, vec![&file]).is_ok())
         })();
         let _ = std::fs::remove_file(&file);
@@ -606,7 +682,6 @@ impl SliceStore {
                 None => batch.delete(k),
             }
         }
-        let _writer = self.writer()?;
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)
     }
 
@@ -864,6 +939,38 @@ mod tests {
         assert_eq!(rows(&store, 1, &[(0, 65535)]), vec![vec![Datum::Int64(20)]]);
         assert_eq!(rows(&store, 2, &[(0, 65535)]).len(), 1, "other tables untouched");
         assert_eq!(store.table_stats(2).unwrap().rows, 1);
+    }
+
+    #[test]
+    fn concurrent_commits_share_wal_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SliceStore::open(dir.path()).unwrap());
+        let before = store.wal_syncs();
+        let (threads, per_thread) = (8i64, 40i64);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads as usize));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for i in 0..per_thread {
+                        let id = t * 1000 + i;
+                        store.write(1, "t", &[put((id % 7) as u16, id, "x")]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let commits = (threads * per_thread) as u64;
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len() as u64, commits);
+        let syncs = store.wal_syncs() - before;
+        assert!(syncs > 0, "commits are synced");
+        assert!(
+            syncs < commits,
+            "{commits} commits from {threads} threads took {syncs} WAL syncs: commits do not share syncs"
+        );
     }
 
     #[test]

@@ -8,10 +8,19 @@
 //!   savepoint ([`TxnState::rollback_to`]);
 //! - nobody else sees them.
 //!
-//! The first write to a row locks it for the transaction. A second
-//! transaction writing a locked row, or a row committed after its snapshot,
-//! fails at once with 40001 (first updater wins, no waiting, so no
-//! deadlocks).
+//! The first write to a row locks it for the transaction
+//! ([`crate::lock_table`]). A second transaction writing a locked row, or a
+//! row committed after its snapshot, fails at once with 40001 (first
+//! updater wins, no waiting, so no deadlocks).
+//!
+//! Nothing here is serialized store-wide: each transaction's state has its
+//! own mutex, the lock table is sharded, and a commit reads the versions it
+//! replaces under its own row locks. So concurrent commits reach RocksDB
+//! together, and RocksDB's write groups make them share one WAL write and
+//! one fsync (group commit; [`crate::SliceStore::wal_syncs`] counts the
+//! syncs). Only commits that feed a redistribution's write queues take one
+//! more mutex, so that queue sequence numbers follow the order in which
+//! their batches land.
 //!
 //! At *prepare* (phase one of the coordinator's two-phase commit) the last
 //! pending image of each row becomes a durable intent (see
@@ -22,15 +31,16 @@
 //! to say commit or abort.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 use slicedb_common::{err, Error, Result, TableId};
 
 use crate::key::{self, storage_key};
+use crate::lock_table::{Locked, GC_TXN};
 use crate::mvcc::{self, Timestamp, TxnId, TxnWrite, GC_CF, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, encode_row};
-use crate::store::{capture, lost, rocks, ROWID_META};
+use crate::store::{capture, lost, rocks};
 use crate::{write_queue, RowWrite, SliceStore};
 
 /// One pending row image: the statement that wrote it and the encoded value
@@ -43,6 +53,9 @@ pub(crate) struct TxnState {
     pub start_ts: Timestamp,
     /// Prepared: its intents are durable; it takes no more writes.
     pub prepared: bool,
+    /// Committed or aborted: whoever still holds this state must treat the
+    /// transaction as unknown.
+    pub done: bool,
     /// Storage key → its images, oldest first.
     pub writes: BTreeMap<Vec<u8>, Vec<PendingImage>>,
 }
@@ -113,23 +126,63 @@ impl TxnState {
     }
 }
 
-/// Every transaction a slice server knows, and the row locks they hold.
-#[derive(Debug, Default)]
-pub(crate) struct Txns {
-    pub states: HashMap<TxnId, TxnState>,
-    /// Storage key → the transaction that has written it.
-    pub locks: HashMap<Vec<u8>, TxnId>,
+/// The error of a write that meets a row another transaction holds, or one
+/// committed after the writer's snapshot.
+fn concurrent_update() -> Error {
+    err!(
+        SerializationFailure,
+        "could not serialize access due to concurrent update"
+    )
 }
 
-impl Txns {
-    /// Releases `txn`'s locks on `keys`.
-    pub fn unlock<'a>(&mut self, txn: TxnId, keys: impl Iterator<Item = &'a Vec<u8>>) {
-        for k in keys {
-            if self.locks.get(k) == Some(&txn) {
-                self.locks.remove(k);
-            }
-        }
+/// A transaction's state, shared by the requests that touch it.
+pub(crate) type SharedTxn = Arc<Mutex<TxnState>>;
+
+/// Every transaction a slice server knows. The map's mutex is held only to
+/// find, add or remove an entry; each transaction's state has its own.
+#[derive(Debug, Default)]
+pub(crate) struct TxnTable {
+    map: Mutex<HashMap<TxnId, SharedTxn>>,
+}
+
+impl TxnTable {
+    fn map(&self) -> MutexGuard<'_, HashMap<TxnId, SharedTxn>> {
+        // Only inserts, lookups and removals run under it: a poisoned map
+        // is still sound.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    pub fn get(&self, txn: TxnId) -> Option<SharedTxn> {
+        self.map().get(&txn).cloned()
+    }
+
+    /// The state of `txn`, created with snapshot `start_ts` if new.
+    pub fn get_or_start(&self, txn: TxnId, start_ts: Timestamp) -> SharedTxn {
+        self.map()
+            .entry(txn)
+            .or_insert_with(|| Arc::new(Mutex::new(TxnState::new(start_ts))))
+            .clone()
+    }
+
+    pub fn insert(&self, txn: TxnId, state: TxnState) {
+        self.map().insert(txn, Arc::new(Mutex::new(state)));
+    }
+
+    pub fn remove(&self, txn: TxnId) {
+        self.map().remove(&txn);
+    }
+
+    pub fn all(&self) -> Vec<(TxnId, SharedTxn)> {
+        self.map().iter().map(|(t, s)| (*t, s.clone())).collect()
+    }
+}
+
+/// Locks one transaction's state. A panic while it was held may have left
+/// it half-changed, so a poisoned state is an error.
+pub(crate) fn lock_state(state: &Mutex<TxnState>) -> Result<MutexGuard<'_, TxnState>> {
+    state
+        .lock()
+        .map_err(|_| Error::internal("a slice server transaction's state is poisoned"))
 }
 
 /// A slice server's side of transactions: pending writes, prepare, commit,
@@ -145,16 +198,15 @@ impl SliceStore {
     /// writes of a failed request may be partly pending: the coordinator
     /// then rolls the statement (or the transaction) back.
     pub fn txn_write(&self, txn: TxnWrite, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
-        let mut writer = self.writer()?;
-        let writer = &mut *writer;
-        if txn.continues && !writer.txns.states.contains_key(&txn.txn) {
+        let shared = if txn.continues {
+            self.txns.get(txn.txn).ok_or_else(|| lost(txn.txn))?
+        } else {
+            self.txns.get_or_start(txn.txn, txn.start_ts)
+        };
+        let mut state = lock_state(&shared)?;
+        if state.done {
             return Err(lost(txn.txn));
         }
-        let state = writer
-            .txns
-            .states
-            .entry(txn.txn)
-            .or_insert_with(|| TxnState::new(txn.start_ts));
         if state.prepared {
             return Err(Error::internal(format!("transaction {} is already prepared", txn.txn)));
         }
@@ -162,18 +214,19 @@ impl SliceStore {
         for w in writes {
             let k = match w {
                 RowWrite::InsertWithRowId { bucket, row } => {
-                    let node = self.node.load(Ordering::Acquire);
+                    let node = self.node_id();
                     if node == 0 {
                         return Err(err!(
                             ObjectNotInPrerequisiteState,
                             "slice server is not registered with a cluster"
                         ));
                     }
-                    let id = ((node as u64) << 40) | writer.next_rowid;
-                    writer.next_rowid += 1;
+                    let id = ((node as u64) << 40) | self.take_rowid()?;
                     let k = storage_key(table, &key::rowid_key(*bucket, id));
-                    writer.txns.locks.insert(k.clone(), txn.txn);
-                    state.push(k, txn.seq, Some(encode_row(0, row)?));
+                    let image = encode_row(0, row)?;
+                    // A fresh row id: nobody else can hold its lock.
+                    let _ = self.locks.try_lock(&k, txn.txn);
+                    state.push(k, txn.seq, Some(image));
                     affected += 1;
                     continue;
                 }
@@ -183,69 +236,75 @@ impl SliceStore {
                 | RowWrite::Delete { key } => storage_key(table, key),
             };
             // Row lock, then first-updater-wins against committed versions.
-            if let Some(holder) = writer.txns.locks.get(&k) {
-                if *holder != txn.txn {
-                    return Err(err!(
-                        SerializationFailure,
-                        "could not serialize access due to concurrent update"
-                    ));
+            let locked = self.locks.try_lock(&k, txn.txn).map_err(|_| concurrent_update())?;
+            match self.row_image(&state, &k, w, txn.start_ts, table_name) {
+                Ok(Some(image)) => {
+                    affected += 1;
+                    state.push(k, txn.seq, image);
+                }
+                // Nothing to write: a lock taken for it goes again.
+                result => {
+                    if locked == Locked::Taken {
+                        self.locks.unlock(&k, txn.txn);
+                    }
+                    result?;
                 }
             }
-            let exists = match state.latest(&k) {
-                Some(image) => image.is_some(),
-                None => match self.db.get_pinned(&k).map_err(rocks)? {
-                    Some(v) => {
-                        let (version, tombstone) = row::peek(&v)?;
-                        if version > txn.start_ts {
-                            return Err(err!(
-                                SerializationFailure,
-                                "could not serialize access due to concurrent update"
-                            ));
-                        }
-                        !tombstone
-                    }
-                    None => false,
-                },
-            };
-            let image = match w {
-                RowWrite::Insert { row, .. } => {
-                    if exists {
-                        return Err(err!(
-                            UniqueViolation,
-                            "duplicate key value violates unique constraint \"{table_name}_pkey\""
-                        ));
-                    }
-                    Some(encode_row(0, row)?)
-                }
-                RowWrite::InsertIfAbsent { row, .. } => {
-                    if exists {
-                        continue;
-                    }
-                    Some(encode_row(0, row)?)
-                }
-                RowWrite::Put { row, .. } => Some(encode_row(0, row)?),
-                RowWrite::Delete { .. } => {
-                    if !exists {
-                        continue;
-                    }
-                    None
-                }
-                RowWrite::InsertWithRowId { .. } => unreachable!("handled above"),
-            };
-            affected += 1;
-            writer.txns.locks.insert(k.clone(), txn.txn);
-            state.push(k, txn.seq, image);
         }
         Ok(affected)
+    }
+
+    /// The image write `w` leaves at storage key `k`, whose lock the
+    /// transaction holds: `Some(None)` deletes the row, `None` changes
+    /// nothing (an insert of an existing key that may be skipped, a delete
+    /// of a missing row).
+    fn row_image(
+        &self,
+        state: &TxnState,
+        k: &[u8],
+        w: &RowWrite,
+        start_ts: Timestamp,
+        table_name: &str,
+    ) -> Result<Option<Option<Vec<u8>>>> {
+        let exists = match state.latest(k) {
+            Some(image) => image.is_some(),
+            None => match self.db.get_pinned(k).map_err(rocks)? {
+                Some(v) => {
+                    let (version, tombstone) = row::peek(&v)?;
+                    if version > start_ts {
+                        return Err(concurrent_update());
+                    }
+                    !tombstone
+                }
+                None => false,
+            },
+        };
+        Ok(match w {
+            RowWrite::Insert { row, .. } => {
+                if exists {
+                    return Err(err!(
+                        UniqueViolation,
+                        "duplicate key value violates unique constraint \"{table_name}_pkey\""
+                    ));
+                }
+                Some(Some(encode_row(0, row)?))
+            }
+            RowWrite::InsertIfAbsent { row, .. } => (!exists).then(|| encode_row(0, row)).transpose()?.map(Some),
+            RowWrite::Put { row, .. } => Some(Some(encode_row(0, row)?)),
+            RowWrite::Delete { .. } => exists.then_some(None),
+            RowWrite::InsertWithRowId { .. } => return Err(Error::internal("row-id insert has no key image")),
+        })
     }
 
     /// Phase one of two-phase commit: makes `txn`'s final row images
     /// durable intents. Fails with 40001 if this slice server does not know
     /// the transaction (it restarted and lost its pending writes).
     pub fn prepare(&self, txn: TxnId) -> Result<()> {
-        let mut writer = self.writer()?;
-        let next_rowid = writer.next_rowid;
-        let state = writer.txns.states.get_mut(&txn).ok_or_else(|| lost(txn))?;
+        let shared = self.txns.get(txn).ok_or_else(|| lost(txn))?;
+        let mut state = lock_state(&shared)?;
+        if state.done {
+            return Err(lost(txn));
+        }
         if state.prepared {
             return Ok(());
         }
@@ -255,7 +314,6 @@ impl SliceStore {
         for (k, v) in state.finals() {
             batch.put_cf(intents, mvcc::intent_key(txn, k), mvcc::encode_intent(v.as_deref()));
         }
-        batch.put(ROWID_META, next_rowid.to_be_bytes());
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
         state.prepared = true;
         Ok(())
@@ -268,18 +326,22 @@ impl SliceStore {
     /// nothing (a repeated commit) unless `must_know` is set: a one-phase
     /// commit of writes lost in a restart fails with 40001.
     pub fn commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<()> {
-        let mut writer = self.writer()?;
-        let writer = &mut *writer;
+        let unknown = || if must_know { Err(lost(txn)) } else { Ok(()) };
+        let Some(shared) = self.txns.get(txn) else {
+            return unknown();
+        };
+        let mut state = lock_state(&shared)?;
+        if state.done {
+            return unknown();
+        }
         // The state goes only once the batch is written: a failed write
         // leaves the transaction (and its locks) for a retry.
-        let Some(state) = writer.txns.states.get(&txn) else {
-            return if must_know { Err(lost(txn)) } else { Ok(()) };
-        };
         let (history, gc, intents) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?, self.cf(INTENTS_CF)?);
         let mut batch = WriteBatch::default();
-        let mut seq = writer.next_seq;
+        let mut versions = Vec::with_capacity(state.writes.len());
         for (k, image) in state.finals() {
-            let old = self.db.get(k).map_err(rocks)?;
+            // Stable: the transaction holds the row's lock.
+            let old = self.db.get_pinned(k).map_err(rocks)?;
             if old.is_none() && image.is_none() {
                 continue;
             }
@@ -300,8 +362,7 @@ impl SliceStore {
                     row::encode_tombstone(commit_ts)
                 }
             };
-            capture(&writer.captures, &mut seq, &mut batch, k, &new)?;
-            batch.put(k, new);
+            versions.push((k, new));
         }
         if state.prepared {
             batch.delete_range_cf(
@@ -310,30 +371,59 @@ impl SliceStore {
                 mvcc::intent_record_key(txn.saturating_add(1)),
             );
         }
-        batch.put(ROWID_META, writer.next_rowid.to_be_bytes());
-        if seq != writer.next_seq {
-            batch.put(write_queue::seq_key(), seq.to_be_bytes());
+        // A capture cannot start or stop while the batch is in flight, so
+        // the batch lands wholly before a capture or wholly under it.
+        let captures = self.capture_guard()?;
+        if captures.is_empty() {
+            for (k, new) in versions {
+                batch.put(k, new);
+            }
+            // Concurrent commits join one RocksDB write group: one WAL
+            // write and one fsync for all of them.
+            self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+        } else {
+            // Queue entries must land in the order of their sequence
+            // numbers (a reader that has passed a number never looks back),
+            // so captured commits append under the queue's mutex, unsynced,
+            // and sync after releasing it.
+            let mut next_seq = self.queue_seq()?;
+            let mut seq = *next_seq;
+            for (k, new) in versions {
+                capture(&captures, &mut seq, &mut batch, k, &new)?;
+                batch.put(k, new);
+            }
+            if seq != *next_seq {
+                batch.put(write_queue::seq_key(), seq.to_be_bytes());
+            }
+            self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
+            *next_seq = seq;
+            drop(next_seq);
+            drop(captures);
+            self.db.flush_wal(true).map_err(rocks)?;
         }
-        // Apply under the lock, fsync after releasing it: concurrent
-        // commits share one fsync (group commit). The coordinator hears of
-        // the commit only after the sync.
-        self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
-        writer.next_seq = seq;
-        if let Some(state) = writer.txns.states.remove(&txn) {
-            writer.txns.unlock(txn, state.writes.keys());
-        }
-        self.db.flush_wal(true).map_err(rocks)?;
+        self.finish(txn, &mut state);
         Ok(())
+    }
+
+    /// Forgets a committed or aborted transaction and releases its locks.
+    fn finish(&self, txn: TxnId, state: &mut TxnState) {
+        state.done = true;
+        self.txns.remove(txn);
+        self.locks.unlock_all(txn, state.writes.keys());
+        state.writes.clear();
     }
 
     /// Drops `txn`'s pending writes or intents and releases its locks.
     /// Aborting an unknown transaction does nothing.
     pub fn abort(&self, txn: TxnId) -> Result<()> {
-        let mut writer = self.writer()?;
-        let Some(prepared) = writer.txns.states.get(&txn).map(|s| s.prepared) else {
+        let Some(shared) = self.txns.get(txn) else {
             return Ok(());
         };
-        if prepared {
+        let mut state = lock_state(&shared)?;
+        if state.done {
+            return Ok(());
+        }
+        if state.prepared {
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(
                 self.cf(INTENTS_CF)?,
@@ -342,38 +432,38 @@ impl SliceStore {
             );
             self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
         }
-        if let Some(state) = writer.txns.states.remove(&txn) {
-            writer.txns.unlock(txn, state.writes.keys());
-        }
+        self.finish(txn, &mut state);
         Ok(())
     }
 
     /// `ROLLBACK TO SAVEPOINT`: drops `txn`'s writes of statements `seq`
     /// and later.
     pub fn rollback_to(&self, txn: TxnId, seq: u32) -> Result<()> {
-        let mut writer = self.writer()?;
-        let writer = &mut *writer;
-        let Some(state) = writer.txns.states.get_mut(&txn) else {
+        let Some(shared) = self.txns.get(txn) else {
             return Ok(());
         };
+        let mut state = lock_state(&shared)?;
+        if state.done {
+            return Ok(());
+        }
         if state.prepared {
             return Err(Error::internal(format!("transaction {txn} is already prepared")));
         }
         let emptied = state.rollback_to(seq);
-        writer.txns.unlock(txn, emptied.iter());
+        self.locks.unlock_all(txn, emptied.iter());
         Ok(())
     }
 
     /// The transactions with pending writes or intents here: id, start
     /// timestamp, and whether prepared (waiting for the coordinator's decision).
     pub fn transactions(&self) -> Result<Vec<(TxnId, Timestamp, bool)>> {
-        let writer = self.writer()?;
-        let mut out: Vec<_> = writer
-            .txns
-            .states
-            .iter()
-            .map(|(t, s)| (*t, s.start_ts, s.prepared))
-            .collect();
+        let mut out = Vec::new();
+        for (txn, shared) in self.txns.all() {
+            let state = lock_state(&shared)?;
+            if !state.done {
+                out.push((txn, state.start_ts, state.prepared));
+            }
+        }
         out.sort_unstable();
         Ok(out)
     }
@@ -382,46 +472,74 @@ impl SliceStore {
     /// history versions superseded at or before it, and tombstones written
     /// at or before it that are still the row's newest version. Returns how
     /// many it deleted.
+    ///
+    /// A tombstone is deleted under its row's lock, so that no commit can
+    /// write the row between the check and the delete; a row a transaction
+    /// holds keeps its tombstone (and its `gc` entry) until a later run.
     pub fn gc(&self, horizon: Timestamp) -> Result<u64> {
         let (history, gc) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?);
         let upper = mvcc::gc_key(horizon.saturating_add(1), 0, &[]);
         let mut deleted = 0u64;
+        let mut resume: Option<Vec<u8>> = None;
         loop {
-            // Bounded batches, so writers are not held up long.
-            let _writer = self.writer()?;
+            // Bounded batches, so that locks are held briefly.
             let mut batch = WriteBatch::default();
+            let mut locked = Vec::new();
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(upper.clone());
             let mut iter = self.db.raw_iterator_cf_opt(gc, opts);
-            iter.seek_to_first();
-            let mut n = 0;
-            while let Some(gk) = iter.key() {
-                let (ts, kind, key) = mvcc::parse_gc_key(gk)?;
-                match kind {
-                    mvcc::GC_HISTORY => batch.delete_cf(history, key),
-                    _ => {
-                        if let Some(v) = self.db.get_pinned(key).map_err(rocks)? {
-                            if row::peek(&v)? == (ts, true) {
-                                batch.delete(key);
-                            }
-                        }
+            match &resume {
+                Some(after) => {
+                    iter.seek(after);
+                    if iter.key() == Some(after.as_slice()) {
+                        iter.next();
                     }
                 }
-                batch.delete_cf(gc, gk);
-                n += 1;
-                if n == 10_000 {
+                None => iter.seek_to_first(),
+            }
+            let mut n = 0;
+            let mut seen = 0;
+            while let Some(gk) = iter.key() {
+                let (ts, kind, key) = mvcc::parse_gc_key(gk)?;
+                seen += 1;
+                resume = Some(gk.to_vec());
+                let collect = match kind {
+                    mvcc::GC_HISTORY => {
+                        batch.delete_cf(history, key);
+                        true
+                    }
+                    _ => match self.locks.try_lock(key, GC_TXN) {
+                        Ok(_) => {
+                            locked.push(key.to_vec());
+                            if let Some(v) = self.db.get_pinned(key).map_err(rocks)? {
+                                if row::peek(&v)? == (ts, true) {
+                                    batch.delete(key);
+                                }
+                            }
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                };
+                if collect {
+                    batch.delete_cf(gc, gk);
+                    n += 1;
+                }
+                if seen == 10_000 {
                     break;
                 }
                 iter.next();
             }
-            iter.status().map_err(rocks)?;
+            let status = iter.status().map_err(rocks);
             drop(iter);
-            if n == 0 {
-                return Ok(deleted);
-            }
-            self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
+            let written = match status {
+                Ok(()) if n > 0 => self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks),
+                other => other,
+            };
+            self.locks.unlock_all(GC_TXN, locked.iter());
+            written?;
             deleted += n;
-            if n < 10_000 {
+            if seen < 10_000 {
                 return Ok(deleted);
             }
         }
