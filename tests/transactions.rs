@@ -595,3 +595,58 @@ async fn two_phase_commit_is_all_or_nothing_across_crashes() {
     );
     assert_eq!(eventually(pg, sum).await, total(0));
 }
+
+/// A client cancels its `COMMIT` while the coordinator holds it between
+/// prepare and decision (for three seconds, a failpoint). The session's
+/// transaction is gone, but the commit is not the client's to stop: the
+/// recovery loop, which runs every half second meanwhile, must not abort
+/// the prepared participants, and the transaction commits as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_commit_completes_as_a_whole() {
+    let mut cluster = TestCluster::start(3, 0);
+    let pg = cluster.pg;
+    create_accounts(&cluster.client().await).await;
+    let failpoint = "coordinator-before-decision";
+    cluster
+        .coordinator
+        .restart_with_failpoint(Some(&format!("{failpoint}=sleep(3000)")));
+    let sum = "SELECT sum(balance) FROM accounts";
+    assert_eq!(eventually(pg, sum).await, vec![vec![TOTAL.to_string()]]);
+
+    let client = connect(pg).await;
+    let cancel = client.cancel_token();
+    client.batch_execute("BEGIN").await.unwrap();
+    // Every account: a write on every slice server, so two-phase commit.
+    let updated = client
+        .execute("UPDATE accounts SET balance = balance + 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(updated as i64, ACCOUNTS);
+    let commit = tokio::spawn(async move { client.batch_execute("COMMIT").await });
+    let coordinator = &cluster.coordinator;
+    let held = tokio::task::block_in_place(|| {
+        coordinator.wait_for_output(&format!("slicedb failpoint: {failpoint}"), Duration::from_secs(30))
+    });
+    assert!(held, "the COMMIT reached the failpoint");
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    // Whatever the client heard, the outcome is all or nothing, and since
+    // nothing failed, all.
+    let _ = commit.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let observer = connect(pg).await;
+    loop {
+        let total: i64 = query(&observer, sum).await[0][0].parse().unwrap();
+        assert!(
+            total == TOTAL || total == TOTAL + ACCOUNTS,
+            "a partly applied commit: sum {total}"
+        );
+        if total == TOTAL + ACCOUNTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled commit never took effect: recovery aborted it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `slicedb` binary built by the same `cargo test` / `cargo nextest` run.
@@ -119,6 +120,8 @@ impl Drop for Server {
 /// once it prints its `slicedb ready:` line; it is killed when dropped.
 pub struct Process {
     child: Option<Child>,
+    /// Every line it printed on stdout, for [`Process::wait_for_output`].
+    output: Arc<(Mutex<Vec<String>>, Condvar)>,
     pub name: String,
     pub args: Vec<String>,
     /// Extra environment, kept for [`Process::restart`] (say, `SLICEDB_FAILPOINT`).
@@ -148,6 +151,8 @@ impl Process {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let label = name.to_string();
+        let output: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
+        let seen = output.clone();
         std::thread::spawn(move || {
             // Keep draining stdout for the life of the process.
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -156,10 +161,14 @@ impl Process {
                 } else {
                     eprintln!("[{label}] {line}");
                 }
+                let (lines, cv) = &*seen;
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                cv.notify_all();
             }
         });
         let mut process = Process {
             child: Some(child),
+            output,
             name: name.to_string(),
             args: args.to_vec(),
             env,
@@ -193,6 +202,27 @@ impl Process {
             self.env.push(("SLICEDB_FAILPOINT".into(), name.into()));
         }
         self.restart();
+    }
+
+    /// Waits (at most `limit`) until the process has printed a line
+    /// containing `needle` on stdout; returns whether it did.
+    pub fn wait_for_output(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let (lines, cv) = &*self.output;
+        let mut seen = lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if seen.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            seen = cv
+                .wait_timeout(seen, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Waits (at most `limit`) until the process has exited on its own.

@@ -130,9 +130,27 @@ impl Drop for Snapshot {
     }
 }
 
+/// Keeps a transaction in the registry's active set while it lives, so that
+/// recovery leaves its pending writes and intents alone.
+struct Active {
+    txn: TxnId,
+    mgr: Arc<TxnManager>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.mgr.registry.lock() {
+            r.active.remove(&self.txn);
+        }
+    }
+}
+
 /// An open transaction of one session.
 pub struct Transaction {
     pub snapshot: Snapshot,
+    /// Taken by the commit task once a commit starts: the transaction stays
+    /// active until the commit has finished, whatever the session does.
+    active: Option<Active>,
     /// The next statement's number (statements see the writes of lower ones).
     next_seq: u32,
     pub writes: Arc<Mutex<TxnWrites>>,
@@ -197,9 +215,7 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         let txn = self.id();
-        if let Ok(mut r) = self.snapshot.mgr.registry.lock() {
-            r.active.remove(&txn);
-        }
+        self.active.take();
         if !self.finished {
             // A session that went away with its transaction open: abort it.
             // If this is lost, the recovery loop aborts what the slice
@@ -287,6 +303,10 @@ impl TxnManager {
         let snapshot = self.snapshot().await?;
         self.registry()?.active.insert(snapshot.ts);
         Ok(Transaction {
+            active: Some(Active {
+                txn: snapshot.ts,
+                mgr: self.clone(),
+            }),
             snapshot,
             next_seq: 1,
             writes: Arc::default(),
@@ -326,8 +346,11 @@ impl TxnManager {
     }
 
     /// Commits `txn` (see the module documentation). The commit runs as a
-    /// task of its own: a client that goes away or cancels its `COMMIT`
-    /// does not stop it halfway.
+    /// task of its own, which keeps the transaction active and its snapshot
+    /// pinned until it ends: a client that goes away or cancels its
+    /// `COMMIT` neither stops it halfway nor lets recovery abort the
+    /// transaction under it. Once a commit has started, it commits or
+    /// aborts as a whole.
     pub async fn commit(&self, txn: &mut Transaction) -> Result<()> {
         self.commit_gated(txn, true).await
     }
@@ -347,9 +370,14 @@ impl TxnManager {
             return Ok(());
         }
         let mgr = txn.snapshot.mgr.clone();
-        tokio::spawn(async move { mgr.commit_writes(id, writes, gated).await })
-            .await
-            .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
+        let hold = (txn.active.take(), txn.pin());
+        tokio::spawn(async move {
+            let result = mgr.commit_writes(id, writes, gated).await;
+            drop(hold);
+            result
+        })
+        .await
+        .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
     }
 
     async fn commit_writes(&self, id: TxnId, writes: TxnWrites, gated: bool) -> Result<()> {
@@ -462,7 +490,7 @@ impl TxnManager {
             });
         }
         // The decision.
-        slicedb_common::failpoint::failpoint("coordinator-before-decision");
+        slicedb_common::failpoint::failpoint_async("coordinator-before-decision").await;
         let commit_ts = self.commit_timestamp(id)?;
         let decision = CommitDecision {
             txn: id,
@@ -475,7 +503,7 @@ impl TxnManager {
             return Err(e);
         }
         tracing::debug!(txn = id, commit_ts, "transaction {id} decided: commit on {nodes:?}");
-        slicedb_common::failpoint::failpoint("coordinator-after-decision");
+        slicedb_common::failpoint::failpoint_async("coordinator-after-decision").await;
         // Phase two. From here on the transaction is committed: a slice
         // server that does not answer is told again by the recovery loop.
         self.carry_out(&decision).await;

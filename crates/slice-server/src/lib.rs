@@ -92,7 +92,7 @@ impl SliceService for SliceServer {
                 one_phase,
             } => {
                 if !one_phase {
-                    slicedb_common::failpoint::failpoint("slice-server-before-commit");
+                    slicedb_common::failpoint::failpoint_async("slice-server-before-commit").await;
                 }
                 self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await?;
                 Ok(SliceResponse::Done)

@@ -11,6 +11,7 @@
 //! intents  [txn u64 BE]                             → start timestamp (a prepared transaction)
 //!          [txn u64 BE][table][bucket][pk]          → [0 delete | 1 put][value]
 //! gc       [ts u64 BE][kind u8][key]                → ()   (what becomes garbage once no snapshot is older than ts)
+//! default  [0u32]"aborted"[txn u64 BE]              → ()   (a prepared transaction aborted here)
 //! ```
 //!
 //! The newest version stays at the row's own key, so a scan of the latest
@@ -119,6 +120,18 @@ pub fn history_version(v: &[u8]) -> Result<&[u8]> {
 /// `gc` entry kinds.
 pub const GC_HISTORY: u8 = 1;
 pub const GC_TOMBSTONE: u8 = 2;
+/// An [`aborted_key`] marker, needed while the transaction's coordinator
+/// may still send a decision for it (until its snapshot is released).
+pub const GC_ABORTED: u8 = 3;
+
+/// The marker of a prepared transaction this slice server aborted (in the
+/// default column family, under the metadata table 0): a later `Commit` of
+/// it is refused rather than acknowledged as a repeat.
+pub fn aborted_key(txn: TxnId) -> Vec<u8> {
+    let mut k = b"\0\0\0\0aborted".to_vec();
+    k.extend_from_slice(&txn.to_be_bytes());
+    k
+}
 
 pub fn gc_key(ts: Timestamp, kind: u8, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 9);

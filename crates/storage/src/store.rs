@@ -904,6 +904,31 @@ mod tests {
         assert!(rows(&store, 1, &[(0, 65535)]).is_empty(), "intents are invisible");
         store.commit(prepared, tick(), false).unwrap();
         store.commit(prepared, tick(), false).unwrap(); // repeated: harmless
+
+        // A prepared transaction aborted here is never acknowledged as
+        // committed, not even after a restart; garbage collection forgets
+        // it once its snapshot is released.
+        let aborted = tick();
+        let w = TxnWrite {
+            txn: aborted,
+            start_ts: aborted,
+            seq: 1,
+            continues: false,
+        };
+        store.txn_write(w, 1, "t", &[put(1, 7, "z")]).unwrap();
+        store.prepare(aborted).unwrap();
+        store.abort(aborted).unwrap();
+        assert!(store.commit(aborted, tick(), false).is_err());
+        drop(store);
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert!(store.commit(aborted, tick(), false).is_err());
+        store.gc(aborted).unwrap();
+        assert!(
+            store.commit(aborted, tick(), false).is_err(),
+            "its snapshot may be in use"
+        );
+        store.gc(aborted + 1).unwrap();
+        store.commit(aborted, tick(), false).unwrap();
         assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 1);
         assert!(store.transactions().unwrap().is_empty());
         drop(store);

@@ -325,8 +325,25 @@ impl SliceStore {
     /// Committing a transaction this slice server no longer knows does
     /// nothing (a repeated commit) unless `must_know` is set: a one-phase
     /// commit of writes lost in a restart fails with 40001.
+    ///
+    /// A transaction this slice server aborted after preparing it is never
+    /// acknowledged as committed: its commit fails.
     pub fn commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<()> {
-        let unknown = || if must_know { Err(lost(txn)) } else { Ok(()) };
+        let unknown = || {
+            if must_know {
+                Err(lost(txn))
+            } else if self.db.get_pinned(mvcc::aborted_key(txn)).map_err(rocks)?.is_some() {
+                tracing::error!(
+                    txn,
+                    "refusing to commit transaction {txn}, which was aborted here after it prepared"
+                );
+                Err(Error::internal(format!(
+                    "transaction {txn} was aborted on this slice server after it prepared; it cannot commit"
+                )))
+            } else {
+                Ok(())
+            }
+        };
         let Some(shared) = self.txns.get(txn) else {
             return unknown();
         };
@@ -424,11 +441,22 @@ impl SliceStore {
             return Ok(());
         }
         if state.prepared {
+            // Its coordinator may yet send a decision (it should not: it
+            // aborts only what no session holds); the marker makes sure a
+            // commit of it is refused, until the transaction's snapshot is
+            // released everywhere.
             let mut batch = WriteBatch::default();
             batch.delete_range_cf(
                 self.cf(INTENTS_CF)?,
                 mvcc::intent_record_key(txn),
                 mvcc::intent_record_key(txn.saturating_add(1)),
+            );
+            let marker = mvcc::aborted_key(txn);
+            batch.put(&marker, []);
+            batch.put_cf(
+                self.cf(GC_CF)?,
+                mvcc::gc_key(state.start_ts.saturating_add(1), mvcc::GC_ABORTED, &marker),
+                [],
             );
             self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
         }
@@ -506,6 +534,10 @@ impl SliceStore {
                 let collect = match kind {
                     mvcc::GC_HISTORY => {
                         batch.delete_cf(history, key);
+                        true
+                    }
+                    mvcc::GC_ABORTED => {
+                        batch.delete(key);
                         true
                     }
                     _ => match self.locks.try_lock(key, GC_TXN) {
