@@ -22,6 +22,7 @@ use crate::redistribute::QueryGuard;
 use crate::rewrite::Returning;
 use crate::sequence::SessionSequences;
 use crate::session::Session;
+use crate::timeout;
 use crate::{CommandTag, Coordinator, Output};
 use slicedb_planner::write::ReturningSink;
 
@@ -556,8 +557,11 @@ impl Coordinator {
     ) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, prepared.statement.as_ref())?;
+        let deadline = timeout::deadline(session.statement_timeout_ms());
         let assumed = assume_failure(session, prepared.statement.as_ref());
-        let out = self.execute_prepared_statement(session, prepared, params).await;
+        let out = timeout::within(deadline, self.execute_prepared_statement(session, prepared, params))
+            .await
+            .map(|out| timeout::bound_output(out, deadline));
         let out = settle_failure(session, assumed, out)?;
         Ok(keep_until_read(out, guard))
     }
@@ -609,8 +613,11 @@ impl Coordinator {
     pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, Some(&stmt))?;
+        let deadline = timeout::deadline(session.statement_timeout_ms());
         let assumed = assume_failure(session, Some(&stmt));
-        let out = self.execute_statement(session, stmt).await;
+        let out = timeout::within(deadline, self.execute_statement(session, stmt))
+            .await
+            .map(|out| timeout::bound_output(out, deadline));
         let out = settle_failure(session, assumed, out)?;
         Ok(keep_until_read(out, guard))
     }
@@ -752,6 +759,13 @@ impl Coordinator {
                 ..
             } => self.copy(session, source, to, target, &options, &legacy_options).await,
             S::Set(set) => self.set(session, set),
+            S::Reset(reset) => {
+                match reset.reset {
+                    ast::Reset::ALL => session.reset_all(),
+                    ast::Reset::ConfigurationParameter(name) => session.reset(&name.to_string()),
+                }
+                Ok(Output::Command(CommandTag::new("RESET")))
+            }
             S::ShowVariable { variable } => show_variable(session, &variable),
             S::StartTransaction { modes, .. } => self.begin_block(session, &modes).await,
             S::Commit { chain: false, .. } => self.commit_block(session).await,
@@ -987,6 +1001,11 @@ impl Coordinator {
                     || name.eq_ignore_ascii_case("transaction_isolation")
                 {
                     crate::txn_statements::check_isolation(&value)?;
+                }
+                if crate::session::DURATIONS.iter().any(|d| d.eq_ignore_ascii_case(&name))
+                    && !value.eq_ignore_ascii_case("default")
+                {
+                    timeout::parse_duration_ms(&name.to_ascii_lowercase(), &value)?;
                 }
                 if value.eq_ignore_ascii_case("default") {
                     session.reset(&name);

@@ -31,6 +31,7 @@ pub mod rewrite;
 pub mod sequence;
 pub mod session;
 pub mod system;
+pub mod timeout;
 pub mod txn;
 pub mod txn_statements;
 

@@ -31,6 +31,10 @@ pub const REPORTED: &[&str] = &[
     "TimeZone",
 ];
 
+/// Settings that hold a duration (checked when set, see
+/// [`crate::timeout::parse_duration_ms`]).
+pub const DURATIONS: &[&str] = &["statement_timeout", "lock_timeout"];
+
 /// The PostgreSQL version slicedb speaks for.
 pub const SERVER_VERSION: &str = "15.0";
 
@@ -170,6 +174,13 @@ impl Session {
         for name in names {
             self.reset(&name);
         }
+    }
+
+    /// `statement_timeout` in milliseconds; 0 is none.
+    pub fn statement_timeout_ms(&self) -> u64 {
+        self.get("statement_timeout")
+            .and_then(|v| crate::timeout::parse_duration_ms("statement_timeout", v).ok())
+            .unwrap_or(0)
     }
 
     pub fn all(&self) -> &BTreeMap<String, String> {
