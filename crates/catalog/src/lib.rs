@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
+use slicedb_common::blocking::off_executor;
 use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 
@@ -278,7 +279,15 @@ impl Catalog {
     /// `check` runs on the state the changes apply to, under the writer
     /// lock, so checks such as "no table is bound to this map" cannot race
     /// with a concurrent change.
+    ///
+    /// Like every synced write of the catalog, it runs off the async
+    /// executor ([`slicedb_common::blocking::off_executor`]), waiting for
+    /// the writer lock included.
     pub fn update(&self, check: impl FnOnce(&CatalogState) -> Result<Vec<Change>>) -> Result<Arc<CatalogState>> {
+        off_executor(|| self.update_now(check))
+    }
+
+    fn update_now(&self, check: impl FnOnce(&CatalogState) -> Result<Vec<Change>>) -> Result<Arc<CatalogState>> {
         let _w = self
             .write
             .lock()
@@ -367,17 +376,23 @@ impl Catalog {
     /// plans are unchanged. A change of placement goes through
     /// [`Catalog::update`] with [`Change::PutJob`].
     pub fn save_job(&self, job: &RedistributionJob) -> Result<()> {
-        let _w = self
-            .write
-            .lock()
-            .map_err(|_| Error::internal("catalog lock poisoned"))?;
-        self.save_job_locked(job)
+        off_executor(|| {
+            let _w = self
+                .write
+                .lock()
+                .map_err(|_| Error::internal("catalog lock poisoned"))?;
+            self.save_job_locked(job)
+        })
     }
 
     /// Changes the saved job `id` in place with `change`, as
     /// [`Catalog::save_job`] saves it, reading and writing under the writer
     /// lock so that no concurrent save is lost.
     pub fn change_job(&self, id: u64, change: impl FnOnce(&mut RedistributionJob)) -> Result<RedistributionJob> {
+        off_executor(|| self.change_job_now(id, change))
+    }
+
+    fn change_job_now(&self, id: u64, change: impl FnOnce(&mut RedistributionJob)) -> Result<RedistributionJob> {
         let _w = self
             .write
             .lock()
@@ -426,6 +441,10 @@ impl Catalog {
     /// Changes sequence `name` in place (`setval`), durably, without a new
     /// catalog version.
     pub fn change_sequence<T>(&self, name: &str, change: impl FnOnce(&mut SequenceDef) -> Result<T>) -> Result<T> {
+        off_executor(|| self.change_sequence_now(name, change))
+    }
+
+    fn change_sequence_now<T>(&self, name: &str, change: impl FnOnce(&mut SequenceDef) -> Result<T>) -> Result<T> {
         let _w = self
             .write
             .lock()

@@ -15,6 +15,7 @@
 //! catalog version.
 
 use serde::{Deserialize, Serialize};
+use slicedb_common::blocking::off_executor;
 use slicedb_common::{Error, NodeId, Result};
 
 use crate::{json, Catalog};
@@ -46,9 +47,12 @@ fn io(e: rocksdb::Error) -> Error {
 impl Catalog {
     /// Records the decision to commit, durably.
     pub fn log_commit(&self, decision: &CommitDecision) -> Result<()> {
-        self.db
-            .put_opt(decision_key(decision.txn), json(decision)?, &synced())
-            .map_err(io)
+        let value = json(decision)?;
+        off_executor(|| {
+            self.db
+                .put_opt(decision_key(decision.txn), value, &synced())
+                .map_err(io)
+        })
     }
 
     /// Forgets a decision every participant has carried out. Not synced: a
@@ -81,7 +85,7 @@ impl Catalog {
 
     /// Raises the clock ceiling, durably.
     pub fn set_clock_ceiling(&self, ceiling: u64) -> Result<()> {
-        self.db.put_opt(CLOCK_KEY, ceiling.to_be_bytes(), &synced()).map_err(io)
+        off_executor(|| self.db.put_opt(CLOCK_KEY, ceiling.to_be_bytes(), &synced()).map_err(io))
     }
 }
 

@@ -50,15 +50,6 @@ pub struct Sequences {
     cache: Mutex<HashMap<String, Cached>>,
 }
 
-/// Runs `f`, which syncs RocksDB, without stalling the other tasks of a
-/// multi-threaded runtime's worker.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 impl Sequences {
     pub fn new(catalog: Arc<Catalog>) -> Self {
         Sequences {
@@ -70,8 +61,9 @@ impl Sequences {
     /// `count` next values of sequence `name`, in order.
     ///
     /// The cache's lock is never held across the catalog's synced write:
-    /// a session that finds the range used up takes a new one unlocked (in
-    /// `block_in_place`), and others keep drawing meanwhile. If two take
+    /// a session that finds the range used up takes a new one unlocked (off
+    /// the executor, as every catalog write), and others keep drawing
+    /// meanwhile. If two take
     /// one at once, the second range's rest replaces the first's (a gap).
     pub fn next_values(&self, name: &str, count: usize) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(count);
@@ -104,7 +96,7 @@ impl Sequences {
                 }
             };
             let wanted = size.max((count - out.len()) as i64);
-            let (first, taken) = blocking(|| self.catalog.allocate_sequence(name, wanted))?;
+            let (first, taken) = self.catalog.allocate_sequence(name, wanted)?;
             let increment = self.catalog.snapshot().sequence(name)?.increment;
             let used = taken.min((count - out.len()) as i64);
             for i in 0..used {
@@ -144,7 +136,7 @@ impl Sequences {
 
     /// `setval(name, value, is_called)`.
     pub fn set_value(&self, name: &str, value: i64, is_called: bool) -> Result<()> {
-        blocking(|| self.catalog.change_sequence(name, |seq| seq.set(value, is_called)))?;
+        self.catalog.change_sequence(name, |seq| seq.set(value, is_called))?;
         self.lock()?.remove(name);
         Ok(())
     }

@@ -5,8 +5,9 @@
 //! - **Clock.** One timestamp oracle, here: [`Clock`] hands out strictly
 //!   increasing timestamps (microseconds since the epoch, or one more than
 //!   the last). It never hands out a timestamp at or above a ceiling stored
-//!   durably in the transaction log, which it raises 10 s at a time, so a
-//!   restart never goes back in time.
+//!   durably in the transaction log, which it raises 10 s at a time, in
+//!   the background before it is reached, so a restart never goes back in
+//!   time and no caller waits for that fsync.
 //! - **Snapshots.** A snapshot is a timestamp `s`. It is handed out only
 //!   once every commit with a smaller timestamp has been applied on every
 //!   slice server ([`TxnManager::snapshot`] waits for them): a reader never
@@ -49,10 +50,27 @@ const RECOVERY_PERIOD: Duration = Duration::from_millis(500);
 const GC_EVERY: u32 = 10;
 
 /// The timestamp oracle.
+///
+/// The durable ceiling is raised ahead of need: once the timestamps come
+/// within half a step of it, a blocking task raises it by a step, with no
+/// lock of the clock held during the fsync. A caller waits for the fsync
+/// only if the timestamps reach the ceiling before that raise lands (the
+/// first timestamp after a restart, or a wall clock that jumped forward).
 pub struct Clock {
     catalog: Arc<Catalog>,
-    /// (last timestamp handed out, durable ceiling)
-    state: Mutex<(Timestamp, Timestamp)>,
+    state: Arc<Mutex<ClockState>>,
+    /// The ceiling as last written; held while writing one, so that the
+    /// durable ceiling never goes down.
+    durable: Arc<Mutex<Timestamp>>,
+}
+
+struct ClockState {
+    /// The last timestamp handed out.
+    last: Timestamp,
+    /// Timestamps must stay below this; it is durable.
+    ceiling: Timestamp,
+    /// A raise of the ceiling is under way.
+    raising: bool,
 }
 
 fn wall_micros() -> u64 {
@@ -62,12 +80,29 @@ fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes ceiling `to` unless a higher one is written already.
+fn raise_ceiling(catalog: &Catalog, durable: &Mutex<Timestamp>, to: Timestamp) -> Result<()> {
+    let mut written = durable
+        .lock()
+        .map_err(|_| Error::internal("clock ceiling lock poisoned"))?;
+    if to > *written {
+        catalog.set_clock_ceiling(to)?;
+        *written = to;
+    }
+    Ok(())
+}
+
 impl Clock {
     pub fn open(catalog: Arc<Catalog>) -> Result<Clock> {
         let ceiling = catalog.clock_ceiling()?;
         Ok(Clock {
             catalog,
-            state: Mutex::new((ceiling, ceiling)),
+            state: Arc::new(Mutex::new(ClockState {
+                last: ceiling,
+                ceiling,
+                raising: false,
+            })),
+            durable: Arc::new(Mutex::new(ceiling)),
         })
     }
 
@@ -75,13 +110,31 @@ impl Clock {
     /// process or an earlier one.
     pub fn now(&self) -> Result<Timestamp> {
         let mut state = self.state.lock().map_err(|_| Error::internal("clock lock poisoned"))?;
-        let ts = (state.0 + 1).max(wall_micros());
-        if ts >= state.1 {
+        let ts = (state.last + 1).max(wall_micros());
+        if ts >= state.ceiling {
             let ceiling = ts + CEILING_STEP;
-            self.catalog.set_clock_ceiling(ceiling)?;
-            state.1 = ceiling;
+            raise_ceiling(&self.catalog, &self.durable, ceiling)?;
+            state.ceiling = ceiling;
+        } else if !state.raising && ts + CEILING_STEP / 2 >= state.ceiling {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                state.raising = true;
+                let (catalog, durable, shared) = (self.catalog.clone(), self.durable.clone(), self.state.clone());
+                let to = ts + CEILING_STEP;
+                rt.spawn_blocking(move || {
+                    let raised = raise_ceiling(&catalog, &durable, to);
+                    if let Err(e) = &raised {
+                        tracing::warn!("could not raise the clock ceiling: {e}");
+                    }
+                    if let Ok(mut state) = shared.lock() {
+                        state.raising = false;
+                        if raised.is_ok() {
+                            state.ceiling = state.ceiling.max(to);
+                        }
+                    }
+                });
+            }
         }
-        state.0 = ts;
+        state.last = ts;
         Ok(ts)
     }
 }
@@ -647,5 +700,37 @@ impl TxnManager {
         let snapshot = self.snapshot().await?;
         let txn = Arc::new(StatementTxn::read_only(snapshot.ts));
         Ok((snapshot, txn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_clock_raises_its_durable_ceiling_before_reaching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path()).unwrap());
+        let clock = Clock::open(catalog.clone()).unwrap();
+        let first = clock.now().unwrap();
+        let ceiling = catalog.clock_ceiling().unwrap();
+        assert!(ceiling > first, "the first timestamp waits for a durable ceiling");
+        // Come within half a step of the ceiling: the next timestamp starts
+        // a raise in the background and does not wait for it.
+        clock.state.lock().unwrap().last = ceiling - CEILING_STEP / 2;
+        let near = clock.now().unwrap();
+        assert!(near < ceiling);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while catalog.clock_ceiling().unwrap() == ceiling {
+            assert!(std::time::Instant::now() < deadline, "the ceiling was not raised");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(catalog.clock_ceiling().unwrap() > near + CEILING_STEP / 2);
+        // Timestamps only grow, and a reopened clock starts above them all.
+        let later: Vec<Timestamp> = (0..100).map(|_| clock.now().unwrap()).collect();
+        assert!(later.windows(2).all(|w| w[0] < w[1]) && later[0] > near);
+        drop(clock);
+        let reopened = Clock::open(catalog).unwrap();
+        assert!(reopened.now().unwrap() > *later.last().unwrap());
     }
 }
