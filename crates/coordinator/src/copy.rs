@@ -113,7 +113,7 @@ pub struct CopyIn {
     checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
     /// The implicit transaction of a COPY outside a transaction block,
     /// committed when the data ends.
-    pub(crate) implicit: Option<crate::txn::Transaction>,
+    pub(crate) implicit: Option<slicedb_txn::Transaction>,
     skip_header: bool,
     line: u64,
     count: u64,
@@ -694,7 +694,7 @@ impl Coordinator {
     async fn end_copy(
         &self,
         session: &mut crate::Session,
-        implicit: Option<crate::txn::Transaction>,
+        implicit: Option<slicedb_txn::Transaction>,
         result: Result<u64>,
     ) -> Result<u64> {
         match (result, implicit) {

@@ -32,7 +32,6 @@ pub mod sequence;
 pub mod session;
 pub mod system;
 pub mod timeout;
-pub mod txn;
 pub mod txn_statements;
 
 use std::path::Path;
@@ -160,7 +159,7 @@ pub struct Coordinator {
     /// Where writers route now, and when each table last cut buckets over.
     pub routing: Arc<slicedb_planner::table::LiveRouting>,
     /// The clock, snapshots and two-phase commit.
-    pub txns: Arc<txn::TxnManager>,
+    pub txns: Arc<slicedb_txn::TxnManager>,
     /// Cached ranges of sequence values.
     pub sequences: Arc<sequence::Sequences>,
 }
@@ -319,7 +318,7 @@ impl Coordinator {
             holds: holds.clone(),
             cutovers: Arc::default(),
         });
-        let txns = txn::TxnManager::open(catalog.clone(), cluster.clone(), routing.clone())?;
+        let txns = slicedb_txn::TxnManager::open(catalog.clone(), cluster.clone(), routing.clone())?;
         let schema = Arc::new(SliceSchemaProvider::new(
             catalog.clone(),
             cluster.clone(),

@@ -184,7 +184,7 @@ struct Runner {
     holds: Arc<WriteHolds>,
     registry: Arc<Redistributions>,
     /// Commits a cut-over waits for, and the clock that stamps it.
-    txns: Arc<crate::txn::TxnManager>,
+    txns: Arc<slicedb_txn::TxnManager>,
     routing: Arc<slicedb_planner::table::LiveRouting>,
 }
 

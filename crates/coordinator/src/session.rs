@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::txn::Transaction;
+use slicedb_txn::Transaction;
 
 /// Settings PostgreSQL reports to clients in `ParameterStatus` messages.
 pub const REPORTED: &[&str] = &[

@@ -7,7 +7,7 @@
 //! STDOUT` read after it. A cancelled statement is dropped where it stands,
 //! as after a CancelRequest: its writes are rolled back with its
 //! transaction (a block fails, 25P02), and a `COMMIT` already under way is
-//! not the client's to stop (see [`crate::txn`]). `COPY … FROM STDIN` is not
+//! not the client's to stop (see [`slicedb_txn`]). `COPY … FROM STDIN` is not
 //! bounded while the client sends its data.
 //!
 //! Settings are read as PostgreSQL reads them ([`parse_duration_ms`]): an

@@ -1,7 +1,7 @@
 //! Transaction blocks: what `BEGIN`, `COMMIT`, `ROLLBACK` and savepoints do
 //! to a session.
 //!
-//! A block's [`Transaction`](crate::txn::Transaction) lives in the
+//! A block's [`Transaction`](slicedb_txn::Transaction) lives in the
 //! [`Session`]. Outside a block every statement is a transaction of its
 //! own (see `execute::run_plan`). As in PostgreSQL:
 //! - `BEGIN` in a block and `COMMIT`/`ROLLBACK` outside one only warn;
@@ -61,7 +61,7 @@ fn find_savepoint<'a>(
     session: &'a mut Session,
     name: &Ident,
     statement: &str,
-) -> Result<(&'a mut crate::txn::Transaction, usize)> {
+) -> Result<(&'a mut slicedb_txn::Transaction, usize)> {
     let Some(txn) = session.txn.as_mut() else {
         return Err(err!(
             NoActiveSqlTransaction,

@@ -1,0 +1,233 @@
+//! The transaction manager against real slice servers (in this process,
+//! over the local transport): commits in one and two phases, rollback,
+//! snapshots, and recovery's presumed abort.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use slicedb_catalog::{Catalog, Change, NodeInfo};
+use slicedb_common::{ColumnDef, Datum, SqlType, TableDef, TableId};
+use slicedb_hashmap::HashMap;
+use slicedb_planner::table::LiveRouting;
+use slicedb_planner::write_hold::WriteHolds;
+use slicedb_slice_server::SliceServer;
+use slicedb_storage::{key::row_key, ReadAt, RowWrite, TxnWrite};
+use slicedb_transport::local::LocalTransport;
+use slicedb_transport::{Cluster, ScanRequest, SliceRequest, SliceResponse};
+
+use super::*;
+
+/// Two slice servers, hash map `hm` over them (buckets below 32,768 on
+/// node 1, the rest on node 2), and table `t (k bigint PRIMARY KEY)`.
+struct Harness {
+    _dir: tempfile::TempDir,
+    cluster: Arc<Cluster>,
+    mgr: Arc<TxnManager>,
+    table: TableId,
+}
+
+const NODE_1_BUCKET: u16 = 7;
+const NODE_2_BUCKET: u16 = 60_000;
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(Catalog::open(&dir.path().join("catalog")).unwrap());
+    let cluster = Arc::new(Cluster::new());
+    let cluster_id = catalog.snapshot().cluster_id();
+    for node in [1, 2] {
+        let server = SliceServer::open(&dir.path().join(format!("slice-{node}"))).unwrap();
+        server.register(node, cluster_id).unwrap();
+        cluster.add(Arc::new(LocalTransport::new(node, Arc::new(server))));
+    }
+    let state = catalog
+        .update(|state| {
+            let mut column = ColumnDef::new("k", SqlType::BigInt);
+            column.nullable = false;
+            Ok(vec![
+                Change::PutNode(NodeInfo {
+                    id: 1,
+                    address: "embedded".into(),
+                }),
+                Change::PutNode(NodeInfo {
+                    id: 2,
+                    address: "embedded".into(),
+                }),
+                Change::PutHashMap(HashMap::range("hm", &[1, 2])?),
+                Change::SetCurrentMap("hm".into()),
+                Change::PutTable(TableDef {
+                    id: state.next_table_id(),
+                    name: "t".into(),
+                    columns: vec![column],
+                    primary_key: vec![0],
+                    distribution_key: vec![0],
+                    hash_map: "hm".into(),
+                    checks: vec![],
+                    primary_key_name: None,
+                }),
+            ])
+        })
+        .unwrap();
+    let map = state.hash_map("hm").unwrap();
+    assert_eq!((map.owner(NODE_1_BUCKET), map.owner(NODE_2_BUCKET)), (1, 2));
+    let table = state.table("t").unwrap().id;
+    let routing = Arc::new(LiveRouting {
+        catalog: catalog.clone(),
+        holds: Arc::new(WriteHolds::new()),
+        cutovers: Arc::default(),
+    });
+    let mgr = TxnManager::open(catalog, cluster.clone(), routing).unwrap();
+    Harness {
+        _dir: dir,
+        cluster,
+        mgr,
+        table,
+    }
+}
+
+impl Harness {
+    /// Writes row `k` into `bucket` as the next statement of `txn`.
+    async fn write(&self, txn: &mut Transaction, bucket: u16, k: i64) {
+        let node = if bucket < 32_768 { 1 } else { 2 };
+        let statement = txn.statement();
+        let mut write = statement.write.unwrap();
+        write.continues = statement.writes.lock().unwrap().acknowledged.contains(&node);
+        self.write_as(write, node, bucket, k).await.unwrap();
+        let mut writes = statement.writes.lock().unwrap();
+        writes.placed.entry(self.table).or_default().insert(bucket, node);
+        writes.acknowledged.insert(node);
+    }
+
+    async fn write_as(&self, txn: TxnWrite, node: NodeId, bucket: u16, k: i64) -> Result<()> {
+        let request = SliceRequest::Write {
+            txn,
+            table_id: self.table,
+            table_name: "t".into(),
+            writes: vec![RowWrite::Insert {
+                key: row_key(bucket, &[Datum::Int64(k)])?,
+                row: vec![Datum::Int64(k)],
+            }],
+        };
+        self.cluster.client(node)?.call(request).await.map(|_| ())
+    }
+
+    /// The rows of `t` on both slice servers at `at`.
+    async fn count(&self, at: ReadAt) -> usize {
+        let mut n = 0;
+        for node in [1, 2] {
+            let request = ScanRequest {
+                table_id: self.table,
+                column_types: vec![SqlType::BigInt],
+                projection: vec![0],
+                with_key: false,
+                buckets: vec![(0, u16::MAX)],
+                keys: None,
+                predicate: None,
+                limit: None,
+                batch_size: 1024,
+                at,
+                missing: vec![],
+            };
+            let mut stream = self.cluster.client(node).unwrap().scan(request).await.unwrap();
+            while let Some(batch) = stream.next().await {
+                n += batch.unwrap().num_rows();
+            }
+        }
+        n
+    }
+
+    /// Transactions the slice servers hold (pending or prepared).
+    async fn held(&self) -> BTreeSet<TxnId> {
+        let mut out = BTreeSet::new();
+        for node in [1, 2] {
+            match self
+                .cluster
+                .client(node)
+                .unwrap()
+                .call(SliceRequest::ListTransactions)
+                .await
+            {
+                Ok(SliceResponse::Transactions(txns)) => out.extend(txns.into_iter().map(|t| t.0)),
+                other => panic!("{other:?}"),
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_in_one_and_two_phases_apply_everywhere_and_snapshots_keep_their_view() {
+    let h = harness();
+    let mut one = h.mgr.begin().await.unwrap();
+    h.write(&mut one, NODE_1_BUCKET, 1).await;
+    assert_eq!(h.count(ReadAt::LATEST).await, 0, "pending writes are invisible");
+    h.mgr.commit(&mut one).await.unwrap();
+    assert_eq!(h.count(ReadAt::LATEST).await, 1);
+
+    let before = h.mgr.snapshot().await.unwrap();
+    let mut two = h.mgr.begin().await.unwrap();
+    h.write(&mut two, NODE_1_BUCKET, 2).await;
+    h.write(&mut two, NODE_2_BUCKET, 3).await;
+    h.mgr.commit(&mut two).await.unwrap();
+    assert_eq!(h.count(ReadAt::LATEST).await, 3);
+    assert_eq!(
+        h.count(ReadAt::at(before.ts)).await,
+        1,
+        "an older snapshot keeps its view"
+    );
+    assert!(h.held().await.is_empty(), "nothing left pending or prepared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_first_updater_wins() {
+    let h = harness();
+    let mut a = h.mgr.begin().await.unwrap();
+    let mut b = h.mgr.begin().await.unwrap();
+    h.write(&mut a, NODE_2_BUCKET, 5).await;
+    // b writes the same row: a holds its lock. Like the coordinator, b
+    // counts the slice server it sent the failed write to as a participant.
+    let statement = b.statement();
+    let e = h
+        .write_as(statement.write.unwrap(), 2, NODE_2_BUCKET, 5)
+        .await
+        .unwrap_err();
+    assert_eq!(e.state.code(), "40001");
+    statement
+        .writes
+        .lock()
+        .unwrap()
+        .placed
+        .entry(h.table)
+        .or_default()
+        .insert(NODE_2_BUCKET, 2);
+    h.mgr.rollback(&mut a).await;
+    h.mgr.rollback(&mut b).await;
+    assert_eq!(h.count(ReadAt::LATEST).await, 0);
+    assert!(h.held().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_aborts_what_no_session_holds_and_spares_open_transactions() {
+    let h = harness();
+    // An orphan: writes of a transaction this coordinator never began (as
+    // after a crash).
+    let orphan = h.mgr.now().unwrap();
+    let w = TxnWrite {
+        txn: orphan,
+        start_ts: orphan,
+        seq: 1,
+        continues: false,
+    };
+    h.write_as(w, 1, NODE_1_BUCKET, 9).await.unwrap();
+    let mut open = h.mgr.begin().await.unwrap();
+    h.write(&mut open, NODE_2_BUCKET, 10).await;
+    assert_eq!(h.held().await, [orphan, open.id()].into());
+    h.mgr.recover(false).await.unwrap();
+    assert_eq!(
+        h.held().await,
+        [open.id()].into(),
+        "the orphan is aborted, the open one kept"
+    );
+    h.mgr.commit(&mut open).await.unwrap();
+    assert_eq!(h.count(ReadAt::LATEST).await, 1);
+}
