@@ -88,6 +88,10 @@ pub enum SqlState {
     ProtocolViolation,
     /// 57014
     QueryCanceled,
+    /// 55P03
+    LockNotAvailable,
+    /// 40P01
+    DeadlockDetected,
     SerializationFailure,
     StatementCompletionUnknown,
     ActiveSqlTransaction,
@@ -142,6 +146,8 @@ impl SqlState {
             ConnectionFailure => "08006",
             ProtocolViolation => "08P01",
             QueryCanceled => "57014",
+            LockNotAvailable => "55P03",
+            DeadlockDetected => "40P01",
             SerializationFailure => "40001",
             StatementCompletionUnknown => "40003",
             ActiveSqlTransaction => "25001",

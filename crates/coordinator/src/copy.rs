@@ -557,10 +557,15 @@ impl Coordinator {
                         "cannot execute COPY FROM in a read-only transaction"
                     ));
                 }
+                let lock_timeout_ms = session.lock_timeout_ms();
                 let (stmt, implicit) = match session.txn.as_mut() {
-                    Some(txn) => (txn.statement(), None),
+                    Some(txn) => {
+                        txn.lock_timeout_ms = lock_timeout_ms;
+                        (txn.statement(), None)
+                    }
                     None => {
                         let mut txn = self.txns.begin().await?;
+                        txn.lock_timeout_ms = lock_timeout_ms;
                         (txn.statement(), Some(txn))
                     }
                 };

@@ -845,7 +845,9 @@ impl Coordinator {
     ) -> Result<Output> {
         let sequences = session.sequences.clone();
         let writes = matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete);
+        let lock_timeout_ms = session.lock_timeout_ms();
         if let Some(txn) = session.txn.as_mut() {
+            txn.lock_timeout_ms = lock_timeout_ms;
             if writes && session.read_only {
                 return Err(err!(
                     ReadOnlySqlTransaction,
@@ -870,6 +872,7 @@ impl Coordinator {
             let result = if writes {
                 match self.txns.begin().await {
                     Ok(mut txn) => {
+                        txn.lock_timeout_ms = lock_timeout_ms;
                         let stmt = txn.statement();
                         match self
                             .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)

@@ -183,6 +183,13 @@ impl Session {
             .unwrap_or(0)
     }
 
+    /// `lock_timeout` in milliseconds; 0 is none.
+    pub fn lock_timeout_ms(&self) -> u32 {
+        self.get("lock_timeout")
+            .and_then(|v| crate::timeout::parse_duration_ms("lock_timeout", v).ok())
+            .map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX))
+    }
+
     pub fn all(&self) -> &BTreeMap<String, String> {
         &self.settings
     }

@@ -105,6 +105,15 @@ impl SliceService for SliceServer {
                 self.blocking(move |s| s.rollback_to(txn, seq)).await?;
                 Ok(SliceResponse::Done)
             }
+            SliceRequest::ListLockWaits => Ok(SliceResponse::LockWaits(self.store.lock_waits())),
+            SliceRequest::BreakDeadlock { txn } => {
+                self.store.break_deadlock(txn);
+                tracing::info!(
+                    txn,
+                    "breaking a deadlock: transaction {txn} stops waiting for a row lock"
+                );
+                Ok(SliceResponse::Done)
+            }
             SliceRequest::ListTransactions => {
                 Ok(SliceResponse::Transactions(self.blocking(|s| s.transactions()).await?))
             }

@@ -89,6 +89,10 @@ pub struct TxnWrite {
     /// The transaction has sent this slice server writes before: if it
     /// does not know the transaction, a restart lost them (40001).
     pub continues: bool,
+    /// How long a write waits for a row lock another transaction holds
+    /// before it fails with 55P03 (the session's `lock_timeout`, in
+    /// milliseconds); 0 waits as long as it takes.
+    pub lock_timeout_ms: u32,
 }
 
 /// The `history` key of the version `version` of the row at `key`.

@@ -753,6 +753,7 @@ mod tests {
                 start_ts,
                 seq: 1,
                 continues: false,
+                lock_timeout_ms: 0,
             };
             let n = match self.txn_write(txn, table, name, writes) {
                 Ok(n) => n,
@@ -809,6 +810,7 @@ mod tests {
             start_ts,
             seq,
             continues: seq > 1,
+            lock_timeout_ms: 0,
         };
         store.txn_write(w(1), 1, "t", &[put(1, 3, "mine")]).unwrap();
         let own = |before_seq| ReadAt {
@@ -830,16 +832,18 @@ mod tests {
         store.rollback_to(start_ts, 2).unwrap();
         assert_eq!(rows_at(&store, 1, &[(0, 65535)], &own(3)).len(), 2);
 
-        // A second writer of a locked row, or of a row committed after its
-        // snapshot, gets 40001.
+        // A second writer of a locked row waits for it (here until its
+        // lock timeout); a writer of a row committed after its snapshot
+        // gets 40001.
         let other = TxnWrite {
             txn: tick(),
             start_ts: before,
             seq: 1,
             continues: false,
+            lock_timeout_ms: 20,
         };
         let e = store.txn_write(other, 1, "t", &[put(1, 3, "theirs")]).unwrap_err();
-        assert_eq!(e.state.code(), "40001");
+        assert_eq!(e.state.code(), "55P03");
         let e = store.txn_write(other, 1, "t", &[put(1, 1, "stale")]).unwrap_err();
         assert_eq!(e.state.code(), "40001");
         store.abort(other.txn).unwrap();
@@ -866,6 +870,7 @@ mod tests {
                     start_ts: txn,
                     seq: 1,
                     continues: false,
+                    lock_timeout_ms: 0,
                 };
                 store.txn_write(w, 1, "t", &[put(1, id, "x")]).unwrap();
             }
@@ -880,6 +885,7 @@ mod tests {
             start_ts: pending,
             seq: 2,
             continues: true,
+            lock_timeout_ms: 0,
         };
         assert_eq!(
             store
@@ -895,10 +901,11 @@ mod tests {
             start_ts: tick(),
             seq: 1,
             continues: false,
+            lock_timeout_ms: 20,
         };
         assert_eq!(
             store.txn_write(w, 1, "t", &[put(1, 1, "y")]).unwrap_err().state.code(),
-            "40001"
+            "55P03"
         );
         store.abort(w.txn).unwrap();
         assert!(rows(&store, 1, &[(0, 65535)]).is_empty(), "intents are invisible");
@@ -914,6 +921,7 @@ mod tests {
             start_ts: aborted,
             seq: 1,
             continues: false,
+            lock_timeout_ms: 0,
         };
         store.txn_write(w, 1, "t", &[put(1, 7, "z")]).unwrap();
         store.prepare(aborted).unwrap();

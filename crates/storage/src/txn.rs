@@ -9,9 +9,11 @@
 //! - nobody else sees them.
 //!
 //! The first write to a row locks it for the transaction
-//! ([`crate::lock_table`]). A second transaction writing a locked row, or a
-//! row committed after its snapshot, fails at once with 40001 (first
-//! updater wins, no waiting, so no deadlocks).
+//! ([`crate::lock_table`]). A second transaction writing a locked row waits
+//! for the holder to finish (at most its `lock_timeout`, 55P03; a deadlock
+//! is 40P01). Then, as for a row committed after its snapshot, it fails
+//! with 40001 if the holder committed the row (first updater wins), and
+//! goes on if the holder aborted: PostgreSQL's `REPEATABLE READ`.
 //!
 //! Nothing here is serialized store-wide: each transaction's state has its
 //! own mutex, the lock table is sharded, and a commit reads the versions it
@@ -31,13 +33,15 @@
 //! to say commit or abort.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 use slicedb_common::{err, Error, Result, TableId};
 
 use crate::key::{self, storage_key};
-use crate::lock_table::{Locked, GC_TXN};
+use crate::lock_table::{CancelReason, LockError, Locked, GC_TXN};
 use crate::mvcc::{self, Timestamp, TxnId, TxnWrite, GC_CF, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, encode_row};
 use crate::store::{capture, lost, rocks};
@@ -135,8 +139,46 @@ fn concurrent_update() -> Error {
     )
 }
 
-/// A transaction's state, shared by the requests that touch it.
-pub(crate) type SharedTxn = Arc<Mutex<TxnState>>;
+/// The error of a write that could not take a row lock.
+fn lock_error(e: LockError) -> Error {
+    match e {
+        LockError::Timeout(holder) => {
+            err!(
+                LockNotAvailable,
+                "canceling statement due to lock timeout (the row is locked by transaction {holder})"
+            )
+        }
+        LockError::Deadlock(holder) => err!(
+            DeadlockDetected,
+            "deadlock detected: waiting for a row lock held by transaction {holder}, which waits for this one"
+        ),
+        LockError::Cancelled => err!(
+            QueryCanceled,
+            "canceling statement: its transaction was rolled back while it waited for a row lock"
+        ),
+        LockError::Busy(_) => concurrent_update(),
+    }
+}
+
+/// A transaction's slot: its state, shared by the requests that touch it,
+/// and what can be read of it without waiting for a request that holds
+/// the state (a write waiting for a row lock does).
+#[derive(Debug)]
+pub(crate) struct TxnSlot {
+    pub start_ts: Timestamp,
+    pub prepared: AtomicBool,
+    pub state: Mutex<TxnState>,
+}
+
+pub(crate) type SharedTxn = Arc<TxnSlot>;
+
+fn slot(state: TxnState) -> SharedTxn {
+    Arc::new(TxnSlot {
+        start_ts: state.start_ts,
+        prepared: AtomicBool::new(state.prepared),
+        state: Mutex::new(state),
+    })
+}
 
 /// Every transaction a slice server knows. The map's mutex is held only to
 /// find, add or remove an entry; each transaction's state has its own.
@@ -160,12 +202,12 @@ impl TxnTable {
     pub fn get_or_start(&self, txn: TxnId, start_ts: Timestamp) -> SharedTxn {
         self.map()
             .entry(txn)
-            .or_insert_with(|| Arc::new(Mutex::new(TxnState::new(start_ts))))
+            .or_insert_with(|| slot(TxnState::new(start_ts)))
             .clone()
     }
 
     pub fn insert(&self, txn: TxnId, state: TxnState) {
-        self.map().insert(txn, Arc::new(Mutex::new(state)));
+        self.map().insert(txn, slot(state));
     }
 
     pub fn remove(&self, txn: TxnId) {
@@ -179,8 +221,8 @@ impl TxnTable {
 
 /// Locks one transaction's state. A panic while it was held may have left
 /// it half-changed, so a poisoned state is an error.
-pub(crate) fn lock_state(state: &Mutex<TxnState>) -> Result<MutexGuard<'_, TxnState>> {
-    state
+pub(crate) fn lock_state(slot: &TxnSlot) -> Result<MutexGuard<'_, TxnState>> {
+    slot.state
         .lock()
         .map_err(|_| Error::internal("a slice server transaction's state is poisoned"))
 }
@@ -235,8 +277,10 @@ impl SliceStore {
                 | RowWrite::Put { key, .. }
                 | RowWrite::Delete { key } => storage_key(table, key),
             };
-            // Row lock, then first-updater-wins against committed versions.
-            let locked = self.locks.try_lock(&k, txn.txn).map_err(|_| concurrent_update())?;
+            // Row lock (waiting for its holder), then first-updater-wins
+            // against committed versions.
+            let timeout = (txn.lock_timeout_ms > 0).then(|| Duration::from_millis(txn.lock_timeout_ms.into()));
+            let locked = self.locks.lock(&k, txn.txn, timeout).map_err(lock_error)?;
             match self.row_image(&state, &k, w, txn.start_ts, table_name) {
                 Ok(Some(image)) => {
                     affected += 1;
@@ -316,6 +360,7 @@ impl SliceStore {
         }
         self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
         state.prepared = true;
+        shared.prepared.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -427,6 +472,7 @@ impl SliceStore {
         state.done = true;
         self.txns.remove(txn);
         self.locks.unlock_all(txn, state.writes.keys());
+        self.locks.forget(txn);
         state.writes.clear();
     }
 
@@ -436,6 +482,8 @@ impl SliceStore {
         let Some(shared) = self.txns.get(txn) else {
             return Ok(());
         };
+        // A write of it may be waiting for a row lock, holding its state.
+        self.locks.cancel_wait(txn, CancelReason::RolledBack);
         let mut state = lock_state(&shared)?;
         if state.done {
             return Ok(());
@@ -470,6 +518,8 @@ impl SliceStore {
         let Some(shared) = self.txns.get(txn) else {
             return Ok(());
         };
+        // The statement rolled back may still wait for a row lock here.
+        self.locks.cancel_wait(txn, CancelReason::StatementRolledBack);
         let mut state = lock_state(&shared)?;
         if state.done {
             return Ok(());
@@ -482,16 +532,28 @@ impl SliceStore {
         Ok(())
     }
 
+    /// Who waits for whom for a row lock here (waiter, holder).
+    pub fn lock_waits(&self) -> Vec<(TxnId, TxnId)> {
+        self.locks.waits()
+    }
+
+    /// Makes `txn`, a victim of a deadlock that spans slice servers, stop
+    /// waiting for a row lock here (its write fails with 40P01).
+    pub fn break_deadlock(&self, txn: TxnId) {
+        self.locks.cancel_wait(txn, CancelReason::Deadlock);
+    }
+
     /// The transactions with pending writes or intents here: id, start
     /// timestamp, and whether prepared (waiting for the coordinator's decision).
     pub fn transactions(&self) -> Result<Vec<(TxnId, Timestamp, bool)>> {
-        let mut out = Vec::new();
-        for (txn, shared) in self.txns.all() {
-            let state = lock_state(&shared)?;
-            if !state.done {
-                out.push((txn, state.start_ts, state.prepared));
-            }
-        }
+        // Without locking the states: a write waiting for a row lock holds
+        // its transaction's.
+        let mut out: Vec<_> = self
+            .txns
+            .all()
+            .into_iter()
+            .map(|(txn, slot)| (txn, slot.start_ts, slot.prepared.load(Ordering::Acquire)))
+            .collect();
         out.sort_unstable();
         Ok(out)
     }

@@ -218,6 +218,11 @@ pub enum SliceRequest {
     RollbackTo { txn: TxnId, seq: u32 },
     /// The transactions with pending writes or intents.
     ListTransactions,
+    /// Who waits for whom for a row lock (deadlock detection across slice
+    /// servers).
+    ListLockWaits,
+    /// Makes a deadlock victim stop waiting for a row lock (40P01).
+    BreakDeadlock { txn: TxnId },
     /// Delete the versions no snapshot at or after `horizon` needs.
     Gc { horizon: Timestamp },
     /// Range-delete whole buckets of a table (inclusive ranges).
@@ -272,7 +277,7 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -297,6 +302,8 @@ pub enum SliceResponse {
     QueueDepths(Vec<(NodeId, u64)>),
     /// Transactions: id, start timestamp, prepared.
     Transactions(Vec<(TxnId, Timestamp, bool)>),
+    /// Lock waits: (waiter, holder).
+    LockWaits(Vec<(TxnId, TxnId)>),
     /// Versions a garbage collection deleted.
     Collected(u64),
 }

@@ -120,6 +120,10 @@ pub struct Transaction {
     pub writes: Arc<Mutex<TxnWrites>>,
     /// Savepoints: name and the first statement number after them.
     pub savepoints: Vec<(String, u32)>,
+    /// How long its writes wait for a row lock (the session's
+    /// `lock_timeout`, in milliseconds; 0: as long as it takes). Set by
+    /// the coordinator before each statement.
+    pub lock_timeout_ms: u32,
     finished: bool,
 }
 
@@ -143,6 +147,7 @@ impl Transaction {
                 start_ts: self.snapshot.ts,
                 seq,
                 continues: false,
+                lock_timeout_ms: self.lock_timeout_ms,
             }),
             writes: self.writes.clone(),
         })
@@ -275,6 +280,7 @@ impl TxnManager {
             next_seq: 1,
             writes: Arc::default(),
             savepoints: Vec::new(),
+            lock_timeout_ms: 0,
             finished: false,
         })
     }
@@ -581,11 +587,33 @@ impl TxnManager {
                 self.abort_on(txn, &one).await;
             }
         }
+        self.break_deadlocks(&nodes).await;
         if gc {
             let horizon = self.horizon()?;
             self.call_all(&nodes, SliceRequest::Gc { horizon }).await;
         }
         Ok(())
+    }
+
+    /// Finds cycles of transactions waiting for each other's row locks
+    /// across slice servers (each slice server breaks the cycles it sees
+    /// alone) and makes the youngest transaction of each stop waiting, with
+    /// 40P01, as PostgreSQL's deadlock detector does.
+    async fn break_deadlocks(&self, nodes: &BTreeSet<NodeId>) {
+        let mut waits: Vec<(TxnId, TxnId, NodeId)> = Vec::new();
+        for (node, r) in self.call_all(nodes, SliceRequest::ListLockWaits).await {
+            if let Ok(SliceResponse::LockWaits(edges)) = r {
+                waits.extend(edges.into_iter().map(|(w, h)| (w, h, node)));
+            }
+        }
+        for victim in deadlock_victims(&waits) {
+            let at: BTreeSet<NodeId> = waits.iter().filter(|e| e.0 == victim).map(|e| e.2).collect();
+            tracing::info!(
+                txn = victim,
+                "deadlock across slice servers {at:?}: transaction {victim} is the victim"
+            );
+            self.call_all(&at, SliceRequest::BreakDeadlock { txn: victim }).await;
+        }
     }
 
     /// Runs [`TxnManager::recover`] forever.
@@ -612,6 +640,59 @@ impl TxnManager {
         let txn = Arc::new(StatementTxn::read_only(snapshot.ts));
         Ok((snapshot, txn))
     }
+}
+
+/// The transactions to abort so that no cycle is left in the wait-for
+/// graph `waits` (waiter, holder, where): the youngest (largest id) of each
+/// cycle found.
+fn deadlock_victims(waits: &[(TxnId, TxnId, NodeId)]) -> Vec<TxnId> {
+    let mut graph: BTreeMap<TxnId, BTreeSet<TxnId>> = BTreeMap::new();
+    for (w, h, _) in waits {
+        graph.entry(*w).or_default().insert(*h);
+    }
+    let mut victims = Vec::new();
+    loop {
+        let Some(cycle) = find_cycle(&graph) else {
+            return victims;
+        };
+        let victim = *cycle.iter().max().expect("a cycle has members");
+        graph.remove(&victim);
+        victims.push(victim);
+    }
+}
+
+/// Some cycle of `graph`, if it has one.
+fn find_cycle(graph: &BTreeMap<TxnId, BTreeSet<TxnId>>) -> Option<Vec<TxnId>> {
+    // Iterative depth-first search; `on_path` holds the current path.
+    let mut done: HashSet<TxnId> = HashSet::new();
+    for start in graph.keys() {
+        if done.contains(start) {
+            continue;
+        }
+        let mut path: Vec<(TxnId, Vec<TxnId>)> = vec![(*start, graph[start].iter().copied().collect())];
+        let mut on_path: HashSet<TxnId> = [*start].into();
+        while let Some((node, next)) = path.last_mut() {
+            match next.pop() {
+                Some(n) if on_path.contains(&n) => {
+                    let from = path.iter().position(|(t, _)| *t == n).expect("on the path");
+                    return Some(path[from..].iter().map(|(t, _)| *t).collect());
+                }
+                Some(n) if done.contains(&n) => {}
+                Some(n) => {
+                    let succ = graph.get(&n).map(|s| s.iter().copied().collect()).unwrap_or_default();
+                    on_path.insert(n);
+                    path.push((n, succ));
+                }
+                None => {
+                    let node = *node;
+                    on_path.remove(&node);
+                    done.insert(node);
+                    path.pop();
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -136,6 +136,28 @@ impl Harness {
         n
     }
 
+    /// Waits (at most 10 s) until `txn` waits for a row lock somewhere.
+    async fn wait_for_lock_waiter(&self, txn: TxnId) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            for node in [1, 2] {
+                if let Ok(SliceResponse::LockWaits(w)) = self
+                    .cluster
+                    .client(node)
+                    .unwrap()
+                    .call(SliceRequest::ListLockWaits)
+                    .await
+                {
+                    if w.iter().any(|(waiter, _)| *waiter == txn) {
+                        return;
+                    }
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "{txn} never waited");
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Transactions the slice servers hold (pending or prepared).
     async fn held(&self) -> BTreeSet<TxnId> {
         let mut out = BTreeSet::new();
@@ -179,19 +201,21 @@ async fn commits_in_one_and_two_phases_apply_everywhere_and_snapshots_keep_their
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_and_first_updater_wins() {
-    let h = harness();
+async fn writers_wait_for_row_locks_then_first_updater_wins() {
+    let h = Arc::new(harness());
     let mut a = h.mgr.begin().await.unwrap();
-    let mut b = h.mgr.begin().await.unwrap();
     h.write(&mut a, NODE_2_BUCKET, 5).await;
-    // b writes the same row: a holds its lock. Like the coordinator, b
+
+    // b waits for a's lock until its lock timeout. Like the coordinator, b
     // counts the slice server it sent the failed write to as a participant.
+    let mut b = h.mgr.begin().await.unwrap();
+    b.lock_timeout_ms = 30;
     let statement = b.statement();
     let e = h
         .write_as(statement.write.unwrap(), 2, NODE_2_BUCKET, 5)
         .await
         .unwrap_err();
-    assert_eq!(e.state.code(), "40001");
+    assert_eq!(e.state.code(), "55P03");
     statement
         .writes
         .lock()
@@ -200,10 +224,92 @@ async fn rollback_and_first_updater_wins() {
         .entry(h.table)
         .or_default()
         .insert(NODE_2_BUCKET, 2);
-    h.mgr.rollback(&mut a).await;
     h.mgr.rollback(&mut b).await;
-    assert_eq!(h.count(ReadAt::LATEST).await, 0);
+
+    // c waits as long as it takes; a rolls back, so c goes on.
+    let mut c = h.mgr.begin().await.unwrap();
+    let c_write = c.statement().write.unwrap();
+    let waiting = {
+        let h = h.clone();
+        tokio::spawn(async move { h.write_as(c_write, 2, NODE_2_BUCKET, 5).await })
+    };
+    h.wait_for_lock_waiter(c.id()).await;
+    h.mgr.rollback(&mut a).await;
+    waiting.await.unwrap().unwrap();
+    c.writes
+        .lock()
+        .unwrap()
+        .placed
+        .entry(h.table)
+        .or_default()
+        .insert(NODE_2_BUCKET, 2);
+
+    // d, whose snapshot predates c's commit, waits for c; c commits, so
+    // d's write fails with 40001 (repeatable read).
+    let mut d = h.mgr.begin().await.unwrap();
+    let d_write = d.statement().write.unwrap();
+    let waiting = {
+        let h = h.clone();
+        tokio::spawn(async move { h.write_as(d_write, 2, NODE_2_BUCKET, 5).await })
+    };
+    h.wait_for_lock_waiter(d.id()).await;
+    h.mgr.commit(&mut c).await.unwrap();
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e.state.code(), "40001");
+    d.writes
+        .lock()
+        .unwrap()
+        .placed
+        .entry(h.table)
+        .or_default()
+        .insert(NODE_2_BUCKET, 2);
+    h.mgr.rollback(&mut d).await;
+    assert_eq!(h.count(ReadAt::LATEST).await, 1);
     assert!(h.held().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_across_slice_servers_is_broken_by_recovery() {
+    let h = Arc::new(harness());
+    let mut a = h.mgr.begin().await.unwrap();
+    let mut b = h.mgr.begin().await.unwrap();
+    h.write(&mut a, NODE_1_BUCKET, 1).await;
+    h.write(&mut b, NODE_2_BUCKET, 2).await;
+    // a waits for b on node 2, b for a on node 1.
+    let a_write = a.statement().write.unwrap();
+    let a_waits = {
+        let h = h.clone();
+        tokio::spawn(async move { h.write_as(a_write, 2, NODE_2_BUCKET, 2).await })
+    };
+    h.wait_for_lock_waiter(a.id()).await;
+    let b_write = b.statement().write.unwrap();
+    let b_waits = {
+        let h = h.clone();
+        tokio::spawn(async move { h.write_as(b_write, 1, NODE_1_BUCKET, 1).await })
+    };
+    h.wait_for_lock_waiter(b.id()).await;
+    h.mgr.recover(false).await.unwrap();
+    // b is the younger: it is the victim, and a goes on once b is gone.
+    let e = b_waits.await.unwrap().unwrap_err();
+    assert_eq!(e.state.code(), "40P01");
+    b.writes
+        .lock()
+        .unwrap()
+        .placed
+        .entry(h.table)
+        .or_default()
+        .insert(NODE_1_BUCKET, 1);
+    h.mgr.rollback(&mut b).await;
+    a_waits.await.unwrap().unwrap();
+    a.writes
+        .lock()
+        .unwrap()
+        .placed
+        .entry(h.table)
+        .or_default()
+        .insert(NODE_2_BUCKET, 2);
+    h.mgr.commit(&mut a).await.unwrap();
+    assert_eq!(h.count(ReadAt::LATEST).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,6 +323,7 @@ async fn recovery_aborts_what_no_session_holds_and_spares_open_transactions() {
         start_ts: orphan,
         seq: 1,
         continues: false,
+        lock_timeout_ms: 0,
     };
     h.write_as(w, 1, NODE_1_BUCKET, 9).await.unwrap();
     let mut open = h.mgr.begin().await.unwrap();
@@ -230,4 +337,14 @@ async fn recovery_aborts_what_no_session_holds_and_spares_open_transactions() {
     );
     h.mgr.commit(&mut open).await.unwrap();
     assert_eq!(h.count(ReadAt::LATEST).await, 1);
+}
+
+#[test]
+fn the_youngest_of_each_cycle_across_slice_servers_is_the_victim() {
+    // 1 → 2 on node 1, 2 → 1 on node 2: a cycle no slice server sees alone.
+    assert_eq!(deadlock_victims(&[(1, 2, 1), (2, 1, 2)]), vec![2]);
+    // Two cycles, and a waiter outside them.
+    let waits = [(1, 2, 1), (2, 3, 2), (3, 1, 1), (5, 6, 1), (6, 5, 2), (7, 1, 1)];
+    assert_eq!(deadlock_victims(&waits), vec![3, 6]);
+    assert!(deadlock_victims(&[(1, 2, 1), (2, 3, 2)]).is_empty());
 }
