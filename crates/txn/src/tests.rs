@@ -30,7 +30,7 @@ struct Harness {
 const NODE_1_BUCKET: u16 = 7;
 const NODE_2_BUCKET: u16 = 60_000;
 
-fn harness() -> Harness {
+fn harness() -> Arc<Harness> {
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(Catalog::open(&dir.path().join("catalog")).unwrap());
     let cluster = Arc::new(Cluster::new());
@@ -77,25 +77,39 @@ fn harness() -> Harness {
         cutovers: Arc::default(),
     });
     let mgr = TxnManager::open(catalog, cluster.clone(), routing).unwrap();
-    Harness {
+    Arc::new(Harness {
         _dir: dir,
         cluster,
         mgr,
         table,
-    }
+    })
 }
 
 impl Harness {
     /// Writes row `k` into `bucket` as the next statement of `txn`.
-    async fn write(&self, txn: &mut Transaction, bucket: u16, k: i64) {
+    async fn write(self: &Arc<Self>, txn: &mut Transaction, bucket: u16, k: i64) {
+        self.start_write(txn, bucket, k).await.unwrap().unwrap();
+    }
+
+    /// Starts writing row `k` into `bucket` as the next statement of `txn`,
+    /// on a task of its own (it may wait for a row lock). Like the
+    /// coordinator, the transaction counts the slice server as a
+    /// participant whatever the outcome.
+    fn start_write(
+        self: &Arc<Self>,
+        txn: &mut Transaction,
+        bucket: u16,
+        k: i64,
+    ) -> tokio::task::JoinHandle<Result<()>> {
         let node = if bucket < 32_768 { 1 } else { 2 };
         let statement = txn.statement();
         let mut write = statement.write.unwrap();
-        write.continues = statement.writes.lock().unwrap().acknowledged.contains(&node);
-        self.write_as(write, node, bucket, k).await.unwrap();
         let mut writes = statement.writes.lock().unwrap();
+        write.continues = !writes.acknowledged.insert(node);
         writes.placed.entry(self.table).or_default().insert(bucket, node);
-        writes.acknowledged.insert(node);
+        drop(writes);
+        let h = self.clone();
+        tokio::spawn(async move { h.write_as(write, node, bucket, k).await })
     }
 
     async fn write_as(&self, txn: TxnWrite, node: NodeId, bucket: u16, k: i64) -> Result<()> {
@@ -202,67 +216,32 @@ async fn commits_in_one_and_two_phases_apply_everywhere_and_snapshots_keep_their
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_wait_for_row_locks_then_first_updater_wins() {
-    let h = Arc::new(harness());
+    let h = harness();
     let mut a = h.mgr.begin().await.unwrap();
     h.write(&mut a, NODE_2_BUCKET, 5).await;
 
-    // b waits for a's lock until its lock timeout. Like the coordinator, b
-    // counts the slice server it sent the failed write to as a participant.
+    // b waits for a's lock until its lock timeout.
     let mut b = h.mgr.begin().await.unwrap();
     b.lock_timeout_ms = 30;
-    let statement = b.statement();
-    let e = h
-        .write_as(statement.write.unwrap(), 2, NODE_2_BUCKET, 5)
-        .await
-        .unwrap_err();
+    let e = h.start_write(&mut b, NODE_2_BUCKET, 5).await.unwrap().unwrap_err();
     assert_eq!(e.state.code(), "55P03");
-    statement
-        .writes
-        .lock()
-        .unwrap()
-        .placed
-        .entry(h.table)
-        .or_default()
-        .insert(NODE_2_BUCKET, 2);
     h.mgr.rollback(&mut b).await;
 
     // c waits as long as it takes; a rolls back, so c goes on.
     let mut c = h.mgr.begin().await.unwrap();
-    let c_write = c.statement().write.unwrap();
-    let waiting = {
-        let h = h.clone();
-        tokio::spawn(async move { h.write_as(c_write, 2, NODE_2_BUCKET, 5).await })
-    };
+    let waiting = h.start_write(&mut c, NODE_2_BUCKET, 5);
     h.wait_for_lock_waiter(c.id()).await;
     h.mgr.rollback(&mut a).await;
     waiting.await.unwrap().unwrap();
-    c.writes
-        .lock()
-        .unwrap()
-        .placed
-        .entry(h.table)
-        .or_default()
-        .insert(NODE_2_BUCKET, 2);
 
     // d, whose snapshot predates c's commit, waits for c; c commits, so
     // d's write fails with 40001 (repeatable read).
     let mut d = h.mgr.begin().await.unwrap();
-    let d_write = d.statement().write.unwrap();
-    let waiting = {
-        let h = h.clone();
-        tokio::spawn(async move { h.write_as(d_write, 2, NODE_2_BUCKET, 5).await })
-    };
+    let waiting = h.start_write(&mut d, NODE_2_BUCKET, 5);
     h.wait_for_lock_waiter(d.id()).await;
     h.mgr.commit(&mut c).await.unwrap();
     let e = waiting.await.unwrap().unwrap_err();
     assert_eq!(e.state.code(), "40001");
-    d.writes
-        .lock()
-        .unwrap()
-        .placed
-        .entry(h.table)
-        .or_default()
-        .insert(NODE_2_BUCKET, 2);
     h.mgr.rollback(&mut d).await;
     assert_eq!(h.count(ReadAt::LATEST).await, 1);
     assert!(h.held().await.is_empty());
@@ -270,44 +249,23 @@ async fn writers_wait_for_row_locks_then_first_updater_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_across_slice_servers_is_broken_by_recovery() {
-    let h = Arc::new(harness());
+    let h = harness();
     let mut a = h.mgr.begin().await.unwrap();
     let mut b = h.mgr.begin().await.unwrap();
     h.write(&mut a, NODE_1_BUCKET, 1).await;
     h.write(&mut b, NODE_2_BUCKET, 2).await;
-    // a waits for b on node 2, b for a on node 1.
-    let a_write = a.statement().write.unwrap();
-    let a_waits = {
-        let h = h.clone();
-        tokio::spawn(async move { h.write_as(a_write, 2, NODE_2_BUCKET, 2).await })
-    };
+    // a waits for b on node 2, b for a on node 1: neither slice server
+    // sees the cycle alone.
+    let a_waits = h.start_write(&mut a, NODE_2_BUCKET, 2);
     h.wait_for_lock_waiter(a.id()).await;
-    let b_write = b.statement().write.unwrap();
-    let b_waits = {
-        let h = h.clone();
-        tokio::spawn(async move { h.write_as(b_write, 1, NODE_1_BUCKET, 1).await })
-    };
+    let b_waits = h.start_write(&mut b, NODE_1_BUCKET, 1);
     h.wait_for_lock_waiter(b.id()).await;
     h.mgr.recover(false).await.unwrap();
     // b is the younger: it is the victim, and a goes on once b is gone.
     let e = b_waits.await.unwrap().unwrap_err();
     assert_eq!(e.state.code(), "40P01");
-    b.writes
-        .lock()
-        .unwrap()
-        .placed
-        .entry(h.table)
-        .or_default()
-        .insert(NODE_1_BUCKET, 1);
     h.mgr.rollback(&mut b).await;
     a_waits.await.unwrap().unwrap();
-    a.writes
-        .lock()
-        .unwrap()
-        .placed
-        .entry(h.table)
-        .or_default()
-        .insert(NODE_2_BUCKET, 2);
     h.mgr.commit(&mut a).await.unwrap();
     assert_eq!(h.count(ReadAt::LATEST).await, 2);
 }
