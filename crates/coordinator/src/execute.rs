@@ -137,6 +137,20 @@ async fn retryable(e: &Error, before_commit: bool, attempt: &mut u32) -> bool {
     true
 }
 
+/// How many times a `READ COMMITTED` write statement starts again after
+/// meeting rows committed after its snapshot.
+const RC_RESTARTS: u32 = 100;
+
+/// May a `READ COMMITTED` write statement that failed with `e` start again
+/// at a new snapshot?
+fn restartable(e: &Error, attempt: &mut u32) -> bool {
+    if e.state != slicedb_common::SqlState::SerializationFailure || *attempt >= RC_RESTARTS {
+        return false;
+    }
+    *attempt += 1;
+    true
+}
+
 /// Does `stmt` end the block or roll back within it?
 fn ends_or_rolls_back(stmt: Option<&Statement>) -> bool {
     matches!(stmt, Some(Statement::Sql(s)) if matches!(**s, ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }))
@@ -810,7 +824,10 @@ impl Coordinator {
         let mut attempt = 0;
         let found = loop {
             let (at, snapshot) = match session.txn.as_mut() {
-                Some(txn) => (txn.statement().read, None),
+                Some(txn) => {
+                    let (stmt, snapshot) = self.txns.next_statement(txn).await?;
+                    (stmt.read, snapshot)
+                }
                 None => {
                     let s = self.txns.snapshot().await?;
                     (ReadAt::at(s.ts), Some(s))
@@ -855,14 +872,30 @@ impl Coordinator {
                     kind.tag()
                 ));
             }
-            let stmt = txn.statement();
-            // The rows may be read after the block ends (a suspended
-            // portal): keep the snapshot from garbage collection till then.
-            let pin = txn.pin();
-            return self
-                .run_plan_in(plan, kind, stmt, &sequences, returning, do_nothing)
-                .await
-                .map(|out| keep_until_read(out, pin));
+            let mut attempt = 0;
+            loop {
+                let (stmt, statement_snapshot) = self.txns.next_statement(txn).await?;
+                let seq = stmt.write.map(|w| w.seq);
+                // The rows may be read after the block ends (a suspended
+                // portal): keep the snapshots from garbage collection till then.
+                let pin = (txn.pin(), statement_snapshot);
+                match self
+                    .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
+                    .await
+                {
+                    // READ COMMITTED: a write that met a row committed after
+                    // its snapshot starts again at a new one, once its own
+                    // writes are undone (PostgreSQL re-checks only the rows
+                    // concerned; the result is the same for one statement).
+                    Err(e) if txn.read_committed && writes && restartable(&e, &mut attempt) => {
+                        if let Some(seq) = seq {
+                            self.txns.rollback_to(txn, seq).await?;
+                        }
+                        continue;
+                    }
+                    other => return other.map(|out| keep_until_read(out, pin)),
+                }
+            }
         }
         let mut attempt = 0;
         loop {

@@ -3,8 +3,9 @@
 //! `SET` stores any setting (drivers send many at start-up); `SHOW` reads
 //! one back. The defaults are what PostgreSQL 15 reports for a UTF-8
 //! database in UTC, so drivers find what they check for — except the
-//! isolation level: every transaction runs under snapshot isolation, which
-//! PostgreSQL calls `repeatable read` (see `docs/transactions.md`).
+//! isolation level: a block runs under snapshot isolation, which
+//! PostgreSQL calls `repeatable read`, unless `default_transaction_isolation`
+//! or the block asks for `read committed` (see `docs/transactions.md`).
 //!
 //! The session also holds its transaction block, if one is open, and
 //! whether an error has failed it (then every statement but the end of the

@@ -10,9 +10,11 @@
 //! - a savepoint remembers the number of the next statement; rolling back
 //!   to it drops the writes of every later statement on every slice server.
 //!
-//! Every isolation level runs as snapshot isolation (PostgreSQL's
-//! `REPEATABLE READ`), which is stronger than `READ COMMITTED`;
-//! `SERIALIZABLE` is refused rather than silently weakened.
+//! `READ COMMITTED` gives each statement of the block a snapshot of its
+//! own, and restarts a write statement that meets a row committed after it
+//! (see `execute::run_plan`); `REPEATABLE READ` (the default, for now) runs
+//! the block at one snapshot; `SERIALIZABLE` is refused rather than
+//! silently weakened (docs/transactions.md).
 
 use datafusion::sql::sqlparser::ast::{Ident, TransactionAccessMode, TransactionIsolationLevel, TransactionMode};
 use slicedb_common::{err, Result};
@@ -31,20 +33,38 @@ pub fn check_isolation(level: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks transaction modes; returns whether they ask for `READ ONLY`.
-pub fn check_modes(modes: &[TransactionMode]) -> Result<bool> {
-    let mut read_only = false;
+/// What `BEGIN` or `SET TRANSACTION` asks for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Modes {
+    pub read_only: bool,
+    /// `Some(true)` for `READ COMMITTED` (and `READ UNCOMMITTED`, which
+    /// PostgreSQL runs as it), `Some(false)` for `REPEATABLE READ`.
+    pub read_committed: Option<bool>,
+}
+
+/// Checks transaction modes.
+pub fn check_modes(modes: &[TransactionMode]) -> Result<Modes> {
+    let mut out = Modes::default();
     for m in modes {
         match m {
             TransactionMode::IsolationLevel(TransactionIsolationLevel::Serializable) => {
                 check_isolation("serializable")?
             }
-            TransactionMode::IsolationLevel(_) => {}
-            TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => read_only = true,
-            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => read_only = false,
+            TransactionMode::IsolationLevel(TransactionIsolationLevel::RepeatableRead) => {
+                out.read_committed = Some(false)
+            }
+            TransactionMode::IsolationLevel(_) => out.read_committed = Some(true),
+            TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => out.read_only = true,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => out.read_only = false,
         }
     }
-    Ok(read_only)
+    Ok(out)
+}
+
+/// Whether an isolation level's name means `READ COMMITTED`.
+fn is_read_committed(level: &str) -> bool {
+    let level = level.trim_matches('\'').to_ascii_lowercase();
+    level == "read committed" || level == "read uncommitted"
 }
 
 fn savepoint_name(name: &Ident) -> String {
@@ -81,11 +101,15 @@ fn find_savepoint<'a>(
 impl Coordinator {
     /// `BEGIN` / `START TRANSACTION`.
     pub(crate) async fn begin_block(&self, session: &mut Session, modes: &[TransactionMode]) -> Result<Output> {
-        let read_only = check_modes(modes)?;
+        let modes = check_modes(modes)?;
         if !session.in_block() {
-            session.txn = Some(self.txns.begin().await?);
+            let mut txn = self.txns.begin().await?;
+            txn.read_committed = modes
+                .read_committed
+                .unwrap_or_else(|| is_read_committed(session.get("default_transaction_isolation").unwrap_or_default()));
+            session.txn = Some(txn);
             session.failed = false;
-            session.read_only = read_only;
+            session.read_only = modes.read_only;
         } else {
             tracing::debug!("BEGIN inside a transaction block: ignored");
         }
@@ -94,9 +118,12 @@ impl Coordinator {
 
     /// `SET TRANSACTION …` inside a block.
     pub(crate) fn set_transaction(&self, session: &mut Session, modes: &[TransactionMode]) -> Result<()> {
-        let read_only = check_modes(modes)?;
-        if session.in_block() {
-            session.read_only = read_only;
+        let modes = check_modes(modes)?;
+        if let Some(txn) = session.txn.as_mut() {
+            if let Some(rc) = modes.read_committed {
+                txn.read_committed = rc;
+            }
+            session.read_only = modes.read_only;
         }
         Ok(())
     }

@@ -177,8 +177,17 @@ impl NoopStartupHandler for Startup {
         let conn = connection(client);
         let mut guard = conn.lock().await;
         for (name, value) in client.metadata() {
-            if !matches!(name.as_str(), "user" | "database" | "options" | "replication") {
-                guard.session.set(name, value);
+            match name.as_str() {
+                "user" | "database" | "replication" => {}
+                // `PGOPTIONS='-c name=value …'`, as PostgreSQL reads it.
+                "options" => {
+                    for (name, value) in startup_options(value) {
+                        guard.session.set(&name, &value);
+                    }
+                }
+                _ => {
+                    guard.session.set(name, value);
+                }
             }
         }
         // Reported below in full; nothing is pending after start-up.
@@ -542,5 +551,65 @@ impl CopyHandler for SliceDbService {
         };
         drop(guard);
         pg_error(error)
+    }
+}
+
+/// The settings in a startup packet's `options` (`-c name=value` or
+/// `--name=value`, separated by spaces; a backslash keeps the next
+/// character, so `read\ committed` is one value). Other switches are
+/// ignored.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let setting = match w.as_str() {
+            "-c" => words.next(),
+            _ => w
+                .strip_prefix("--")
+                .or_else(|| w.strip_prefix("-c"))
+                .map(str::to_string),
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::startup_options;
+
+    #[test]
+    fn startup_options_read_as_postgresql_reads_them() {
+        let set = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(
+            startup_options(
+                r"-c default_transaction_isolation=read\ committed --lock-timeout=2s -cstatement_timeout=5"
+            ),
+            vec![
+                set("default_transaction_isolation", "read committed"),
+                set("lock_timeout", "2s"),
+                set("statement_timeout", "5"),
+            ]
+        );
+        assert!(startup_options("").is_empty());
     }
 }

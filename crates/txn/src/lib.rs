@@ -120,6 +120,10 @@ pub struct Transaction {
     pub writes: Arc<Mutex<TxnWrites>>,
     /// Savepoints: name and the first statement number after them.
     pub savepoints: Vec<(String, u32)>,
+    /// `READ COMMITTED`: each statement reads and writes at a snapshot of
+    /// its own ([`TxnManager::next_statement`]); else the transaction's
+    /// snapshot serves them all (`REPEATABLE READ`).
+    pub read_committed: bool,
     /// How long its writes wait for a row lock (the session's
     /// `lock_timeout`, in milliseconds; 0: as long as it takes). Set by
     /// the coordinator before each statement.
@@ -281,8 +285,29 @@ impl TxnManager {
             writes: Arc::default(),
             savepoints: Vec::new(),
             lock_timeout_ms: 0,
+            read_committed: false,
             finished: false,
         })
+    }
+
+    /// The context of `txn`'s next statement. Under `READ COMMITTED` it
+    /// reads at a new snapshot (returned, to be held while the statement
+    /// runs), and its writes conflict only with rows committed after that
+    /// snapshot; its own earlier writes stay visible.
+    pub async fn next_statement(
+        self: &Arc<Self>,
+        txn: &mut Transaction,
+    ) -> Result<(Arc<StatementTxn>, Option<Snapshot>)> {
+        if !txn.read_committed {
+            return Ok((txn.statement(), None));
+        }
+        let snapshot = self.snapshot().await?;
+        let mut statement = (*txn.statement()).clone();
+        statement.read.ts = snapshot.ts;
+        if let Some(w) = statement.write.as_mut() {
+            w.start_ts = snapshot.ts;
+        }
+        Ok((Arc::new(statement), Some(snapshot)))
     }
 
     /// Takes a commit timestamp and records it as being applied, atomically
