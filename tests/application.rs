@@ -274,25 +274,7 @@ async fn pgbench_initializes_unmodified_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let addr = server.addr;
-    let pgbench = move |args: &[&str]| {
-        let out = std::process::Command::new("pgbench")
-            .args([
-                "-h",
-                &addr.ip().to_string(),
-                "-p",
-                &addr.port().to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(args)
-            .arg("slicedb")
-            .output()
-            .expect("run pgbench");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "pgbench {args:?} failed:\n{stdout}\n{stderr}");
-        stdout
-    };
+    let pgbench = move |args: &[&str]| slicedb_e2e::pgbench(addr, &[], args);
     tokio::task::spawn_blocking(move || pgbench(&["-i", "-s", "1"]))
         .await
         .unwrap();

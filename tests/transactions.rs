@@ -360,41 +360,17 @@ async fn pgbench_tpcb_like_keeps_its_balance_invariant() {
 /// the transactions it processed, and checks that none failed.
 async fn pgbench_tpcb(addr: SocketAddr, options: Option<&str>, max_tries: u32) -> i64 {
     let options = options.map(str::to_string);
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new("pgbench");
-        if let Some(o) = options {
-            cmd.env("PGOPTIONS", o);
-        }
-        cmd.args([
-            "-n",
-            "-h",
-            &addr.ip().to_string(),
-            "-p",
-            &addr.port().to_string(),
-            "-U",
-            "postgres",
-            "-c",
-            "8",
-            "-j",
-            "2",
-            "-t",
-            "25",
-            "-b",
-            "tpcb-like",
-            &format!("--max-tries={max_tries}"),
-            "slicedb",
-        ])
-        .output()
-        .expect("run pgbench")
+    let stdout = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = options.iter().map(|o| ("PGOPTIONS", o.as_str())).collect();
+        let tries = format!("--max-tries={max_tries}");
+        slicedb_e2e::pgbench(
+            addr,
+            &env,
+            &["-n", "-c", "8", "-j", "2", "-t", "25", "-b", "tpcb-like", &tries],
+        )
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pgbench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     println!("{stdout}");
     let failed: i64 = stdout
         .lines()

@@ -384,3 +384,30 @@ impl TestCluster {
         connect(self.pg).await
     }
 }
+
+/// Runs `pgbench <args> slicedb` against `addr` (blocking) with extra
+/// environment `env` (say, `PGOPTIONS`); panics unless it succeeds, and
+/// returns what it printed on stdout.
+pub fn pgbench(addr: SocketAddr, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new("pgbench")
+        .envs(env.iter().copied())
+        .args([
+            "-h",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .arg("slicedb")
+        .output()
+        .expect("run pgbench");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "pgbench {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
