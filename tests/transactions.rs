@@ -80,7 +80,9 @@ async fn attempt(
     amount: i64,
     roll_back: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("BEGIN").await?;
+    // Snapshot isolation: a conflicting transfer fails with 40001 and is
+    // retried (READ COMMITTED is pgbench_tpcb_like's).
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
     let row = client
         .query_one("SELECT balance FROM accounts WHERE id = $1", &[&from])
         .await?;
@@ -184,9 +186,9 @@ async fn reader(pg: SocketAddr, stop: Arc<AtomicBool>, reads: Arc<AtomicU64>) {
             );
             reads.fetch_add(1, Ordering::Relaxed);
         }
-        // Inside one block, two reads see the same snapshot.
+        // Inside one REPEATABLE READ block, two reads see the same snapshot.
         let block = async {
-            client.batch_execute("BEGIN").await?;
+            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
             let a: i64 = client
                 .query_one("SELECT sum(balance)::bigint FROM accounts", &[])
                 .await?
@@ -340,19 +342,20 @@ async fn pgbench_tpcb_like_keeps_its_balance_invariant() {
         )
         .await
         .unwrap();
-    // Snapshot isolation (REPEATABLE READ): conflicts are retried by pgbench.
-    let processed = pgbench_tpcb(server.addr, None, 1000).await;
-    check_tpcb_invariant(&client, processed).await;
-    assert!(processed > 0);
-    // READ COMMITTED, set as PGOPTIONS: a conflicting UPDATE waits for the
-    // row and starts again at a new snapshot, so no transaction fails, and
-    // pgbench is allowed no retry.
-    let more = pgbench_tpcb(
+    // Snapshot isolation (REPEATABLE READ, asked for through PGOPTIONS):
+    // conflicts fail with 40001 and are retried by pgbench.
+    let processed = pgbench_tpcb(
         server.addr,
-        Some(r"-c default_transaction_isolation=read\ committed"),
-        1,
+        Some(r"-c default_transaction_isolation=repeatable\ read"),
+        1000,
     )
     .await;
+    check_tpcb_invariant(&client, processed).await;
+    assert!(processed > 0);
+    // READ COMMITTED, the default: a conflicting UPDATE waits for the row
+    // and starts again at a new snapshot, so no transaction fails, and
+    // pgbench is allowed no retry.
+    let more = pgbench_tpcb(server.addr, None, 1).await;
     check_tpcb_invariant(&client, processed + more).await;
 }
 

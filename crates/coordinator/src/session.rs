@@ -2,10 +2,9 @@
 //!
 //! `SET` stores any setting (drivers send many at start-up); `SHOW` reads
 //! one back. The defaults are what PostgreSQL 15 reports for a UTF-8
-//! database in UTC, so drivers find what they check for — except the
-//! isolation level: a block runs under snapshot isolation, which
-//! PostgreSQL calls `repeatable read`, unless `default_transaction_isolation`
-//! or the block asks for `read committed` (see `docs/transactions.md`).
+//! database in UTC, so drivers find what they check for (a block runs at
+//! `read committed` unless it or `default_transaction_isolation` asks for
+//! `repeatable read`, see `docs/transactions.md`).
 //!
 //! The session also holds its transaction block, if one is open, and
 //! whether an error has failed it (then every statement but the end of the
@@ -44,7 +43,7 @@ pub fn default_settings() -> BTreeMap<String, String> {
         ("application_name", ""),
         ("client_encoding", "UTF8"),
         ("DateStyle", "ISO, MDY"),
-        ("default_transaction_isolation", "repeatable read"),
+        ("default_transaction_isolation", "read committed"),
         ("default_transaction_read_only", "off"),
         ("extra_float_digits", "1"),
         ("in_hot_standby", "off"),
@@ -61,7 +60,7 @@ pub fn default_settings() -> BTreeMap<String, String> {
         ("standard_conforming_strings", "on"),
         ("statement_timeout", "0"),
         ("TimeZone", "UTC"),
-        ("transaction_isolation", "repeatable read"),
+        ("transaction_isolation", "read committed"),
         ("transaction_read_only", "off"),
         ("bytea_output", "hex"),
     ]

@@ -10,11 +10,11 @@
 //! - a savepoint remembers the number of the next statement; rolling back
 //!   to it drops the writes of every later statement on every slice server.
 //!
-//! `READ COMMITTED` gives each statement of the block a snapshot of its
-//! own, and restarts a write statement that meets a row committed after it
-//! (see `execute::run_plan`); `REPEATABLE READ` (the default, for now) runs
-//! the block at one snapshot; `SERIALIZABLE` is refused rather than
-//! silently weakened (docs/transactions.md).
+//! `READ COMMITTED` (the default, as in PostgreSQL) gives each statement
+//! of the block a snapshot of its own, and restarts a write statement that
+//! meets a row committed after it (see `execute::run_plan`); `REPEATABLE
+//! READ` runs the block at one snapshot; `SERIALIZABLE` is refused rather
+//! than silently weakened (docs/transactions.md).
 
 use datafusion::sql::sqlparser::ast::{Ident, TransactionAccessMode, TransactionIsolationLevel, TransactionMode};
 use slicedb_common::{err, Result};
@@ -27,7 +27,7 @@ pub fn check_isolation(level: &str) -> Result<()> {
     if level.trim_matches('\'').eq_ignore_ascii_case("serializable") {
         return Err(err!(
             FeatureNotSupported,
-            "SERIALIZABLE isolation is not supported: slicedb runs every transaction under snapshot isolation (REPEATABLE READ)"
+            "SERIALIZABLE isolation is not supported: slicedb runs transactions at READ COMMITTED or REPEATABLE READ (snapshot isolation)"
         ));
     }
     Ok(())
