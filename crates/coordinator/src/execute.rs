@@ -1102,6 +1102,22 @@ fn show_variable(session: &Session, variable: &[ast::Ident]) -> Result<Output> {
             .collect();
         return text_rows(&["name", "setting", "description"], rows);
     }
+    // The open block's level, else the level the next block gets.
+    if name == "transaction_isolation" {
+        let read_committed = match &session.txn {
+            Some(txn) => txn.read_committed,
+            None => {
+                let default = session.get("default_transaction_isolation").unwrap_or_default();
+                crate::txn_statements::is_read_committed(default)
+            }
+        };
+        let level = if read_committed {
+            "read committed"
+        } else {
+            "repeatable read"
+        };
+        return text_rows(&["transaction_isolation"], vec![vec![level.to_string()]]);
+    }
     match session.get(&name) {
         Some(v) => text_rows(&[name.to_lowercase().as_str()], vec![vec![v.to_string()]]),
         None => Err(err!(UndefinedObject, "unrecognized configuration parameter \"{name}\"")),

@@ -62,7 +62,7 @@ pub fn check_modes(modes: &[TransactionMode]) -> Result<Modes> {
 }
 
 /// Whether an isolation level's name means `READ COMMITTED`.
-fn is_read_committed(level: &str) -> bool {
+pub(crate) fn is_read_committed(level: &str) -> bool {
     let level = level.trim_matches('\'').to_ascii_lowercase();
     level == "read committed" || level == "read uncommitted"
 }
