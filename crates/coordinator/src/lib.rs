@@ -30,6 +30,7 @@ pub mod redistribute;
 pub mod rewrite;
 pub mod sequence;
 pub mod session;
+pub mod settings;
 pub mod system;
 pub mod timeout;
 pub mod txn_statements;
