@@ -1,8 +1,9 @@
 //! A slice server: serves the slices (bucket runs of tables) stored on one node.
 //!
 //! It answers [`SliceRequest`]s (writes, bucket deletes, statistics) and
-//! [`ScanRequest`]s against its [`SliceStore`]. Scans run on a blocking
-//! thread, decode rows, apply the pushed-down predicate and projection, and
+//! [`ScanRequest`]s against its [`SliceStore`]. A few point reads whose
+//! rows are all in memory are answered on the calling task; other scans
+//! run on a blocking thread, decode rows, apply the pushed-down predicate and projection, and
 //! send Arrow record batches through a bounded channel: a slow reader slows
 //! the scan instead of filling memory, and a table is never materialized whole.
 //!
@@ -222,25 +223,22 @@ impl SliceService for SliceServer {
 /// Starts a scan of `store`: its batches as they are produced.
 pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Result<RecordBatchStream> {
     // A handful of point reads costs less than handing them to a blocking
-    // thread and back: answer them on this task, but tell a multi-threaded
-    // runtime first, which moves this worker's other tasks elsewhere while
-    // RocksDB may read the disk. A single-threaded runtime has nowhere to
-    // move them, so there the reads take a blocking thread too.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread && request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
+    // thread and back: answer them on this task when every row is in
+    // memory (a block-cache read never touches the disk); else, and for
+    // everything larger, a blocking thread reads.
+    if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
         let mut batches = Vec::new();
-        tokio::task::block_in_place(|| {
-            run_scan(&store, &request, &mut |b| {
-                batches.push(Ok(b));
-                true
-            })
+        let complete = run_scan(&store, &request, true, &mut |b| {
+            batches.push(Ok(b));
+            true
         })?;
-        return Ok(futures::stream::iter(batches).boxed());
+        if complete {
+            return Ok(futures::stream::iter(batches).boxed());
+        }
     }
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
     tokio::task::spawn_blocking(move || {
-        let result = run_scan(&store, &request, &mut |b| tx.blocking_send(Ok(b)).is_ok());
+        let result = run_scan(&store, &request, false, &mut |b| tx.blocking_send(Ok(b)).is_ok());
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
         }
@@ -330,8 +328,15 @@ impl<'a> BatchBuilder<'a> {
 const INLINE_POINT_READS: usize = 16;
 
 /// Runs a scan, handing each batch to `emit`, which returns `false` when
-/// the reader has gone away.
-fn run_scan(store: &SliceStore, request: &ScanRequest, emit: &mut dyn FnMut(RecordBatch) -> bool) -> Result<()> {
+/// the reader has gone away. With `cached_only`, point reads never touch
+/// the disk, and the scan gives up (returns `false`, its batches
+/// incomplete) at the first row that is not in memory.
+fn run_scan(
+    store: &SliceStore,
+    request: &ScanRequest,
+    cached_only: bool,
+    emit: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<bool> {
     let mut builder = BatchBuilder::new(request)?;
     let batch_size = request.batch_size.max(1);
     let mut pending = 0usize;
@@ -364,18 +369,27 @@ fn run_scan(store: &SliceStore, request: &ScanRequest, emit: &mut dyn FnMut(Reco
     match &request.keys {
         Some(keys) => {
             for key in keys {
-                if let Some(row) = store.get(request.table_id, key, &request.at)? {
+                let row = if cached_only {
+                    match store.get_cached(request.table_id, key, &request.at)? {
+                        Some(row) => row,
+                        None => return Ok(false),
+                    }
+                } else {
+                    store.get(request.table_id, key, &request.at)?
+                };
+                if let Some(row) = row {
                     if !visit(key, row)? {
                         break;
                     }
                 }
             }
         }
+        None if cached_only => return Ok(false),
         None => store.scan(request.table_id, &request.buckets, &request.at, &mut visit)?,
     }
     if pending > 0 && !closed {
         let batch = builder.finish(pending)?;
         emit(batch);
     }
-    Ok(())
+    Ok(true)
 }

@@ -434,15 +434,46 @@ impl SliceStore {
         Ok(())
     }
 
+    /// The transaction's own image of storage key `k` that `at` sees, if
+    /// it wrote one (read from memory).
+    fn own_image(&self, k: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<Datum>>>> {
+        let Some((own, shared)) = at.own.and_then(|own| self.txns.get(own.txn).map(|s| (own, s))) else {
+            return Ok(None);
+        };
+        let state = crate::txn::lock_state(&shared)?;
+        state
+            .visible(k, own.before_seq)
+            .map(|image| image.as_deref().map(|v| Ok(decode_row(v)?.values)).transpose())
+            .transpose()
+    }
+
+    /// [`SliceStore::get`] without disk I/O: `Ok(None)` when the answer
+    /// needs a block that is not in memory (RocksDB's block-cache read
+    /// tier), or an older version from history. Safe on an async task.
+    pub fn get_cached(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<Datum>>>> {
+        let k = storage_key(table, row_key);
+        if let Some(image) = self.own_image(&k, at)? {
+            return Ok(Some(image));
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.snapshot().get_opt(&k, opts) {
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(rocks(e)),
+            Ok(None) => Ok(Some(None)),
+            Ok(Some(v)) => match row::peek(&v)? {
+                (version, _) if version > at.ts => Ok(None),
+                (_, true) => Ok(Some(None)),
+                _ => Ok(Some(Some(decode_row(&v)?.values))),
+            },
+        }
+    }
+
     /// Reads one row by key, as snapshot `at` sees it.
     pub fn get(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Vec<Datum>>> {
         let k = storage_key(table, row_key);
-        if let Some(shared) = at.own.and_then(|own| self.txns.get(own.txn).map(|s| (own, s))) {
-            let (own, shared) = shared;
-            let state = crate::txn::lock_state(&shared)?;
-            if let Some(image) = state.visible(&k, own.before_seq) {
-                return image.as_deref().map(|v| Ok(decode_row(v)?.values)).transpose();
-            }
+        if let Some(image) = self.own_image(&k, at)? {
+            return Ok(image);
         }
         let snapshot = self.db.snapshot();
         match snapshot.get(&k).map_err(rocks)? {
@@ -802,6 +833,15 @@ mod tests {
             store.get(1, &k1, &ReadAt::at(before)).unwrap().unwrap()[1],
             Datum::Text("a".into())
         );
+        // From memory: the newest version, a missing row; an older
+        // version would need history, which a cached read leaves alone.
+        assert_eq!(
+            store.get_cached(1, &k1, &ReadAt::LATEST).unwrap(),
+            Some(Some(vec![Datum::Int64(1), Datum::Text("a2".into())]))
+        );
+        let k9 = row_key(1, &[Datum::Int64(9)]).unwrap();
+        assert_eq!(store.get_cached(1, &k9, &ReadAt::LATEST).unwrap(), Some(None));
+        assert_eq!(store.get_cached(1, &k1, &ReadAt::at(before)).unwrap(), None);
 
         // A transaction sees its own earlier statements, nobody else does.
         let start_ts = tick();
