@@ -143,7 +143,13 @@ async fn transfer_worker(pg: SocketAddr, seed: u64, transfers: u64, deadline: In
                 Err(e) => {
                     let _ = client.batch_execute("ROLLBACK").await;
                     match e.code() {
-                        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE => tally.conflicts += 1,
+                        // Transfers lock two accounts in either order: a
+                        // deadlock (40P01) is retried like a conflict.
+                        Some(c)
+                            if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+                        {
+                            tally.conflicts += 1
+                        }
                         Some(c) if c.code() == "40003" => {
                             tally.ambiguous += 1;
                             break;
