@@ -303,6 +303,23 @@ impl Error {
             }
         }
         let lower = msg.to_ascii_lowercase();
+        // A number that does not fit its target type: Arrow's casts say
+        // "Can't cast value 2147483659 to type Int32" (or "Overflowing" for
+        // decimals); PostgreSQL says which type is out of range.
+        if lower.starts_with("can't cast value") || lower.contains("cannot cast") && lower.contains("overflow") {
+            let message = if lower.ends_with("type int16") {
+                "smallint out of range"
+            } else if lower.ends_with("type int32") {
+                "integer out of range"
+            } else if lower.ends_with("type int64") {
+                "bigint out of range"
+            } else if lower.contains("decimal") {
+                "numeric field overflow"
+            } else {
+                msg.trim()
+            };
+            return Error::new(SqlState::NumericValueOutOfRange, message);
+        }
         let state = if lower.contains("table '") && lower.contains("not found") || lower.contains("table not found") {
             SqlState::UndefinedTable
         } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
@@ -367,5 +384,20 @@ mod tests {
             "Cannot cast string 'x' to value of Int64 type".into(),
         ));
         assert_eq!(e.state.code(), "22P02");
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_are_out_of_range() {
+        let e = Error::from_arrow(ArrowError::CastError(
+            "Can't cast value 2147483659 to type Int32".into(),
+        ));
+        assert_eq!((e.state.code(), e.message.as_str()), ("22003", "integer out of range"));
+        let e = Error::from_arrow(ArrowError::CastError(
+            "Cannot cast to Decimal128(4, 2). Overflowing on 12345".into(),
+        ));
+        assert_eq!(
+            (e.state.code(), e.message.as_str()),
+            ("22003", "numeric field overflow")
+        );
     }
 }

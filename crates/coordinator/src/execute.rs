@@ -14,6 +14,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, visit_expressions};
 use slicedb_common::{err, Error, Result};
 use slicedb_planner::point_query::PointQuery;
+use slicedb_planner::point_write::PointWrite;
 use slicedb_planner::txn::StatementTxn;
 use slicedb_storage::ReadAt;
 
@@ -46,6 +47,33 @@ pub struct Prepared {
     pub do_nothing: bool,
     /// A query's column names as PostgreSQL gives them.
     pub names: Option<Vec<String>>,
+    /// Set when the write goes the write router (see [`PointWrite`]); the
+    /// plan is kept for the parameters' types and as the fallback.
+    pub routed: Option<PointWrite>,
+}
+
+/// What a statement runs as.
+enum Work<'a> {
+    /// A DataFusion plan, with the parameters bound.
+    Plan {
+        plan: LogicalPlan,
+        returning: Option<&'a Returning>,
+        do_nothing: bool,
+    },
+    /// The write router; `statement` is planned instead when the router
+    /// declines it.
+    Routed {
+        write: &'a PointWrite,
+        returning: Option<&'a Returning>,
+        params: Option<&'a ParamValues>,
+        statement: &'a ast::Statement,
+    },
+}
+
+impl Work<'_> {
+    fn writes(&self, kind: PlanKind) -> bool {
+        matches!(self, Work::Routed { .. }) || matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete)
+    }
 }
 
 /// A statement DataFusion planned, with what it took off the syntax tree.
@@ -346,6 +374,7 @@ impl Coordinator {
                 returning: None,
                 do_nothing: false,
                 names: None,
+                routed: None,
             });
         };
         let catalog_version = self.catalog.snapshot().version();
@@ -368,6 +397,10 @@ impl Coordinator {
             Statement::Sql(s) => PointQuery::recognize(s),
             _ => None,
         };
+        let routed = match &statement {
+            Statement::Sql(s) => self.routed_write(s)?.map(|(w, _)| w),
+            _ => None,
+        };
         Ok(Prepared {
             statement: Some(statement),
             plan,
@@ -376,7 +409,22 @@ impl Coordinator {
             returning,
             do_nothing,
             names,
+            routed,
         })
+    }
+
+    /// The statement as a routable write (see [`PointWrite`]), after the
+    /// rewrites of [`rewrite`](crate::rewrite), with what they took off it.
+    fn routed_write(&self, stmt: &ast::Statement) -> Result<Option<(PointWrite, crate::rewrite::Rewritten)>> {
+        if !matches!(
+            stmt,
+            ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
+        ) {
+            return Ok(None);
+        }
+        let mut stmt = stmt.clone();
+        let rewritten = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        Ok(PointWrite::recognize(&stmt, rewritten.do_nothing).map(|w| (w, rewritten)))
     }
 
     /// Plans a statement DataFusion plans, after the rewrites of
@@ -602,6 +650,15 @@ impl Coordinator {
                     }
                 }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
+                if let Some(write) = &prepared.routed {
+                    let work = Work::Routed {
+                        write,
+                        returning: prepared.returning.as_ref().map(|(r, _)| r),
+                        params: Some(&params),
+                        statement: s,
+                    };
+                    return self.run_plan(session, work, kind).await;
+                }
                 let planned = if self.catalog.snapshot().version() == prepared.catalog_version {
                     Planned {
                         plan: plan.clone(),
@@ -612,10 +669,12 @@ impl Coordinator {
                 } else {
                     self.plan(s).await?
                 };
-                let plan = planned.plan.replace_params_with_values(&params)?;
-                let out = self
-                    .run_plan(session, plan, kind, planned.returning.as_ref(), planned.do_nothing)
-                    .await?;
+                let work = Work::Plan {
+                    plan: planned.plan.replace_params_with_values(&params)?,
+                    returning: planned.returning.as_ref(),
+                    do_nothing: planned.do_nothing,
+                };
+                let out = self.run_plan(session, work, kind).await?;
                 rename_rows(out, planned.names.as_ref())
             }
             (Some(stmt), _) => self.execute_statement(session, stmt.clone()).await,
@@ -719,16 +778,22 @@ impl Coordinator {
         }
         if let Some(kind) = plan_kind(&sql) {
             check_dml(&sql)?;
+            if let Some((write, rewritten)) = self.routed_write(&sql)? {
+                let work = Work::Routed {
+                    write: &write,
+                    returning: rewritten.returning.as_ref(),
+                    params: None,
+                    statement: &sql,
+                };
+                return self.run_plan(session, work, kind).await;
+            }
             let planned = self.plan(&sql).await?;
-            let out = self
-                .run_plan(
-                    session,
-                    planned.plan,
-                    kind,
-                    planned.returning.as_ref(),
-                    planned.do_nothing,
-                )
-                .await?;
+            let work = Work::Plan {
+                plan: planned.plan,
+                returning: planned.returning.as_ref(),
+                do_nothing: planned.do_nothing,
+            };
+            let out = self.run_plan(session, work, kind).await?;
             return rename_rows(out, planned.names.as_ref());
         }
         use ast::Statement as S;
@@ -846,16 +911,9 @@ impl Coordinator {
     /// at a new snapshot, or a write in a transaction of its own (retried
     /// with a new snapshot on a serialization failure, as nothing of it is
     /// visible yet).
-    async fn run_plan(
-        &self,
-        session: &mut Session,
-        plan: LogicalPlan,
-        kind: PlanKind,
-        returning: Option<&Returning>,
-        do_nothing: bool,
-    ) -> Result<Output> {
+    async fn run_plan(&self, session: &mut Session, work: Work<'_>, kind: PlanKind) -> Result<Output> {
         let sequences = session.sequences.clone();
-        let writes = matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete);
+        let writes = work.writes(kind);
         let lock_timeout_ms = session.lock_timeout_ms();
         if let Some(txn) = session.txn.as_mut() {
             txn.lock_timeout_ms = lock_timeout_ms;
@@ -873,10 +931,7 @@ impl Coordinator {
                 // The rows may be read after the block ends (a suspended
                 // portal): keep the snapshots from garbage collection till then.
                 let pin = (txn.pin(), statement_snapshot);
-                match self
-                    .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
-                    .await
-                {
+                match self.run_plan_in(&work, kind, stmt, &sequences).await {
                     // READ COMMITTED: a write that met a row committed after
                     // its snapshot starts again at a new one, once its own
                     // writes are undone (PostgreSQL re-checks only the rows
@@ -901,10 +956,7 @@ impl Coordinator {
                     Ok(mut txn) => {
                         txn.lock_timeout_ms = lock_timeout_ms;
                         let stmt = txn.statement();
-                        match self
-                            .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
-                            .await
-                        {
+                        match self.run_plan_in(&work, kind, stmt, &sequences).await {
                             Ok(out) => {
                                 before_commit = false;
                                 self.txns.commit(&mut txn).await.map(|()| out)
@@ -920,7 +972,7 @@ impl Coordinator {
             } else {
                 match self.txns.read_only_statement().await {
                     Ok((snapshot, stmt)) => self
-                        .run_plan_in(plan.clone(), kind, stmt, &sequences, returning, do_nothing)
+                        .run_plan_in(&work, kind, stmt, &sequences)
                         .await
                         .map(|out| keep_until_read(out, snapshot)),
                     Err(e) => Err(e),
@@ -935,13 +987,43 @@ impl Coordinator {
 
     async fn run_plan_in(
         &self,
-        plan: LogicalPlan,
+        work: &Work<'_>,
         kind: PlanKind,
         stmt: Arc<StatementTxn>,
         sequences: &SessionSequences,
-        returning: Option<&Returning>,
-        do_nothing: bool,
     ) -> Result<Output> {
+        let (plan, returning, do_nothing) = match work {
+            Work::Plan {
+                plan,
+                returning,
+                do_nothing,
+            } => (plan.clone(), *returning, *do_nothing),
+            Work::Routed {
+                write,
+                returning,
+                params,
+                statement,
+            } => {
+                if let Some(out) = self
+                    .run_routed(write, *returning, *params, kind, &stmt, sequences)
+                    .await?
+                {
+                    return Ok(out);
+                }
+                // Declined before writing anything: plan it after all.
+                let planned = self.plan(statement).await?;
+                let plan = match params {
+                    Some(p) => planned.plan.replace_params_with_values(p)?,
+                    None => planned.plan,
+                };
+                let work = Work::Plan {
+                    plan,
+                    returning: planned.returning.as_ref(),
+                    do_nothing: planned.do_nothing,
+                };
+                return Box::pin(self.run_plan_in(&work, kind, stmt, sequences)).await;
+            }
+        };
         let mut state = self.ctx.state();
         if do_nothing {
             state
@@ -980,6 +1062,35 @@ impl Coordinator {
             }
             _ => Ok(out),
         }
+    }
+
+    /// Runs a write through the write router; `None` if it declines.
+    async fn run_routed(
+        &self,
+        write: &PointWrite,
+        returning: Option<&Returning>,
+        params: Option<&ParamValues>,
+        kind: PlanKind,
+        stmt: &Arc<StatementTxn>,
+        sequences: &SessionSequences,
+    ) -> Result<Option<Output>> {
+        let Ok(table) = self.slice_table(write.table()) else {
+            return Ok(None);
+        };
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().extensions.insert(sequences.clone());
+        state.mark_start_execution();
+        let Some(written) = write
+            .execute(&table, &state, stmt.clone(), params, returning.is_some())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let out = Output::Command(CommandTag::with_rows(kind.tag(), written.count));
+        Ok(Some(match returning {
+            Some(r) => self.returning_output(r, out, written.rows).await?,
+            None => out,
+        }))
     }
 
     /// A write's result with `RETURNING`: its rows, under its command tag.

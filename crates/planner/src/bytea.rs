@@ -129,6 +129,13 @@ fn rewrite(e: Expr, schema: &DFSchema, udf: &Arc<ScalarUDF>) -> DfResult<Transfo
     Ok(Transformed::no(e))
 }
 
+/// Rewrites the text → bytea casts of one expression over `schema` (for
+/// expressions evaluated outside a plan, such as the write router's).
+pub fn decode_bytea_casts(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
+    let udf = Arc::new(ScalarUDF::from(ByteaIn::default()));
+    expr.transform_up(|e| rewrite(e, schema, &udf)).map(|t| t.data)
+}
+
 impl AnalyzerRule for ByteaInput {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         let udf = Arc::new(ScalarUDF::from(ByteaIn::default()));

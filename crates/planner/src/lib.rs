@@ -22,6 +22,7 @@
 pub mod bytea;
 pub mod fragment;
 pub mod point_query;
+pub mod point_write;
 pub mod pushdown;
 pub mod scalar_subquery;
 pub mod scan;

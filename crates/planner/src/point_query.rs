@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    BinaryOperator, Expr, GroupByExpr, ObjectName, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use futures::TryStreamExt;
 use slicedb_common::{Datum, Result};
@@ -47,7 +47,7 @@ pub enum KeyValue {
     Placeholder(String),
 }
 
-fn ident_name(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+pub(crate) fn ident_name(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
@@ -56,7 +56,7 @@ fn ident_name(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
 }
 
 /// A column reference, bare or qualified by the table (or its alias).
-fn column_ref(e: &Expr, qualifiers: &[String]) -> Option<String> {
+pub(crate) fn column_ref(e: &Expr, qualifiers: &[String]) -> Option<String> {
     match e {
         Expr::Identifier(i) => Some(ident_name(i)),
         Expr::CompoundIdentifier(parts) if parts.len() == 2 && qualifiers.contains(&ident_name(&parts[0])) => {
@@ -80,7 +80,7 @@ fn key_value(e: &Expr) -> Option<KeyValue> {
     }
 }
 
-fn equalities(e: &Expr, qualifiers: &[String], out: &mut Vec<(String, KeyValue)>) -> Option<()> {
+pub(crate) fn equalities(e: &Expr, qualifiers: &[String], out: &mut Vec<(String, KeyValue)>) -> Option<()> {
     match e {
         Expr::BinaryOp {
             left,
@@ -103,6 +103,53 @@ fn equalities(e: &Expr, qualifiers: &[String], out: &mut Vec<(String, KeyValue)>
             Some(())
         }
         Expr::Nested(inner) => equalities(inner, qualifiers, out),
+        _ => None,
+    }
+}
+
+/// A plain table reference (`t`, `public.t`, `t AS x` without column
+/// aliases): its name and the names that qualify its columns.
+pub(crate) fn plain_table(relation: &TableFactor) -> Option<(String, Vec<String>)> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        with_hints,
+        version: None,
+        partitions,
+        with_ordinality: false,
+        json_path: None,
+        sample: None,
+        index_hints,
+        ..
+    } = relation
+    else {
+        return None;
+    };
+    if !with_hints.is_empty() || !partitions.is_empty() || !index_hints.is_empty() {
+        return None;
+    }
+    let table = object_table(name)?;
+    let mut qualifiers = vec![table.clone()];
+    if let Some(a) = alias {
+        if !a.columns.is_empty() {
+            return None;
+        }
+        qualifiers = vec![ident_name(&a.name)];
+    }
+    Some((table, qualifiers))
+}
+
+/// The table an object name names (`t` or `public.t`).
+pub(crate) fn object_table(name: &ObjectName) -> Option<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident_name))
+        .collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [t] => Some(t.clone()),
+        [schema, t] if schema == "public" => Some(t.clone()),
         _ => None,
     }
 }
@@ -156,42 +203,7 @@ impl PointQuery {
         if !plain {
             return None;
         }
-        let TableFactor::Table {
-            name,
-            alias,
-            args: None,
-            with_hints,
-            version: None,
-            partitions,
-            with_ordinality: false,
-            json_path: None,
-            sample: None,
-            index_hints,
-            ..
-        } = &s.from[0].relation
-        else {
-            return None;
-        };
-        if !with_hints.is_empty() || !partitions.is_empty() || !index_hints.is_empty() {
-            return None;
-        }
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| p.as_ident().map(ident_name))
-            .collect::<Option<_>>()?;
-        let table = match parts.as_slice() {
-            [t] => t.clone(),
-            [schema, t] if schema == "public" => t.clone(),
-            _ => return None,
-        };
-        let mut qualifiers = vec![table.clone()];
-        if let Some(a) = alias {
-            if !a.columns.is_empty() {
-                return None;
-            }
-            qualifiers = vec![ident_name(&a.name)];
-        }
+        let (table, qualifiers) = plain_table(&s.from[0].relation)?;
         let columns = match s.projection.as_slice() {
             [SelectItem::Wildcard(opts)] if opts.to_string().is_empty() => None,
             items => Some(
@@ -216,18 +228,22 @@ impl PointQuery {
         })
     }
 
+    /// Are the equalities exactly one per primary-key column?
+    fn pins_primary_key(&self, def: &slicedb_common::TableDef) -> bool {
+        def.has_primary_key()
+            && self.equalities.len() == def.primary_key.len()
+            && def.primary_key.iter().all(|pk| {
+                let name = &def.columns[*pk].name;
+                self.equalities.iter().filter(|(c, _)| c == name).count() == 1
+            })
+    }
+
     /// The output schema, if the query fits `table` (every column exists and
     /// the equalities are exactly one per primary-key column).
     pub fn plan(&self, table: &SliceTable) -> Option<(Vec<usize>, SchemaRef)> {
         let def = &table.table;
-        if !def.has_primary_key() || self.equalities.len() != def.primary_key.len() {
+        if !self.pins_primary_key(def) {
             return None;
-        }
-        for pk in &def.primary_key {
-            let name = &def.columns[*pk].name;
-            if self.equalities.iter().filter(|(c, _)| c == name).count() != 1 {
-                return None;
-            }
         }
         let schema = def.schema();
         let (projection, fields): (Vec<usize>, Vec<_>) = match &self.columns {
@@ -245,8 +261,41 @@ impl PointQuery {
         Some((projection, Arc::new(Schema::new(fields))))
     }
 
-    /// Reads the row. `None` if a key value does not convert losslessly to
-    /// its column type (then DataFusion plans the query and decides).
+    /// The row's bucket and primary-key values. `None` if the query does
+    /// not fit the table or a key value does not convert losslessly to its
+    /// column type (then DataFusion plans the statement and decides).
+    pub fn key(&self, table: &SliceTable, params: Option<&ParamValues>) -> Option<(u16, Vec<Datum>)> {
+        let def = &table.table;
+        if !self.pins_primary_key(def) {
+            return None;
+        }
+        let mut pk = Vec::with_capacity(def.primary_key.len());
+        for col in &def.primary_key {
+            let column = &def.columns[*col];
+            let value = &self.equalities.iter().find(|(c, _)| *c == column.name).map(|(_, v)| v);
+            let scalar = match value {
+                Some(KeyValue::Literal(text)) => ScalarValue::Utf8(Some(text.clone())),
+                Some(KeyValue::Placeholder(id)) => match params.map(|p| p.get_placeholders_with_values(id)) {
+                    Some(Ok(v)) => v.value().clone(),
+                    _ => return None,
+                },
+                None => return None,
+            };
+            match scalar_to_datum(&scalar, column.sql_type) {
+                // `pk = NULL` matches nothing; let DataFusion say so.
+                Some(Datum::Null) | None => return None,
+                Some(d) => pk.push(d),
+            }
+        }
+        let dist: Vec<&Datum> = def
+            .distribution_key
+            .iter()
+            .filter_map(|c| def.primary_key.iter().position(|p| p == c).map(|i| &pk[i]))
+            .collect();
+        Some((bucket_of(dist), pk))
+    }
+
+    /// Reads the row. `None` if the query does not fit (see [`Self::key`]).
     pub async fn execute(
         &self,
         table: &SliceTable,
@@ -256,31 +305,10 @@ impl PointQuery {
         let Some((projection, schema)) = self.plan(table) else {
             return Ok(None);
         };
+        let Some((bucket, pk)) = self.key(table, params) else {
+            return Ok(None);
+        };
         let def = &table.table;
-        let mut pk = Vec::with_capacity(def.primary_key.len());
-        for col in &def.primary_key {
-            let column = &def.columns[*col];
-            let value = &self.equalities.iter().find(|(c, _)| *c == column.name).map(|(_, v)| v);
-            let scalar = match value {
-                Some(KeyValue::Literal(text)) => ScalarValue::Utf8(Some(text.clone())),
-                Some(KeyValue::Placeholder(id)) => match params.map(|p| p.get_placeholders_with_values(id)) {
-                    Some(Ok(v)) => v.value().clone(),
-                    _ => return Ok(None),
-                },
-                None => return Ok(None),
-            };
-            match scalar_to_datum(&scalar, column.sql_type) {
-                // `pk = NULL` matches nothing; let DataFusion say so.
-                Some(Datum::Null) | None => return Ok(None),
-                Some(d) => pk.push(d),
-            }
-        }
-        let dist: Vec<&Datum> = def
-            .distribution_key
-            .iter()
-            .filter_map(|c| def.primary_key.iter().position(|p| p == c).map(|i| &pk[i]))
-            .collect();
-        let bucket = bucket_of(dist);
         let request = ScanRequest {
             table_id: def.id,
             column_types: def.column_types(),

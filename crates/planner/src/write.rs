@@ -72,6 +72,37 @@ impl RowRouter {
         self.pending.push((bucket, write));
     }
 
+    /// Queues the update of the row at `old_key` to `row` (all columns, in
+    /// table order): a put in place, or, when the new values move the row
+    /// to another key, a delete of the old key and an insert of the new.
+    pub fn push_update(&mut self, old_key: &[u8], row: Vec<Datum>) -> Result<()> {
+        let table = self.target.table.clone();
+        let old_bucket = bucket_of_row_key(old_key)?;
+        let bucket = bucket_of_row(&table, &row);
+        if table.has_primary_key() {
+            let pk: Vec<Datum> = table.primary_key.iter().map(|c| row[*c].clone()).collect();
+            let key = row_key(bucket, &pk)?;
+            if key == old_key {
+                self.push(bucket, RowWrite::Put { key, row });
+            } else {
+                self.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
+                self.push(bucket, RowWrite::Insert { key, row });
+            }
+        } else if bucket == old_bucket {
+            self.push(
+                bucket,
+                RowWrite::Put {
+                    key: old_key.to_vec(),
+                    row,
+                },
+            );
+        } else {
+            self.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
+            self.push(bucket, RowWrite::InsertWithRowId { bucket, row });
+        }
+        Ok(())
+    }
+
     pub async fn flush_if_full(&mut self) -> Result<u64> {
         if self.pending.len() >= FLUSH_ROWS {
             self.flush().await
@@ -199,7 +230,7 @@ pub fn check_value(table: &TableDef, column: usize, value: Datum) -> Result<Datu
 }
 
 /// Reads row `i` of `columns` (in table column order) as checked datums.
-fn row_from_batch(table: &TableDef, columns: &[ArrayRef], i: usize) -> Result<Vec<Datum>> {
+pub fn row_from_batch(table: &TableDef, columns: &[ArrayRef], i: usize) -> Result<Vec<Datum>> {
     let mut row = Vec::with_capacity(table.columns.len());
     for (c, array) in columns.iter().enumerate() {
         let d = Datum::from_array(array.as_ref(), i, table.columns[c].sql_type)?;
@@ -287,7 +318,7 @@ pub fn nullable_schema(table: &TableDef) -> SchemaRef {
     ))
 }
 
-fn values_batch(table: &TableDef, columns: &[ArrayRef], rows: usize) -> Result<RecordBatch> {
+pub(crate) fn values_batch(table: &TableDef, columns: &[ArrayRef], rows: usize) -> Result<RecordBatch> {
     let opts = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
         nullable_schema(table),
@@ -446,30 +477,8 @@ impl SliceWriteExec {
                         }
                         for i in 0..keys.len() {
                             let old_key = keys.value(i);
-                            let old_bucket = bucket_of_row_key(old_key)?;
                             let row = row_from_batch(&table, values, i)?;
-                            let bucket = bucket_of_row(&table, &row);
-                            if table.has_primary_key() {
-                                let pk: Vec<Datum> = table.primary_key.iter().map(|c| row[*c].clone()).collect();
-                                let key = row_key(bucket, &pk)?;
-                                if key == old_key {
-                                    router.push(bucket, RowWrite::Put { key, row });
-                                } else {
-                                    router.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
-                                    router.push(bucket, RowWrite::Insert { key, row });
-                                }
-                            } else if bucket == old_bucket {
-                                router.push(
-                                    bucket,
-                                    RowWrite::Put {
-                                        key: old_key.to_vec(),
-                                        row,
-                                    },
-                                );
-                            } else {
-                                router.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
-                                router.push(bucket, RowWrite::InsertWithRowId { bucket, row });
-                            }
+                            router.push_update(old_key, row)?;
                         }
                         count += keys.len() as u64;
                     }
