@@ -1077,11 +1077,15 @@ impl Coordinator {
         let Ok(table) = self.slice_table(write.table()) else {
             return Ok(None);
         };
-        let mut state = self.ctx.state();
-        state.config_mut().options_mut().extensions.insert(sequences.clone());
-        state.mark_start_execution();
+        // The session state is shared (a clone of DataFusion's costs more
+        // than the write); what is the statement's own goes in `props`.
+        let state = self.router_state.get_or_init(|| self.ctx.state());
+        let mut config = state.config_options().as_ref().clone();
+        config.extensions.insert(sequences.clone());
+        let mut props = datafusion::logical_expr::execution_props::ExecutionProps::new();
+        props.mark_start_execution(Arc::new(config));
         let Some(written) = write
-            .execute(&table, &state, stmt.clone(), params, returning.is_some())
+            .execute(&table, state, &props, stmt.clone(), params, returning.is_some())
             .await?
         else {
             return Ok(None);

@@ -163,6 +163,9 @@ pub struct Coordinator {
     pub txns: Arc<slicedb_txn::TxnManager>,
     /// Cached ranges of sequence values.
     pub sequences: Arc<sequence::Sequences>,
+    /// DataFusion's session state as the write router reads it (functions
+    /// and options), taken once: cloning it costs more than a one-row write.
+    pub(crate) router_state: std::sync::OnceLock<datafusion::execution::SessionState>,
 }
 
 impl Coordinator {
@@ -337,6 +340,7 @@ impl Coordinator {
         }
         let coordinator = Coordinator {
             sequences,
+            router_state: std::sync::OnceLock::new(),
             catalog,
             cluster,
             ctx,

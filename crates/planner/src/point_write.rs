@@ -35,8 +35,11 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{cast, lit, Expr as LogicalExpr};
 use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
+use datafusion::physical_expr::create_physical_expr;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, AssignmentTarget, Expr, ExprWithAlias, FromTable, Query, SetExpr, Statement, TableObject,
 };
@@ -256,13 +259,15 @@ impl PointWrite {
     }
 
     /// Writes in the statement's transaction `txn`, with `state`'s
-    /// functions and settings (and the session's sequences among its config
-    /// extensions). `None` when the statement must be planned instead; then
-    /// nothing was written.
+    /// functions and settings, and the statement's `props` (its start time,
+    /// and the session's sequences among the config extensions). `None`
+    /// when the statement must be planned instead; then nothing was written.
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
         table: &SliceTable,
         state: &SessionState,
+        props: &ExecutionProps,
         txn: Arc<StatementTxn>,
         params: Option<&ParamValues>,
         keep_rows: bool,
@@ -277,6 +282,7 @@ impl PointWrite {
                 insert(
                     table,
                     state,
+                    props,
                     txn,
                     params,
                     columns.as_deref(),
@@ -290,7 +296,7 @@ impl PointWrite {
                 key,
                 qualifier,
                 assignments,
-            } => update(table, state, txn, params, key, qualifier, assignments, keep_rows).await,
+            } => update(table, state, props, txn, params, key, qualifier, assignments, keep_rows).await,
             PointWrite::Delete { key } => delete(table, txn, params, key, keep_rows).await,
         }
     }
@@ -345,26 +351,37 @@ fn logical(
 }
 
 /// Evaluates `expr`, cast to `column`'s type as the planner casts a value
-/// assigned to a column, over `batch` (one row).
+/// assigned to a column, over `batch` (one row). What
+/// `SessionState::create_physical_expr` does, but with the statement's own
+/// `props` (its start time, and the session's sequences among the config
+/// extensions), so that the session state is shared, not cloned per statement.
 fn evaluate(
     state: &SessionState,
+    props: &ExecutionProps,
     expr: LogicalExpr,
     column: &ColumnDef,
     schema: &DFSchema,
     batch: &RecordBatch,
 ) -> Result<ArrayRef> {
+    let config = props
+        .config_options()
+        .cloned()
+        .unwrap_or_else(|| Arc::clone(state.config_options()));
     let expr = decode_bytea_casts(cast(expr, column.sql_type.arrow_type()), schema)?;
     // Coerced, then simplified as the optimizer would: functions such as
     // `now()` are only ever evaluated by the simplifier.
     let simplifier = ExprSimplifier::new(
         SimplifyContext::builder()
             .with_schema(Arc::new(schema.clone()))
-            .with_config_options(Arc::clone(state.config_options()))
-            .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+            .with_config_options(Arc::clone(&config))
+            .with_query_execution_start_time(props.query_execution_start_time)
             .build(),
     );
-    let expr = simplifier.simplify(simplifier.coerce(expr, schema)?)?;
-    let physical = state.create_physical_expr(expr, schema)?;
+    let mut expr = simplifier.simplify(simplifier.coerce(expr, schema)?)?;
+    for rewrite in state.analyzer().function_rewrites() {
+        expr = expr.transform_up(|e| rewrite.rewrite(e, schema, &config))?.data;
+    }
+    let physical = create_physical_expr(&expr, schema, props, &PhysicalPlanningContext::default())?;
     Ok(physical.evaluate(batch)?.into_array(batch.num_rows())?)
 }
 
@@ -372,6 +389,7 @@ fn evaluate(
 async fn insert(
     table: &SliceTable,
     state: &SessionState,
+    props: &ExecutionProps,
     txn: Arc<StatementTxn>,
     params: Option<&ParamValues>,
     columns: Option<&[String]>,
@@ -416,7 +434,7 @@ async fn insert(
                     None => lit(ScalarValue::Null),
                 },
             };
-            let value = evaluate(state, expr, column, &empty, &one)?;
+            let value = evaluate(state, props, expr, column, &empty, &one)?;
             cells[c].push(ScalarValue::try_from_array(&value, 0)?);
         }
     }
@@ -473,6 +491,7 @@ async fn read_row(
 async fn update(
     table: &SliceTable,
     state: &SessionState,
+    props: &ExecutionProps,
     txn: Arc<StatementTxn>,
     params: Option<&ParamValues>,
     key: &PointQuery,
@@ -501,7 +520,7 @@ async fn update(
     let table = table.clone().with_constraints(state)?;
     let mut values: Vec<ArrayRef> = old.columns().to_vec();
     for (c, expr) in exprs {
-        values[c] = evaluate(state, expr, &def.columns[c], &schema, &old)?;
+        values[c] = evaluate(state, props, expr, &def.columns[c], &schema, &old)?;
     }
     check_rows(&def, &table.physical_checks(state)?, &values, 1)?;
     let row = row_from_batch(&def, &values, 0)?;
