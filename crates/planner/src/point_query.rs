@@ -308,6 +308,19 @@ impl PointQuery {
         let Some((bucket, pk)) = self.key(table, params) else {
             return Ok(None);
         };
+        Self::read(table, projection, schema, bucket, &pk, at).await.map(Some)
+    }
+
+    /// Reads the columns `projection` (output `schema`) of the row with
+    /// primary key `pk` in `bucket`, at snapshot `at`.
+    pub async fn read(
+        table: &SliceTable,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+        bucket: u16,
+        pk: &[Datum],
+        at: ReadAt,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let def = &table.table;
         let request = ScanRequest {
             table_id: def.id,
@@ -315,7 +328,7 @@ impl PointQuery {
             projection,
             with_key: false,
             buckets: Vec::new(),
-            keys: Some(vec![row_key(bucket, &pk)?]),
+            keys: Some(vec![row_key(bucket, pk)?]),
             predicate: None,
             limit: None,
             batch_size: 1,
@@ -336,7 +349,7 @@ impl PointQuery {
                 RecordBatch::try_new_with_options(schema.clone(), b.columns().to_vec(), &opts)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some((schema, batches)))
+        Ok((schema, batches))
     }
 }
 

@@ -477,13 +477,13 @@ async fn read_row(
     let Some((bucket, pk)) = key.key(table, params) else {
         return Ok(None);
     };
-    let Some((_, batches)) = key.execute(table, params, txn.read).await? else {
-        return Ok(None);
-    };
+    let def = &table.table;
+    let projection = (0..def.columns.len()).collect();
+    let schema = crate::write::nullable_schema(def);
+    let (_, batches) = PointQuery::read(table, projection, schema.clone(), bucket, &pk, txn.read).await?;
     let Some(batch) = batches.into_iter().find(|b| b.num_rows() > 0) else {
         return Ok(Some(None));
     };
-    let batch = RecordBatch::try_new(crate::write::nullable_schema(&table.table), batch.columns().to_vec())?;
     Ok(Some(Some((row_key(bucket, &pk)?, batch))))
 }
 
