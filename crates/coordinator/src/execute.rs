@@ -413,20 +413,6 @@ impl Coordinator {
         })
     }
 
-    /// The statement as a routable write (see [`PointWrite`]), after the
-    /// rewrites of [`rewrite`](crate::rewrite), with what they took off it.
-    fn routed_write(&self, stmt: &ast::Statement) -> Result<Option<(PointWrite, crate::rewrite::Rewritten)>> {
-        if !matches!(
-            stmt,
-            ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
-        ) {
-            return Ok(None);
-        }
-        let mut stmt = stmt.clone();
-        let rewritten = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
-        Ok(PointWrite::recognize(&stmt, rewritten.do_nothing).map(|w| (w, rewritten)))
-    }
-
     /// Plans a statement DataFusion plans, after the rewrites of
     /// [`rewrite`](crate::rewrite); returns its `RETURNING` list apart.
     async fn plan(&self, stmt: &ast::Statement) -> Result<Planned> {
@@ -1004,11 +990,13 @@ impl Coordinator {
                 params,
                 statement,
             } => {
-                if let Some(out) = self
-                    .run_routed(write, *returning, *params, kind, &stmt, sequences)
-                    .await?
-                {
-                    return Ok(out);
+                let keep_rows = returning.is_some();
+                if let Some(written) = self.run_routed(write, *params, &stmt, sequences, keep_rows).await? {
+                    let out = Output::Command(CommandTag::with_rows(kind.tag(), written.count));
+                    return match returning {
+                        Some(r) => self.returning_output(r, out, written.rows).await,
+                        None => Ok(out),
+                    };
                 }
                 // Declined before writing anything: plan it after all.
                 let planned = self.plan(statement).await?;
@@ -1062,39 +1050,6 @@ impl Coordinator {
             }
             _ => Ok(out),
         }
-    }
-
-    /// Runs a write through the write router; `None` if it declines.
-    async fn run_routed(
-        &self,
-        write: &PointWrite,
-        returning: Option<&Returning>,
-        params: Option<&ParamValues>,
-        kind: PlanKind,
-        stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
-    ) -> Result<Option<Output>> {
-        let Ok(table) = self.slice_table(write.table()) else {
-            return Ok(None);
-        };
-        // The session state is shared (a clone of DataFusion's costs more
-        // than the write); what is the statement's own goes in `props`.
-        let state = self.router_state.get_or_init(|| self.ctx.state());
-        let mut config = state.config_options().as_ref().clone();
-        config.extensions.insert(sequences.clone());
-        let mut props = datafusion::logical_expr::execution_props::ExecutionProps::new();
-        props.mark_start_execution(Arc::new(config));
-        let Some(written) = write
-            .execute(&table, state, &props, stmt.clone(), params, returning.is_some())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let out = Output::Command(CommandTag::with_rows(kind.tag(), written.count));
-        Ok(Some(match returning {
-            Some(r) => self.returning_output(r, out, written.rows).await?,
-            None => out,
-        }))
     }
 
     /// A write's result with `RETURNING`: its rows, under its command tag.

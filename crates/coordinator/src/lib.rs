@@ -28,6 +28,7 @@ pub mod parser;
 pub mod prepared_sql;
 pub mod redistribute;
 pub mod rewrite;
+pub mod routed;
 pub mod sequence;
 pub mod session;
 pub mod settings;
