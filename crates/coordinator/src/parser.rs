@@ -3,7 +3,8 @@
 //! The input is tokenized once with sqlparser's PostgreSQL tokenizer and
 //! split at top-level semicolons. Each statement is then either one of
 //! slicedb's cluster statements (`CREATE HASH MAP`, `SHOW SLICES`, …), read
-//! from the tokens here, or standard SQL, parsed by sqlparser. A statement
+//! from the tokens here, or standard SQL, parsed by sqlparser from the same
+//! tokens. A statement
 //! that reads the system catalogs (`pg_catalog`, `information_schema`, a
 //! `pg_…` relation) is parsed again by datafusion-pg-catalog's PostgreSQL
 //! compatibility parser, which rewrites the catalog queries psql and drivers
@@ -13,12 +14,13 @@
 //! ([`USER_RULES`]). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
+use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use slicedb_common::{err, Error, Result};
@@ -78,25 +80,32 @@ pub enum Statement {
 
 /// Parses one or more `;`-separated statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let dialect = PostgreSqlDialect {};
-    // Without unescaping, tokens render back exactly as written ('O''Brien').
-    let tokens = Tokenizer::new(&dialect, sql)
-        .with_unescape(false)
-        .tokenize()
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
         .map_err(|e| Error::syntax(e.to_string()))?;
+    let chunks: Vec<Vec<TokenWithSpan>> = split_statements(tokens)
+        .into_iter()
+        .filter(|c| !c.iter().all(|t| is_blank(&t.token)))
+        .collect();
+    // One statement (what clients send nearly always) is its own text.
+    let whole = (chunks.len() == 1).then_some(sql);
     let mut out = Vec::new();
-    for chunk in split_statements(tokens) {
-        if let Some(stmt) = parse_one(chunk)? {
+    for chunk in chunks {
+        if let Some(stmt) = parse_one(chunk, whole)? {
             out.push(stmt);
         }
     }
     Ok(out)
 }
 
-fn split_statements(tokens: Vec<Token>) -> Vec<Vec<Token>> {
+fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
     let mut chunks = vec![Vec::new()];
-    for t in tokens {
-        if t == Token::SemiColon {
+    for mut t in tokens {
+        // An E'…' string is its (unescaped) value, as a standard string.
+        if let Token::EscapedStringLiteral(v) = &mut t.token {
+            t.token = Token::SingleQuotedString(std::mem::take(v));
+        }
+        if t.token == Token::SemiColon {
             chunks.push(Vec::new());
         } else if let Some(last) = chunks.last_mut() {
             last.push(t);
@@ -109,14 +118,19 @@ fn is_blank(t: &Token) -> bool {
     matches!(t, Token::Whitespace(_) | Token::EOF)
 }
 
-fn text_of(tokens: &[Token]) -> String {
+/// SQL text that tokenizes back to `tokens` (which hold unescaped values).
+fn text_of<'a>(tokens: impl IntoIterator<Item = &'a Token>) -> String {
+    let quoted = |q: char, v: &str| {
+        let q2: String = [q, q].iter().collect();
+        format!("{q}{}{q}", v.replace(q, &q2))
+    };
     tokens
-        .iter()
+        .into_iter()
         .map(|t| match t {
             Token::Whitespace(Whitespace::SingleLineComment { .. }) => " ".to_string(),
-            // The tokenizer always unescapes E'…' strings; render the value
-            // as a standard string so that it parses back to the same text.
-            Token::EscapedStringLiteral(v) => format!("'{}'", v.replace('\'', "''")),
+            Token::SingleQuotedString(v) => quoted('\'', v),
+            Token::NationalStringLiteral(v) => format!("N{}", quoted('\'', v)),
+            Token::Word(w) if w.quote_style == Some('"') => quoted('"', &w.value),
             other => other.to_string(),
         })
         .collect()
@@ -145,7 +159,6 @@ static USER_RULES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::n
 
 /// Does the statement read the system catalogs?
 fn reads_system_catalogs(stmt: &ast::Statement) -> bool {
-    use std::ops::ControlFlow;
     let found = ast::visit_relations(stmt, |name| {
         let parts: Vec<String> = name
             .0
@@ -167,18 +180,39 @@ fn reads_system_catalogs(stmt: &ast::Statement) -> bool {
         return true;
     }
     // Casts to the catalog's oid types (`'t'::regclass`) are answered from it too.
-    let text = stmt.to_string().to_ascii_lowercase();
-    ["::regclass", "::regtype", "::regproc", "::regnamespace", "::oid"]
-        .iter()
-        .any(|t| text.contains(t))
+    let cast = ast::visit_expressions(stmt, |e| match e {
+        ast::Expr::Cast { data_type, .. } => {
+            let name = data_type.to_string().to_ascii_lowercase();
+            let name = name.rsplit('.').next().unwrap_or_default();
+            if ["regclass", "regtype", "regproc", "regnamespace", "oid"].contains(&name) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    cast.is_break()
 }
 
 fn syntax_error(e: impl std::fmt::Display) -> Error {
     Error::syntax(e.to_string().trim_start_matches("sql parser error: ").to_string())
 }
 
+/// Standard SQL from text.
 fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
-    let plain = Parser::parse_sql(&PostgreSqlDialect {}, sql);
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(syntax_error)?;
+    parse_tokens(tokens, sql)
+}
+
+/// Standard SQL from its tokens (`sql` is their text), so that it is
+/// tokenized once.
+fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statement>> {
+    let plain = Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_statements();
     match plain {
         Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => Ok(stmts
             .into_iter()
@@ -189,8 +223,10 @@ fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
     }
 }
 
-fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
-    let words: Vec<&Token> = tokens.iter().filter(|t| !is_blank(t)).collect();
+/// One statement from its tokens; `whole` is its text when it was the
+/// whole input.
+fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<Statement>> {
+    let words: Vec<&Token> = chunk.iter().map(|t| &t.token).filter(|t| !is_blank(t)).collect();
     if words.is_empty() {
         return Ok(None);
     }
@@ -319,16 +355,24 @@ fn parse_one(tokens: Vec<Token>) -> Result<Option<Statement>> {
         c.end()?;
         return Ok(Some(Statement::ShowSlices(table)));
     }
-    if c.peek_words(&["CREATE", "TABLE"]) || c.peek_words(&["CREATE", "UNLOGGED", "TABLE"]) {
+    let create_table = c.peek_words(&["CREATE", "TABLE"]) || c.peek_words(&["CREATE", "UNLOGGED", "TABLE"]);
+    let copy = c.peek_words(&["COPY"]);
+    drop(c);
+    let mut stmts = if create_table {
+        let tokens: Vec<Token> = chunk.into_iter().map(|t| t.token).collect();
         return parse_create_table(&tokens).map(Some);
-    }
-    let tokens = if c.peek_words(&["COPY"]) {
-        copy_booleans(tokens)
+    } else if copy {
+        let tokens = copy_booleans(chunk.into_iter().map(|t| t.token).collect());
+        parse_standard(&text_of(&tokens))?
     } else {
-        tokens
+        match whole {
+            Some(sql) => parse_tokens(chunk, sql)?,
+            None => {
+                let sql = text_of(chunk.iter().map(|t| &t.token));
+                parse_tokens(chunk, &sql)?
+            }
+        }
     };
-    let sql = text_of(&tokens);
-    let mut stmts = parse_standard(&sql)?;
     match stmts.len() {
         0 => Ok(None),
         1 => Ok(Some(Statement::Sql(Box::new(stmts.remove(0))))),
@@ -784,6 +828,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Statements are parsed from the tokens of the input, once; what is
+    /// read back as text (a CREATE TABLE's standard part, the catalog
+    /// queries' compatibility parser) keeps quotes and escapes intact.
+    #[test]
+    fn quotes_survive_one_tokenization() {
+        let s = parse("SELECT 'a''b', E'c\\'d', \"x\"\"y\" FROM t; CREATE TABLE \"q\"\"t\" (v text DEFAULT 'it''s')")
+            .unwrap();
+        assert_eq!(s.len(), 2);
+        match &s[0] {
+            Statement::Sql(q) => assert_eq!(q.to_string(), "SELECT 'a''b', 'c''d', \"x\"\"y\" FROM t"),
+            other => panic!("{other:?}"),
+        }
+        match &s[1] {
+            Statement::CreateTable { create, .. } => {
+                assert_eq!(create.name.to_string(), "\"q\"\"t\"");
+                assert!(
+                    create.columns[0].to_string().contains("DEFAULT 'it''s'"),
+                    "{}",
+                    create.columns[0]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse("SELECT 1 +").unwrap_err();
+        assert_eq!(e.state.code(), "42601");
     }
 
     #[test]
