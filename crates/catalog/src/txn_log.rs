@@ -3,16 +3,19 @@
 //! Two kinds of documents live beside the catalog's, in its RocksDB:
 //!
 //! ```text
-//! txn/<id, 20 digits>  → CommitDecision   (a two-phase commit decided "commit")
+//! txn/<id, 20 digits>  → CommitDecision   (a two-phase commit's record)
 //! clock                → the clock ceiling (no timestamp at or above it was handed out)
 //! ```
 //!
-//! A multi-slice-server commit is decided by writing its [`CommitDecision`]
-//! durably after every participant prepared and before any is told to
-//! commit; it is deleted once all have committed. A coordinator that
-//! restarts finishes the commits it finds here and aborts every other
-//! prepared transaction (presumed abort). Neither document changes the
-//! catalog version.
+//! A multi-slice-server commit *stages* its [`CommitDecision`] durably
+//! while its participants prepare (parallel commits): the transaction is
+//! committed once the record and every participant's intents are durable,
+//! so the commit has one durable round on its critical path. The record
+//! is deleted once every participant has made its phase two durable. A
+//! coordinator that restarts decides each staged record it finds from its
+//! participants (committed if every one prepared or committed it, else
+//! aborted), and aborts every other prepared transaction (presumed abort).
+//! Neither document changes the catalog version.
 
 use serde::{Deserialize, Serialize};
 use slicedb_common::blocking::off_executor;
@@ -20,12 +23,19 @@ use slicedb_common::{Error, NodeId, Result};
 
 use crate::{json, Catalog};
 
-/// A transaction decided committed at `commit_ts`, on `participants`.
+/// A two-phase commit's record: transaction `txn`, to commit at
+/// `commit_ts` on `participants`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitDecision {
     pub txn: u64,
     pub commit_ts: u64,
     pub participants: Vec<NodeId>,
+    /// Written while the participants prepared, so the transaction is
+    /// committed only if every participant prepared. Records without it
+    /// (written by earlier versions, after every participant prepared) are
+    /// decided commits.
+    #[serde(default)]
+    pub staged: bool,
 }
 
 fn decision_key(txn: u64) -> String {
@@ -45,7 +55,7 @@ fn io(e: rocksdb::Error) -> Error {
 }
 
 impl Catalog {
-    /// Records the decision to commit, durably.
+    /// Writes a commit record, durably.
     pub fn log_commit(&self, decision: &CommitDecision) -> Result<()> {
         let value = json(decision)?;
         off_executor(|| {
@@ -55,13 +65,15 @@ impl Catalog {
         })
     }
 
-    /// Forgets a decision every participant has carried out. Not synced: a
-    /// decision that comes back after a crash is carried out again, harmlessly.
+    /// Forgets a record every participant has settled, or that was
+    /// aborted. Not synced: a record that comes back after a crash is
+    /// decided again from the participants, harmlessly (they all committed
+    /// it durably, or none did).
     pub fn forget_commit(&self, txn: u64) -> Result<()> {
         self.db.delete(decision_key(txn)).map_err(io)
     }
 
-    /// The decisions not yet carried out everywhere.
+    /// The records not forgotten yet.
     pub fn commit_decisions(&self) -> Result<Vec<CommitDecision>> {
         let mut out = Vec::new();
         for item in self.db.prefix_iterator(b"txn/") {
@@ -103,6 +115,7 @@ mod tests {
                     txn,
                     commit_ts: txn + 1,
                     participants: vec![1, 2],
+                    staged: true,
                 })
                 .unwrap();
             }
@@ -113,6 +126,13 @@ mod tests {
         let left = cat.commit_decisions().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].txn, 7);
+        assert!(left[0].staged);
         assert_eq!(cat.clock_ceiling().unwrap(), 1234);
+    }
+
+    #[test]
+    fn records_of_earlier_versions_read_as_decided_commits() {
+        let old: CommitDecision = serde_json::from_str(r#"{"txn":5,"commit_ts":6,"participants":[1,2]}"#).unwrap();
+        assert!(!old.staged);
     }
 }

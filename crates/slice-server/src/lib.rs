@@ -2,7 +2,9 @@
 //!
 //! It answers [`SliceRequest`]s (writes, bucket deletes, statistics) and
 //! [`ScanRequest`]s against its [`SliceStore`]. A few point reads whose
-//! rows are all in memory are answered on the calling task; other scans
+//! rows are all in memory, and writes that need no wait (free row locks,
+//! rows in memory: [`SliceStore::try_txn_write`]), are answered on the
+//! calling task; other requests run on a blocking thread. Scans
 //! run on a blocking thread, decode rows, apply the pushed-down predicate and projection, and
 //! send Arrow record batches through a bounded channel: a slow reader slows
 //! the scan instead of filling memory, and a table is never materialized whole.
@@ -21,7 +23,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::StreamExt;
 use slicedb_common::datum::build_array;
-use slicedb_common::{Datum, Error, NodeId, Result};
+use slicedb_common::{err, Datum, Error, NodeId, Result};
 use slicedb_storage::SliceStore;
 use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
 use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
@@ -32,7 +34,14 @@ pub struct SliceServer {
     store: Arc<SliceStore>,
     /// Executes plan fragments (DataFusion's built-in functions only).
     fragments: datafusion::prelude::SessionContext,
+    /// Signalled whenever a transaction is decided here (see
+    /// [`SliceServer::settled`]).
+    decided: tokio::sync::Notify,
 }
+
+/// How long a read waits for the coordinator to decide the transactions
+/// that were prepared here when the slice server restarted.
+const IN_DOUBT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SliceServer {
     /// Opens the slice server with its data under `dir`. It learns its node
@@ -44,6 +53,7 @@ impl SliceServer {
         Ok(SliceServer {
             store: Arc::new(store),
             fragments: datafusion::prelude::SessionContext::new(),
+            decided: tokio::sync::Notify::new(),
         })
     }
 
@@ -52,9 +62,37 @@ impl SliceServer {
         self.store.identity()
     }
 
+    /// WAL syncs of its store so far (see [`SliceStore::wal_syncs`]).
+    pub fn wal_syncs(&self) -> u64 {
+        self.store.wal_syncs()
+    }
+
     /// Registers it as node `node` of cluster `cluster` (see [`SliceStore::register`]).
     pub fn register(&self, node: NodeId, cluster: u64) -> Result<()> {
         self.store.register(node, cluster)
+    }
+
+    /// Waits until no transaction prepared before a restart is left in
+    /// doubt. Its phase two may have been acknowledged and then lost in
+    /// the restart (it is written without an fsync), and the coordinator
+    /// does not make new snapshots wait for a commit it counted applied:
+    /// so reads here wait for its recovery to commit it again (or abort
+    /// it), rather than miss a committed row.
+    async fn settled(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+        loop {
+            let decided = self.decided.notified();
+            let left = self.store.in_doubt();
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, decided).await.is_err() {
+                return Err(err!(
+                    SerializationFailure,
+                    "could not serialize access: this slice server restarted with {left} prepared transactions that their coordinator has not decided yet"
+                ));
+            }
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -78,9 +116,15 @@ impl SliceService for SliceServer {
                 table_name,
                 writes,
             } => {
-                let n = self
-                    .blocking(move |s| s.txn_write(txn, table_id, &table_name, &writes))
-                    .await?;
+                // Most writes take free row locks over rows in memory: done
+                // here, without a blocking thread's round trip.
+                let n = match self.store.try_txn_write(txn, table_id, &table_name, &writes) {
+                    Some(n) => n?,
+                    None => {
+                        self.blocking(move |s| s.txn_write(txn, table_id, &table_name, &writes))
+                            .await?
+                    }
+                };
                 Ok(SliceResponse::Written(n))
             }
             SliceRequest::Prepare { txn } => {
@@ -95,13 +139,26 @@ impl SliceService for SliceServer {
                 if !one_phase {
                     slicedb_common::failpoint::failpoint_async("slice-server-before-commit").await;
                 }
-                self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await?;
+                let committed = self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await;
+                self.decided.notify_waiters();
+                committed?;
                 Ok(SliceResponse::Done)
             }
             SliceRequest::Abort { txn } => {
-                self.blocking(move |s| s.abort(txn)).await?;
+                let aborted = self.blocking(move |s| s.abort(txn)).await;
+                self.decided.notify_waiters();
+                aborted?;
                 Ok(SliceResponse::Done)
             }
+            SliceRequest::Settle { commits } => {
+                let settled = self.blocking(move |s| s.settle(&commits)).await;
+                self.decided.notify_waiters();
+                settled?;
+                Ok(SliceResponse::Done)
+            }
+            SliceRequest::TxnStatus { txn } => Ok(SliceResponse::TxnStatus(
+                self.blocking(move |s| s.txn_status(txn)).await?,
+            )),
             SliceRequest::RollbackTo { txn, seq } => {
                 self.blocking(move |s| s.rollback_to(txn, seq)).await?;
                 Ok(SliceResponse::Done)
@@ -175,6 +232,7 @@ impl SliceService for SliceServer {
                 after,
                 max_bytes,
             } => {
+                self.settled().await?;
                 let chunk = self
                     .blocking(move |s| s.read_rows(table_id, &ranges, after.as_deref(), max_bytes as usize))
                     .await?;
@@ -212,10 +270,12 @@ impl SliceService for SliceServer {
     }
 
     async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
+        self.settled().await?;
         scan_stream(self.store.clone(), request)
     }
 
     async fn fragment(&self, plan: Vec<u8>) -> Result<RecordBatchStream> {
+        self.settled().await?;
         fragment::run_fragment(&self.store, &self.fragments, &plan)
     }
 }

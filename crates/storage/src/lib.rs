@@ -32,4 +32,5 @@ pub mod write_queue;
 pub use key::RowKey;
 pub use mvcc::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
 pub use store::{RowChunk, RowWrite, SliceStore, TableStats};
+pub use txn::TxnStatus;
 pub use write_queue::{CaptureSpec, QueueEntry};

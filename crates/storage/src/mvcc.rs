@@ -12,6 +12,7 @@
 //!          [txn u64 BE][table][bucket][pk]          → [0 delete | 1 put][value]
 //! gc       [ts u64 BE][kind u8][key]                → ()   (what becomes garbage once no snapshot is older than ts)
 //! default  [0u32]"aborted"[txn u64 BE]              → ()   (a prepared transaction aborted here)
+//! default  [0u32]"committed"[txn u64 BE]            → ()   (a prepared transaction committed here)
 //! ```
 //!
 //! The newest version stays at the row's own key, so a scan of the latest
@@ -95,6 +96,26 @@ pub struct TxnWrite {
     pub lock_timeout_ms: u32,
 }
 
+impl TxnWrite {
+    /// The first write request of transaction `txn` (whose snapshot is its
+    /// id, as the coordinator hands them out) to a slice server, in its
+    /// first statement, waiting for row locks as long as it takes.
+    ///
+    /// ```
+    /// let w = slicedb_storage::TxnWrite::first(42);
+    /// assert_eq!((w.start_ts, w.seq, w.continues), (42, 1, false));
+    /// ```
+    pub fn first(txn: TxnId) -> TxnWrite {
+        TxnWrite {
+            txn,
+            start_ts: txn,
+            seq: 1,
+            continues: false,
+            lock_timeout_ms: 0,
+        }
+    }
+}
+
 /// The `history` key of the version `version` of the row at `key`.
 pub fn history_key(key: &[u8], version: Timestamp) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 8);
@@ -127,12 +148,25 @@ pub const GC_TOMBSTONE: u8 = 2;
 /// An [`aborted_key`] marker, needed while the transaction's coordinator
 /// may still send a decision for it (until its snapshot is released).
 pub const GC_ABORTED: u8 = 3;
+/// A [`committed_key`] marker, needed while the coordinator may still ask
+/// how the transaction ended (until its decision record is gone).
+pub const GC_COMMITTED: u8 = 4;
 
 /// The marker of a prepared transaction this slice server aborted (in the
 /// default column family, under the metadata table 0): a later `Commit` of
 /// it is refused rather than acknowledged as a repeat.
 pub fn aborted_key(txn: TxnId) -> Vec<u8> {
     let mut k = b"\0\0\0\0aborted".to_vec();
+    k.extend_from_slice(&txn.to_be_bytes());
+    k
+}
+
+/// The marker of a prepared transaction this slice server committed: a
+/// coordinator that restarts with the transaction's commit record staged
+/// learns from it that the commit was decided (see
+/// [`crate::txn::TxnStatus`]).
+pub fn committed_key(txn: TxnId) -> Vec<u8> {
+    let mut k = b"\0\0\0\0committed".to_vec();
     k.extend_from_slice(&txn.to_be_bytes());
     k
 }

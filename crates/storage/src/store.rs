@@ -56,6 +56,11 @@ pub struct SliceStore {
     pub(crate) txns: TxnTable,
     /// Their row locks (see [`crate::lock_table`]).
     pub(crate) locks: LockTable,
+    /// Prepared transactions reloaded at start-up and not decided since
+    /// (see [`SliceStore::in_doubt`]).
+    pub(crate) in_doubt: Mutex<std::collections::HashSet<TxnId>>,
+    /// Its size, read without the mutex.
+    pub(crate) in_doubt_count: std::sync::atomic::AtomicUsize,
     /// Captures in force (see [`crate::write_queue`]). Commits hold it
     /// shared while their batch is in flight; starting or stopping a
     /// capture holds it exclusively.
@@ -196,6 +201,7 @@ impl SliceStore {
         // Prepared transactions survive a restart, with their locks.
         let txns = TxnTable::default();
         let locks = LockTable::default();
+        let mut in_doubt = std::collections::HashSet::new();
         {
             let mut states = std::collections::HashMap::new();
             let intents = db
@@ -222,6 +228,7 @@ impl SliceStore {
                 }
             }
             for (txn, state) in states {
+                in_doubt.insert(txn);
                 txns.insert(txn, state);
             }
         }
@@ -238,6 +245,8 @@ impl SliceStore {
             },
             txns,
             locks,
+            in_doubt_count: std::sync::atomic::AtomicUsize::new(in_doubt.len()),
+            in_doubt: Mutex::new(in_doubt),
             captures: RwLock::new(captures),
             queue_seq: Mutex::new(next_seq),
             path: path.to_path_buf(),
@@ -265,6 +274,25 @@ impl SliceStore {
     }
 
     /// A hidden row id never handed out before, even across a crash.
+    /// [`SliceStore::take_rowid`] if the id is in the reserved range
+    /// (no write needed), else `None`.
+    pub(crate) fn try_take_rowid(&self) -> Option<u64> {
+        let ids = &self.row_ids;
+        let mut id = ids.next.load(Ordering::Acquire);
+        loop {
+            if id >= ids.reserved.load(Ordering::Acquire) {
+                return None;
+            }
+            match ids
+                .next
+                .compare_exchange_weak(id, id + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(id),
+                Err(now) => id = now,
+            }
+        }
+    }
+
     pub(crate) fn take_rowid(&self) -> Result<u64> {
         let ids = &self.row_ids;
         let id = ids.next.fetch_add(1, Ordering::AcqRel);
@@ -898,6 +926,100 @@ mod tests {
         assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 2);
     }
 
+    /// A write that would wait (here for a row lock another transaction
+    /// holds) is not done without waiting, and leaves nothing behind: not
+    /// the images nor the locks of the rows before it in the request.
+    #[test]
+    fn a_write_that_would_wait_is_undone_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SliceStore::open(dir.path()).unwrap();
+        let w = |txn: TxnId, seq: u32| TxnWrite {
+            txn,
+            start_ts: txn,
+            seq,
+            continues: seq > 1,
+            lock_timeout_ms: 0,
+        };
+        let (holder, other) = (tick(), tick());
+        assert_eq!(
+            store
+                .try_txn_write(w(holder, 1), 1, "t", &[put(1, 2, "held")])
+                .map(|r| r.unwrap()),
+            Some(1),
+            "a free row in memory is written at once"
+        );
+        let request = [put(1, 1, "free"), put(1, 2, "taken")];
+        assert!(store.try_txn_write(w(other, 1), 1, "t", &request).is_none());
+        assert_eq!(
+            store
+                .locks
+                .holder(&storage_key(1, &row_key(1, &[Datum::Int64(1)]).unwrap())),
+            None
+        );
+        let third = tick();
+        assert_eq!(
+            store
+                .try_txn_write(w(third, 1), 1, "t", &[put(1, 1, "mine")])
+                .map(|r| r.unwrap()),
+            Some(1),
+            "row 1 is free again"
+        );
+        store.commit(holder, tick(), true).unwrap();
+        store.commit(third, tick(), true).unwrap();
+        // `other` wrote nothing: its commit adds no row.
+        store.commit(other, tick(), true).unwrap();
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 2);
+        assert_eq!(store.history_len().unwrap(), 0, "nothing replaced a version");
+    }
+
+    /// Phase two is written without an fsync and leaves a marker; a
+    /// restart that loses it leaves the transaction prepared and in doubt
+    /// (reads wait) until it is committed again; `settle` commits what is
+    /// still prepared and syncs once.
+    #[test]
+    fn phase_two_is_unsynced_marked_and_settled() {
+        use crate::TxnStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |store: &SliceStore, txn: TxnId, id: i64| {
+            let w = TxnWrite::first(txn);
+            store.txn_write(w, 1, "t", &[put(1, id, "x")]).unwrap();
+        };
+        let (a, b, c) = (tick(), tick(), tick());
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert_eq!(store.in_doubt(), 0);
+        for (txn, id) in [(a, 1), (b, 2), (c, 3)] {
+            write(&store, txn, id);
+        }
+        assert_eq!(store.txn_status(a).unwrap(), TxnStatus::Pending);
+        store.prepare(a).unwrap();
+        store.prepare(b).unwrap();
+        store.prepare(c).unwrap();
+        assert_eq!(store.txn_status(a).unwrap(), TxnStatus::Prepared);
+        let syncs = store.wal_syncs();
+        store.commit(a, tick(), false).unwrap();
+        assert_eq!(store.wal_syncs(), syncs, "phase two does not fsync");
+        assert_eq!(store.txn_status(a).unwrap(), TxnStatus::Committed);
+        store.abort(c).unwrap();
+        assert_eq!(store.txn_status(c).unwrap(), TxnStatus::Aborted);
+        assert_eq!(store.txn_status(tick()).unwrap(), TxnStatus::Unknown);
+        drop(store);
+
+        // b was prepared when the store stopped: it is in doubt.
+        let store = SliceStore::open(dir.path()).unwrap();
+        assert_eq!(store.in_doubt(), 1);
+        assert_eq!(store.txn_status(b).unwrap(), TxnStatus::Prepared);
+        let syncs = store.wal_syncs();
+        store.settle(&[(a, tick()), (b, tick())]).unwrap();
+        assert!(store.wal_syncs() > syncs, "settling syncs the WAL");
+        assert_eq!(store.in_doubt(), 0);
+        assert_eq!(store.txn_status(b).unwrap(), TxnStatus::Committed);
+        assert_eq!(rows(&store, 1, &[(0, 65535)]).len(), 2);
+        // The markers go once no record can ask about them.
+        store.gc(b + 1).unwrap();
+        assert_eq!(store.txn_status(a).unwrap(), TxnStatus::Unknown);
+        assert_eq!(store.txn_status(b).unwrap(), TxnStatus::Unknown);
+    }
+
     #[test]
     fn prepared_intents_survive_a_restart_and_pending_writes_do_not() {
         let dir = tempfile::tempdir().unwrap();
@@ -905,13 +1027,7 @@ mod tests {
         {
             let store = SliceStore::open(dir.path()).unwrap();
             for (txn, id) in [(prepared, 1), (pending, 2)] {
-                let w = TxnWrite {
-                    txn,
-                    start_ts: txn,
-                    seq: 1,
-                    continues: false,
-                    lock_timeout_ms: 0,
-                };
+                let w = TxnWrite::first(txn);
                 store.txn_write(w, 1, "t", &[put(1, id, "x")]).unwrap();
             }
             store.prepare(prepared).unwrap();
@@ -956,13 +1072,7 @@ mod tests {
         // committed, not even after a restart; garbage collection forgets
         // it once its snapshot is released.
         let aborted = tick();
-        let w = TxnWrite {
-            txn: aborted,
-            start_ts: aborted,
-            seq: 1,
-            continues: false,
-            lock_timeout_ms: 0,
-        };
+        let w = TxnWrite::first(aborted);
         store.txn_write(w, 1, "t", &[put(1, 7, "z")]).unwrap();
         store.prepare(aborted).unwrap();
         store.abort(aborted).unwrap();

@@ -27,7 +27,9 @@
 //! At *prepare* (phase one of the coordinator's two-phase commit) the last
 //! pending image of each row becomes a durable intent (see
 //! [`crate::mvcc`]); at *commit* the intents become versions stamped with
-//! the commit timestamp; at *abort* they are dropped. A slice server that
+//! the commit timestamp (written without an fsync, with a marker, until
+//! the coordinator *settles* it: [`SliceStore::settle`]); at *abort* they
+//! are dropped. A slice server that
 //! restarts loses its pending writes (their transactions fail at prepare)
 //! but reloads its intents and their locks, and waits for the coordinator
 //! to say commit or abort.
@@ -38,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
 use slicedb_common::{err, Error, Result, TableId};
 
 use crate::key::{self, storage_key};
@@ -160,6 +163,23 @@ fn lock_error(e: LockError) -> Error {
     }
 }
 
+/// How a transaction stands on a slice server ([`SliceStore::txn_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnStatus {
+    /// Writing; not prepared (it never will be once the coordinator
+    /// aborts it).
+    Pending,
+    /// Prepared: its intents are durable, waiting for a decision.
+    Prepared,
+    /// Committed here after it prepared.
+    Committed,
+    /// Aborted here after it prepared.
+    Aborted,
+    /// Not known: never prepared here (its pending writes, if any, were
+    /// lost or aborted), or committed in one phase.
+    Unknown,
+}
+
 /// A transaction's slot: its state, shared by the requests that touch it,
 /// and what can be read of it without waiting for a request that holds
 /// the state (a write waiting for a row lock does).
@@ -240,18 +260,73 @@ impl SliceStore {
     /// writes of a failed request may be partly pending: the coordinator
     /// then rolls the statement (or the transaction) back.
     pub fn txn_write(&self, txn: TxnWrite, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
+        self.write_rows(txn, table, table_name, writes, false)?
+            .ok_or_else(|| Error::internal("a waiting write gave up"))
+    }
+
+    /// [`SliceStore::txn_write`] if it can be done without waiting: for
+    /// another request of the transaction, a row lock, a block not in
+    /// memory, or a row-id reservation. `None` when it would wait; then
+    /// nothing of it is done. Safe on an async task: it saves a blocking
+    /// thread's round trip for the common write of rows nobody else holds.
+    pub fn try_txn_write(
+        &self,
+        txn: TxnWrite,
+        table: TableId,
+        table_name: &str,
+        writes: &[RowWrite],
+    ) -> Option<Result<u64>> {
+        self.write_rows(txn, table, table_name, writes, true).transpose()
+    }
+
+    /// The writes of [`SliceStore::txn_write`]; with `nowait`, `Ok(None)`
+    /// instead of any wait, having undone what it did.
+    fn write_rows(
+        &self,
+        txn: TxnWrite,
+        table: TableId,
+        table_name: &str,
+        writes: &[RowWrite],
+        nowait: bool,
+    ) -> Result<Option<u64>> {
         let shared = if txn.continues {
             self.txns.get(txn.txn).ok_or_else(|| lost(txn.txn))?
         } else {
             self.txns.get_or_start(txn.txn, txn.start_ts)
         };
-        let mut state = lock_state(&shared)?;
+        let mut state = if nowait {
+            match shared.state.try_lock() {
+                Ok(state) => state,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    return Err(Error::internal(format!("transaction {} state poisoned", txn.txn)))
+                }
+            }
+        } else {
+            lock_state(&shared)?
+        };
         if state.done {
             return Err(lost(txn.txn));
         }
         if state.prepared {
             return Err(Error::internal(format!("transaction {} is already prepared", txn.txn)));
         }
+        // What this request did, to undo if it gives up (`nowait`).
+        let mut done: Vec<(Vec<u8>, Locked)> = Vec::new();
+        let give_up = |state: &mut TxnState, done: Vec<(Vec<u8>, Locked)>| {
+            for (k, locked) in done.into_iter().rev() {
+                if let Some(images) = state.writes.get_mut(&k) {
+                    images.pop();
+                    if images.is_empty() {
+                        state.writes.remove(&k);
+                    }
+                }
+                if locked == Locked::Taken {
+                    self.locks.unlock(&k, txn.txn);
+                }
+            }
+            Ok(None)
+        };
         let mut affected = 0u64;
         for w in writes {
             let k = match w {
@@ -263,12 +338,20 @@ impl SliceStore {
                             "slice server is not registered with a cluster"
                         ));
                     }
-                    let id = ((node as u64) << 40) | self.take_rowid()?;
-                    let k = storage_key(table, &key::rowid_key(*bucket, id));
+                    let id = if nowait {
+                        match self.try_take_rowid() {
+                            Some(id) => id,
+                            None => return give_up(&mut state, done),
+                        }
+                    } else {
+                        self.take_rowid()?
+                    };
+                    let k = storage_key(table, &key::rowid_key(*bucket, ((node as u64) << 40) | id));
                     let image = encode_row(0, row)?;
                     // A fresh row id: nobody else can hold its lock.
-                    let _ = self.locks.try_lock(&k, txn.txn);
-                    state.push(k, txn.seq, Some(image));
+                    let locked = self.locks.try_lock(&k, txn.txn).unwrap_or(Locked::AlreadyHeld);
+                    state.push(k.clone(), txn.seq, Some(image));
+                    done.push((k, locked));
                     affected += 1;
                     continue;
                 }
@@ -279,12 +362,27 @@ impl SliceStore {
             };
             // Row lock (waiting for its holder), then first-updater-wins
             // against committed versions.
-            let timeout = (txn.lock_timeout_ms > 0).then(|| Duration::from_millis(txn.lock_timeout_ms.into()));
-            let locked = self.locks.lock(&k, txn.txn, timeout).map_err(lock_error)?;
-            match self.row_image(&state, &k, w, txn.start_ts, table_name) {
-                Ok(Some(image)) => {
+            let locked = if nowait {
+                match self.locks.try_lock(&k, txn.txn) {
+                    Ok(locked) => locked,
+                    Err(_) => return give_up(&mut state, done),
+                }
+            } else {
+                let timeout = (txn.lock_timeout_ms > 0).then(|| Duration::from_millis(txn.lock_timeout_ms.into()));
+                self.locks.lock(&k, txn.txn, timeout).map_err(lock_error)?
+            };
+            match self.row_image(&state, &k, w, txn.start_ts, table_name, nowait) {
+                Ok(Some(Some(image))) => {
                     affected += 1;
-                    state.push(k, txn.seq, image);
+                    state.push(k.clone(), txn.seq, image);
+                    done.push((k, locked));
+                }
+                Ok(None) => {
+                    // A block not in memory.
+                    if locked == Locked::Taken {
+                        self.locks.unlock(&k, txn.txn);
+                    }
+                    return give_up(&mut state, done);
                 }
                 // Nothing to write: a lock taken for it goes again.
                 result => {
@@ -295,13 +393,15 @@ impl SliceStore {
                 }
             }
         }
-        Ok(affected)
+        Ok(Some(affected))
     }
 
     /// The image write `w` leaves at storage key `k`, whose lock the
     /// transaction holds: `Some(None)` deletes the row, `None` changes
     /// nothing (an insert of an existing key that may be skipped, a delete
     /// of a missing row).
+    /// With `nowait`, the outer `None` says that the committed version is
+    /// not in memory.
     fn row_image(
         &self,
         state: &TxnState,
@@ -309,21 +409,34 @@ impl SliceStore {
         w: &RowWrite,
         start_ts: Timestamp,
         table_name: &str,
-    ) -> Result<Option<Option<Vec<u8>>>> {
+        nowait: bool,
+    ) -> Result<Option<Option<Option<Vec<u8>>>>> {
+        let committed = || {
+            if !nowait {
+                return self.db.get_pinned(k).map(Some).map_err(rocks);
+            }
+            let mut opts = ReadOptions::default();
+            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+            match self.db.get_pinned_opt(k, &opts) {
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+                other => other.map(Some).map_err(rocks),
+            }
+        };
         let exists = match state.latest(k) {
             Some(image) => image.is_some(),
-            None => match self.db.get_pinned(k).map_err(rocks)? {
-                Some(v) => {
+            None => match committed()? {
+                None => return Ok(None),
+                Some(Some(v)) => {
                     let (version, tombstone) = row::peek(&v)?;
                     if version > start_ts {
                         return Err(concurrent_update());
                     }
                     !tombstone
                 }
-                None => false,
+                Some(None) => false,
             },
         };
-        Ok(match w {
+        Ok(Some(match w {
             RowWrite::Insert { row, .. } => {
                 if exists {
                     return Err(err!(
@@ -337,7 +450,7 @@ impl SliceStore {
             RowWrite::Put { row, .. } => Some(Some(encode_row(0, row)?)),
             RowWrite::Delete { .. } => exists.then_some(None),
             RowWrite::InsertWithRowId { .. } => return Err(Error::internal("row-id insert has no key image")),
-        })
+        }))
     }
 
     /// Phase one of two-phase commit: makes `txn`'s final row images
@@ -426,13 +539,25 @@ impl SliceStore {
             };
             versions.push((k, new));
         }
-        if state.prepared {
+        // Phase two of a two-phase commit is written without an fsync: the
+        // intents it replaces are durable, and the coordinator keeps its
+        // commit record until [`SliceStore::settle`] has made this batch
+        // durable, so a crash that loses it leaves intents to commit again.
+        // The marker tells a coordinator that lost its memory that the
+        // transaction committed here.
+        let options = if state.prepared {
             batch.delete_range_cf(
                 intents,
                 mvcc::intent_record_key(txn),
                 mvcc::intent_record_key(txn.saturating_add(1)),
             );
-        }
+            let marker = mvcc::committed_key(txn);
+            batch.put(&marker, []);
+            batch.put_cf(gc, mvcc::gc_key(txn.saturating_add(1), mvcc::GC_COMMITTED, &marker), []);
+            WriteOptions::default()
+        } else {
+            Self::write_options()
+        };
         // A capture cannot start or stop while the batch is in flight, so
         // the batch lands wholly before a capture or wholly under it.
         let captures = self.capture_guard()?;
@@ -442,7 +567,7 @@ impl SliceStore {
             }
             // Concurrent commits join one RocksDB write group: one WAL
             // write and one fsync for all of them.
-            self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+            self.db.write_opt(batch, &options).map_err(rocks)?;
         } else {
             // Queue entries must land in the order of their sequence
             // numbers (a reader that has passed a number never looks back),
@@ -461,15 +586,63 @@ impl SliceStore {
             *next_seq = seq;
             drop(next_seq);
             drop(captures);
+            // Synced even in phase two: a redistribution may read these
+            // queue entries and cut the buckets over before a settle.
             self.db.flush_wal(true).map_err(rocks)?;
         }
         self.finish(txn, &mut state);
         Ok(())
     }
 
+    /// Makes the commits of `commits` durable here: commits those still
+    /// prepared (after a restart lost their phase two, or when a
+    /// coordinator's recovery decided them), then syncs the WAL once, so
+    /// that every phase two written before is durable. The coordinator
+    /// forgets a commit record only after every participant settled it.
+    pub fn settle(&self, commits: &[(TxnId, Timestamp)]) -> Result<()> {
+        for (txn, commit_ts) in commits {
+            self.commit(*txn, *commit_ts, false)?;
+        }
+        self.db.flush_wal(true).map_err(rocks)
+    }
+
+    /// How `txn` stands here, for a coordinator resolving a commit record
+    /// it staged before it restarted.
+    pub fn txn_status(&self, txn: TxnId) -> Result<TxnStatus> {
+        if let Some(shared) = self.txns.get(txn) {
+            if shared.prepared.load(Ordering::Acquire) {
+                return Ok(TxnStatus::Prepared);
+            }
+            if !lock_state(&shared)?.done {
+                return Ok(TxnStatus::Pending);
+            }
+        }
+        if self.db.get_pinned(mvcc::committed_key(txn)).map_err(rocks)?.is_some() {
+            Ok(TxnStatus::Committed)
+        } else if self.db.get_pinned(mvcc::aborted_key(txn)).map_err(rocks)?.is_some() {
+            Ok(TxnStatus::Aborted)
+        } else {
+            Ok(TxnStatus::Unknown)
+        }
+    }
+
+    /// Prepared transactions reloaded at start-up whose outcome this slice
+    /// server has not learnt yet. Their phase two may have been lost in
+    /// the restart after the coordinator counted it applied, so reads wait
+    /// until there are none (see the slice server).
+    pub fn in_doubt(&self) -> usize {
+        self.in_doubt_count.load(Ordering::Acquire)
+    }
+
     /// Forgets a committed or aborted transaction and releases its locks.
     fn finish(&self, txn: TxnId, state: &mut TxnState) {
         state.done = true;
+        if self.in_doubt_count.load(Ordering::Acquire) > 0 {
+            if let Ok(mut in_doubt) = self.in_doubt.lock() {
+                in_doubt.remove(&txn);
+                self.in_doubt_count.store(in_doubt.len(), Ordering::Release);
+            }
+        }
         self.txns.remove(txn);
         self.locks.unlock_all(txn, state.writes.keys());
         self.locks.forget(txn);
@@ -598,7 +771,7 @@ impl SliceStore {
                         batch.delete_cf(history, key);
                         true
                     }
-                    mvcc::GC_ABORTED => {
+                    mvcc::GC_ABORTED | mvcc::GC_COMMITTED => {
                         batch.delete(key);
                         true
                     }

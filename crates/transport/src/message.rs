@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use slicedb_common::{Datum, NodeId, SqlType, TableId};
 use slicedb_storage::{
-    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, TableStats, Timestamp, TxnId, TxnWrite,
+    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, TableStats, Timestamp, TxnId, TxnStatus, TxnWrite,
 };
 
 /// Name of the extra binary column a scan appends when `with_key` is set:
@@ -206,7 +206,9 @@ pub enum SliceRequest {
     Prepare { txn: TxnId },
     /// Commit the transaction at `commit_ts`: phase two, or, with
     /// `one_phase`, the only phase of a transaction that wrote to this
-    /// slice server alone. Repeating a commit is harmless.
+    /// slice server alone. A one-phase commit is durable when answered;
+    /// phase two is durable once [`SliceRequest::Settle`]d. Repeating a
+    /// commit is harmless.
     Commit {
         txn: TxnId,
         commit_ts: Timestamp,
@@ -273,11 +275,16 @@ pub enum SliceRequest {
     },
     /// On a source: entries waiting in each of `job`'s queues.
     QueueDepths { job: u64 },
+    /// Make these phase-two commits durable: commit those still prepared,
+    /// then sync the WAL. Repeating it is harmless.
+    Settle { commits: Vec<(TxnId, Timestamp)> },
+    /// How a transaction stands here ([`SliceResponse::TxnStatus`]).
+    TxnStatus { txn: TxnId },
 }
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -306,4 +313,5 @@ pub enum SliceResponse {
     LockWaits(Vec<(TxnId, TxnId)>),
     /// Versions a garbage collection deleted.
     Collected(u64),
+    TxnStatus(TxnStatus),
 }

@@ -16,12 +16,19 @@
 //! - **Writes.** A transaction's writes are pending on the slice servers
 //!   (`slicedb_storage::txn`), locked row by row, first updater wins.
 //! - **Commit.** A transaction that wrote to one slice server commits there
-//!   in one phase. Otherwise: every participant prepares (durable intents);
-//!   the coordinator takes the commit timestamp and writes its decision to
-//!   the transaction log; every participant commits. A participant that
-//!   does not answer is told again by the recovery loop, which also aborts
-//!   every prepared or pending transaction the coordinator no longer knows
-//!   (presumed abort, after a crash).
+//!   in one phase, durably. Otherwise (parallel commits, one durable round
+//!   on the critical path): the coordinator takes the commit timestamp,
+//!   then every participant prepares (durable intents) *while* the commit
+//!   record is staged durably in the transaction log; once both are
+//!   durable the transaction is committed, and every participant commits
+//!   (phase two, written without an fsync). The recovery loop then
+//!   *settles* the commit (each participant syncs its phase two) and
+//!   forgets the record. A coordinator that restarts decides a staged
+//!   record from its participants ([`TxnManager::resolve`]): committed if
+//!   every participant prepared or committed it, else aborted. The
+//!   recovery loop also tells again a participant that did not answer, and
+//!   aborts every prepared or pending transaction without a record that no
+//!   session holds (presumed abort, after a crash).
 //! - **Garbage collection.** The horizon is the oldest snapshot in use;
 //!   the recovery loop sends it to the slice servers every few seconds.
 //! - **Redistribution.** A commit holds the write gates of the buckets it
@@ -36,7 +43,7 @@ use slicedb_catalog::{Catalog, CommitDecision};
 use slicedb_common::{err, Error, NodeId, Result, SqlState};
 use slicedb_planner::table::LiveRouting;
 use slicedb_planner::txn::{StatementTxn, TxnWrites};
-use slicedb_storage::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
+use slicedb_storage::{OwnWrites, ReadAt, Timestamp, TxnId, TxnStatus, TxnWrite};
 use slicedb_transport::{Cluster, SliceRequest, SliceResponse};
 use tokio::sync::Notify;
 
@@ -62,6 +69,10 @@ struct Registry {
     /// One-phase commits whose outcome a lost connection left open, by
     /// commit timestamp: (transaction, slice server). Recovery settles them.
     unsettled: BTreeMap<Timestamp, (TxnId, NodeId)>,
+    /// Two-phase commits decided "commit" whose records wait until every
+    /// participant has made its phase two durable
+    /// ([`TxnManager::settle_commits`]).
+    settling: BTreeMap<TxnId, CommitDecision>,
 }
 
 /// The coordinator's transaction manager.
@@ -463,51 +474,61 @@ impl TxnManager {
     }
 
     async fn commit_two_phase(&self, id: TxnId, nodes: &BTreeSet<NodeId>) -> Result<()> {
-        // Phase one.
-        let mut failure = None;
-        for (node, r) in self.call_all(nodes, SliceRequest::Prepare { txn: id }).await {
-            if let Err(e) = r {
-                failure.get_or_insert((node, e));
-            }
+        // One durable round: the participants prepare while the record is
+        // staged. The commit timestamp comes first (the record holds it),
+        // so snapshots after it wait for the outcome.
+        let commit_ts = self.commit_timestamp(id)?;
+        let decision = CommitDecision {
+            txn: id,
+            commit_ts,
+            participants: nodes.iter().copied().collect(),
+            staged: true,
+        };
+        let stage = async {
+            slicedb_common::failpoint::failpoint_async("coordinator-before-decision").await;
+            let (catalog, record) = (self.catalog.clone(), decision.clone());
+            tokio::task::spawn_blocking(move || catalog.log_commit(&record))
+                .await
+                .map_err(|e| Error::internal(format!("commit record task failed: {e}")))?
+        };
+        let (prepared, staged) = futures::join!(self.call_all(nodes, SliceRequest::Prepare { txn: id }), stage);
+        let mut failure = prepared.into_iter().find_map(|(node, r)| r.err().map(|e| (node, e)));
+        if let Err(e) = &staged {
+            failure.get_or_insert((0, e.clone()));
         }
         if let Some((node, e)) = failure {
             tracing::info!(
                 txn = id,
-                "transaction {id} failed to prepare on slice server {node}: {e}; aborting"
+                "transaction {id} failed to prepare on slice server {node} or to stage its record: {e}; aborting"
             );
             self.abort_on(id, nodes).await;
+            if staged.is_ok() {
+                if let Err(e) = self.catalog.forget_commit(id) {
+                    tracing::warn!("could not forget the record of aborted transaction {id}: {e}");
+                }
+            }
+            self.applied(commit_ts);
             return Err(match e.state {
                 SqlState::SerializationFailure => e,
+                _ if node == 0 => e,
                 _ => err!(
                     SerializationFailure,
                     "could not serialize access: slice server {node} failed to prepare the transaction: {e}"
                 ),
             });
         }
-        // The decision.
-        slicedb_common::failpoint::failpoint_async("coordinator-before-decision").await;
-        let commit_ts = self.commit_timestamp(id)?;
-        let decision = CommitDecision {
-            txn: id,
-            commit_ts,
-            participants: nodes.iter().copied().collect(),
-        };
-        if let Err(e) = self.catalog.log_commit(&decision) {
-            self.applied(commit_ts);
-            self.abort_on(id, nodes).await;
-            return Err(e);
-        }
-        tracing::debug!(txn = id, commit_ts, "transaction {id} decided: commit on {nodes:?}");
+        tracing::debug!(txn = id, commit_ts, "transaction {id} committed on {nodes:?}");
         slicedb_common::failpoint::failpoint_async("coordinator-after-decision").await;
         // Phase two. From here on the transaction is committed: a slice
         // server that does not answer is told again by the recovery loop.
-        self.carry_out(&decision).await;
+        self.carry_out(decision).await;
         Ok(())
     }
 
-    /// Tells every participant of `decision` to commit; once all have, the
-    /// decision is forgotten. Returns whether all did.
-    async fn carry_out(&self, decision: &CommitDecision) -> bool {
+    /// Tells every participant of the committed `decision` to commit
+    /// (phase two); once all have, the commit counts as applied. Either
+    /// way the recovery loop settles it.
+    async fn carry_out(&self, decision: CommitDecision) {
         let nodes: BTreeSet<NodeId> = decision.participants.iter().copied().collect();
         let request = SliceRequest::Commit {
             txn: decision.txn,
@@ -527,13 +548,92 @@ impl TxnManager {
             }
         }
         if all {
-            tracing::debug!(txn = decision.txn, "transaction {} applied everywhere", decision.txn);
-            if let Err(e) = self.catalog.forget_commit(decision.txn) {
-                tracing::warn!("could not forget commit decision {}: {e}", decision.txn);
-            }
             self.applied(decision.commit_ts);
         }
-        all
+        if let Ok(mut r) = self.registry() {
+            r.settling.insert(decision.txn, decision);
+        }
+    }
+
+    /// Settles the commits decided so far: every participant commits what
+    /// it still holds prepared of them and syncs its WAL
+    /// ([`SliceRequest::Settle`]). A commit settled by all its participants
+    /// is applied for good, and its record is forgotten.
+    async fn settle_commits(&self) -> Result<()> {
+        let settling: Vec<CommitDecision> = self.registry()?.settling.values().cloned().collect();
+        let mut by_node: BTreeMap<NodeId, Vec<(TxnId, Timestamp)>> = BTreeMap::new();
+        for d in &settling {
+            for node in &d.participants {
+                by_node.entry(*node).or_default().push((d.txn, d.commit_ts));
+            }
+        }
+        let calls = by_node.into_iter().map(|(node, commits)| async move {
+            let r = match self.cluster.client(node) {
+                Ok(c) => c.call(SliceRequest::Settle { commits }).await,
+                Err(e) => Err(e),
+            };
+            (node, r)
+        });
+        let mut failed = BTreeSet::new();
+        for (node, r) in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                tracing::warn!(node, "slice server {node} did not settle its commits yet: {e}");
+                failed.insert(node);
+            }
+        }
+        for d in settling {
+            if d.participants.iter().any(|n| failed.contains(n)) {
+                continue;
+            }
+            self.catalog.forget_commit(d.txn)?;
+            self.registry()?.settling.remove(&d.txn);
+            tracing::debug!(txn = d.txn, "transaction {} settled everywhere", d.txn);
+            self.applied(d.commit_ts);
+        }
+        Ok(())
+    }
+
+    /// Decides the record `d` of a commit that no task of this coordinator
+    /// is finishing (it was staged before a restart, or its commit task
+    /// could not forget it): committed if every participant prepared or
+    /// committed the transaction, aborted otherwise (a participant that
+    /// never prepared it never will: nobody holds it). A participant that
+    /// does not answer leaves it for a later round.
+    pub async fn resolve(&self, d: CommitDecision) -> Result<()> {
+        let nodes: BTreeSet<NodeId> = d.participants.iter().copied().collect();
+        let commit = if d.staged {
+            let mut statuses = Vec::with_capacity(nodes.len());
+            for (node, r) in self.call_all(&nodes, SliceRequest::TxnStatus { txn: d.txn }).await {
+                match r {
+                    Ok(SliceResponse::TxnStatus(s)) => statuses.push(s),
+                    Ok(other) => return Err(Error::internal(format!("slice server {node} answered {other:?}"))),
+                    Err(e) => {
+                        tracing::info!(txn = d.txn, node, "cannot decide transaction {} yet: {e}", d.txn);
+                        return Ok(());
+                    }
+                }
+            }
+            statuses.contains(&TxnStatus::Committed)
+                || statuses
+                    .iter()
+                    .all(|s| matches!(s, TxnStatus::Prepared | TxnStatus::Committed))
+        } else {
+            true
+        };
+        if commit {
+            tracing::info!(txn = d.txn, "transaction {} was committed; settling it", d.txn);
+            self.registry()?.settling.insert(d.txn, d);
+        } else {
+            tracing::info!(
+                txn = d.txn,
+                "transaction {} did not prepare everywhere; aborting it",
+                d.txn
+            );
+            self.abort_on(d.txn, &nodes).await;
+            self.catalog.forget_commit(d.txn)?;
+            self.applied(d.commit_ts);
+        }
+        Ok(())
     }
 
     /// Rolls `txn` back on every slice server it wrote to.
@@ -573,7 +673,8 @@ impl TxnManager {
         }
     }
 
-    /// One round of recovery: carries out logged commit decisions, aborts
+    /// One round of recovery: settles decided commits, decides the
+    /// records no commit task owns, tells participants again, aborts
     /// transactions the slice servers hold that nobody will finish, and,
     /// with `gc`, collects old versions.
     pub async fn recover(&self, gc: bool) -> Result<()> {
@@ -581,11 +682,20 @@ impl TxnManager {
         for (commit_ts, (txn, node)) in unsettled {
             self.settle(commit_ts, txn, node).await;
         }
-        let decisions = self.catalog.commit_decisions()?;
-        for d in &decisions {
-            self.carry_out(d).await;
+        let records = self.catalog.commit_decisions()?;
+        let unowned: Vec<CommitDecision> = {
+            let r = self.registry()?;
+            records
+                .iter()
+                .filter(|d| !r.active.contains(&d.txn) && !r.settling.contains_key(&d.txn))
+                .cloned()
+                .collect()
+        };
+        for d in unowned {
+            self.resolve(d).await?;
         }
-        let decided: HashSet<TxnId> = decisions.iter().map(|d| d.txn).collect();
+        self.settle_commits().await?;
+        let decided: HashSet<TxnId> = records.iter().map(|d| d.txn).collect();
         let nodes: BTreeSet<NodeId> = self.catalog.snapshot().nodes.keys().copied().collect();
         for (node, r) in self.call_all(&nodes, SliceRequest::ListTransactions).await {
             let Ok(SliceResponse::Transactions(txns)) = r else {
@@ -614,7 +724,11 @@ impl TxnManager {
         }
         self.break_deadlocks(&nodes).await;
         if gc {
-            let horizon = self.horizon()?;
+            // Participants keep a marker of each transaction they
+            // committed in phase two while its record may still be asked
+            // about (see `resolve`): the horizon stays below every record.
+            let oldest_record = records.iter().map(|d| d.txn).min().unwrap_or(Timestamp::MAX);
+            let horizon = self.horizon()?.min(oldest_record);
             self.call_all(&nodes, SliceRequest::Gc { horizon }).await;
         }
         Ok(())

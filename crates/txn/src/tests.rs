@@ -23,6 +23,9 @@ use super::*;
 struct Harness {
     _dir: tempfile::TempDir,
     cluster: Arc<Cluster>,
+    catalog: Arc<Catalog>,
+    routing: Arc<LiveRouting>,
+    servers: Vec<Arc<SliceServer>>,
     mgr: Arc<TxnManager>,
     table: TableId,
 }
@@ -35,10 +38,12 @@ fn harness() -> Arc<Harness> {
     let catalog = Arc::new(Catalog::open(&dir.path().join("catalog")).unwrap());
     let cluster = Arc::new(Cluster::new());
     let cluster_id = catalog.snapshot().cluster_id();
+    let mut servers = Vec::new();
     for node in [1, 2] {
-        let server = SliceServer::open(&dir.path().join(format!("slice-{node}"))).unwrap();
+        let server = Arc::new(SliceServer::open(&dir.path().join(format!("slice-{node}"))).unwrap());
         server.register(node, cluster_id).unwrap();
-        cluster.add(Arc::new(LocalTransport::new(node, Arc::new(server))));
+        cluster.add(Arc::new(LocalTransport::new(node, server.clone())));
+        servers.push(server);
     }
     let state = catalog
         .update(|state| {
@@ -76,10 +81,13 @@ fn harness() -> Arc<Harness> {
         holds: Arc::new(WriteHolds::new()),
         cutovers: Arc::default(),
     });
-    let mgr = TxnManager::open(catalog, cluster.clone(), routing).unwrap();
+    let mgr = TxnManager::open(catalog.clone(), cluster.clone(), routing.clone()).unwrap();
     Arc::new(Harness {
         _dir: dir,
         cluster,
+        catalog,
+        routing,
+        servers,
         mgr,
         table,
     })
@@ -270,19 +278,95 @@ async fn a_deadlock_across_slice_servers_is_broken_by_recovery() {
     assert_eq!(h.count(ReadAt::LATEST).await, 2);
 }
 
+/// Parallel commits: a two-phase commit fsyncs each participant once (its
+/// prepare, while the coordinator stages the record); phase two is synced
+/// later, for many commits at once, when recovery settles them, and only
+/// then is the record forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_phase_commit_has_one_durable_round_and_is_settled_later() {
+    let h = harness();
+    let syncs = |h: &Harness| h.servers.iter().map(|s| s.wal_syncs()).collect::<Vec<_>>();
+    let before = syncs(&h);
+    let mut txn = h.mgr.begin().await.unwrap();
+    h.write(&mut txn, NODE_1_BUCKET, 1).await;
+    h.write(&mut txn, NODE_2_BUCKET, 2).await;
+    h.mgr.commit(&mut txn).await.unwrap();
+    let after = syncs(&h);
+    assert_eq!(
+        after.iter().zip(&before).map(|(a, b)| a - b).collect::<Vec<_>>(),
+        vec![1, 1],
+        "one fsync per participant on the commit's path"
+    );
+    let (_s, at) = h.mgr.read_only_statement().await.unwrap();
+    assert_eq!(h.count(at.read).await, 2, "the commit is applied when acknowledged");
+    assert_eq!(h.catalog.commit_decisions().unwrap().len(), 1, "kept until settled");
+    h.mgr.recover(false).await.unwrap();
+    assert!(
+        h.catalog.commit_decisions().unwrap().is_empty(),
+        "settled and forgotten"
+    );
+    assert!(
+        syncs(&h).iter().zip(&after).all(|(a, b)| a > b),
+        "settling synced phase two"
+    );
+}
+
+/// A coordinator that restarts with a staged record decides it from the
+/// participants: committed if every one prepared (or already committed)
+/// it, aborted if one never prepared it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_record_is_decided_from_its_participants_after_a_restart() {
+    let h = harness();
+    let call = |node: NodeId, request: SliceRequest| {
+        let h = h.clone();
+        async move { h.cluster.client(node).unwrap().call(request).await.unwrap() }
+    };
+    // Two transactions of a coordinator that then died: `half` prepared on
+    // node 1 only, `whole` prepared on both and committed on node 1.
+    let (half, whole) = (h.mgr.now().unwrap(), h.mgr.now().unwrap());
+    for (txn, k) in [(half, 10), (whole, 20)] {
+        for (node, bucket) in [(1, NODE_1_BUCKET), (2, NODE_2_BUCKET)] {
+            let w = TxnWrite::first(txn);
+            h.write_as(w, node, bucket, k + node as i64).await.unwrap();
+        }
+    }
+    call(1, SliceRequest::Prepare { txn: half }).await;
+    call(1, SliceRequest::Prepare { txn: whole }).await;
+    call(2, SliceRequest::Prepare { txn: whole }).await;
+    let whole_ts = h.mgr.now().unwrap();
+    let committed = SliceRequest::Commit {
+        txn: whole,
+        commit_ts: whole_ts,
+        one_phase: false,
+    };
+    call(1, committed).await;
+    for (txn, commit_ts) in [(half, h.mgr.now().unwrap()), (whole, whole_ts)] {
+        h.catalog
+            .log_commit(&CommitDecision {
+                txn,
+                commit_ts,
+                participants: vec![1, 2],
+                staged: true,
+            })
+            .unwrap();
+    }
+    // The restarted coordinator.
+    let mgr = TxnManager::open(h.catalog.clone(), h.cluster.clone(), h.routing.clone()).unwrap();
+    mgr.recover(false).await.unwrap();
+    assert!(h.held().await.is_empty(), "both decided, their locks released");
+    let (_s, at) = mgr.read_only_statement().await.unwrap();
+    assert_eq!(h.count(at.read).await, 2, "`whole` committed on both, `half` nowhere");
+    mgr.recover(false).await.unwrap();
+    assert!(h.catalog.commit_decisions().unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_aborts_what_no_session_holds_and_spares_open_transactions() {
     let h = harness();
     // An orphan: writes of a transaction this coordinator never began (as
     // after a crash).
     let orphan = h.mgr.now().unwrap();
-    let w = TxnWrite {
-        txn: orphan,
-        start_ts: orphan,
-        seq: 1,
-        continues: false,
-        lock_timeout_ms: 0,
-    };
+    let w = TxnWrite::first(orphan);
     h.write_as(w, 1, NODE_1_BUCKET, 9).await.unwrap();
     let mut open = h.mgr.begin().await.unwrap();
     h.write(&mut open, NODE_2_BUCKET, 10).await;
