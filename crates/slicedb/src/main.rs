@@ -137,7 +137,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SQL planning recurses over deep syntax trees and plans (and debug
+    // builds keep large futures on the stack): 8 MiB per worker thread
+    // rather than tokio's 2.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("slicedb: cannot start the runtime: {e}");
