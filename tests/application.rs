@@ -74,6 +74,48 @@ async fn insert_returning_through_the_extended_protocol() {
     assert_eq!(updated, [1, 2]);
 }
 
+/// An upsert as ORMs send it (prepared, `ON CONFLICT (key) DO UPDATE`),
+/// from four sessions at once on the same few keys, at PostgreSQL's
+/// default isolation: every increment lands exactly once, and each
+/// statement reports one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prepared_upserts_count_every_increment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE hits (page text PRIMARY KEY, n bigint NOT NULL, last_by int)")
+        .await
+        .unwrap();
+    let (sessions, rounds, pages) = (4, 25, 3);
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        let c = server.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let upsert = c
+                .prepare(
+                    "INSERT INTO hits (page, n, last_by) VALUES ($1, $2, $3)
+                     ON CONFLICT (page) DO UPDATE SET n = hits.n + EXCLUDED.n, last_by = EXCLUDED.last_by",
+                )
+                .await
+                .unwrap();
+            for r in 0..rounds {
+                let page = format!("p{}", (r + s) % pages);
+                let n = c.execute(&upsert, &[&page, &1i64, &s]).await.unwrap();
+                assert_eq!(n, 1, "an upsert writes one row");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = rows(&client, "SELECT count(*), sum(n) FROM hits").await;
+    assert_eq!(
+        total,
+        vec![vec![Some(pages.to_string()), Some((sessions * rounds).to_string())]]
+    );
+}
+
 /// Result columns carry PostgreSQL's names and types: drivers and ORMs
 /// read columns by name, and an `int8` where PostgreSQL sends `int4`
 /// breaks typed drivers.

@@ -20,7 +20,7 @@ use slicedb_storage::ReadAt;
 
 use crate::parser::{self, Statement};
 use crate::redistribute::QueryGuard;
-use crate::rewrite::Returning;
+use crate::rewrite::{DoUpdate, Returning};
 use crate::sequence::SessionSequences;
 use crate::session::Session;
 use crate::timeout;
@@ -50,10 +50,13 @@ pub struct Prepared {
     /// Set when the write goes the write router (see [`PointWrite`]); the
     /// plan is kept for the parameters' types and as the fallback.
     pub routed: Option<PointWrite>,
+    /// An `INSERT … ON CONFLICT DO UPDATE` (see [`crate::upsert`]): the
+    /// INSERT without its `ON CONFLICT`, and its `DO UPDATE`.
+    pub upsert: Option<Box<(ast::Statement, DoUpdate)>>,
 }
 
 /// What a statement runs as.
-enum Work<'a> {
+pub(crate) enum Work<'a> {
     /// A DataFusion plan, with the parameters bound.
     Plan {
         plan: LogicalPlan,
@@ -68,19 +71,28 @@ enum Work<'a> {
         params: Option<&'a ParamValues>,
         statement: &'a ast::Statement,
     },
+    /// An `INSERT … ON CONFLICT DO UPDATE`, row by row ([`crate::upsert`]).
+    Upsert {
+        insert: &'a ast::Statement,
+        update: &'a DoUpdate,
+        params: Option<&'a ParamValues>,
+    },
 }
 
 impl Work<'_> {
     fn writes(&self, kind: PlanKind) -> bool {
-        matches!(self, Work::Routed { .. }) || matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete)
+        matches!(self, Work::Routed { .. } | Work::Upsert { .. })
+            || matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete)
     }
 }
 
 /// A statement DataFusion planned, with what it took off the syntax tree.
-struct Planned {
-    plan: LogicalPlan,
+pub(crate) struct Planned {
+    pub(crate) plan: LogicalPlan,
     returning: Option<Returning>,
     do_nothing: bool,
+    /// Boxed: a syntax tree is large, and futures hold this.
+    upsert: Option<Box<(ast::Statement, DoUpdate)>>,
     /// A query's output names as PostgreSQL gives them.
     names: Option<Vec<String>>,
 }
@@ -125,7 +137,7 @@ fn rename_rows(out: Output, names: Option<&Vec<String>>) -> Result<Output> {
 
 /// What kind of result a DataFusion-planned statement gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PlanKind {
+pub(crate) enum PlanKind {
     Query,
     Explain,
     Insert,
@@ -375,13 +387,16 @@ impl Coordinator {
                 do_nothing: false,
                 names: None,
                 routed: None,
+                upsert: None,
             });
         };
         let catalog_version = self.catalog.snapshot().version();
+        let mut upsert = None;
         let (plan, returning, names, do_nothing) = match &statement {
             Statement::Sql(s) if plan_kind(s).is_some() => {
                 check_dml(s)?;
                 let planned = self.plan(s).await?;
+                upsert = planned.upsert;
                 let returning = match planned.returning {
                     Some(r) => {
                         let schema = self.returning_schema(&r)?;
@@ -410,15 +425,27 @@ impl Coordinator {
             do_nothing,
             names,
             routed,
+            upsert,
         })
     }
 
     /// Plans a statement DataFusion plans, after the rewrites of
     /// [`rewrite`](crate::rewrite); returns its `RETURNING` list apart.
-    async fn plan(&self, stmt: &ast::Statement) -> Result<Planned> {
+    pub(crate) async fn plan(&self, stmt: &ast::Statement) -> Result<Planned> {
         let mut stmt = stmt.clone();
-        let crate::rewrite::Rewritten { returning, do_nothing } =
-            crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        let crate::rewrite::Rewritten {
+            returning,
+            do_nothing,
+            upsert,
+        } = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        let upsert = upsert.map(|u| Box::new((stmt.clone(), u)));
+        if upsert.is_some() {
+            // Planned for its parameters' types only; the alias is for the
+            // DO UPDATE clause, and DataFusion refuses it on an INSERT.
+            if let ast::Statement::Insert(insert) = &mut stmt {
+                insert.table_alias = None;
+            }
+        }
         let output = match &mut stmt {
             ast::Statement::Query(q) => crate::names::prepare_query(q),
             _ => None,
@@ -433,6 +460,7 @@ impl Coordinator {
             plan,
             returning,
             do_nothing,
+            upsert,
             names,
         })
     }
@@ -636,6 +664,15 @@ impl Coordinator {
                     }
                 }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
+                if let Some(upsert) = &prepared.upsert {
+                    let (insert, update) = upsert.as_ref();
+                    let work = Work::Upsert {
+                        insert,
+                        update,
+                        params: Some(&params),
+                    };
+                    return self.run_plan(session, work, kind).await;
+                }
                 if let Some(write) = &prepared.routed {
                     let work = Work::Routed {
                         write,
@@ -650,6 +687,7 @@ impl Coordinator {
                         plan: plan.clone(),
                         returning: prepared.returning.as_ref().map(|(r, _)| r.clone()),
                         do_nothing: prepared.do_nothing,
+                        upsert: None,
                         names: prepared.names.clone(),
                     }
                 } else {
@@ -774,6 +812,15 @@ impl Coordinator {
                 return self.run_plan(session, work, kind).await;
             }
             let planned = self.plan(&sql).await?;
+            if let Some(upsert) = &planned.upsert {
+                let (insert, update) = upsert.as_ref();
+                let work = Work::Upsert {
+                    insert,
+                    update,
+                    params: None,
+                };
+                return self.run_plan(session, work, kind).await;
+            }
             let work = Work::Plan {
                 plan: planned.plan,
                 returning: planned.returning.as_ref(),
@@ -971,7 +1018,7 @@ impl Coordinator {
         }
     }
 
-    async fn run_plan_in(
+    pub(crate) async fn run_plan_in(
         &self,
         work: &Work<'_>,
         kind: PlanKind,
@@ -1010,6 +1057,10 @@ impl Coordinator {
                     do_nothing: planned.do_nothing,
                 };
                 return Box::pin(self.run_plan_in(&work, kind, stmt, sequences)).await;
+            }
+            Work::Upsert { insert, update, params } => {
+                let count = Box::pin(self.upsert_in(insert, update, *params, stmt, sequences)).await?;
+                return Ok(Output::Command(CommandTag::with_rows(kind.tag(), count)));
             }
         };
         let mut state = self.ctx.state();

@@ -35,6 +35,7 @@ pub mod settings;
 pub mod system;
 pub mod timeout;
 pub mod txn_statements;
+pub mod upsert;
 
 use std::path::Path;
 use std::sync::Arc;

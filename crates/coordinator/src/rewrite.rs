@@ -7,6 +7,8 @@
 //!   through `TableProvider::get_column_default`);
 //! - an explicit value for a `GENERATED ALWAYS AS IDENTITY` column is
 //!   refused (428C9);
+//! - `ON CONFLICT` is taken off: `DO NOTHING` becomes a flag of the
+//!   write, `DO UPDATE` an upsert run row by row ([`crate::upsert`]);
 //! - the `RETURNING` list is taken off (DataFusion refuses it) and kept as
 //!   a [`Returning`]: the write operators leave the rows they wrote in a
 //!   [`slicedb_planner::write::ReturningSink`], and the coordinator
@@ -47,7 +49,7 @@ fn is_default_keyword(e: &Expr) -> bool {
 }
 
 /// The default of column `c` of `table` as an expression (NULL without one).
-fn default_expr(table: &TableDef, c: usize) -> Result<Expr> {
+pub(crate) fn default_expr(table: &TableDef, c: usize) -> Result<Expr> {
     match &table.columns[c].default {
         Some(sql) => Parser::new(&PostgreSqlDialect {})
             .try_with_sql(sql)
@@ -77,42 +79,79 @@ pub struct Rewritten {
     pub returning: Option<Returning>,
     /// `ON CONFLICT [(primary key)] DO NOTHING`.
     pub do_nothing: bool,
+    /// `ON CONFLICT (primary key) DO UPDATE …` (see [`crate::upsert`]).
+    pub upsert: Option<DoUpdate>,
+}
+
+/// The `DO UPDATE SET … [WHERE …]` of an `INSERT … ON CONFLICT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoUpdate {
+    pub assignments: Vec<ast::Assignment>,
+    pub selection: Option<Expr>,
+}
+
+/// What [`on_conflict`] found.
+enum Conflict {
+    None,
+    DoNothing,
+    DoUpdate(Box<DoUpdate>),
 }
 
 /// Rewrites `stmt` in place (see the module comment).
 pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Rewritten> {
-    let do_nothing = match stmt {
+    let conflict = match stmt {
         ast::Statement::Insert(insert) => on_conflict(insert, catalog)?,
-        _ => false,
+        _ => Conflict::None,
     };
     let returning = take_returning(stmt, catalog)?;
-    if do_nothing && returning.is_some() {
+    let (do_nothing, upsert) = match conflict {
+        Conflict::None => (false, None),
+        Conflict::DoNothing => (true, None),
+        Conflict::DoUpdate(u) => (false, Some(*u)),
+    };
+    if (do_nothing || upsert.is_some()) && returning.is_some() {
         return Err(err!(
             FeatureNotSupported,
-            "INSERT … ON CONFLICT DO NOTHING RETURNING is not supported yet"
+            "INSERT … ON CONFLICT … RETURNING is not supported yet"
         ));
     }
-    Ok(Rewritten { returning, do_nothing })
+    Ok(Rewritten {
+        returning,
+        do_nothing,
+        upsert,
+    })
 }
 
 /// Takes `ON CONFLICT` off an INSERT: `DO NOTHING` on the primary key (or
-/// any conflict, which for slicedb is one on the primary key) is kept as a
-/// flag; other forms are refused.
-fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<bool> {
+/// any conflict, which for slicedb is one on the primary key), and `DO
+/// UPDATE` on the primary key (which PostgreSQL requires to be named).
+fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<Conflict> {
     let Some(on) = insert.on.take() else {
-        return Ok(false);
+        return Ok(Conflict::None);
     };
     let ast::OnInsert::OnConflict(conflict) = on else {
         return Err(err!(FeatureNotSupported, "ON DUPLICATE KEY UPDATE is not supported"));
     };
-    if !matches!(conflict.action, ast::OnConflictAction::DoNothing) {
-        return Err(err!(FeatureNotSupported, "ON CONFLICT DO UPDATE is not supported yet"));
-    }
+    let found = match conflict.action {
+        ast::OnConflictAction::DoNothing => Conflict::DoNothing,
+        ast::OnConflictAction::DoUpdate(u) => {
+            if conflict.conflict_target.is_none() {
+                return Err(err!(
+                    SyntaxError,
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name"
+                ));
+            }
+            Conflict::DoUpdate(Box::new(DoUpdate {
+                assignments: u.assignments,
+                selection: u.selection,
+            }))
+        }
+    };
     let ast::TableObject::TableName(name) = &insert.table else {
-        return Ok(true);
+        return Ok(found);
     };
     let Ok(table) = catalog.table(&relation_name(name)?) else {
-        return Ok(true);
+        return Ok(found);
     };
     let pk_name = table
         .primary_key_name
@@ -138,7 +177,7 @@ fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<bool>
             "there is no unique or exclusion constraint matching the ON CONFLICT specification"
         ));
     }
-    Ok(true)
+    Ok(found)
 }
 
 fn take_returning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Option<Returning>> {

@@ -35,6 +35,9 @@ impl Coordinator {
         }
         let mut stmt = stmt.clone();
         let rewritten = crate::rewrite::for_planning(&mut stmt, &self.catalog.snapshot())?;
+        if rewritten.upsert.is_some() {
+            return Ok(None);
+        }
         Ok(PointWrite::recognize(&stmt, rewritten.do_nothing).map(|w| (w, rewritten)))
     }
 

@@ -1,0 +1,337 @@
+//! `INSERT … ON CONFLICT (primary key) DO UPDATE SET … [WHERE …]`.
+//!
+//! PostgreSQL inserts each proposed row or, when a row with its key
+//! exists, updates that row with the `SET` list, in which `EXCLUDED.c` is
+//! the proposed row's value of `c` and the table's columns are the
+//! existing row's; the optional `WHERE` decides whether the existing row
+//! is updated at all. The command tag counts rows inserted or updated.
+//!
+//! slicedb runs it row by row, in the statement's transaction and with its
+//! statement number, as two writes of the kinds the write router knows
+//! ([`slicedb_planner::point_write`]):
+//!
+//! 1. `INSERT INTO t (cols) VALUES ($1, …) ON CONFLICT DO NOTHING`: the
+//!    slice server that owns the key inserts the row, under the row's
+//!    lock, if no row has the key;
+//! 2. if it did not, `UPDATE t SET … WHERE pk = $k … [AND (where)]`, with
+//!    `EXCLUDED.c` bound to the proposed value (a column the INSERT left
+//!    out is its default).
+//!
+//! A row deleted between the two is inserted after all (step 1 again, at
+//! most [`ATTEMPTS`] times). The proposed rows are the INSERT's source
+//! (its `VALUES` or query) evaluated first, at the statement's snapshot.
+//! Two proposed rows with the same key fail with 21000, as in PostgreSQL.
+//! Under `READ COMMITTED` a row committed after the statement's snapshot
+//! restarts the whole statement, as for any write.
+//!
+//! The primary-key columns must be among the INSERT's columns (0A000
+//! otherwise), and `RETURNING` is refused ([`crate::rewrite`]).
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Expr};
+use slicedb_common::{err, Error, Result, TableDef};
+use slicedb_planner::point_write::PointWrite;
+use slicedb_planner::txn::StatementTxn;
+
+use crate::ddl::{normalize, relation_name};
+use crate::execute::{PlanKind, Work};
+use crate::parser::{self, Statement};
+use crate::rewrite::{default_expr, DoUpdate};
+use crate::sequence::SessionSequences;
+use crate::{Coordinator, Output};
+
+/// How many times a row whose conflicting row vanished before its update
+/// is tried again.
+const ATTEMPTS: usize = 3;
+
+/// One of the two writes, ready for a row's parameters.
+struct RowWrite {
+    statement: ast::Statement,
+    routed: Option<PointWrite>,
+    /// The plan, when the router does not take it.
+    plan: Option<LogicalPlan>,
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `EXCLUDED.c` in `e` becomes the placeholder of `c`'s proposed value
+/// (`$n` for the `n`th of `params`), or `c`'s default when the INSERT left
+/// it out.
+fn bind_excluded(e: &mut Expr, table: &TableDef, columns: &[usize], first_param: usize) -> Result<()> {
+    let mut failure = None;
+    let _ = ast::visit_expressions_mut(e, |e| {
+        let Expr::CompoundIdentifier(parts) = e else {
+            return ControlFlow::Continue(());
+        };
+        if parts.len() != 2 || normalize(&parts[0]) != "excluded" {
+            return ControlFlow::Continue(());
+        }
+        let name = normalize(&parts[1]);
+        let Some(c) = table.column_index(&name) else {
+            failure = Some(err!(UndefinedColumn, "column excluded.{name} does not exist"));
+            return ControlFlow::Break(());
+        };
+        *e = match columns.iter().position(|p| *p == c) {
+            Some(i) => Expr::Value(ast::Value::Placeholder(format!("${}", first_param + i + 1)).into()),
+            None => match default_expr(table, c) {
+                Ok(d) => Expr::Nested(Box::new(d)),
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            },
+        };
+        ControlFlow::Continue(())
+    });
+    failure.map_or(Ok(()), Err)
+}
+
+impl Coordinator {
+    /// Runs the upsert `insert` (its `ON CONFLICT` taken off into
+    /// `update`) in the statement's transaction `stmt`; the rows inserted
+    /// or updated.
+    pub(crate) async fn upsert_in(
+        &self,
+        insert: &ast::Statement,
+        update: &DoUpdate,
+        params: Option<&ParamValues>,
+        stmt: Arc<StatementTxn>,
+        sequences: &SessionSequences,
+    ) -> Result<u64> {
+        let ast::Statement::Insert(ins) = insert else {
+            return Err(Error::internal("an upsert that is not an INSERT"));
+        };
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Err(err!(FeatureNotSupported, "ON CONFLICT DO UPDATE of a table function"));
+        };
+        let table = self.catalog.snapshot().table(&relation_name(name)?)?.clone();
+        let columns: Vec<usize> = if ins.columns.is_empty() {
+            (0..table.columns.len()).collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| {
+                    let c = c.0.last().and_then(|p| p.as_ident()).map(normalize).unwrap_or_default();
+                    table.column_index(&c).ok_or_else(|| {
+                        err!(
+                            UndefinedColumn,
+                            "column \"{c}\" of relation \"{}\" does not exist",
+                            table.name
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let key: Vec<usize> = table
+            .primary_key
+            .iter()
+            .map(|k| {
+                columns.iter().position(|c| c == k).ok_or_else(|| {
+                    err!(
+                        FeatureNotSupported,
+                        "ON CONFLICT DO UPDATE needs the primary key column \"{}\" in the column list",
+                        table.columns[*k].name
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let user_params = match params {
+            Some(ParamValues::List(v)) => v.len(),
+            _ => 0,
+        };
+        let rows = self.proposed_rows(ins, params, &stmt, sequences).await?;
+        // The two writes, prepared once.
+        let names: Vec<String> = columns.iter().map(|c| quoted(&table.columns[*c].name)).collect();
+        let placeholders: Vec<String> = (0..columns.len())
+            .map(|i| format!("${}", user_params + i + 1))
+            .collect();
+        let insert_sql = format!(
+            "INSERT INTO {name} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        let mut sets = Vec::with_capacity(update.assignments.len());
+        for a in &update.assignments {
+            let mut value = a.value.clone();
+            bind_excluded(&mut value, &table, &columns, user_params)?;
+            sets.push(format!("{} = {value}", a.target));
+        }
+        let mut filter: Vec<String> = key
+            .iter()
+            .map(|i| format!("{} = {}", names[*i], placeholders[*i]))
+            .collect();
+        if let Some(selection) = &update.selection {
+            let mut selection = selection.clone();
+            bind_excluded(&mut selection, &table, &columns, user_params)?;
+            filter.push(format!("({selection})"));
+        }
+        let alias = ins
+            .table_alias
+            .as_ref()
+            .map(|a| format!(" AS {}", a.alias))
+            .unwrap_or_default();
+        let update_sql = format!(
+            "UPDATE {name}{alias} SET {} WHERE {}",
+            sets.join(", "),
+            filter.join(" AND ")
+        );
+        let insert_one = self.row_write(&insert_sql).await?;
+        let update_one = self.row_write(&update_sql).await?;
+
+        let mut seen: HashSet<Vec<ScalarValue>> = HashSet::new();
+        let mut count = 0u64;
+        for batch in &rows {
+            if batch.num_columns() != columns.len() {
+                return Err(err!(
+                    SyntaxError,
+                    "INSERT has {} expressions for {} target columns",
+                    batch.num_columns(),
+                    columns.len()
+                ));
+            }
+            for r in 0..batch.num_rows() {
+                let mut values = match params {
+                    Some(ParamValues::List(v)) => v.clone(),
+                    _ => Vec::new(),
+                };
+                for col in batch.columns() {
+                    values.push(ScalarValue::try_from_array(col, r)?.into());
+                }
+                let row_key: Vec<ScalarValue> = key.iter().map(|i| values[user_params + i].value.clone()).collect();
+                if !seen.insert(row_key) {
+                    return Err(err!(
+                        CardinalityViolation,
+                        "ON CONFLICT DO UPDATE command cannot affect row a second time"
+                    ));
+                }
+                let values = ParamValues::List(values);
+                let mut attempt = 0;
+                loop {
+                    if self
+                        .run_row(&insert_one, &values, &stmt, sequences, PlanKind::Insert)
+                        .await?
+                        > 0
+                    {
+                        count += 1;
+                        break;
+                    }
+                    let updated = self
+                        .run_row(&update_one, &values, &stmt, sequences, PlanKind::Update)
+                        .await?;
+                    count += updated;
+                    attempt += 1;
+                    // Updated, or left alone by the WHERE clause: done. A row
+                    // that vanished in between is inserted after all.
+                    if updated > 0 || update.selection.is_some() {
+                        break;
+                    }
+                    if attempt == ATTEMPTS {
+                        return Err(err!(
+                            SerializationFailure,
+                            "could not serialize access: the row conflicting with the INSERT kept changing"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// The INSERT's source rows, evaluated at the statement's snapshot.
+    async fn proposed_rows(
+        &self,
+        ins: &ast::Insert,
+        params: Option<&ParamValues>,
+        stmt: &Arc<StatementTxn>,
+        sequences: &SessionSequences,
+    ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        let Some(source) = &ins.source else {
+            return Err(err!(
+                FeatureNotSupported,
+                "ON CONFLICT DO UPDATE without VALUES or a query"
+            ));
+        };
+        let mut state = self.ctx.state();
+        let query = DfStatement::Statement(Box::new(ast::Statement::Query(source.clone())));
+        let mut plan = state.statement_to_plan(query).await?;
+        if let Some(p) = params {
+            plan = plan.replace_params_with_values(p)?;
+        }
+        state.config_mut().set_extension(stmt.clone());
+        state.config_mut().options_mut().extensions.insert(sequences.clone());
+        state.mark_start_execution();
+        Ok(DataFrame::new(state, plan).collect().await?)
+    }
+
+    /// One of an upsert's two writes, parsed and ready to run.
+    async fn row_write(&self, sql: &str) -> Result<RowWrite> {
+        let statement = match parser::parse(sql)?.pop() {
+            Some(Statement::Sql(s)) => *s,
+            _ => return Err(Error::internal(format!("upsert step did not parse: {sql}"))),
+        };
+        let routed = self.routed_write(&statement)?.map(|(w, _)| w);
+        let plan = match routed {
+            Some(_) => None,
+            None => Some(self.plan(&statement).await?.plan),
+        };
+        Ok(RowWrite {
+            statement,
+            routed,
+            plan,
+        })
+    }
+
+    /// Runs `write` for one row; the rows it wrote.
+    async fn run_row(
+        &self,
+        write: &RowWrite,
+        params: &ParamValues,
+        stmt: &Arc<StatementTxn>,
+        sequences: &SessionSequences,
+        kind: PlanKind,
+    ) -> Result<u64> {
+        let out = match (&write.routed, &write.plan) {
+            (Some(routed), _) => {
+                self.run_plan_in(
+                    &Work::Routed {
+                        write: routed,
+                        returning: None,
+                        params: Some(params),
+                        statement: &write.statement,
+                    },
+                    kind,
+                    stmt.clone(),
+                    sequences,
+                )
+                .await?
+            }
+            (None, Some(plan)) => {
+                self.run_plan_in(
+                    &Work::Plan {
+                        plan: plan.clone().replace_params_with_values(params)?,
+                        returning: None,
+                        do_nothing: kind == PlanKind::Insert,
+                    },
+                    kind,
+                    stmt.clone(),
+                    sequences,
+                )
+                .await?
+            }
+            (None, None) => return Err(Error::internal("an upsert step with neither route nor plan")),
+        };
+        match out {
+            Output::Command(tag) => Ok(tag.rows.unwrap_or(0)),
+            _ => Err(Error::internal("an upsert step returned rows")),
+        }
+    }
+}
