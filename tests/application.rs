@@ -114,6 +114,17 @@ async fn concurrent_prepared_upserts_count_every_increment() {
         total,
         vec![vec![Some(pages.to_string()), Some((sessions * rounds).to_string())]]
     );
+    // With RETURNING, as ORMs read the row back: the updated row, typed.
+    let row = client
+        .query_one(
+            "INSERT INTO hits (page, n) VALUES ($1, $2) ON CONFLICT (page) DO UPDATE SET n = hits.n + EXCLUDED.n
+             RETURNING page, n",
+            &[&"p0", &1000i64],
+        )
+        .await
+        .unwrap();
+    let n: i64 = row.get("n");
+    assert!(n > 1000, "the existing row was updated: {n}");
 }
 
 /// Result columns carry PostgreSQL's names and types: drivers and ORMs

@@ -75,6 +75,7 @@ pub(crate) enum Work<'a> {
     Upsert {
         insert: &'a ast::Statement,
         update: &'a DoUpdate,
+        returning: Option<&'a Returning>,
         params: Option<&'a ParamValues>,
     },
 }
@@ -669,6 +670,7 @@ impl Coordinator {
                     let work = Work::Upsert {
                         insert,
                         update,
+                        returning: prepared.returning.as_ref().map(|(r, _)| r),
                         params: Some(&params),
                     };
                     return self.run_plan(session, work, kind).await;
@@ -817,6 +819,7 @@ impl Coordinator {
                 let work = Work::Upsert {
                     insert,
                     update,
+                    returning: planned.returning.as_ref(),
                     params: None,
                 };
                 return self.run_plan(session, work, kind).await;
@@ -1058,9 +1061,20 @@ impl Coordinator {
                 };
                 return Box::pin(self.run_plan_in(&work, kind, stmt, sequences)).await;
             }
-            Work::Upsert { insert, update, params } => {
-                let count = Box::pin(self.upsert_in(insert, update, *params, stmt, sequences)).await?;
-                return Ok(Output::Command(CommandTag::with_rows(kind.tag(), count)));
+            Work::Upsert {
+                insert,
+                update,
+                returning,
+                params,
+            } => {
+                let keep_rows = returning.is_some();
+                let (count, rows) =
+                    Box::pin(self.upsert_in(insert, update, *params, stmt, sequences, keep_rows)).await?;
+                let out = Output::Command(CommandTag::with_rows(kind.tag(), count));
+                return match returning {
+                    Some(r) => self.returning_output(r, out, rows).await,
+                    None => Ok(out),
+                };
             }
         };
         let mut state = self.ctx.state();

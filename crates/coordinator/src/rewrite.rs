@@ -109,10 +109,10 @@ pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result
         Conflict::DoNothing => (true, None),
         Conflict::DoUpdate(u) => (false, Some(*u)),
     };
-    if (do_nothing || upsert.is_some()) && returning.is_some() {
+    if do_nothing && returning.is_some() {
         return Err(err!(
             FeatureNotSupported,
-            "INSERT … ON CONFLICT … RETURNING is not supported yet"
+            "INSERT … ON CONFLICT DO NOTHING RETURNING is not supported yet"
         ));
     }
     Ok(Rewritten {

@@ -24,13 +24,15 @@
 //! Under `READ COMMITTED` a row committed after the statement's snapshot
 //! restarts the whole statement, as for any write.
 //!
-//! The primary-key columns must be among the INSERT's columns (0A000
-//! otherwise), and `RETURNING` is refused ([`crate::rewrite`]).
+//! With `RETURNING`, the rows each step wrote are kept and the list is
+//! evaluated over them at the end, as for any write. The primary-key
+//! columns must be among the INSERT's columns (0A000 otherwise).
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
@@ -97,8 +99,8 @@ fn bind_excluded(e: &mut Expr, table: &TableDef, columns: &[usize], first_param:
 
 impl Coordinator {
     /// Runs the upsert `insert` (its `ON CONFLICT` taken off into
-    /// `update`) in the statement's transaction `stmt`; the rows inserted
-    /// or updated.
+    /// `update`) in the statement's transaction `stmt`: how many rows it
+    /// inserted or updated, and, with `keep_rows`, those rows.
     pub(crate) async fn upsert_in(
         &self,
         insert: &ast::Statement,
@@ -106,7 +108,8 @@ impl Coordinator {
         params: Option<&ParamValues>,
         stmt: Arc<StatementTxn>,
         sequences: &SessionSequences,
-    ) -> Result<u64> {
+        keep_rows: bool,
+    ) -> Result<(u64, Vec<RecordBatch>)> {
         let ast::Statement::Insert(ins) = insert else {
             return Err(Error::internal("an upsert that is not an INSERT"));
         };
@@ -189,6 +192,7 @@ impl Coordinator {
 
         let mut seen: HashSet<Vec<ScalarValue>> = HashSet::new();
         let mut count = 0u64;
+        let mut written = Vec::new();
         for batch in &rows {
             if batch.num_columns() != columns.len() {
                 return Err(err!(
@@ -216,18 +220,19 @@ impl Coordinator {
                 let values = ParamValues::List(values);
                 let mut attempt = 0;
                 loop {
-                    if self
-                        .run_row(&insert_one, &values, &stmt, sequences, PlanKind::Insert)
-                        .await?
-                        > 0
-                    {
-                        count += 1;
+                    let (inserted, rows) = self
+                        .run_row(&insert_one, &values, &stmt, sequences, PlanKind::Insert, keep_rows)
+                        .await?;
+                    if inserted > 0 {
+                        count += inserted;
+                        written.extend(rows);
                         break;
                     }
-                    let updated = self
-                        .run_row(&update_one, &values, &stmt, sequences, PlanKind::Update)
+                    let (updated, rows) = self
+                        .run_row(&update_one, &values, &stmt, sequences, PlanKind::Update, keep_rows)
                         .await?;
                     count += updated;
+                    written.extend(rows);
                     attempt += 1;
                     // Updated, or left alone by the WHERE clause: done. A row
                     // that vanished in between is inserted after all.
@@ -243,7 +248,7 @@ impl Coordinator {
                 }
             }
         }
-        Ok(count)
+        Ok((count, written))
     }
 
     /// The INSERT's source rows, evaluated at the statement's snapshot.
@@ -253,7 +258,7 @@ impl Coordinator {
         params: Option<&ParamValues>,
         stmt: &Arc<StatementTxn>,
         sequences: &SessionSequences,
-    ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+    ) -> Result<Vec<RecordBatch>> {
         let Some(source) = &ins.source else {
             return Err(err!(
                 FeatureNotSupported,
@@ -290,7 +295,8 @@ impl Coordinator {
         })
     }
 
-    /// Runs `write` for one row; the rows it wrote.
+    /// Runs `write` for one row: how many rows it wrote, and, with
+    /// `keep_rows`, the rows.
     async fn run_row(
         &self,
         write: &RowWrite,
@@ -298,7 +304,22 @@ impl Coordinator {
         stmt: &Arc<StatementTxn>,
         sequences: &SessionSequences,
         kind: PlanKind,
-    ) -> Result<u64> {
+        keep_rows: bool,
+    ) -> Result<(u64, Vec<RecordBatch>)> {
+        if keep_rows {
+            let written = match &write.routed {
+                Some(routed) => self.run_routed(routed, Some(params), stmt, sequences, true).await?,
+                None => None,
+            };
+            let Some(written) = written else {
+                return Err(err!(
+                    FeatureNotSupported,
+                    "RETURNING of an upsert whose SET list needs a query plan is not supported yet"
+                ));
+            };
+            let rows = if written.count > 0 { written.rows } else { Vec::new() };
+            return Ok((written.count, rows));
+        }
         let out = match (&write.routed, &write.plan) {
             (Some(routed), _) => {
                 self.run_plan_in(
@@ -330,7 +351,7 @@ impl Coordinator {
             (None, None) => return Err(Error::internal("an upsert step with neither route nor plan")),
         };
         match out {
-            Output::Command(tag) => Ok(tag.rows.unwrap_or(0)),
+            Output::Command(tag) => Ok((tag.rows.unwrap_or(0), Vec::new())),
             _ => Err(Error::internal("an upsert step returned rows")),
         }
     }
