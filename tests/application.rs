@@ -77,7 +77,8 @@ async fn insert_returning_through_the_extended_protocol() {
 /// An upsert as ORMs send it (prepared, `ON CONFLICT (key) DO UPDATE`),
 /// from four sessions at once on the same few keys, at PostgreSQL's
 /// default isolation: every increment lands exactly once, and each
-/// statement reports one row.
+/// statement reports one row. Then UPDATE … FROM and DELETE with a
+/// subquery, prepared with parameters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_prepared_upserts_count_every_increment() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,6 +126,33 @@ async fn concurrent_prepared_upserts_count_every_increment() {
         .unwrap();
     let n: i64 = row.get("n");
     assert!(n > 1000, "the existing row was updated: {n}");
+    // UPDATE … FROM and DELETE with a subquery, prepared with parameters.
+    client
+        .batch_execute("CREATE TABLE pages (page text PRIMARY KEY, weight bigint)")
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO pages VALUES ('p1', 3), ('p2', 5)", &[])
+        .await
+        .unwrap();
+    let updated = client
+        .execute(
+            "UPDATE hits SET n = p.weight * $1 FROM pages p WHERE p.page = hits.page",
+            &[&100i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 2);
+    let deleted = client
+        .execute(
+            "DELETE FROM hits WHERE page IN (SELECT page FROM pages WHERE weight > $1)",
+            &[&4i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let left = rows(&client, "SELECT page, n FROM hits WHERE page <> 'p0' ORDER BY page").await;
+    assert_eq!(left, vec![vec![Some("p1".to_string()), Some("300".to_string())]]);
 }
 
 /// Result columns carry PostgreSQL's names and types: drivers and ORMs

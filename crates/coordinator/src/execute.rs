@@ -1,6 +1,5 @@
 //! Statement dispatch: which component runs each statement.
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
@@ -11,7 +10,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{self, visit_expressions};
+use datafusion::sql::sqlparser::ast;
 use slicedb_common::{err, Error, Result};
 use slicedb_planner::point_query::PointQuery;
 use slicedb_planner::point_write::PointWrite;
@@ -53,6 +52,9 @@ pub struct Prepared {
     /// An `INSERT … ON CONFLICT DO UPDATE` (see [`crate::upsert`]): the
     /// INSERT without its `ON CONFLICT`, and its `DO UPDATE`.
     pub upsert: Option<Box<(ast::Statement, DoUpdate)>>,
+    /// An UPDATE or DELETE whose rows a query finds first (see
+    /// [`crate::keyed`]), after the rewrites; `plan` is then that query's.
+    pub keyed: Option<Box<ast::Statement>>,
 }
 
 /// What a statement runs as.
@@ -78,11 +80,18 @@ pub(crate) enum Work<'a> {
         returning: Option<&'a Returning>,
         params: Option<&'a ParamValues>,
     },
+    /// An UPDATE or DELETE that finds its rows with a query first
+    /// ([`crate::keyed`]).
+    Keyed {
+        statement: &'a ast::Statement,
+        returning: Option<&'a Returning>,
+        params: Option<&'a ParamValues>,
+    },
 }
 
 impl Work<'_> {
     fn writes(&self, kind: PlanKind) -> bool {
-        matches!(self, Work::Routed { .. } | Work::Upsert { .. })
+        matches!(self, Work::Routed { .. } | Work::Upsert { .. } | Work::Keyed { .. })
             || matches!(kind, PlanKind::Insert | PlanKind::Update | PlanKind::Delete)
     }
 }
@@ -91,7 +100,7 @@ impl Work<'_> {
 pub(crate) struct Planned {
     pub(crate) plan: LogicalPlan,
     returning: Option<Returning>,
-    do_nothing: bool,
+    pub(crate) do_nothing: bool,
     /// Boxed: a syntax tree is large, and futures hold this.
     upsert: Option<Box<(ast::Statement, DoUpdate)>>,
     /// A query's output names as PostgreSQL gives them.
@@ -389,11 +398,27 @@ impl Coordinator {
                 names: None,
                 routed: None,
                 upsert: None,
+                keyed: None,
             });
         };
         let catalog_version = self.catalog.snapshot().version();
         let mut upsert = None;
+        let mut keyed = None;
         let (plan, returning, names, do_nothing) = match &statement {
+            Statement::Sql(s) if crate::keyed::needs_query(s) => {
+                let mut rewritten = s.as_ref().clone();
+                let r = crate::rewrite::for_planning(&mut rewritten, &self.catalog.snapshot())?;
+                let plan = self.keyed_query_plan(&rewritten).await?;
+                let returning = match r.returning {
+                    Some(r) => {
+                        let schema = self.returning_schema(&r)?;
+                        Some((r, schema))
+                    }
+                    None => None,
+                };
+                keyed = Some(Box::new(rewritten));
+                (Some(plan), returning, None, false)
+            }
             Statement::Sql(s) if plan_kind(s).is_some() => {
                 check_dml(s)?;
                 let planned = self.plan(s).await?;
@@ -427,6 +452,7 @@ impl Coordinator {
             names,
             routed,
             upsert,
+            keyed,
         })
     }
 
@@ -665,6 +691,14 @@ impl Coordinator {
                     }
                 }
                 let kind = plan_kind(s).ok_or_else(|| Error::internal("planned statement of unknown kind"))?;
+                if let Some(statement) = &prepared.keyed {
+                    let work = Work::Keyed {
+                        statement,
+                        returning: prepared.returning.as_ref().map(|(r, _)| r),
+                        params: Some(&params),
+                    };
+                    return self.run_plan(session, work, kind).await;
+                }
                 if let Some(upsert) = &prepared.upsert {
                     let (insert, update) = upsert.as_ref();
                     let work = Work::Upsert {
@@ -804,6 +838,16 @@ impl Coordinator {
         }
         if let Some(kind) = plan_kind(&sql) {
             check_dml(&sql)?;
+            if crate::keyed::needs_query(&sql) {
+                let mut statement = sql.clone();
+                let rewritten = crate::rewrite::for_planning(&mut statement, &self.catalog.snapshot())?;
+                let work = Work::Keyed {
+                    statement: &statement,
+                    returning: rewritten.returning.as_ref(),
+                    params: None,
+                };
+                return self.run_plan(session, work, kind).await;
+            }
             if let Some((write, rewritten)) = self.routed_write(&sql)? {
                 let work = Work::Routed {
                     write: &write,
@@ -1068,15 +1112,38 @@ impl Coordinator {
                 params,
             } => {
                 let keep_rows = returning.is_some();
-                let (count, rows) =
-                    Box::pin(self.upsert_in(insert, update, *params, stmt, sequences, keep_rows)).await?;
-                let out = Output::Command(CommandTag::with_rows(kind.tag(), count));
-                return match returning {
-                    Some(r) => self.returning_output(r, out, rows).await,
-                    None => Ok(out),
-                };
+                let written = Box::pin(self.upsert_in(insert, update, *params, stmt, sequences, keep_rows)).await?;
+                return self.written_output(kind, *returning, written).await;
+            }
+            Work::Keyed {
+                statement,
+                returning,
+                params,
+            } => {
+                let keep_rows = returning.is_some();
+                let written = Box::pin(self.keyed_in(statement, kind, *params, stmt, sequences, keep_rows)).await?;
+                return self.written_output(kind, *returning, written).await;
             }
         };
+        if matches!(kind, PlanKind::Query | PlanKind::Explain) {
+            let state = self.statement_state(stmt, sequences, false);
+            return Self::run_dataframe(DataFrame::new(state, plan), kind).await;
+        }
+        let keep_rows = returning.is_some();
+        let written = self
+            .execute_plan(plan, kind, stmt, sequences, do_nothing, keep_rows)
+            .await?;
+        self.written_output(kind, returning, written).await
+    }
+
+    /// A session state for one statement: its transaction context, the
+    /// session's sequences, and its start time.
+    fn statement_state(
+        &self,
+        stmt: Arc<StatementTxn>,
+        sequences: &SessionSequences,
+        do_nothing: bool,
+    ) -> datafusion::execution::SessionState {
         let mut state = self.ctx.state();
         if do_nothing {
             state
@@ -1087,7 +1154,22 @@ impl Coordinator {
         state.config_mut().options_mut().extensions.insert(sequences.clone());
         // Functions read the options as of the start of execution.
         state.mark_start_execution();
-        let sink = returning.map(|_| Arc::new(ReturningSink::default()));
+        state
+    }
+
+    /// Runs a write's plan in the statement's transaction `stmt`: how many
+    /// rows it wrote and, with `keep_rows`, the rows (for `RETURNING`).
+    pub(crate) async fn execute_plan(
+        &self,
+        plan: LogicalPlan,
+        kind: PlanKind,
+        stmt: Arc<StatementTxn>,
+        sequences: &SessionSequences,
+        do_nothing: bool,
+        keep_rows: bool,
+    ) -> Result<(u64, Vec<RecordBatch>)> {
+        let mut state = self.statement_state(stmt, sequences, do_nothing);
+        let sink = keep_rows.then(|| Arc::new(ReturningSink::default()));
         if let Some(sink) = &sink {
             state.config_mut().set_extension(sink.clone());
         }
@@ -1099,21 +1181,32 @@ impl Coordinator {
             // statement must touch nothing rather than everything.
             let optimized = state.optimize(&plan)?;
             if !scans_a_table(&optimized)? {
-                let tag = if kind == PlanKind::Update { "UPDATE" } else { "DELETE" };
-                let out = Output::Command(CommandTag::with_rows(tag, 0));
-                return match returning {
-                    Some(r) => self.returning_output(r, out, Vec::new()).await,
-                    None => Ok(out),
-                };
+                return Ok((0, Vec::new()));
             }
         }
-        let out = Self::run_dataframe(DataFrame::new(state, plan), kind).await?;
-        match (returning, sink) {
-            (Some(r), Some(sink)) => {
-                let rows = std::mem::take(&mut *sink.batches.lock().map_err(|_| Error::internal("poisoned"))?);
-                self.returning_output(r, out, rows).await
-            }
-            _ => Ok(out),
+        let count = match Self::run_dataframe(DataFrame::new(state, plan), kind).await? {
+            Output::Command(tag) => tag.rows.unwrap_or(0),
+            _ => return Err(Error::internal("a write returned rows")),
+        };
+        let rows = match sink {
+            Some(sink) => std::mem::take(&mut *sink.batches.lock().map_err(|_| Error::internal("poisoned"))?),
+            None => Vec::new(),
+        };
+        Ok((count, rows))
+    }
+
+    /// The result of a write that counted its rows and kept them for
+    /// `RETURNING` (`(count, rows)`).
+    async fn written_output(
+        &self,
+        kind: PlanKind,
+        returning: Option<&Returning>,
+        (count, rows): (u64, Vec<RecordBatch>),
+    ) -> Result<Output> {
+        let out = Output::Command(CommandTag::with_rows(kind.tag(), count));
+        match returning {
+            Some(r) => self.returning_output(r, out, rows).await,
+            None => Ok(out),
         }
     }
 
@@ -1192,10 +1285,10 @@ fn explain_output(batches: Vec<RecordBatch>) -> Result<Output> {
     batch_rows(RecordBatch::try_new(explain_schema(), vec![array])?)
 }
 
-/// UPDATE and DELETE are executed from the filters DataFusion extracts for
-/// the target table; refuse the forms whose conditions would not reach us.
+/// Refuses the write statements that cannot run (UPDATE and DELETE whose
+/// conditions DataFusion's hooks would not see go [`crate::keyed`]).
 fn check_dml(stmt: &ast::Statement) -> Result<()> {
-    let selection = match stmt {
+    match stmt {
         ast::Statement::Explain {
             analyze: true,
             statement,
@@ -1205,36 +1298,11 @@ fn check_dml(stmt: &ast::Statement) -> Result<()> {
             ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
         ) =>
         {
-            return Err(err!(
+            Err(err!(
                 FeatureNotSupported,
                 "EXPLAIN ANALYZE of INSERT, UPDATE or DELETE is not supported"
             ))
         }
-        ast::Statement::Update(u) => {
-            if u.from.is_some() {
-                return Err(err!(FeatureNotSupported, "UPDATE … FROM is not supported"));
-            }
-            u.selection.as_ref()
-        }
-        ast::Statement::Delete(d) => {
-            if d.using.is_some() {
-                return Err(err!(FeatureNotSupported, "DELETE … USING is not supported"));
-            }
-            d.selection.as_ref()
-        }
-        _ => return Ok(()),
-    };
-    if let Some(selection) = selection {
-        let found = visit_expressions(selection, |e| match e {
-            ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        });
-        if found.is_break() {
-            return Err(err!(
-                FeatureNotSupported,
-                "subqueries in the WHERE clause of UPDATE and DELETE are not supported"
-            ));
-        }
+        _ => Ok(()),
     }
-    Ok(())
 }

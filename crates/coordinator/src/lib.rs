@@ -23,6 +23,7 @@ pub mod alter;
 pub mod copy;
 pub mod ddl;
 pub mod execute;
+pub mod keyed;
 pub mod names;
 pub mod parser;
 pub mod prepared_sql;

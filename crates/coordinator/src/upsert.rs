@@ -34,36 +34,20 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::DataFrame;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr};
 use slicedb_common::{err, Error, Result, TableDef};
-use slicedb_planner::point_write::PointWrite;
 use slicedb_planner::txn::StatementTxn;
 
 use crate::ddl::{normalize, relation_name};
-use crate::execute::{PlanKind, Work};
-use crate::parser::{self, Statement};
+use crate::execute::PlanKind;
+use crate::keyed::quoted;
 use crate::rewrite::{default_expr, DoUpdate};
 use crate::sequence::SessionSequences;
-use crate::{Coordinator, Output};
+use crate::Coordinator;
 
 /// How many times a row whose conflicting row vanished before its update
 /// is tried again.
 const ATTEMPTS: usize = 3;
-
-/// One of the two writes, ready for a row's parameters.
-struct RowWrite {
-    statement: ast::Statement,
-    routed: Option<PointWrite>,
-    /// The plan, when the router does not take it.
-    plan: Option<LogicalPlan>,
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// `EXCLUDED.c` in `e` becomes the placeholder of `c`'s proposed value
 /// (`$n` for the `n`th of `params`), or `c`'s default when the INSERT left
@@ -265,94 +249,7 @@ impl Coordinator {
                 "ON CONFLICT DO UPDATE without VALUES or a query"
             ));
         };
-        let mut state = self.ctx.state();
-        let query = DfStatement::Statement(Box::new(ast::Statement::Query(source.clone())));
-        let mut plan = state.statement_to_plan(query).await?;
-        if let Some(p) = params {
-            plan = plan.replace_params_with_values(p)?;
-        }
-        state.config_mut().set_extension(stmt.clone());
-        state.config_mut().options_mut().extensions.insert(sequences.clone());
-        state.mark_start_execution();
-        Ok(DataFrame::new(state, plan).collect().await?)
-    }
-
-    /// One of an upsert's two writes, parsed and ready to run.
-    async fn row_write(&self, sql: &str) -> Result<RowWrite> {
-        let statement = match parser::parse(sql)?.pop() {
-            Some(Statement::Sql(s)) => *s,
-            _ => return Err(Error::internal(format!("upsert step did not parse: {sql}"))),
-        };
-        let routed = self.routed_write(&statement)?.map(|(w, _)| w);
-        let plan = match routed {
-            Some(_) => None,
-            None => Some(self.plan(&statement).await?.plan),
-        };
-        Ok(RowWrite {
-            statement,
-            routed,
-            plan,
-        })
-    }
-
-    /// Runs `write` for one row: how many rows it wrote, and, with
-    /// `keep_rows`, the rows.
-    async fn run_row(
-        &self,
-        write: &RowWrite,
-        params: &ParamValues,
-        stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
-        kind: PlanKind,
-        keep_rows: bool,
-    ) -> Result<(u64, Vec<RecordBatch>)> {
-        if keep_rows {
-            let written = match &write.routed {
-                Some(routed) => self.run_routed(routed, Some(params), stmt, sequences, true).await?,
-                None => None,
-            };
-            let Some(written) = written else {
-                return Err(err!(
-                    FeatureNotSupported,
-                    "RETURNING of an upsert whose SET list needs a query plan is not supported yet"
-                ));
-            };
-            let rows = if written.count > 0 { written.rows } else { Vec::new() };
-            return Ok((written.count, rows));
-        }
-        let out = match (&write.routed, &write.plan) {
-            (Some(routed), _) => {
-                self.run_plan_in(
-                    &Work::Routed {
-                        write: routed,
-                        returning: None,
-                        params: Some(params),
-                        statement: &write.statement,
-                    },
-                    kind,
-                    stmt.clone(),
-                    sequences,
-                )
-                .await?
-            }
-            (None, Some(plan)) => {
-                self.run_plan_in(
-                    &Work::Plan {
-                        plan: plan.clone().replace_params_with_values(params)?,
-                        returning: None,
-                        do_nothing: kind == PlanKind::Insert,
-                    },
-                    kind,
-                    stmt.clone(),
-                    sequences,
-                )
-                .await?
-            }
-            (None, None) => return Err(Error::internal("an upsert step with neither route nor plan")),
-        };
-        match out {
-            Output::Command(tag) => Ok((tag.rows.unwrap_or(0), Vec::new())),
-            _ => Err(Error::internal("an upsert step returned rows")),
-        }
+        self.query_rows(ast::Statement::Query(source.clone()), params, stmt, sequences)
+            .await
     }
 }
