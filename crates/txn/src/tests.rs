@@ -93,6 +93,23 @@ fn harness() -> Arc<Harness> {
     })
 }
 
+/// A scan of every row of `t` (table `table`) at `at`.
+fn full_scan(table: TableId, at: ReadAt) -> ScanRequest {
+    ScanRequest {
+        table_id: table,
+        column_types: vec![SqlType::BigInt],
+        projection: vec![0],
+        with_key: false,
+        buckets: vec![(0, u16::MAX)],
+        keys: None,
+        predicate: None,
+        limit: None,
+        batch_size: 1024,
+        at,
+        missing: vec![],
+    }
+}
+
 impl Harness {
     /// Writes row `k` into `bucket` as the next statement of `txn`.
     async fn write(self: &Arc<Self>, txn: &mut Transaction, bucket: u16, k: i64) {
@@ -137,19 +154,7 @@ impl Harness {
     async fn count(&self, at: ReadAt) -> usize {
         let mut n = 0;
         for node in [1, 2] {
-            let request = ScanRequest {
-                table_id: self.table,
-                column_types: vec![SqlType::BigInt],
-                projection: vec![0],
-                with_key: false,
-                buckets: vec![(0, u16::MAX)],
-                keys: None,
-                predicate: None,
-                limit: None,
-                batch_size: 1024,
-                at,
-                missing: vec![],
-            };
+            let request = full_scan(self.table, at);
             let mut stream = self.cluster.client(node).unwrap().scan(request).await.unwrap();
             while let Some(batch) = stream.next().await {
                 n += batch.unwrap().num_rows();
@@ -358,6 +363,49 @@ async fn a_staged_record_is_decided_from_its_participants_after_a_restart() {
     assert_eq!(h.count(at.read).await, 2, "`whole` committed on both, `half` nowhere");
     mgr.recover(false).await.unwrap();
     assert!(h.catalog.commit_decisions().unwrap().is_empty());
+}
+
+/// A slice server that restarts with a prepared transaction does not know
+/// whether its phase two (unsynced) was acknowledged before the restart:
+/// its reads wait for the coordinator's decision, and fail with 40001 if
+/// none comes in time, rather than miss a committed row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_slice_server_reads_only_once_its_prepared_transactions_are_decided() {
+    use slicedb_transport::SliceService;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slice");
+    let txn = 1_000;
+    let table = 1;
+    {
+        let server = SliceServer::open(&path).unwrap();
+        let write = SliceRequest::Write {
+            txn: TxnWrite::first(txn),
+            table_id: table,
+            table_name: "t".into(),
+            writes: vec![RowWrite::Insert {
+                key: row_key(NODE_1_BUCKET, &[Datum::Int64(1)]).unwrap(),
+                row: vec![Datum::Int64(1)],
+            }],
+        };
+        server.call(write).await.unwrap();
+        server.call(SliceRequest::Prepare { txn }).await.unwrap();
+    }
+    let server = SliceServer::open(&path).unwrap();
+    let scan = || full_scan(table, ReadAt::LATEST);
+    let e = server.scan(scan()).await.err().expect("the read waits, then gives up");
+    assert_eq!(e.state.code(), "40001", "{e}");
+    server
+        .call(SliceRequest::Settle {
+            commits: vec![(txn, txn + 1)],
+        })
+        .await
+        .unwrap();
+    let mut stream = server.scan(scan()).await.unwrap();
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch.unwrap().num_rows();
+    }
+    assert_eq!(rows, 1, "decided, the committed row is read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
