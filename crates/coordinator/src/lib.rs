@@ -25,6 +25,7 @@ pub mod ddl;
 pub mod execute;
 pub mod keyed;
 pub mod names;
+pub mod not_in;
 pub mod parser;
 pub mod prepared_sql;
 pub mod redistribute;

@@ -11,7 +11,8 @@
 //! send into forms DataFusion plans; some of those rewrites change what a
 //! query means (a correlated subquery in a select list becomes NULL), so
 //! every other statement gets only the rewrites that keep its meaning
-//! ([`USER_RULES`]). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
+//! ([`USER_RULES`]), and `NOT IN (subquery)` under `OR` is made
+//! NULL-correct ([`crate::not_in`]). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
 use std::ops::ControlFlow;
@@ -214,10 +215,14 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
         .with_tokens_with_locations(tokens)
         .parse_statements();
     match plain {
-        Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => Ok(stmts
+        Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => stmts
             .into_iter()
-            .map(|s| USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s)))
-            .collect()),
+            .map(|s| {
+                let mut s = USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s));
+                crate::not_in::rewrite(&mut s)?;
+                Ok(s)
+            })
+            .collect(),
         // Catalog queries, and what only the compatibility parser reads.
         _ => COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error),
     }
