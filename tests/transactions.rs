@@ -555,6 +555,51 @@ async fn pgbench_tpcb_like_keeps_its_balance_invariant() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let client = server.connect().await;
+    create_tpcb_tables(&client).await;
+    // Snapshot isolation (REPEATABLE READ, asked for through PGOPTIONS):
+    // conflicts fail with 40001 and are retried by pgbench.
+    let processed = pgbench_tpcb(
+        server.addr,
+        Some(r"-c default_transaction_isolation=repeatable\ read"),
+        1000,
+        TWENTY_FIVE_EACH,
+    )
+    .await;
+    check_tpcb_invariant(&client, processed).await;
+    assert!(processed > 0);
+    // READ COMMITTED, the default: a conflicting UPDATE waits for the row
+    // and starts again at a new snapshot, so no transaction fails, and
+    // pgbench is allowed no retry.
+    let more = pgbench_tpcb(server.addr, None, 1, TWENTY_FIVE_EACH).await;
+    check_tpcb_invariant(&client, processed + more).await;
+}
+
+/// pgbench's TPC-B-like script for a minute, 8 clients on one branch, at
+/// READ COMMITTED with no retry allowed, embedded and in a cluster of
+/// processes: no transaction fails, and the balances agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_tpcb_like_for_a_minute_fails_nothing_embedded_and_in_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = server.connect().await;
+    create_tpcb_tables(&client).await;
+    let processed = pgbench_tpcb(server.addr, None, 1, A_MINUTE).await;
+    check_tpcb_invariant(&client, processed).await;
+    drop(server);
+
+    let cluster = TestCluster::start(3, 0);
+    let client = cluster.client().await;
+    create_tpcb_tables(&client).await;
+    let processed = pgbench_tpcb(cluster.pg, None, 1, A_MINUTE).await;
+    check_tpcb_invariant(&client, processed).await;
+}
+
+/// How long [`pgbench_tpcb`] runs.
+const TWENTY_FIVE_EACH: &[&str] = &["-t", "25"];
+const A_MINUTE: &[&str] = &["-T", "60"];
+
+/// pgbench's tables at scale 1, made with slicedb's DDL.
+async fn create_tpcb_tables(client: &tokio_postgres::Client) {
     client
         .batch_execute(
             "CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88)) DISTRIBUTED BY (bid);
@@ -567,35 +612,18 @@ async fn pgbench_tpcb_like_keeps_its_balance_invariant() {
         )
         .await
         .unwrap();
-    // Snapshot isolation (REPEATABLE READ, asked for through PGOPTIONS):
-    // conflicts fail with 40001 and are retried by pgbench.
-    let processed = pgbench_tpcb(
-        server.addr,
-        Some(r"-c default_transaction_isolation=repeatable\ read"),
-        1000,
-    )
-    .await;
-    check_tpcb_invariant(&client, processed).await;
-    assert!(processed > 0);
-    // READ COMMITTED, the default: a conflicting UPDATE waits for the row
-    // and starts again at a new snapshot, so no transaction fails, and
-    // pgbench is allowed no retry.
-    let more = pgbench_tpcb(server.addr, None, 1).await;
-    check_tpcb_invariant(&client, processed + more).await;
 }
 
-/// Runs pgbench's tpcb-like script, 8 clients × 25 transactions; returns
+/// Runs pgbench's tpcb-like script, 8 clients, for `length` (`-t n` or `-T s`); returns
 /// the transactions it processed, and checks that none failed.
-async fn pgbench_tpcb(addr: SocketAddr, options: Option<&str>, max_tries: u32) -> i64 {
+async fn pgbench_tpcb(addr: SocketAddr, options: Option<&str>, max_tries: u32, length: &'static [&'static str]) -> i64 {
     let options = options.map(str::to_string);
     let stdout = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = options.iter().map(|o| ("PGOPTIONS", o.as_str())).collect();
         let tries = format!("--max-tries={max_tries}");
-        slicedb_e2e::pgbench(
-            addr,
-            &env,
-            &["-n", "-c", "8", "-j", "2", "-t", "25", "-b", "tpcb-like", &tries],
-        )
+        let mut args = vec!["-n", "-c", "8", "-j", "2", "-b", "tpcb-like", &tries];
+        args.extend_from_slice(length);
+        slicedb_e2e::pgbench(addr, &env, &args)
     })
     .await
     .unwrap();
