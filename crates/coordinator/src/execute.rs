@@ -19,7 +19,7 @@ use slicedb_storage::ReadAt;
 
 use crate::parser::{self, Statement};
 use crate::redistribute::QueryGuard;
-use crate::rewrite::{DoUpdate, Returning};
+use crate::rewrite::{Returning, Upsert};
 use crate::sequence::SessionSequences;
 use crate::session::Session;
 use crate::timeout;
@@ -49,9 +49,9 @@ pub struct Prepared {
     /// Set when the write goes the write router (see [`PointWrite`]); the
     /// plan is kept for the parameters' types and as the fallback.
     pub routed: Option<PointWrite>,
-    /// An `INSERT … ON CONFLICT DO UPDATE` (see [`crate::upsert`]): the
-    /// INSERT without its `ON CONFLICT`, and its `DO UPDATE`.
-    pub upsert: Option<Box<(ast::Statement, DoUpdate)>>,
+    /// An `INSERT … ON CONFLICT` run row by row (see [`crate::upsert`]):
+    /// the INSERT without its `ON CONFLICT`, and what to do on a conflict.
+    pub upsert: Option<Box<(ast::Statement, Upsert)>>,
     /// An UPDATE or DELETE whose rows a query finds first (see
     /// [`crate::keyed`]), after the rewrites; `plan` is then that query's.
     pub keyed: Option<Box<ast::Statement>>,
@@ -73,10 +73,10 @@ pub(crate) enum Work<'a> {
         params: Option<&'a ParamValues>,
         statement: &'a ast::Statement,
     },
-    /// An `INSERT … ON CONFLICT DO UPDATE`, row by row ([`crate::upsert`]).
+    /// An `INSERT … ON CONFLICT`, row by row ([`crate::upsert`]).
     Upsert {
         insert: &'a ast::Statement,
-        update: &'a DoUpdate,
+        update: &'a Upsert,
         returning: Option<&'a Returning>,
         params: Option<&'a ParamValues>,
     },
@@ -102,7 +102,7 @@ pub(crate) struct Planned {
     returning: Option<Returning>,
     pub(crate) do_nothing: bool,
     /// Boxed: a syntax tree is large, and futures hold this.
-    upsert: Option<Box<(ast::Statement, DoUpdate)>>,
+    upsert: Option<Box<(ast::Statement, Upsert)>>,
     /// A query's output names as PostgreSQL gives them.
     names: Option<Vec<String>>,
 }

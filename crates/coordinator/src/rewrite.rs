@@ -79,8 +79,16 @@ pub struct Rewritten {
     pub returning: Option<Returning>,
     /// `ON CONFLICT [(primary key)] DO NOTHING`.
     pub do_nothing: bool,
-    /// `ON CONFLICT (primary key) DO UPDATE …` (see [`crate::upsert`]).
-    pub upsert: Option<DoUpdate>,
+    /// An `ON CONFLICT` run row by row (see [`crate::upsert`]): `DO
+    /// UPDATE`, or `DO NOTHING` with `RETURNING`.
+    pub upsert: Option<Upsert>,
+}
+
+/// An `INSERT … ON CONFLICT` run row by row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upsert {
+    DoNothing,
+    DoUpdate(Box<DoUpdate>),
 }
 
 /// The `DO UPDATE SET … [WHERE …]` of an `INSERT … ON CONFLICT`.
@@ -106,15 +114,11 @@ pub fn for_planning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result
     let returning = take_returning(stmt, catalog)?;
     let (do_nothing, upsert) = match conflict {
         Conflict::None => (false, None),
+        // With RETURNING, row by row: only the rows inserted are returned.
+        Conflict::DoNothing if returning.is_some() => (false, Some(Upsert::DoNothing)),
         Conflict::DoNothing => (true, None),
-        Conflict::DoUpdate(u) => (false, Some(*u)),
+        Conflict::DoUpdate(u) => (false, Some(Upsert::DoUpdate(u))),
     };
-    if do_nothing && returning.is_some() {
-        return Err(err!(
-            FeatureNotSupported,
-            "INSERT … ON CONFLICT DO NOTHING RETURNING is not supported yet"
-        ));
-    }
     Ok(Rewritten {
         returning,
         do_nothing,

@@ -25,7 +25,10 @@
 //! restarts the whole statement, as for any write.
 //!
 //! With `RETURNING`, the rows each step wrote are kept and the list is
-//! evaluated over them at the end, as for any write. The primary-key
+//! evaluated over them at the end, as for any write. `ON CONFLICT DO
+//! NOTHING … RETURNING` runs the same way without step 2, so that only the
+//! rows inserted are returned (the one-statement path of `DO NOTHING`
+//! knows how many rows it skipped, not which). The primary-key
 //! columns must be among the INSERT's columns (0A000 otherwise).
 
 use std::collections::HashSet;
@@ -41,7 +44,7 @@ use slicedb_planner::txn::StatementTxn;
 use crate::ddl::{normalize, relation_name};
 use crate::execute::PlanKind;
 use crate::keyed::quoted;
-use crate::rewrite::{default_expr, DoUpdate};
+use crate::rewrite::{default_expr, Upsert};
 use crate::sequence::SessionSequences;
 use crate::Coordinator;
 
@@ -83,12 +86,12 @@ fn bind_excluded(e: &mut Expr, table: &TableDef, columns: &[usize], first_param:
 
 impl Coordinator {
     /// Runs the upsert `insert` (its `ON CONFLICT` taken off into
-    /// `update`) in the statement's transaction `stmt`: how many rows it
+    /// `action`) in the statement's transaction `stmt`: how many rows it
     /// inserted or updated, and, with `keep_rows`, those rows.
     pub(crate) async fn upsert_in(
         &self,
         insert: &ast::Statement,
-        update: &DoUpdate,
+        action: &Upsert,
         params: Option<&ParamValues>,
         stmt: Arc<StatementTxn>,
         sequences: &SessionSequences,
@@ -96,6 +99,10 @@ impl Coordinator {
     ) -> Result<(u64, Vec<RecordBatch>)> {
         let ast::Statement::Insert(ins) = insert else {
             return Err(Error::internal("an upsert that is not an INSERT"));
+        };
+        let update = match action {
+            Upsert::DoNothing => None,
+            Upsert::DoUpdate(u) => Some(u.as_ref()),
         };
         let ast::TableObject::TableName(name) = &ins.table else {
             return Err(err!(FeatureNotSupported, "ON CONFLICT DO UPDATE of a table function"));
@@ -118,8 +125,9 @@ impl Coordinator {
                 })
                 .collect::<Result<_>>()?
         };
-        let key: Vec<usize> = table
-            .primary_key
+        // DO NOTHING needs no key: each row is inserted or skipped.
+        let key_columns = if update.is_some() { &table.primary_key[..] } else { &[] };
+        let key: Vec<usize> = key_columns
             .iter()
             .map(|k| {
                 columns.iter().position(|c| c == k).ok_or_else(|| {
@@ -146,33 +154,38 @@ impl Coordinator {
             names.join(", "),
             placeholders.join(", ")
         );
-        let mut sets = Vec::with_capacity(update.assignments.len());
-        for a in &update.assignments {
-            let mut value = a.value.clone();
-            bind_excluded(&mut value, &table, &columns, user_params)?;
-            sets.push(format!("{} = {value}", a.target));
-        }
-        let mut filter: Vec<String> = key
-            .iter()
-            .map(|i| format!("{} = {}", names[*i], placeholders[*i]))
-            .collect();
-        if let Some(selection) = &update.selection {
-            let mut selection = selection.clone();
-            bind_excluded(&mut selection, &table, &columns, user_params)?;
-            filter.push(format!("({selection})"));
-        }
-        let alias = ins
-            .table_alias
-            .as_ref()
-            .map(|a| format!(" AS {}", a.alias))
-            .unwrap_or_default();
-        let update_sql = format!(
-            "UPDATE {name}{alias} SET {} WHERE {}",
-            sets.join(", "),
-            filter.join(" AND ")
-        );
         let insert_one = self.row_write(&insert_sql).await?;
-        let update_one = self.row_write(&update_sql).await?;
+        let update_one = match update {
+            Some(update) => {
+                let mut sets = Vec::with_capacity(update.assignments.len());
+                for a in &update.assignments {
+                    let mut value = a.value.clone();
+                    bind_excluded(&mut value, &table, &columns, user_params)?;
+                    sets.push(format!("{} = {value}", a.target));
+                }
+                let mut filter: Vec<String> = key
+                    .iter()
+                    .map(|i| format!("{} = {}", names[*i], placeholders[*i]))
+                    .collect();
+                if let Some(selection) = &update.selection {
+                    let mut selection = selection.clone();
+                    bind_excluded(&mut selection, &table, &columns, user_params)?;
+                    filter.push(format!("({selection})"));
+                }
+                let alias = ins
+                    .table_alias
+                    .as_ref()
+                    .map(|a| format!(" AS {}", a.alias))
+                    .unwrap_or_default();
+                let update_sql = format!(
+                    "UPDATE {name}{alias} SET {} WHERE {}",
+                    sets.join(", "),
+                    filter.join(" AND ")
+                );
+                Some((update, self.row_write(&update_sql).await?))
+            }
+            None => None,
+        };
 
         let mut seen: HashSet<Vec<ScalarValue>> = HashSet::new();
         let mut count = 0u64;
@@ -195,7 +208,7 @@ impl Coordinator {
                     values.push(ScalarValue::try_from_array(col, r)?.into());
                 }
                 let row_key: Vec<ScalarValue> = key.iter().map(|i| values[user_params + i].value.clone()).collect();
-                if !seen.insert(row_key) {
+                if update_one.is_some() && !seen.insert(row_key) {
                     return Err(err!(
                         CardinalityViolation,
                         "ON CONFLICT DO UPDATE command cannot affect row a second time"
@@ -212,8 +225,12 @@ impl Coordinator {
                         written.extend(rows);
                         break;
                     }
+                    // DO NOTHING: the row is skipped.
+                    let Some((update, update_one)) = &update_one else {
+                        break;
+                    };
                     let (updated, rows) = self
-                        .run_row(&update_one, &values, &stmt, sequences, PlanKind::Update, keep_rows)
+                        .run_row(update_one, &values, &stmt, sequences, PlanKind::Update, keep_rows)
                         .await?;
                     count += updated;
                     written.extend(rows);
