@@ -20,6 +20,7 @@ use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
@@ -211,6 +212,14 @@ fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
 /// Standard SQL from its tokens (`sql` is their text), so that it is
 /// tokenized once.
 fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statement>> {
+    // Only a statement with both words can hold a NOT IN under an OR: the
+    // others skip that rewrite's walk of the tree.
+    let has = |k: Keyword| {
+        tokens
+            .iter()
+            .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == k))
+    };
+    let not_in_under_or = has(Keyword::IN) && has(Keyword::OR);
     let plain = Parser::new(&PostgreSqlDialect {})
         .with_tokens_with_locations(tokens)
         .parse_statements();
@@ -219,7 +228,9 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
             .into_iter()
             .map(|s| {
                 let mut s = USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s));
-                crate::not_in::rewrite(&mut s)?;
+                if not_in_under_or {
+                    crate::not_in::rewrite(&mut s)?;
+                }
                 Ok(s)
             })
             .collect(),
