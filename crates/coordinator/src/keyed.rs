@@ -44,9 +44,11 @@ use crate::Coordinator;
 
 /// A one-row write, ready for a row's parameters.
 pub(crate) struct RowWrite {
+    statement: ast::Statement,
     routed: Option<PointWrite>,
-    /// The plan, for a row the router declines (or all, without a route).
-    plan: LogicalPlan,
+    /// The plan, when the router does not take the statement (one it
+    /// takes is planned only if it declines a row).
+    plan: Option<LogicalPlan>,
     /// `ON CONFLICT DO NOTHING`.
     do_nothing: bool,
 }
@@ -270,14 +272,22 @@ impl Coordinator {
             Some(Statement::Sql(s)) => *s,
             _ => return Err(Error::internal(format!("a one-row write did not parse: {sql}"))),
         };
-        // Planned once: for a write the router takes, only if it declines
-        // a row.
-        let planned = self.plan(&statement).await?;
-        let routed = self.routed_write(&statement)?.map(|(w, _)| w);
-        Ok(RowWrite {
-            routed,
-            do_nothing: planned.do_nothing,
-            plan: planned.plan,
+        Ok(match self.routed_write(&statement)? {
+            Some((routed, rewritten)) => RowWrite {
+                statement,
+                routed: Some(routed),
+                plan: None,
+                do_nothing: rewritten.do_nothing,
+            },
+            None => {
+                let planned = self.plan(&statement).await?;
+                RowWrite {
+                    statement,
+                    routed: None,
+                    plan: Some(planned.plan),
+                    do_nothing: planned.do_nothing,
+                }
+            }
         })
     }
 
@@ -302,7 +312,11 @@ impl Coordinator {
             }
         }
         // Declined by the router before it wrote anything, or never routed.
-        let plan = write.plan.clone().replace_params_with_values(params)?;
+        let plan = match &write.plan {
+            Some(plan) => plan.clone(),
+            None => self.plan(&write.statement).await?.plan,
+        };
+        let plan = plan.replace_params_with_values(params)?;
         self.execute_plan(plan, kind, stmt.clone(), sequences, write.do_nothing, keep_rows)
             .await
     }
