@@ -151,9 +151,26 @@ impl CatalogState {
             .ok_or_else(|| err!(UndefinedTable, "relation \"{name}\" does not exist"))
     }
 
-    /// Is `name` taken by a table, a view or a sequence (which share one namespace)?
+    /// Is `name` taken by a table, an index, a view or a sequence (which
+    /// share one namespace)?
     pub fn relation_exists(&self, name: &str) -> bool {
-        self.tables.contains_key(name) || self.views.contains_key(name) || self.sequences.contains_key(name)
+        self.tables.contains_key(name)
+            || self.views.contains_key(name)
+            || self.sequences.contains_key(name)
+            || self.index(name).is_some()
+    }
+
+    /// The index called `name`, with its table.
+    pub fn index(&self, name: &str) -> Option<(&Arc<TableDef>, &slicedb_common::IndexDef)> {
+        self.tables.values().find_map(|t| t.index(name).map(|i| (t, i)))
+    }
+
+    /// The table whose rows, or whose index entries, are stored under id
+    /// `id` (index entries are placed by their table's map).
+    pub fn table_by_storage_id(&self, id: TableId) -> Option<&Arc<TableDef>> {
+        self.tables
+            .values()
+            .find(|t| t.id == id || t.indexes.iter().any(|i| i.id == id))
     }
 
     /// Where `table`'s buckets are now: its hash map, or, while a
@@ -317,7 +334,8 @@ impl Catalog {
                 }
                 Change::SetCurrentMap(name) => new.meta.current_map = Some(name),
                 Change::PutTable(t) => {
-                    new.meta.next_table_id = new.meta.next_table_id.max(t.id + 1);
+                    let last = t.indexes.iter().map(|i| i.id).chain([t.id]).max().unwrap_or(t.id);
+                    new.meta.next_table_id = new.meta.next_table_id.max(last + 1);
                     batch.put(format!("table/{}", t.name), json(&t)?);
                     new.tables.insert(t.name.clone(), Arc::new(t));
                 }

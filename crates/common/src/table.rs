@@ -83,6 +83,102 @@ pub struct TableDef {
     /// The name of the primary-key constraint (`t_pkey` unless named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key_name: Option<String>,
+    /// Secondary indexes (`CREATE INDEX`, `UNIQUE` constraints): see [`IndexDef`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexDef>,
+}
+
+/// A global secondary index of a table.
+///
+/// Its entries are stored like the rows of a table of their own (id
+/// [`IndexDef::id`]), hash-distributed by the indexed values over the base
+/// table's hash map, so an equality lookup asks one slice server. An entry
+/// holds the indexed values and the [row key](ROW_KEY_ENTRY_COLUMN) of the
+/// row it points to; [`IndexDef::entry_table`] describes that layout. A
+/// unique index keys its entries by the indexed values alone, so a second
+/// entry with the same values is a 23505 wherever the two rows live; a
+/// non-unique one keys them by the values and the row key. Rows with a NULL
+/// in an indexed column get no entry: NULLs never conflict (as in
+/// PostgreSQL) and no equality finds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    /// Storage id of the entries (from the catalog's table ids).
+    pub id: TableId,
+    /// Indexed columns of the base table, in index order.
+    pub columns: Vec<usize>,
+    pub unique: bool,
+    /// Made by a `UNIQUE` constraint (dropped with `DROP CONSTRAINT`,
+    /// shown as a constraint) rather than by `CREATE INDEX`.
+    #[serde(default)]
+    pub constraint: bool,
+    /// Still being built: writers maintain it, readers do not use it.
+    #[serde(default)]
+    pub building: bool,
+    /// Snapshots at or after this timestamp see every entry (those before
+    /// the build finished do not use the index).
+    #[serde(default)]
+    pub usable_from: u64,
+}
+
+/// Name of the last column of an index entry: the base row's key.
+pub const ROW_KEY_ENTRY_COLUMN: &str = "__slicedb_row_key";
+
+impl IndexDef {
+    /// The entries' layout as a table: the indexed columns (NOT NULL), then
+    /// the base row's key as `bytea`; keyed by the indexed columns (unique)
+    /// or by all of them, distributed by the indexed columns over `base`'s
+    /// hash map.
+    pub fn entry_table(&self, base: &TableDef) -> TableDef {
+        let mut columns: Vec<ColumnDef> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let mut col = ColumnDef::new(base.columns[*c].name.clone(), base.columns[*c].sql_type);
+                col.nullable = false;
+                col
+            })
+            .collect();
+        let mut key = ColumnDef::new(ROW_KEY_ENTRY_COLUMN, SqlType::Bytea);
+        key.nullable = false;
+        columns.push(key);
+        let n = self.columns.len();
+        TableDef {
+            id: self.id,
+            name: self.name.clone(),
+            columns,
+            primary_key: if self.unique {
+                (0..n).collect()
+            } else {
+                (0..=n).collect()
+            },
+            distribution_key: (0..n).collect(),
+            hash_map: base.hash_map.clone(),
+            checks: Vec::new(),
+            primary_key_name: Some(self.name.clone()),
+            indexes: Vec::new(),
+        }
+    }
+
+    /// The entry of a row (all columns, table order) whose key is
+    /// `row_key`, or `None` when an indexed value is NULL.
+    pub fn entry(&self, row: &[Datum], row_key: &[u8]) -> Option<Vec<Datum>> {
+        let mut entry = Vec::with_capacity(self.columns.len() + 1);
+        for c in &self.columns {
+            match row.get(*c) {
+                None | Some(Datum::Null) => return None,
+                Some(v) => entry.push(v.clone()),
+            }
+        }
+        entry.push(Datum::Bytes(row_key.to_vec()));
+        Some(entry)
+    }
+
+    /// `(a, b)`: the indexed column names, for messages.
+    pub fn column_list(&self, base: &TableDef) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|c| base.columns[*c].name.as_str()).collect();
+        names.join(", ")
+    }
 }
 
 impl TableDef {
@@ -102,6 +198,18 @@ impl TableDef {
 
     pub fn column_types(&self) -> Vec<SqlType> {
         self.columns.iter().map(|c| c.sql_type).collect()
+    }
+
+    /// The name of the primary-key constraint.
+    pub fn pkey_name(&self) -> String {
+        self.primary_key_name
+            .clone()
+            .unwrap_or_else(|| format!("{}_pkey", self.name))
+    }
+
+    /// The indexes writers maintain (ready or being built).
+    pub fn index(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes.iter().find(|i| i.name == name)
     }
 
     pub fn has_primary_key(&self) -> bool {

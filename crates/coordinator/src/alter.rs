@@ -118,6 +118,23 @@ impl Coordinator {
                 }
                 t.columns.push(col);
                 self.put_table(name, t)?;
+                for opt in &def.options {
+                    if let ast::ColumnOption::Unique(u) = &opt.option {
+                        let mut spec = crate::index::unique_spec(name, u, Some(&col_name))?;
+                        spec.name = spec.name.or(opt.name.as_ref().map(normalize));
+                        if let Err(e) = self.add_index(None, spec).await {
+                            // The column was added without a rewrite: take it back.
+                            self.catalog.update(|state| {
+                                let mut t = (*state.table(name)?).clone();
+                                if t.columns.last().is_some_and(|c| c.name == col_name) {
+                                    t.columns.pop();
+                                }
+                                Ok(vec![Change::PutTable(t)])
+                            })?;
+                            return Err(e);
+                        }
+                    }
+                }
             }
             AlterTableOperation::RenameColumn {
                 old_column_name,
@@ -294,10 +311,7 @@ impl Coordinator {
                     // back if one fails it.
                     self.put_table(name, t)?;
                     let failing = self
-                        .query_count(&format!(
-                            "SELECT count(*) FROM \"{name}\" WHERE NOT ({})",
-                            check.expr
-                        ))
+                        .query_count(&format!("SELECT count(*) FROM \"{name}\" WHERE NOT ({})", check.expr))
                         .await;
                     if !matches!(failing, Ok(0)) {
                         self.catalog.update(|state| {
@@ -324,15 +338,22 @@ impl Coordinator {
                     self.add_primary_key(name, &columns, pk.name.as_ref().map(normalize))
                         .await?;
                 }
+                TableConstraint::Unique(u) => {
+                    self.add_index(None, crate::index::unique_spec(name, &u, None)?).await?;
+                }
                 other => {
                     return Err(err!(
                         FeatureNotSupported,
-                        "constraint {other} is not supported yet (UNIQUE beyond the primary key needs global indexes; FOREIGN KEY is not enforced yet)"
+                        "constraint {other} is not supported yet (FOREIGN KEY is not enforced yet)"
                     ))
                 }
             },
             AlterTableOperation::DropConstraint { if_exists, name: c, .. } => {
                 let c = normalize(&c);
+                if let Some(index) = t.indexes.iter().find(|i| i.constraint && i.name == c) {
+                    self.drop_index(name, &index.clone()).await?;
+                    return Ok(name.to_string());
+                }
                 let before = t.checks.len();
                 t.checks.retain(|x| x.name != c);
                 if t.checks.len() == before {
@@ -352,7 +373,10 @@ impl Coordinator {
             }
             AlterTableOperation::SetOptionsParens { options } => check_storage_options(&options)?,
             AlterTableOperation::DropColumn { .. } => {
-                return Err(err!(FeatureNotSupported, "ALTER TABLE … DROP COLUMN is not supported yet"));
+                return Err(err!(
+                    FeatureNotSupported,
+                    "ALTER TABLE … DROP COLUMN is not supported yet"
+                ));
             }
             other => return Err(err!(FeatureNotSupported, "ALTER TABLE … {other} is not supported")),
         }
@@ -405,6 +429,7 @@ impl Coordinator {
             hash_map: String::new(),
             checks: vec![],
             primary_key_name: None,
+            indexes: Vec::new(),
         };
         slicedb_planner::write::check_value(&table, 0, value)
     }
@@ -415,6 +440,23 @@ impl Coordinator {
             .query_count(&format!("SELECT count(*) FROM (SELECT 1 FROM \"{name}\" LIMIT 1) AS r"))
             .await?
             > 0)
+    }
+
+    /// Every row of `source`'s table, all columns and the row key last, at
+    /// the snapshot of `stmt` (rewrites and index builds read this way).
+    pub(crate) async fn rows_with_keys(
+        &self,
+        source: &slicedb_planner::table::SliceTable,
+        stmt: std::sync::Arc<slicedb_planner::txn::StatementTxn>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        use datafusion::dataframe::DataFrame;
+        use datafusion::datasource::provider_as_source;
+        use datafusion::logical_expr::LogicalPlanBuilder;
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(stmt);
+        let provider = provider_as_source(std::sync::Arc::new(source.with_row_key()));
+        let plan = LogicalPlanBuilder::scan(source.table.name.as_str(), provider, None)?.build()?;
+        Ok(DataFrame::new(state, plan).execute_stream().await?)
     }
 
     /// Runs a `SELECT count(*) …` in a session of its own.
@@ -436,6 +478,18 @@ impl Coordinator {
             .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
             .ok_or_else(|| slicedb_common::Error::internal("a count returned no value"))
     }
+}
+
+/// The row-key column (`index`) of a batch of [`Coordinator::rows_with_keys`].
+pub(crate) fn row_keys(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    index: usize,
+) -> Result<&datafusion::arrow::array::BinaryArray> {
+    batch
+        .column(index)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::BinaryArray>()
+        .ok_or_else(|| slicedb_common::Error::internal("row key column is not binary"))
 }
 
 /// `WITH (…)` / `SET (…)` storage parameters: PostgreSQL's heap options
@@ -466,10 +520,6 @@ impl Coordinator {
     /// The distribution key must be part of the key, as in CREATE TABLE, so
     /// every row stays in its bucket.
     async fn add_primary_key(&self, name: &str, columns: &[String], constraint: Option<String>) -> Result<()> {
-        use datafusion::arrow::array::{Array, BinaryArray};
-        use datafusion::dataframe::DataFrame;
-        use datafusion::datasource::provider_as_source;
-        use datafusion::logical_expr::LogicalPlanBuilder;
         use futures::StreamExt;
         use slicedb_storage::key::row_key;
         use slicedb_storage::RowWrite;
@@ -527,24 +577,12 @@ impl Coordinator {
         let mut txn = self.txns.begin().await?;
         let rewrite = async {
             let stmt = txn.statement();
-            let mut state = self.ctx.state();
-            state.config_mut().set_extension(stmt.clone());
-            let plan = LogicalPlanBuilder::scan(
-                name,
-                provider_as_source(std::sync::Arc::new(source.with_row_key())),
-                None,
-            )?
-            .build()?;
-            let mut rows = DataFrame::new(state, plan).execute_stream().await?;
+            let mut rows = self.rows_with_keys(&source, stmt.clone()).await?;
             let mut router = slicedb_planner::write::RowRouter::new(source.clone(), stmt).holding_gates();
             let types = table.column_types();
             while let Some(batch) = rows.next().await {
                 let batch = batch?;
-                let keys = batch
-                    .column(types.len())
-                    .as_any()
-                    .downcast_ref::<BinaryArray>()
-                    .ok_or_else(|| slicedb_common::Error::internal("row key column is not binary"))?;
+                let keys = row_keys(&batch, types.len())?;
                 for i in 0..batch.num_rows() {
                     let row: Vec<Datum> = types
                         .iter()

@@ -44,13 +44,6 @@ pub fn relation_name(name: &ObjectName) -> Result<String> {
     }
 }
 
-fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
-    match &c.column.expr {
-        ast::Expr::Identifier(i) => Ok(normalize(i)),
-        other => Err(err!(FeatureNotSupported, "key on expression {other} is not supported")),
-    }
-}
-
 /// The refusal of a constraint slicedb cannot enforce yet.
 fn constraint_unsupported(what: &str) -> Error {
     err!(
@@ -251,7 +244,11 @@ pub fn column_def(
             ColumnOption::Generated { .. } => {
                 return Err(err!(FeatureNotSupported, "generated columns are not supported"));
             }
-            ColumnOption::Unique(_) | ColumnOption::ForeignKey(_) => {
+            // Built by the caller (`create_table`, `add_column`).
+            ColumnOption::Unique(u) => {
+                crate::index::unique_spec(table, u, Some(&name))?;
+            }
+            ColumnOption::ForeignKey(_) => {
                 return Err(constraint_unsupported(&opt.option.to_string()));
             }
             other => return Err(err!(FeatureNotSupported, "column option {other} is not supported")),
@@ -394,6 +391,7 @@ impl Coordinator {
         let mut primary_key_name: Option<String> = None;
         let mut checks: Vec<CheckDef> = Vec::new();
         let mut sequences: Vec<SequenceDef> = Vec::new();
+        let mut uniques: Vec<crate::index::IndexSpec> = Vec::new();
         for c in &create.columns {
             let col_name = normalize(&c.name);
             if columns.iter().any(|x| x.name == col_name) {
@@ -401,6 +399,11 @@ impl Coordinator {
             }
             let (column, sequence) = column_def(&name, c, &mut checks)?;
             for opt in &c.options {
+                if let ColumnOption::Unique(u) = &opt.option {
+                    let mut spec = crate::index::unique_spec(&name, u, Some(&col_name))?;
+                    spec.name = spec.name.or(opt.name.as_ref().map(normalize));
+                    uniques.push(spec);
+                }
                 if let ColumnOption::PrimaryKey(pk) = &opt.option {
                     if !primary_key.is_empty() {
                         return Err(err!(
@@ -428,7 +431,7 @@ impl Coordinator {
                         ));
                     }
                     for c in &pk.columns {
-                        primary_key.push(index_column_name(c)?);
+                        primary_key.push(crate::index::index_column_name(c)?);
                     }
                     primary_key_name = pk.name.as_ref().map(normalize);
                 }
@@ -436,6 +439,7 @@ impl Coordinator {
                     let check = table_check(&name, check, &checks);
                     checks.push(check);
                 }
+                TableConstraint::Unique(u) => uniques.push(crate::index::unique_spec(&name, u, None)?),
                 other => return Err(constraint_unsupported(&other.to_string())),
             }
         }
@@ -493,7 +497,7 @@ impl Coordinator {
                 None => state.current_map()?,
             };
             let mut changes: Vec<Change> = sequences.iter().cloned().map(Change::PutSequence).collect();
-            changes.push(Change::PutTable(TableDef {
+            let mut table = TableDef {
                 id: state.next_table_id(),
                 name: name.clone(),
                 columns,
@@ -502,7 +506,10 @@ impl Coordinator {
                 hash_map: map.name.clone(),
                 checks,
                 primary_key_name,
-            }));
+                indexes: Vec::new(),
+            };
+            table.indexes = crate::index::new_table_indexes(state, &table, &uniques)?;
+            changes.push(Change::PutTable(table));
             Ok(changes)
         })?;
         if existed {
@@ -638,6 +645,9 @@ impl Coordinator {
                 // are never reused, so rows a crash leaves here are unreachable.
                 for (t, map) in dropped {
                     self.delete_rows(t.id, &map).await?;
+                    for index in &t.indexes {
+                        self.delete_rows(index.id, &map).await?;
+                    }
                 }
                 Ok(Output::Command(CommandTag::new("DROP TABLE")))
             }
@@ -744,6 +754,9 @@ impl Coordinator {
         }
         for table in &tables {
             self.delete_table_rows(table.id, &table.hash_map).await?;
+            for index in &table.indexes {
+                self.delete_table_rows(index.id, &table.hash_map).await?;
+            }
         }
         if matches!(t.identity, Some(ast::TruncateIdentityOption::Restart)) {
             // The sequences of the tables' serial and identity columns start over.

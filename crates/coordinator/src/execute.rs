@@ -879,6 +879,16 @@ impl Coordinator {
         use ast::Statement as S;
         match sql {
             S::Drop {
+                object_type: ast::ObjectType::Index,
+                if_exists,
+                names,
+                ..
+            } => {
+                let names: Vec<String> = names.iter().map(crate::ddl::relation_name).collect::<Result<_>>()?;
+                self.drop_indexes(&names, if_exists).await
+            }
+            S::CreateIndex(ci) => self.create_index(session, ci).await,
+            S::Drop {
                 object_type,
                 if_exists,
                 names,

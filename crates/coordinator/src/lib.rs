@@ -23,6 +23,7 @@ pub mod alter;
 pub mod copy;
 pub mod ddl;
 pub mod execute;
+pub mod index;
 pub mod keyed;
 pub mod names;
 pub mod not_in;
@@ -358,6 +359,7 @@ impl Coordinator {
         };
         coordinator.register_system_views(&db)?;
         if tokio::runtime::Handle::try_current().is_ok() {
+            coordinator.drop_unfinished_indexes()?;
             coordinator.txns.spawn_recovery();
             coordinator.resume_redistributions();
         }

@@ -950,6 +950,15 @@ impl Coordinator {
                     started_at: now_ms(),
                     finished_at: None,
                 };
+                if !job.pairs.is_empty() && !def.indexes.is_empty() {
+                    let names: Vec<&str> = def.indexes.iter().map(|i| i.name.as_str()).collect();
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "cannot redistribute table \"{}\": it has indexes ({}), and moving index entries is not supported yet; drop them, redistribute, and create them again",
+                        def.name,
+                        names.join(", ")
+                    ));
+                }
                 if job.pairs.is_empty() {
                     // The maps agree on every bucket: nothing to copy.
                     let mut bound = (*def).clone();

@@ -21,6 +21,7 @@
 
 pub mod bytea;
 pub mod fragment;
+pub mod index_lookup;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;

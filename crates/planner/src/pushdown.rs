@@ -214,7 +214,7 @@ fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 
 /// All combinations of pinned values for `columns`, if every column is
 /// pinned and there are not too many.
-fn key_combinations(filters: &[Expr], table: &TableDef, columns: &[usize]) -> Option<Vec<Vec<Datum>>> {
+pub fn key_combinations(filters: &[Expr], table: &TableDef, columns: &[usize]) -> Option<Vec<Vec<Datum>>> {
     let mut combos: Vec<Vec<Datum>> = vec![Vec::new()];
     for c in columns {
         let values = pinned_values(filters, table, *c)?;
@@ -288,6 +288,7 @@ mod tests {
             hash_map: "hm1".into(),
             checks: vec![],
             primary_key_name: None,
+            indexes: Vec::new(),
         }
     }
 

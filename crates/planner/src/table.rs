@@ -22,7 +22,8 @@ use slicedb_storage::ReadAt;
 use slicedb_transport::message::ROW_KEY_COLUMN;
 use slicedb_transport::{Cluster, Predicate, ScanRequest};
 
-use crate::pushdown::{point_keys, prune_buckets, to_predicate};
+use crate::index_lookup::IndexLookupExec;
+use crate::pushdown::{key_combinations, point_keys, prune_buckets, to_predicate};
 use crate::scan::{SliceScan, SliceScanExec};
 use crate::txn::{Cutovers, StatementTxn};
 use crate::write::{ReturningSink, SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
@@ -44,6 +45,14 @@ impl LiveRouting {
     /// The catalog's placement of `table` now.
     pub fn placement(&self, table: &TableDef) -> Result<Arc<HashMap>, Error> {
         let snapshot = self.catalog.snapshot();
+        let now = self.live_table(table)?;
+        snapshot.table_map(&now)
+    }
+
+    /// The catalog's definition of `table` now (its indexes may have
+    /// changed since planning).
+    pub fn live_table(&self, table: &TableDef) -> Result<Arc<TableDef>, Error> {
+        let snapshot = self.catalog.snapshot();
         match snapshot.tables.get(&table.name) {
             // Rows keyed as planned: a primary key added since (which
             // rewrote every row under its key) makes the writer start over.
@@ -52,7 +61,7 @@ impl LiveRouting {
                 "the primary key of \"{}\" changed during the statement",
                 table.name
             )),
-            Some(now) if now.id == table.id => snapshot.table_map(now),
+            Some(now) if now.id == table.id => Ok(now.clone()),
             _ => Err(slicedb_common::err!(
                 UndefinedTable,
                 "relation \"{}\" was dropped during the statement",
@@ -260,6 +269,28 @@ impl SliceTable {
             .collect()
     }
 
+    /// The index to read through, and the values to look up, when the
+    /// filters pin every column of a usable index and the scan is not
+    /// already a point read or a read of a few buckets. Indexes are taken
+    /// from the catalog of the moment; one still being built, or finished
+    /// after the snapshot, is not usable.
+    fn index_lookup(
+        &self,
+        at: ReadAt,
+        scans: &[SliceScan],
+        filters: &[Expr],
+    ) -> Option<(slicedb_common::IndexDef, Vec<Vec<slicedb_common::Datum>>)> {
+        if scans.iter().any(|s| s.request.keys.is_some()) || prune_buckets(filters, &self.table).is_some() {
+            return None;
+        }
+        let live = self.routing.live_table(&self.table).ok()?;
+        live.indexes
+            .iter()
+            .filter(|i| !i.building && i.usable_from <= at.ts)
+            .filter_map(|i| Some((i.clone(), key_combinations(filters, &live, &i.columns)?)))
+            .min_by_key(|(i, lookups)| (lookups.len(), !i.unique))
+    }
+
     fn key_scan_plan(&self, filters: Vec<Expr>, exprs: Vec<Expr>) -> DfResult<datafusion::logical_expr::LogicalPlan> {
         let source = provider_as_source(Arc::new(self.with_row_key()));
         let mut builder = LogicalPlanBuilder::scan(self.table.name.as_str(), source, None)?;
@@ -339,13 +370,29 @@ impl TableProvider for SliceTable {
         if scans.is_empty() {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(SliceScanExec::new(
-            self.table.clone(),
-            map,
-            schema,
-            scans,
-            self.cluster.clone(),
-        ));
+        let exec: Arc<dyn ExecutionPlan> = match self.index_lookup(at, &scans, filters) {
+            Some((index, lookups)) => {
+                let mut rows = scans[0].request.clone();
+                rows.buckets = Vec::new();
+                rows.keys = None;
+                Arc::new(IndexLookupExec::new(
+                    self.table.clone(),
+                    index,
+                    map,
+                    lookups,
+                    rows,
+                    schema,
+                    self.cluster.clone(),
+                ))
+            }
+            None => Arc::new(SliceScanExec::new(
+                self.table.clone(),
+                map,
+                schema,
+                scans,
+                self.cluster.clone(),
+            )),
+        };
         if ordered == *projection {
             return Ok(exec);
         }

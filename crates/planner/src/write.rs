@@ -29,10 +29,10 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions,
 };
 use futures::StreamExt;
-use slicedb_common::{err, Datum, Error, NodeId, Result, SqlType, TableDef};
+use slicedb_common::{err, pad_row, Datum, Error, IndexDef, NodeId, Result, SqlType, TableDef, TableId};
 use slicedb_hashmap::bucket_of;
 use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::{RowWrite, TxnWrite};
+use slicedb_storage::{RowKey, RowWrite, Seen, TxnWrite};
 use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::table::SliceTable;
@@ -128,62 +128,208 @@ impl RowRouter {
         }
         let txn = self.txn.writer()?;
         let routing = self.target.routing.clone();
-        let table = &self.target.table;
+        let table = self.target.table.clone();
         let _permit = match self.gated {
             true => Some(routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await),
             false => None,
         };
-        let placement = routing.placement(table)?;
+        let placement = routing.placement(&table)?;
         routing
             .cutovers
             .check(table.id, &table.name, txn.start_ts, pending.iter().map(|(b, _)| *b))?;
-        let mut batches: BTreeMap<NodeId, (Vec<u16>, Vec<RowWrite>)> = BTreeMap::new();
-        for (bucket, w) in pending {
-            let e = batches.entry(placement.owner(bucket)).or_default();
-            e.0.push(bucket);
-            e.1.push(w);
+        // The indexes as the catalog has them now, under the gates: an index
+        // built since planning is maintained too.
+        let live = routing.live_table(&table)?;
+        let indexes = &live.indexes;
+        // What each write leaves, for the index entries: its key and new row.
+        let after: Vec<(Option<RowKey>, Option<Vec<Datum>>)> = match indexes.is_empty() {
+            true => Vec::new(),
+            false => pending.iter().map(|(_, w)| write_after(w)).collect(),
+        };
+        let batches = Batch::by_owner(&placement, pending);
+        let (affected, seen) = self
+            .send(txn, table.id, &table.pkey_name(), batches, !indexes.is_empty())
+            .await?;
+        self.txn.add_rows(affected)?;
+        if !indexes.is_empty() {
+            self.maintain_indexes(txn, &live, &placement, after, seen).await?;
         }
+        Ok(affected)
+    }
+
+    /// Writes the entries of `rows` (row key, row in table column order)
+    /// into `index`, which is being built: for `CREATE INDEX`, which holds
+    /// the table's gates.
+    pub async fn backfill(&self, index: &IndexDef, rows: &[(RowKey, Vec<Datum>)]) -> Result<()> {
+        let txn = self.txn.writer()?;
+        let placement = self.target.routing.placement(&self.target.table)?;
+        let entries = index.entry_table(&self.target.table);
+        let mut writes = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            if let Some(entry) = index.entry(row, key) {
+                writes.push(insert_write(&entries, entry)?);
+            }
+        }
+        let batches = Batch::by_owner(&placement, writes);
+        if !batches.is_empty() {
+            self.send(txn, index.id, &index.name, batches, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index entries that the base writes call for: for each
+    /// write that changed a row, the old row's entries go and the new row's
+    /// come (unchanged ones stay). Deletions go first, so a statement that
+    /// swaps two unique values does not trip over itself.
+    async fn maintain_indexes(
+        &self,
+        txn: TxnWrite,
+        table: &TableDef,
+        placement: &slicedb_hashmap::HashMap,
+        after: Vec<(Option<RowKey>, Option<Vec<Datum>>)>,
+        seen: Vec<Option<Seen>>,
+    ) -> Result<()> {
+        let missing = table.missing_values();
+        for index in &table.indexes {
+            let entries = index.entry_table(table);
+            let mut deletes: Vec<(u16, RowWrite)> = Vec::new();
+            let mut inserts: Vec<(u16, RowWrite)> = Vec::new();
+            for ((key, new), found) in after.iter().zip(&seen) {
+                let Some(found) = found.as_ref().filter(|f| f.applied) else {
+                    continue;
+                };
+                let Some(key) = key.as_ref().or(found.key.as_ref()) else {
+                    continue;
+                };
+                let old_entry = found.old.clone().and_then(|mut old| {
+                    pad_row(&mut old, &missing);
+                    index.entry(&old, key)
+                });
+                let new_entry = new.as_ref().and_then(|row| index.entry(row, key));
+                if old_entry == new_entry {
+                    continue;
+                }
+                if let Some(old) = old_entry {
+                    let (bucket, w) = insert_write(&entries, old)?;
+                    if let RowWrite::Insert { key, .. } = w {
+                        deletes.push((bucket, RowWrite::Delete { key }));
+                    }
+                }
+                if let Some(new) = new_entry {
+                    inserts.push(insert_write(&entries, new)?);
+                }
+            }
+            let batches = Batch::by_owner(placement, deletes.into_iter().chain(inserts));
+            if !batches.is_empty() {
+                self.send(txn, index.id, &index.name, batches, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each slice server its batch of writes to `table_id`, in
+    /// parallel; returns the rows they report affected and, with `seen`,
+    /// what each write found, by its position in the statement's writes.
+    ///
+    /// The coordinator learns which buckets went where (recorded before
+    /// sending, so that a failed request is rolled back too).
+    async fn send(
+        &self,
+        txn: TxnWrite,
+        table_id: TableId,
+        unique_name: &str,
+        batches: BTreeMap<NodeId, Batch>,
+        seen: bool,
+    ) -> Result<(u64, Vec<Option<Seen>>)> {
         let mut continues = BTreeMap::new();
-        for (node, (buckets, _)) in &batches {
+        let mut total = 0;
+        for (node, batch) in &batches {
             continues.insert(*node, self.txn.wrote_to(*node)?);
-            self.txn.record(table.id, *node, buckets.iter().copied())?;
+            self.txn.record(table_id, *node, batch.buckets.iter().copied())?;
+            total += batch.writes.len();
         }
-        let sends = batches.into_iter().map(|(node, (_, writes))| {
+        let sends = batches.into_iter().map(|(node, batch)| {
             let cluster = self.target.cluster.clone();
             let request = SliceRequest::Write {
                 txn: TxnWrite {
                     continues: continues.get(&node).copied().unwrap_or(true),
                     ..txn
                 },
-                table_id: table.id,
-                table_name: table.name.clone(),
-                writes,
+                table_id,
+                unique_name: unique_name.to_string(),
+                writes: batch.writes,
+                seen,
             };
             async move {
                 match cluster.client(node)?.call(request).await? {
-                    SliceResponse::Written(n) => Ok((node, n)),
+                    SliceResponse::Written(n) => Ok((node, n, batch.positions, Vec::new())),
+                    SliceResponse::WrittenSeen(n, found) => Ok((node, n, batch.positions, found)),
                     other => Err(Error::internal(format!("unexpected write response {other:?}"))),
                 }
             }
         });
         let mut affected = 0;
         let mut first_error = None;
+        let mut found: Vec<Option<Seen>> = vec![None; if seen { total } else { 0 }];
         for r in futures::future::join_all(sends).await {
             match r {
-                Ok((node, n)) => {
+                Ok((node, n, positions, seen)) => {
                     self.txn.acknowledge(node)?;
                     affected += n;
+                    for (p, s) in positions.into_iter().zip(seen) {
+                        if let Some(slot) = found.get_mut(p) {
+                            *slot = Some(s);
+                        }
+                    }
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        self.txn.add_rows(affected)?;
         match first_error {
             Some(e) => Err(e),
-            None => Ok(affected),
+            None => Ok((affected, found)),
         }
+    }
+}
+
+/// One slice server's writes of a flush.
+#[derive(Default)]
+struct Batch {
+    buckets: Vec<u16>,
+    writes: Vec<RowWrite>,
+    /// Each write's position among the flush's writes.
+    positions: Vec<usize>,
+}
+
+impl Batch {
+    /// `writes` grouped by the slice server that owns each one's bucket
+    /// under `placement`, remembering each one's position.
+    fn by_owner(
+        placement: &slicedb_hashmap::HashMap,
+        writes: impl IntoIterator<Item = (u16, RowWrite)>,
+    ) -> BTreeMap<NodeId, Batch> {
+        let mut batches: BTreeMap<NodeId, Batch> = BTreeMap::new();
+        for (i, (bucket, w)) in writes.into_iter().enumerate() {
+            let e = batches.entry(placement.owner(bucket)).or_default();
+            e.buckets.push(bucket);
+            e.writes.push(w);
+            e.positions.push(i);
+        }
+        batches
+    }
+}
+
+/// The key a write addresses (none for a hidden row id insert: the slice
+/// server reports it) and the row it leaves (none for a delete).
+fn write_after(w: &RowWrite) -> (Option<RowKey>, Option<Vec<Datum>>) {
+    match w {
+        RowWrite::Insert { key, row } | RowWrite::InsertIfAbsent { key, row } | RowWrite::Put { key, row } => {
+            (Some(key.clone()), Some(row.clone()))
+        }
+        RowWrite::InsertWithRowId { row, .. } => (None, Some(row.clone())),
+        RowWrite::Delete { key } => (Some(key.clone()), None),
     }
 }
 

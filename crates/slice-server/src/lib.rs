@@ -113,19 +113,23 @@ impl SliceService for SliceServer {
             SliceRequest::Write {
                 txn,
                 table_id,
-                table_name,
+                unique_name,
                 writes,
+                seen,
             } => {
                 // Most writes take free row locks over rows in memory: done
                 // here, without a blocking thread's round trip.
-                let n = match self.store.try_txn_write(txn, table_id, &table_name, &writes) {
+                let (n, found) = match self.store.try_txn_write(txn, table_id, &unique_name, &writes, seen) {
                     Some(n) => n?,
                     None => {
-                        self.blocking(move |s| s.txn_write(txn, table_id, &table_name, &writes))
+                        self.blocking(move |s| s.txn_write_seen(txn, table_id, &unique_name, &writes, seen))
                             .await?
                     }
                 };
-                Ok(SliceResponse::Written(n))
+                Ok(match seen {
+                    true => SliceResponse::WrittenSeen(n, found),
+                    false => SliceResponse::Written(n),
+                })
             }
             SliceRequest::Prepare { txn } => {
                 self.blocking(move |s| s.prepare(txn)).await?;

@@ -31,6 +31,35 @@ pub enum RowWrite {
     Delete { key: RowKey },
 }
 
+/// What one [`RowWrite`] found and did, reported to a writer that asked
+/// (one that maintains secondary indexes).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    /// The write changed the row (an `InsertIfAbsent` of an existing key,
+    /// or a delete of a missing row, did not).
+    pub applied: bool,
+    /// The row as it was before the write, as the transaction saw it (its
+    /// own pending image, else the latest committed version); stored rows
+    /// may be shorter than the table (`pad_row`).
+    pub old: Option<Vec<Datum>>,
+    /// The key a hidden row id insert got.
+    pub key: Option<RowKey>,
+}
+
+impl Seen {
+    pub(crate) fn of(applied: bool, old: Option<Vec<u8>>) -> Result<Seen> {
+        let old = match old {
+            Some(bytes) => Some(crate::row::decode_row(&bytes)?.values),
+            None => None,
+        };
+        Ok(Seen {
+            applied,
+            old,
+            key: None,
+        })
+    }
+}
+
 /// Rows and bytes a slice server holds for one table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableStats {
@@ -833,6 +862,70 @@ mod tests {
         }
     }
 
+    /// What an index-maintaining writer learns: the row each write
+    /// replaced (committed, or its own pending image), whether it applied,
+    /// and the key a hidden row id got; and that a duplicate names the
+    /// constraint it was given.
+    #[test]
+    fn writes_report_the_rows_they_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SliceStore::open(dir.path()).unwrap();
+        store.register(7, 1).unwrap();
+        store.write(1, "t", &[put(1, 1, "a")]).unwrap();
+        let txn = tick();
+        let w = |seq| TxnWrite {
+            txn,
+            start_ts: txn,
+            seq,
+            continues: seq > 1,
+            lock_timeout_ms: 0,
+        };
+        let k1 = row_key(1, &[Datum::Int64(1)]).unwrap();
+        let row = |v: &str| vec![Datum::Int64(1), Datum::Text(v.into())];
+        let (n, seen) = store
+            .txn_write_seen(w(1), 1, "t_pkey", &[put(1, 1, "b"), put(1, 2, "new")], true)
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(seen[0].old, Some(row("a")), "the committed row");
+        assert_eq!(seen[1].old, None, "no row before");
+        assert!(seen.iter().all(|s| s.applied));
+        let writes = [
+            RowWrite::Delete { key: k1.clone() },
+            RowWrite::Delete {
+                key: row_key(1, &[Datum::Int64(9)]).unwrap(),
+            },
+            RowWrite::InsertIfAbsent {
+                key: row_key(1, &[Datum::Int64(2)]).unwrap(),
+                row: vec![Datum::Int64(2), Datum::Text("again".into())],
+            },
+            RowWrite::InsertWithRowId {
+                bucket: 3,
+                row: vec![Datum::Int64(5)],
+            },
+        ];
+        let (n, seen) = store.txn_write_seen(w(2), 1, "t_pkey", &writes, true).unwrap();
+        assert_eq!(n, 2, "the delete and the row-id insert");
+        assert_eq!(seen[0].old, Some(row("b")), "its own pending image");
+        assert_eq!((seen[1].applied, seen[1].old.is_none()), (false, true), "a missing row");
+        assert!(!seen[2].applied, "the key exists");
+        let key = seen[3].key.clone().expect("the row id key");
+        assert_eq!(crate::key::bucket_of_row_key(&key).unwrap(), 3);
+        let e = store
+            .txn_write(
+                w(3),
+                1,
+                "t_email_key",
+                &[RowWrite::Insert {
+                    key: row_key(1, &[Datum::Int64(2)]).unwrap(),
+                    row: vec![],
+                }],
+            )
+            .unwrap_err();
+        assert_eq!(e.state.code(), "23505");
+        assert!(e.message.contains("\"t_email_key\""), "{}", e.message);
+        store.abort(txn).unwrap();
+    }
+
     #[test]
     fn snapshots_see_their_versions_and_transactions_their_own_writes() {
         let dir = tempfile::tempdir().unwrap();
@@ -943,13 +1036,13 @@ mod tests {
         let (holder, other) = (tick(), tick());
         assert_eq!(
             store
-                .try_txn_write(w(holder, 1), 1, "t", &[put(1, 2, "held")])
-                .map(|r| r.unwrap()),
+                .try_txn_write(w(holder, 1), 1, "t", &[put(1, 2, "held")], false)
+                .map(|r| r.unwrap().0),
             Some(1),
             "a free row in memory is written at once"
         );
         let request = [put(1, 1, "free"), put(1, 2, "taken")];
-        assert!(store.try_txn_write(w(other, 1), 1, "t", &request).is_none());
+        assert!(store.try_txn_write(w(other, 1), 1, "t", &request, false).is_none());
         assert_eq!(
             store
                 .locks
@@ -959,8 +1052,8 @@ mod tests {
         let third = tick();
         assert_eq!(
             store
-                .try_txn_write(w(third, 1), 1, "t", &[put(1, 1, "mine")])
-                .map(|r| r.unwrap()),
+                .try_txn_write(w(third, 1), 1, "t", &[put(1, 1, "mine")], false)
+                .map(|r| r.unwrap().0),
             Some(1),
             "row 1 is free again"
         );

@@ -48,7 +48,7 @@ use crate::lock_table::{CancelReason, LockError, Locked, GC_TXN};
 use crate::mvcc::{self, Timestamp, TxnId, TxnWrite, GC_CF, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, encode_row};
 use crate::store::{capture, lost, rocks};
-use crate::{write_queue, RowWrite, SliceStore};
+use crate::{write_queue, RowWrite, Seen, SliceStore};
 
 /// One pending row image: the statement that wrote it and the encoded value
 /// (version 0), or `None` for a delete.
@@ -259,8 +259,23 @@ impl SliceStore {
     /// transaction's snapshot; with 23505 when an inserted key exists. The
     /// writes of a failed request may be partly pending: the coordinator
     /// then rolls the statement (or the transaction) back.
-    pub fn txn_write(&self, txn: TxnWrite, table: TableId, table_name: &str, writes: &[RowWrite]) -> Result<u64> {
-        self.write_rows(txn, table, table_name, writes, false)?
+    pub fn txn_write(&self, txn: TxnWrite, table: TableId, unique_name: &str, writes: &[RowWrite]) -> Result<u64> {
+        Ok(self.txn_write_seen(txn, table, unique_name, writes, false)?.0)
+    }
+
+    /// [`SliceStore::txn_write`] that also reports, with `seen`, what each
+    /// write found and did ([`Seen`]): a writer that maintains secondary
+    /// indexes learns the rows it replaced or deleted. `unique_name` names
+    /// the constraint a duplicate key violates (23505).
+    pub fn txn_write_seen(
+        &self,
+        txn: TxnWrite,
+        table: TableId,
+        unique_name: &str,
+        writes: &[RowWrite],
+        seen: bool,
+    ) -> Result<(u64, Vec<Seen>)> {
+        self.write_rows(txn, table, unique_name, writes, false, seen)?
             .ok_or_else(|| Error::internal("a waiting write gave up"))
     }
 
@@ -273,10 +288,11 @@ impl SliceStore {
         &self,
         txn: TxnWrite,
         table: TableId,
-        table_name: &str,
+        unique_name: &str,
         writes: &[RowWrite],
-    ) -> Option<Result<u64>> {
-        self.write_rows(txn, table, table_name, writes, true).transpose()
+        seen: bool,
+    ) -> Option<Result<(u64, Vec<Seen>)>> {
+        self.write_rows(txn, table, unique_name, writes, true, seen).transpose()
     }
 
     /// The writes of [`SliceStore::txn_write`]; with `nowait`, `Ok(None)`
@@ -285,10 +301,11 @@ impl SliceStore {
         &self,
         txn: TxnWrite,
         table: TableId,
-        table_name: &str,
+        unique_name: &str,
         writes: &[RowWrite],
         nowait: bool,
-    ) -> Result<Option<u64>> {
+        want_seen: bool,
+    ) -> Result<Option<(u64, Vec<Seen>)>> {
         let shared = if txn.continues {
             self.txns.get(txn.txn).ok_or_else(|| lost(txn.txn))?
         } else {
@@ -328,6 +345,7 @@ impl SliceStore {
             Ok(None)
         };
         let mut affected = 0u64;
+        let mut seen: Vec<Seen> = Vec::with_capacity(if want_seen { writes.len() } else { 0 });
         for w in writes {
             let k = match w {
                 RowWrite::InsertWithRowId { bucket, row } => {
@@ -350,6 +368,13 @@ impl SliceStore {
                     let image = encode_row(0, row)?;
                     // A fresh row id: nobody else can hold its lock.
                     let locked = self.locks.try_lock(&k, txn.txn).unwrap_or(Locked::AlreadyHeld);
+                    if want_seen {
+                        seen.push(Seen {
+                            applied: true,
+                            old: None,
+                            key: Some(k[4..].to_vec()),
+                        });
+                    }
                     state.push(k.clone(), txn.seq, Some(image));
                     done.push((k, locked));
                     affected += 1;
@@ -371,9 +396,14 @@ impl SliceStore {
                 let timeout = (txn.lock_timeout_ms > 0).then(|| Duration::from_millis(txn.lock_timeout_ms.into()));
                 self.locks.lock(&k, txn.txn, timeout).map_err(lock_error)?
             };
-            match self.row_image(&state, &k, w, txn.start_ts, table_name, nowait) {
+            let mut old = None;
+            let found = want_seen.then_some(&mut old);
+            match self.row_image(&state, &k, w, txn.start_ts, unique_name, nowait, found) {
                 Ok(Some(Some(image))) => {
                     affected += 1;
+                    if want_seen {
+                        seen.push(Seen::of(true, old)?);
+                    }
                     state.push(k.clone(), txn.seq, image);
                     done.push((k, locked));
                 }
@@ -390,10 +420,13 @@ impl SliceStore {
                         self.locks.unlock(&k, txn.txn);
                     }
                     result?;
+                    if want_seen {
+                        seen.push(Seen::of(false, old)?);
+                    }
                 }
             }
         }
-        Ok(Some(affected))
+        Ok(Some((affected, seen)))
     }
 
     /// The image write `w` leaves at storage key `k`, whose lock the
@@ -402,14 +435,16 @@ impl SliceStore {
     /// of a missing row).
     /// With `nowait`, the outer `None` says that the committed version is
     /// not in memory.
+    #[allow(clippy::too_many_arguments)]
     fn row_image(
         &self,
         state: &TxnState,
         k: &[u8],
         w: &RowWrite,
         start_ts: Timestamp,
-        table_name: &str,
+        unique_name: &str,
         nowait: bool,
+        found: Option<&mut Option<Vec<u8>>>,
     ) -> Result<Option<Option<Option<Vec<u8>>>>> {
         let committed = || {
             if !nowait {
@@ -423,13 +458,25 @@ impl SliceStore {
             }
         };
         let exists = match state.latest(k) {
-            Some(image) => image.is_some(),
+            Some(image) => {
+                if let (Some(found), Some(image)) = (found, image) {
+                    *found = Some(image.clone());
+                }
+                image.is_some()
+            }
             None => match committed()? {
                 None => return Ok(None),
                 Some(Some(v)) => {
                     let (version, tombstone) = row::peek(&v)?;
-                    if version > start_ts {
+                    // First updater wins; an insert conflicts with the
+                    // row that exists now, whenever it was committed (a
+                    // unique violation, as in PostgreSQL at every level).
+                    let inserts = matches!(w, RowWrite::Insert { .. } | RowWrite::InsertIfAbsent { .. });
+                    if version > start_ts && !inserts {
                         return Err(concurrent_update());
+                    }
+                    if let (Some(found), false) = (found, tombstone) {
+                        *found = Some(v.to_vec());
                     }
                     !tombstone
                 }
@@ -441,7 +488,7 @@ impl SliceStore {
                 if exists {
                     return Err(err!(
                         UniqueViolation,
-                        "duplicate key value violates unique constraint \"{table_name}_pkey\""
+                        "duplicate key value violates unique constraint \"{unique_name}\""
                     ));
                 }
                 Some(Some(encode_row(0, row)?))

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use slicedb_common::{Datum, NodeId, SqlType, TableId};
 use slicedb_storage::{
-    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, TableStats, Timestamp, TxnId, TxnStatus, TxnWrite,
+    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, Seen, TableStats, Timestamp, TxnId, TxnStatus,
+    TxnWrite,
 };
 
 /// Name of the extra binary column a scan appends when `with_key` is set:
@@ -199,8 +200,12 @@ pub enum SliceRequest {
     Write {
         txn: TxnWrite,
         table_id: TableId,
-        table_name: String,
+        /// The constraint a duplicate key violates (23505): the table's
+        /// primary key, or a unique index.
+        unique_name: String,
         writes: Vec<RowWrite>,
+        /// Answer with what each write found ([`SliceResponse::WrittenSeen`]).
+        seen: bool,
     },
     /// Two-phase commit, phase one: make the transaction's writes durable intents.
     Prepare { txn: TxnId },
@@ -284,12 +289,14 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
     /// Rows affected by a write.
     Written(u64),
+    /// Rows written, and what each write found (a `Write` with `seen`).
+    WrittenSeen(u64, Vec<Seen>),
     Done,
     TableStats(Vec<(TableId, TableStats)>),
     /// Who the slice server is: its node id and cluster once registered,

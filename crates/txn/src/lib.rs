@@ -35,7 +35,7 @@
 //!   wrote ([`slicedb_planner::write_hold`]) and checks that none changed
 //!   owner since it was written; a cut-over waits for commits under way.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,8 +62,9 @@ const GC_EVERY: u32 = 10;
 struct Registry {
     /// Snapshot timestamps in use, with their counts (the GC horizon).
     snapshots: BTreeMap<Timestamp, usize>,
-    /// Open transactions (their writes must not be aborted by recovery).
-    active: HashSet<TxnId>,
+    /// Open transactions (their writes must not be aborted by recovery),
+    /// with what they wrote so far.
+    active: HashMap<TxnId, Arc<Mutex<TxnWrites>>>,
     /// Commit timestamps handed out whose commits are not applied everywhere yet.
     applying: BTreeMap<Timestamp, TxnId>,
     /// One-phase commits whose outcome a lost connection left open, by
@@ -282,10 +283,45 @@ impl TxnManager {
         }
     }
 
+    /// Open transactions other than `except` that have written to `table`
+    /// (a storage id: a table or an index).
+    pub fn open_writers(&self, table: slicedb_common::TableId, except: TxnId) -> Result<Vec<TxnId>> {
+        let r = self.registry()?;
+        Ok(r.active
+            .iter()
+            .filter(|(t, w)| **t != except && w.lock().is_ok_and(|w| w.placed.contains_key(&table)))
+            .map(|(t, _)| *t)
+            .collect())
+    }
+
+    /// Waits until none of `txns` is open any more (committed or rolled
+    /// back); fails with 55P03 after `limit`.
+    pub async fn wait_finished(&self, txns: &[TxnId], limit: Duration, what: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            let open = {
+                let r = self.registry()?;
+                txns.iter().filter(|t| r.active.contains_key(t)).count()
+            };
+            if open == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(err!(
+                    LockNotAvailable,
+                    "{what}: {open} transaction(s) that wrote to the table are still open"
+                ));
+            }
+            tick.tick().await;
+        }
+    }
+
     /// Begins a transaction.
     pub async fn begin(self: &Arc<Self>) -> Result<Transaction> {
         let snapshot = self.snapshot().await?;
-        self.registry()?.active.insert(snapshot.ts);
+        let writes: Arc<Mutex<TxnWrites>> = Arc::default();
+        self.registry()?.active.insert(snapshot.ts, writes.clone());
         Ok(Transaction {
             active: Some(Active {
                 txn: snapshot.ts,
@@ -293,7 +329,7 @@ impl TxnManager {
             }),
             snapshot,
             next_seq: 1,
-            writes: Arc::default(),
+            writes,
             savepoints: Vec::new(),
             lock_timeout_ms: 0,
             read_committed: false,
@@ -396,7 +432,7 @@ impl TxnManager {
                 permits.push(self.routing.holds.enter(*table, buckets.keys().copied()).await);
             }
             let catalog = self.catalog.snapshot();
-            let moved = match catalog.tables.values().find(|t| t.id == *table) {
+            let moved = match catalog.table_by_storage_id(*table) {
                 Some(def) => {
                     let map = catalog.table_map(def)?;
                     buckets.iter().any(|(b, n)| map.owner(*b) != *n)
@@ -687,7 +723,7 @@ impl TxnManager {
             let r = self.registry()?;
             records
                 .iter()
-                .filter(|d| !r.active.contains(&d.txn) && !r.settling.contains_key(&d.txn))
+                .filter(|d| !r.active.contains_key(&d.txn) && !r.settling.contains_key(&d.txn))
                 .cloned()
                 .collect()
         };
@@ -705,7 +741,7 @@ impl TxnManager {
                 let registry = self.registry()?;
                 txns.into_iter()
                     .map(|(t, _, _)| t)
-                    .filter(|t| !registry.active.contains(t) && !decided.contains(t))
+                    .filter(|t| !registry.active.contains_key(t) && !decided.contains(t))
                     .collect()
             };
             for txn in orphans {

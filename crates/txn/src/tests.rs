@@ -69,6 +69,7 @@ fn harness() -> Arc<Harness> {
                     hash_map: "hm".into(),
                     checks: vec![],
                     primary_key_name: None,
+                    indexes: Vec::new(),
                 }),
             ])
         })
@@ -141,11 +142,12 @@ impl Harness {
         let request = SliceRequest::Write {
             txn,
             table_id: self.table,
-            table_name: "t".into(),
+            unique_name: "t_pkey".into(),
             writes: vec![RowWrite::Insert {
                 key: row_key(bucket, &[Datum::Int64(k)])?,
                 row: vec![Datum::Int64(k)],
             }],
+            seen: false,
         };
         self.cluster.client(node)?.call(request).await.map(|_| ())
     }
@@ -248,13 +250,15 @@ async fn writers_wait_for_row_locks_then_first_updater_wins() {
     waiting.await.unwrap().unwrap();
 
     // d, whose snapshot predates c's commit, waits for c; c commits, so
-    // d's write fails with 40001 (repeatable read).
+    // d's insert meets c's row: a unique violation, as in PostgreSQL at
+    // every level, though the row is newer than d's snapshot (updates and
+    // deletes of such a row fail with 40001: the storage tests).
     let mut d = h.mgr.begin().await.unwrap();
     let waiting = h.start_write(&mut d, NODE_2_BUCKET, 5);
     h.wait_for_lock_waiter(d.id()).await;
     h.mgr.commit(&mut c).await.unwrap();
     let e = waiting.await.unwrap().unwrap_err();
-    assert_eq!(e.state.code(), "40001");
+    assert_eq!(e.state.code(), "23505");
     h.mgr.rollback(&mut d).await;
     assert_eq!(h.count(ReadAt::LATEST).await, 1);
     assert!(h.held().await.is_empty());
@@ -381,11 +385,12 @@ async fn a_restarted_slice_server_reads_only_once_its_prepared_transactions_are_
         let write = SliceRequest::Write {
             txn: TxnWrite::first(txn),
             table_id: table,
-            table_name: "t".into(),
+            unique_name: "t_pkey".into(),
             writes: vec![RowWrite::Insert {
                 key: row_key(NODE_1_BUCKET, &[Datum::Int64(1)]).unwrap(),
                 row: vec![Datum::Int64(1)],
             }],
+            seen: false,
         };
         server.call(write).await.unwrap();
         server.call(SliceRequest::Prepare { txn }).await.unwrap();
