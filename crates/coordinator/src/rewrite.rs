@@ -96,6 +96,9 @@ pub enum Upsert {
 pub struct DoUpdate {
     pub assignments: Vec<ast::Assignment>,
     pub selection: Option<Expr>,
+    /// The columns of the conflict target when it is a unique index (the
+    /// existing row is found by them); `None` for the primary key.
+    pub target: Option<Vec<usize>>,
 }
 
 /// What [`on_conflict`] found.
@@ -148,6 +151,7 @@ fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<Confl
             Conflict::DoUpdate(Box::new(DoUpdate {
                 assignments: u.assignments,
                 selection: u.selection,
+                target: None,
             }))
         }
     };
@@ -161,27 +165,56 @@ fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<Confl
         .primary_key_name
         .clone()
         .unwrap_or_else(|| format!("{}_pkey", table.name));
-    let matches = match &conflict.conflict_target {
-        None => true,
+    let sorted = |cols: &[usize]| {
+        let mut v = cols.to_vec();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // The primary key (`Some(None)`), or a unique index (`Some(Some(columns))`).
+    let arbiter: Option<Option<Vec<usize>>> = match &conflict.conflict_target {
+        None => Some(None),
         Some(ast::ConflictTarget::Columns(cols)) => {
-            let mut named: Vec<usize> = cols.iter().filter_map(|c| table.column_index(&normalize(c))).collect();
-            let mut pk = table.primary_key.clone();
-            named.sort();
-            named.dedup();
-            pk.sort();
-            named.len() == cols.len() && named == pk
+            let named: Vec<usize> = cols.iter().filter_map(|c| table.column_index(&normalize(c))).collect();
+            let named = sorted(&named);
+            if named.len() != cols.len() {
+                None
+            } else if named == sorted(&table.primary_key) {
+                Some(None)
+            } else {
+                table
+                    .indexes
+                    .iter()
+                    .find(|i| i.unique && !i.building && sorted(&i.columns) == named)
+                    .map(|i| Some(i.columns.clone()))
+            }
         }
         Some(ast::ConflictTarget::OnConstraint(c)) => {
-            c.0.last().and_then(|p| p.as_ident()).map(normalize) == Some(pk_name)
+            let c = c.0.last().and_then(|p| p.as_ident()).map(normalize);
+            if c.as_deref() == Some(pk_name.as_str()) {
+                Some(None)
+            } else {
+                table
+                    .indexes
+                    .iter()
+                    .find(|i| i.unique && !i.building && Some(&i.name) == c.as_ref())
+                    .map(|i| Some(i.columns.clone()))
+            }
         }
     };
-    if !matches {
+    let Some(target) = arbiter else {
         return Err(err!(
             InvalidColumnReference,
             "there is no unique or exclusion constraint matching the ON CONFLICT specification"
         ));
-    }
-    Ok(found)
+    };
+    Ok(match found {
+        Conflict::DoUpdate(mut u) => {
+            u.target = target;
+            Conflict::DoUpdate(u)
+        }
+        other => other,
+    })
 }
 
 fn take_returning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<Option<Returning>> {

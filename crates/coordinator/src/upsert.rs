@@ -1,4 +1,4 @@
-//! `INSERT … ON CONFLICT (primary key) DO UPDATE SET … [WHERE …]`.
+//! `INSERT … ON CONFLICT (primary key or unique index) DO UPDATE SET … [WHERE …]`.
 //!
 //! PostgreSQL inserts each proposed row or, when a row with its key
 //! exists, updates that row with the `SET` list, in which `EXCLUDED.c` is
@@ -18,7 +18,10 @@
 //!    out is its default).
 //!
 //! A row deleted between the two is inserted after all (step 1 again, at
-//! most [`ATTEMPTS`] times). The proposed rows are the INSERT's source
+//! most [`ATTEMPTS`] times, the last one without `ON CONFLICT`, so that a
+//! conflict on another constraint than the target fails with its 23505).
+//! The conflict target is the primary key or a unique index: the row to
+//! update is found by its columns. The proposed rows are the INSERT's source
 //! (its `VALUES` or query) evaluated first, at the statement's snapshot.
 //! Two proposed rows with the same key fail with 21000, as in PostgreSQL.
 //! Under `READ COMMITTED` a row committed after the statement's snapshot
@@ -125,20 +128,34 @@ impl Coordinator {
                 })
                 .collect::<Result<_>>()?
         };
-        // DO NOTHING needs no key: each row is inserted or skipped.
-        let key_columns = if update.is_some() { &table.primary_key[..] } else { &[] };
+        // DO NOTHING needs no key: each row is inserted or skipped. DO
+        // UPDATE finds the existing row by the conflict target's columns.
+        let key_columns = match update {
+            Some(u) => u.target.as_deref().unwrap_or(&table.primary_key[..]),
+            None => &[],
+        };
         let key: Vec<usize> = key_columns
             .iter()
             .map(|k| {
                 columns.iter().position(|c| c == k).ok_or_else(|| {
                     err!(
                         FeatureNotSupported,
-                        "ON CONFLICT DO UPDATE needs the primary key column \"{}\" in the column list",
+                        "ON CONFLICT DO UPDATE needs the conflict target's column \"{}\" in the column list",
                         table.columns[*k].name
                     )
                 })
             })
             .collect::<Result<_>>()?;
+        // The constraint the target names (for telling its conflicts apart).
+        let target_name = match update.and_then(|u| u.target.as_ref()) {
+            Some(cols) => table
+                .indexes
+                .iter()
+                .find(|i| i.unique && &i.columns == cols)
+                .map(|i| i.name.clone())
+                .unwrap_or_default(),
+            None => table.pkey_name(),
+        };
         let user_params = match params {
             Some(ParamValues::List(v)) => v.len(),
             _ => 0,
@@ -241,10 +258,32 @@ impl Coordinator {
                         break;
                     }
                     if attempt == ATTEMPTS {
-                        return Err(err!(
-                            SerializationFailure,
-                            "could not serialize access: the row conflicting with the INSERT kept changing"
-                        ));
+                        // No row to update by the target, yet the insert
+                        // conflicts: with another constraint than the
+                        // target, whose error (23505) the plain INSERT gives.
+                        let strict = self
+                            .row_write(insert_sql.trim_end_matches(" ON CONFLICT DO NOTHING"))
+                            .await?;
+                        // A conflict on the target itself is a row that
+                        // this statement's snapshot does not see: 40001,
+                        // and the statement starts again at a new one.
+                        let (inserted, rows) = self
+                            .run_row(&strict, &values, &stmt, sequences, PlanKind::Insert, keep_rows)
+                            .await
+                            .map_err(|e| match e.state {
+                                slicedb_common::SqlState::UniqueViolation
+                                    if e.message.contains(&format!("\"{target_name}\"")) =>
+                                {
+                                    err!(
+                                        SerializationFailure,
+                                        "could not serialize access: the row conflicting with the INSERT kept changing"
+                                    )
+                                }
+                                _ => e,
+                            })?;
+                        count += inserted;
+                        written.extend(rows);
+                        break;
                     }
                 }
             }

@@ -11,7 +11,7 @@
 //! ([`crate::txn::StatementTxn`]): nobody else sees them until the
 //! coordinator commits the transaction on every slice server it wrote to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -142,18 +142,18 @@ impl RowRouter {
         let live = routing.live_table(&table)?;
         let indexes = &live.indexes;
         // What each write leaves, for the index entries: its key and new row.
-        let after: Vec<(Option<RowKey>, Option<Vec<Datum>>)> = match indexes.is_empty() {
+        let after: Vec<After> = match indexes.is_empty() {
             true => Vec::new(),
             false => pending.iter().map(|(_, w)| write_after(w)).collect(),
         };
         let batches = Batch::by_owner(&placement, pending);
-        let (affected, seen) = self
+        let (mut affected, seen) = self
             .send(txn, table.id, &table.pkey_name(), batches, !indexes.is_empty())
             .await?;
-        self.txn.add_rows(affected)?;
         if !indexes.is_empty() {
-            self.maintain_indexes(txn, &live, &placement, after, seen).await?;
+            affected -= self.maintain_indexes(txn, &live, &placement, after, seen).await?;
         }
+        self.txn.add_rows(affected)?;
         Ok(affected)
     }
 
@@ -181,31 +181,41 @@ impl RowRouter {
     /// write that changed a row, the old row's entries go and the new row's
     /// come (unchanged ones stay). Deletions go first, so a statement that
     /// swaps two unique values does not trip over itself.
+    ///
+    /// A row inserted "if absent" (`ON CONFLICT DO NOTHING`) whose value is
+    /// taken in a unique index is skipped as PostgreSQL skips it: its
+    /// entries are inserted "if absent" too, and a row one of them could
+    /// not take is deleted again with the entries it did take. Returns how
+    /// many rows were taken back so.
     async fn maintain_indexes(
         &self,
         txn: TxnWrite,
         table: &TableDef,
         placement: &slicedb_hashmap::HashMap,
-        after: Vec<(Option<RowKey>, Option<Vec<Datum>>)>,
+        after: Vec<After>,
         seen: Vec<Option<Seen>>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let missing = table.missing_values();
-        for index in &table.indexes {
+        // Rows to take back, and the entries each has taken (index, write).
+        let mut skipped: BTreeSet<usize> = BTreeSet::new();
+        let mut taken: Vec<(usize, usize, u16, RowKey)> = Vec::new();
+        for (ix, index) in table.indexes.iter().enumerate() {
             let entries = index.entry_table(table);
             let mut deletes: Vec<(u16, RowWrite)> = Vec::new();
             let mut inserts: Vec<(u16, RowWrite)> = Vec::new();
-            for ((key, new), found) in after.iter().zip(&seen) {
+            let mut inserted_by: Vec<usize> = Vec::new();
+            for (pos, (a, found)) in after.iter().zip(&seen).enumerate() {
                 let Some(found) = found.as_ref().filter(|f| f.applied) else {
                     continue;
                 };
-                let Some(key) = key.as_ref().or(found.key.as_ref()) else {
+                let Some(key) = a.key.as_ref().or(found.key.as_ref()) else {
                     continue;
                 };
                 let old_entry = found.old.clone().and_then(|mut old| {
                     pad_row(&mut old, &missing);
                     index.entry(&old, key)
                 });
-                let new_entry = new.as_ref().and_then(|row| index.entry(row, key));
+                let new_entry = a.row.as_ref().and_then(|row| index.entry(row, key));
                 if old_entry == new_entry {
                     continue;
                 }
@@ -216,15 +226,77 @@ impl RowRouter {
                     }
                 }
                 if let Some(new) = new_entry {
-                    inserts.push(insert_write(&entries, new)?);
+                    let (bucket, w) = insert_write(&entries, new)?;
+                    inserts.push(match w {
+                        RowWrite::Insert { key, row } if a.if_absent && index.unique => {
+                            (bucket, RowWrite::InsertIfAbsent { key, row })
+                        }
+                        w => (bucket, w),
+                    });
+                    inserted_by.push(pos);
                 }
             }
+            let if_absent = inserts
+                .iter()
+                .any(|(_, w)| matches!(w, RowWrite::InsertIfAbsent { .. }));
+            let first_insert = deletes.len();
+            let keys: Vec<(u16, RowKey)> = inserts
+                .iter()
+                .map(|(b, w)| match w {
+                    RowWrite::Insert { key, .. } | RowWrite::InsertIfAbsent { key, .. } => (*b, key.clone()),
+                    _ => (*b, Vec::new()),
+                })
+                .collect();
             let batches = Batch::by_owner(placement, deletes.into_iter().chain(inserts));
-            if !batches.is_empty() {
-                self.send(txn, index.id, &index.name, batches, false).await?;
+            if batches.is_empty() {
+                continue;
+            }
+            let (_, found) = self.send(txn, index.id, &index.name, batches, if_absent).await?;
+            if !if_absent {
+                continue;
+            }
+            for (j, (pos, (bucket, key))) in inserted_by.into_iter().zip(keys).enumerate() {
+                match found.get(first_insert + j).and_then(Option::as_ref) {
+                    Some(s) if !s.applied => {
+                        skipped.insert(pos);
+                    }
+                    _ => taken.push((pos, ix, bucket, key)),
+                }
             }
         }
-        Ok(())
+        if skipped.is_empty() {
+            return Ok(0);
+        }
+        // Take the skipped rows back, and the entries they took.
+        let mut rows: Vec<(u16, RowWrite)> = Vec::new();
+        for pos in &skipped {
+            let key = after[*pos]
+                .key
+                .clone()
+                .or_else(|| seen[*pos].as_ref().and_then(|s| s.key.clone()))
+                .ok_or_else(|| Error::internal("a skipped row without a key"))?;
+            rows.push((bucket_of_row_key(&key)?, RowWrite::Delete { key }));
+        }
+        self.send(
+            txn,
+            table.id,
+            &table.pkey_name(),
+            Batch::by_owner(placement, rows),
+            false,
+        )
+        .await?;
+        for (ix, index) in table.indexes.iter().enumerate() {
+            let deletes: Vec<(u16, RowWrite)> = taken
+                .iter()
+                .filter(|(pos, i, _, _)| *i == ix && skipped.contains(pos))
+                .map(|(_, _, bucket, key)| (*bucket, RowWrite::Delete { key: key.clone() }))
+                .collect();
+            if !deletes.is_empty() {
+                self.send(txn, index.id, &index.name, Batch::by_owner(placement, deletes), false)
+                    .await?;
+            }
+        }
+        Ok(skipped.len() as u64)
     }
 
     /// Sends each slice server its batch of writes to `table_id`, in
@@ -321,15 +393,29 @@ impl Batch {
     }
 }
 
-/// The key a write addresses (none for a hidden row id insert: the slice
-/// server reports it) and the row it leaves (none for a delete).
-fn write_after(w: &RowWrite) -> (Option<RowKey>, Option<Vec<Datum>>) {
-    match w {
+/// What a write leaves, for its index entries.
+struct After {
+    /// The key it addresses (none for a hidden row id insert: the slice
+    /// server reports it).
+    key: Option<RowKey>,
+    /// The row it leaves (none for a delete).
+    row: Option<Vec<Datum>>,
+    /// An insert "if absent" (`ON CONFLICT DO NOTHING`).
+    if_absent: bool,
+}
+
+fn write_after(w: &RowWrite) -> After {
+    let (key, row) = match w {
         RowWrite::Insert { key, row } | RowWrite::InsertIfAbsent { key, row } | RowWrite::Put { key, row } => {
             (Some(key.clone()), Some(row.clone()))
         }
         RowWrite::InsertWithRowId { row, .. } => (None, Some(row.clone())),
         RowWrite::Delete { key } => (Some(key.clone()), None),
+    };
+    After {
+        key,
+        row,
+        if_absent: matches!(w, RowWrite::InsertIfAbsent { .. }),
     }
 }
 
