@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use slicedb_e2e::{query as rows, Server, TestCluster};
+use slicedb_e2e::{connect, eventually, query as rows, Server, TestCluster};
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("{e}"))
@@ -292,4 +292,78 @@ async fn an_index_built_while_writers_run_finds_every_row() {
         assert_eq!(via_index, scanned, "tag {tag}");
         assert!(scanned > 0);
     }
+}
+
+/// Whether a lookup by `email` in table `t` reads an index.
+async fn uses_index(pg: std::net::SocketAddr) -> bool {
+    let plan = eventually(pg, "EXPLAIN SELECT id FROM t WHERE email = 'e1@x'").await;
+    format!("{plan:?}").contains("IndexLookupExec")
+}
+
+/// kill -9 of the coordinator during a build (before its entries commit,
+/// and after, before the index is published usable), and of a slice server
+/// during one: each time the table is left with no index (the name is
+/// free, a duplicate can be inserted, nothing reads the half-built one),
+/// and a new build afterwards gives a usable unique index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_interrupted_by_a_crash_leaves_no_index() {
+    let mut cluster = TestCluster::start(2, 0);
+    let pg = cluster.pg;
+    cluster
+        .client()
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, email text);
+             INSERT INTO t SELECT g, 'e' || g || '@x' FROM generate_series(1, 300) AS s(g)",
+        )
+        .await
+        .unwrap();
+    let build = "CREATE UNIQUE INDEX t_email ON t (email)";
+    for failpoint in ["index-build-before-commit", "index-build-before-ready"] {
+        cluster.coordinator.restart_with_failpoint(Some(failpoint));
+        eventually(pg, "SELECT 1").await;
+        let client = connect(pg).await;
+        assert!(
+            client.batch_execute(build).await.is_err(),
+            "{failpoint}: the coordinator died"
+        );
+        assert!(cluster.coordinator.wait_exit(Duration::from_secs(10)), "{failpoint}");
+        cluster.coordinator.restart_with_failpoint(None);
+        assert!(!uses_index(pg).await, "{failpoint}: the unfinished index is gone");
+        // No uniqueness is enforced: the duplicate goes in, and a new build
+        // over it fails; without it, the build succeeds.
+        eventually(pg, "INSERT INTO t VALUES (1000, 'e1@x')").await;
+        let client = connect(pg).await;
+        let e = client.batch_execute(build).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e:?}");
+        client.batch_execute("DELETE FROM t WHERE id = 1000").await.unwrap();
+        client.batch_execute(build).await.unwrap();
+        assert!(uses_index(pg).await);
+        let e = client
+            .batch_execute("INSERT INTO t VALUES (1000, 'e1@x')")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("23505"));
+        client.batch_execute("DROP INDEX t_email").await.unwrap();
+    }
+    // A slice server dies while a build holds its entries uncommitted: the
+    // build fails and leaves no index; once it is back, a build succeeds.
+    cluster
+        .coordinator
+        .restart_with_failpoint(Some("index-build-before-commit=sleep(3000)"));
+    eventually(pg, "SELECT 1").await;
+    let client = connect(pg).await;
+    let building = tokio::spawn(async move { client.batch_execute(build).await });
+    assert!(cluster
+        .coordinator
+        .wait_for_output("slicedb failpoint: index-build-before-commit", Duration::from_secs(30)));
+    cluster.slices[1].kill9();
+    assert!(building.await.unwrap().is_err(), "the build lost a slice server");
+    cluster.slices[1].restart();
+    cluster.coordinator.restart_with_failpoint(None);
+    assert!(!uses_index(pg).await);
+    eventually(pg, build).await;
+    assert!(uses_index(pg).await);
+    let found = eventually(pg, "SELECT id FROM t WHERE email = 'e77@x'").await;
+    assert_eq!(found, vec![vec!["77".to_string()]]);
 }

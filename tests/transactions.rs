@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slicedb_e2e::{connect, query, Server, TestCluster};
+use slicedb_e2e::{connect, eventually, query, Server, TestCluster};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -773,31 +773,6 @@ async fn ready_for_query_reports_the_transaction_status() {
     })
     .await
     .unwrap();
-}
-
-/// Runs `sql` until it succeeds (at most 30 s): across a restart, a
-/// statement may fail while a slice server or the coordinator comes back.
-async fn eventually(pg: SocketAddr, sql: &str) -> Vec<Vec<String>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let attempt = async {
-            let (client, connection) = tokio_postgres::connect(
-                &format!("host={} port={} user=postgres dbname=slicedb", pg.ip(), pg.port()),
-                tokio_postgres::NoTls,
-            )
-            .await?;
-            tokio::spawn(connection);
-            client.simple_query(sql).await
-        };
-        match attempt.await {
-            Ok(rows) => return slicedb_e2e::rows(rows),
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("{sql}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("{sql}: {e}"),
-        }
-    }
 }
 
 /// Restarts the coordinator with `failpoint` armed, runs `sql`, which must

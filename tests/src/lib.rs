@@ -411,3 +411,29 @@ pub fn pgbench(addr: SocketAddr, env: &[(&str, &str)], args: &[&str]) -> String 
     );
     stdout
 }
+
+/// Runs `sql` until it succeeds (at most 30 s), on a new connection each
+/// time: across a restart, a statement may fail while a slice server or the
+/// coordinator comes back.
+pub async fn eventually(pg: SocketAddr, sql: &str) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let (client, connection) = tokio_postgres::connect(
+                &format!("host={} port={} user=postgres dbname=slicedb", pg.ip(), pg.port()),
+                tokio_postgres::NoTls,
+            )
+            .await?;
+            tokio::spawn(connection);
+            client.simple_query(sql).await
+        };
+        match attempt.await {
+            Ok(rows) => return self::rows(rows),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{sql}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+}

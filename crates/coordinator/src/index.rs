@@ -291,6 +291,7 @@ impl Coordinator {
         // 3 and 4.
         match self.backfill(&spec.table, &index).await {
             Ok(()) => {
+                slicedb_common::failpoint::failpoint_async("index-build-before-ready").await;
                 let usable_from = self.txns.now()?;
                 self.catalog.update(|state| {
                     let mut t = (*state.table(&spec.table)?).clone();
@@ -353,7 +354,10 @@ impl Coordinator {
             Ok::<(), slicedb_common::Error>(())
         };
         match fill.await {
-            Ok(()) => self.txns.commit_holding_gates(&mut txn).await,
+            Ok(()) => {
+                slicedb_common::failpoint::failpoint_async("index-build-before-commit").await;
+                self.txns.commit_holding_gates(&mut txn).await
+            }
             Err(e) => {
                 self.txns.rollback(&mut txn).await;
                 Err(e)

@@ -2,7 +2,9 @@
 //!
 //! A query that names one table, projects plain columns and pins every
 //! primary-key column with an equality (and nothing else) reads exactly one
-//! row key in one bucket on one slice server. Planning it through DataFusion
+//! row key in one bucket on one slice server. One that pins every column of
+//! a usable unique index instead reads that index's entry (one bucket, one
+//! slice server), then the row it names. Planning it through DataFusion
 //! costs far more than the read itself, so such queries are recognized on
 //! the parsed statement and sent straight to the owning slice server, as
 //! Citus's fast-path router planner does. Anything else — joins, other
@@ -11,6 +13,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, BinaryArray};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -18,14 +21,20 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, ObjectName, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use futures::TryStreamExt;
-use slicedb_common::{Datum, Result};
+use slicedb_common::{Datum, IndexDef, Result, TableDef};
 use slicedb_hashmap::bucket_of;
-use slicedb_storage::key::row_key;
+use slicedb_storage::key::{bucket_of_row_key, row_key};
 use slicedb_storage::ReadAt;
 use slicedb_transport::ScanRequest;
 
 use crate::pushdown::scalar_to_datum;
 use crate::table::SliceTable;
+
+/// What a point query's equalities pin.
+enum Pinned {
+    PrimaryKey,
+    Unique(IndexDef),
+}
 
 /// A recognized point query, before its table is resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,23 +237,34 @@ impl PointQuery {
         })
     }
 
-    /// Are the equalities exactly one per primary-key column?
-    fn pins_primary_key(&self, def: &slicedb_common::TableDef) -> bool {
-        def.has_primary_key()
-            && self.equalities.len() == def.primary_key.len()
-            && def.primary_key.iter().all(|pk| {
-                let name = &def.columns[*pk].name;
-                self.equalities.iter().filter(|(c, _)| c == name).count() == 1
+    /// Are the equalities exactly one per column of `columns`?
+    fn pins(&self, def: &TableDef, columns: &[usize]) -> bool {
+        !columns.is_empty()
+            && self.equalities.len() == columns.len()
+            && columns.iter().all(|c| {
+                let name = &def.columns[*c].name;
+                self.equalities.iter().filter(|(e, _)| e == name).count() == 1
             })
     }
 
+    /// What the equalities pin: the primary key, or else a unique index
+    /// (its entry gives the row's key: one more point read).
+    fn pinned(&self, def: &TableDef) -> Option<Pinned> {
+        if self.pins(def, &def.primary_key) {
+            return Some(Pinned::PrimaryKey);
+        }
+        def.indexes
+            .iter()
+            .find(|i| i.unique && !i.building && self.pins(def, &i.columns))
+            .map(|i| Pinned::Unique(i.clone()))
+    }
+
     /// The output schema, if the query fits `table` (every column exists and
-    /// the equalities are exactly one per primary-key column).
+    /// the equalities are exactly one per column of its primary key or of
+    /// a unique index).
     pub fn plan(&self, table: &SliceTable) -> Option<(Vec<usize>, SchemaRef)> {
         let def = &table.table;
-        if !self.pins_primary_key(def) {
-            return None;
-        }
+        self.pinned(def)?;
         let schema = def.schema();
         let (projection, fields): (Vec<usize>, Vec<_>) = match &self.columns {
             None => (0..def.columns.len()).map(|i| (i, schema.field(i).clone())).unzip(),
@@ -266,11 +286,24 @@ impl PointQuery {
     /// column type (then DataFusion plans the statement and decides).
     pub fn key(&self, table: &SliceTable, params: Option<&ParamValues>) -> Option<(u16, Vec<Datum>)> {
         let def = &table.table;
-        if !self.pins_primary_key(def) {
+        if !self.pins(def, &def.primary_key) {
             return None;
         }
-        let mut pk = Vec::with_capacity(def.primary_key.len());
-        for col in &def.primary_key {
+        Some(self.values(def, &def.primary_key, params)?).map(|pk| {
+            let dist: Vec<&Datum> = def
+                .distribution_key
+                .iter()
+                .filter_map(|c| def.primary_key.iter().position(|p| p == c).map(|i| &pk[i]))
+                .collect();
+            (bucket_of(dist), pk)
+        })
+    }
+
+    /// The values the equalities give `columns`, converted losslessly to
+    /// their types (`None` otherwise, or for a NULL).
+    fn values(&self, def: &TableDef, columns: &[usize], params: Option<&ParamValues>) -> Option<Vec<Datum>> {
+        let mut pk = Vec::with_capacity(columns.len());
+        for col in columns {
             let column = &def.columns[*col];
             let value = &self.equalities.iter().find(|(c, _)| *c == column.name).map(|(_, v)| v);
             let scalar = match value {
@@ -287,12 +320,7 @@ impl PointQuery {
                 Some(d) => pk.push(d),
             }
         }
-        let dist: Vec<&Datum> = def
-            .distribution_key
-            .iter()
-            .filter_map(|c| def.primary_key.iter().position(|p| p == c).map(|i| &pk[i]))
-            .collect();
-        Some((bucket_of(dist), pk))
+        Some(pk)
     }
 
     /// Reads the row. `None` if the query does not fit (see [`Self::key`]).
@@ -305,10 +333,56 @@ impl PointQuery {
         let Some((projection, schema)) = self.plan(table) else {
             return Ok(None);
         };
-        let Some((bucket, pk)) = self.key(table, params) else {
+        let index = match self.pinned(&table.table) {
+            Some(Pinned::Unique(index)) => index,
+            _ => {
+                let Some((bucket, pk)) = self.key(table, params) else {
+                    return Ok(None);
+                };
+                return Self::read(table, projection, schema, bucket, &pk, at).await.map(Some);
+            }
+        };
+        // Through a unique index: its entry, then the row it names.
+        let def = &table.table;
+        if index.usable_from > at.ts {
+            return Ok(None);
+        }
+        let Some(values) = self.values(def, &index.columns, params) else {
             return Ok(None);
         };
-        Self::read(table, projection, schema, bucket, &pk, at).await.map(Some)
+        let bucket = bucket_of(values.iter());
+        let entries = index.entry_table(def);
+        let request = ScanRequest {
+            table_id: index.id,
+            column_types: entries.column_types(),
+            projection: vec![index.columns.len()],
+            with_key: false,
+            buckets: Vec::new(),
+            keys: Some(vec![row_key(bucket, &values)?]),
+            predicate: None,
+            limit: None,
+            batch_size: 1,
+            at,
+            missing: Vec::new(),
+        };
+        let map = table.routing.placement(def)?;
+        let client = table.cluster.client(map.owner(bucket))?;
+        let found: Vec<RecordBatch> = client.scan(request).await?.try_collect().await?;
+        let key = found.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .map(|k| k.value(0).to_vec())
+        });
+        match key {
+            None => Ok(Some((schema, Vec::new()))),
+            Some(key) => {
+                let bucket = bucket_of_row_key(&key)?;
+                Self::read_key(table, projection, schema, bucket, key, at)
+                    .await
+                    .map(Some)
+            }
+        }
     }
 
     /// Reads the columns `projection` (output `schema`) of the row with
@@ -321,6 +395,18 @@ impl PointQuery {
         pk: &[Datum],
         at: ReadAt,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        Self::read_key(table, projection, schema, bucket, row_key(bucket, pk)?, at).await
+    }
+
+    /// [`Self::read`] of the row with key `key`, in `bucket`.
+    async fn read_key(
+        table: &SliceTable,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+        bucket: u16,
+        key: Vec<u8>,
+        at: ReadAt,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let def = &table.table;
         let request = ScanRequest {
             table_id: def.id,
@@ -328,7 +414,7 @@ impl PointQuery {
             projection,
             with_key: false,
             buckets: Vec::new(),
-            keys: Some(vec![row_key(bucket, pk)?]),
+            keys: Some(vec![key]),
             predicate: None,
             limit: None,
             batch_size: 1,

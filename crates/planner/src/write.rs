@@ -146,13 +146,37 @@ impl RowRouter {
             true => Vec::new(),
             false => pending.iter().map(|(_, w)| write_after(w)).collect(),
         };
+        // Inserts of new keys replace no row: their entries are known now
+        // and go out with the rows.
+        let fresh = after.iter().all(|a| a.key.is_some() && !a.if_absent)
+            && pending.iter().all(|(_, w)| matches!(w, RowWrite::Insert { .. }));
         let batches = Batch::by_owner(&placement, pending);
-        let (mut affected, seen) = self
-            .send(txn, table.id, &table.pkey_name(), batches, !indexes.is_empty())
-            .await?;
-        if !indexes.is_empty() {
-            affected -= self.maintain_indexes(txn, &live, &placement, after, seen).await?;
-        }
+        let pkey = table.pkey_name();
+        let affected = if fresh && !indexes.is_empty() {
+            let seen: Vec<Option<Seen>> = after
+                .iter()
+                .map(|_| {
+                    Some(Seen {
+                        applied: true,
+                        old: None,
+                        key: None,
+                    })
+                })
+                .collect();
+            let rows = self.send(txn, table.id, &pkey, batches, false);
+            let entries = self.maintain_indexes(txn, &live, &placement, after, seen);
+            let (rows, entries) = futures::join!(rows, entries);
+            let (affected, _) = rows?;
+            entries?;
+            affected
+        } else {
+            let (affected, seen) = self.send(txn, table.id, &pkey, batches, !indexes.is_empty()).await?;
+            if indexes.is_empty() {
+                affected
+            } else {
+                affected - self.maintain_indexes(txn, &live, &placement, after, seen).await?
+            }
+        };
         self.txn.add_rows(affected)?;
         Ok(affected)
     }
@@ -199,6 +223,7 @@ impl RowRouter {
         // Rows to take back, and the entries each has taken (index, write).
         let mut skipped: BTreeSet<usize> = BTreeSet::new();
         let mut taken: Vec<(usize, usize, u16, RowKey)> = Vec::new();
+        let mut sends = Vec::new();
         for (ix, index) in table.indexes.iter().enumerate() {
             let entries = index.entry_table(table);
             let mut deletes: Vec<(u16, RowWrite)> = Vec::new();
@@ -248,10 +273,22 @@ impl RowRouter {
                 })
                 .collect();
             let batches = Batch::by_owner(placement, deletes.into_iter().chain(inserts));
-            if batches.is_empty() {
-                continue;
+            if !batches.is_empty() {
+                sends.push((ix, batches, if_absent, inserted_by, keys, first_insert));
             }
-            let (_, found) = self.send(txn, index.id, &index.name, batches, if_absent).await?;
+        }
+        // The indexes are written in parallel.
+        let (plans, sends): (Vec<_>, Vec<_>) = sends
+            .into_iter()
+            .map(|(ix, batches, if_absent, inserted_by, keys, first_insert)| {
+                let index = &table.indexes[ix];
+                let send = self.send(txn, index.id, &index.name, batches, if_absent);
+                ((ix, if_absent, inserted_by, keys, first_insert), send)
+            })
+            .unzip();
+        let results = futures::future::join_all(sends).await;
+        for ((ix, if_absent, inserted_by, keys, first_insert), result) in plans.into_iter().zip(results) {
+            let (_, found) = result?;
             if !if_absent {
                 continue;
             }
