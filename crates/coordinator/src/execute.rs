@@ -1036,6 +1036,12 @@ impl Coordinator {
                 }
             }
         }
+        // At READ COMMITTED a write statement of its own restarts as one
+        // in a block does (up to RC_RESTARTS times), not just IMPLICIT_RETRIES.
+        let read_committed = writes
+            && crate::txn_statements::is_read_committed(
+                session.get("default_transaction_isolation").unwrap_or_default(),
+            );
         let mut attempt = 0;
         loop {
             // Until COMMIT starts nothing of the statement is visible, so a
@@ -1069,6 +1075,12 @@ impl Coordinator {
                 }
             };
             match result {
+                Err(e) if read_committed && before_commit && restartable(&e, &mut attempt) => {
+                    // Back off a little, as retries do, to let the other writer finish.
+                    let pause = 1u64 << (2 * attempt.min(3));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    continue;
+                }
                 Err(e) if retryable(&e, before_commit, &mut attempt).await => continue,
                 other => return other,
             }
