@@ -44,6 +44,10 @@ pub enum SqlState {
     UniqueViolation,
     /// 23502
     NotNullViolation,
+    /// 23503
+    ForeignKeyViolation,
+    /// 42830
+    InvalidForeignKey,
     /// 23514
     CheckViolation,
     /// 21000
@@ -123,6 +127,8 @@ impl SqlState {
             UndefinedFunction => "42883",
             IndeterminateDatatype => "42P18",
             UniqueViolation => "23505",
+            ForeignKeyViolation => "23503",
+            InvalidForeignKey => "42830",
             NotNullViolation => "23502",
             CheckViolation => "23514",
             CardinalityViolation => "21000",

@@ -86,6 +86,94 @@ pub struct TableDef {
     /// Secondary indexes (`CREATE INDEX`, `UNIQUE` constraints): see [`IndexDef`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<IndexDef>,
+    /// `FOREIGN KEY` constraints of this table (the referencing side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
+}
+
+/// What a foreign key does to referencing rows when the row they
+/// reference is deleted, or its referenced columns change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FkAction {
+    /// Fail (`23503`) if referencing rows remain at the end of the
+    /// statement (or, for a deferred constraint, at commit).
+    #[default]
+    NoAction,
+    /// Fail (`23503`) if referencing rows remain; never deferred.
+    Restrict,
+    /// Delete the referencing rows (or, on update, change their
+    /// referencing columns to the new values).
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+    /// Set the referencing columns to their defaults.
+    SetDefault,
+}
+
+impl FkAction {
+    /// The action as SQL spells it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// A `FOREIGN KEY (columns) REFERENCES parent (ref_columns)` constraint,
+/// kept on the referencing (child) table.
+///
+/// The referenced columns are the parent's primary key or the columns of
+/// one of its unique indexes, so a referenced row is found with one point
+/// read wherever it lives. Matching is `MATCH SIMPLE`: a row with a NULL
+/// in any referencing column references nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    /// Referencing columns of this table.
+    pub columns: Vec<usize>,
+    /// The referenced table's id (it survives renames).
+    pub ref_table: TableId,
+    /// Referenced columns of the parent, pairwise with `columns`.
+    pub ref_columns: Vec<usize>,
+    #[serde(default)]
+    pub on_delete: FkAction,
+    #[serde(default)]
+    pub on_update: FkAction,
+    /// `DEFERRABLE`.
+    #[serde(default)]
+    pub deferrable: bool,
+    /// `INITIALLY DEFERRED`: checked at commit rather than at the end of
+    /// each statement.
+    #[serde(default)]
+    pub deferred: bool,
+}
+
+impl ForeignKeyDef {
+    /// The referencing values of `row` (all columns, table order), or
+    /// `None` when one of them is NULL (the row references nothing).
+    pub fn values_of(&self, row: &[Datum]) -> Option<Vec<Datum>> {
+        key_values(&self.columns, row)
+    }
+
+    /// The referenced values of `parent_row`, or `None` when one is NULL.
+    pub fn ref_values_of(&self, parent_row: &[Datum]) -> Option<Vec<Datum>> {
+        key_values(&self.ref_columns, parent_row)
+    }
+}
+
+fn key_values(columns: &[usize], row: &[Datum]) -> Option<Vec<Datum>> {
+    let mut out = Vec::with_capacity(columns.len());
+    for c in columns {
+        match row.get(*c) {
+            None | Some(Datum::Null) => return None,
+            Some(v) => out.push(v.clone()),
+        }
+    }
+    Some(out)
 }
 
 /// A global secondary index of a table.
@@ -157,6 +245,7 @@ impl IndexDef {
             checks: Vec::new(),
             primary_key_name: Some(self.name.clone()),
             indexes: Vec::new(),
+            foreign_keys: Vec::new(),
         }
     }
 

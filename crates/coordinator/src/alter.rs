@@ -10,9 +10,12 @@
 //! table without one rewrites every row under its new key in one
 //! transaction, with the table's writes held (see [`Coordinator::add_primary_key`]).
 //!
+//! UNIQUE constraints build a global index (`crate::index`); FOREIGN KEY
+//! constraints are checked against the stored rows (`crate::foreign_key`).
+//!
 //! Refused with 0A000: `DROP COLUMN`, type changes other than between the
 //! text types, `ADD COLUMN` with a volatile default (it would need a
-//! rewrite), UNIQUE and FOREIGN KEY constraints.
+//! rewrite).
 
 use datafusion::sql::sqlparser::ast::{self, AlterColumnOperation, AlterTableOperation, TableConstraint};
 use slicedb_catalog::Change;
@@ -118,22 +121,45 @@ impl Coordinator {
                 }
                 t.columns.push(col);
                 self.put_table(name, t)?;
-                for opt in &def.options {
-                    if let ast::ColumnOption::Unique(u) = &opt.option {
-                        let mut spec = crate::index::unique_spec(name, u, Some(&col_name))?;
-                        spec.name = spec.name.or(opt.name.as_ref().map(normalize));
-                        if let Err(e) = self.add_index(None, spec).await {
-                            // The column was added without a rewrite: take it back.
-                            self.catalog.update(|state| {
-                                let mut t = (*state.table(name)?).clone();
-                                if t.columns.last().is_some_and(|c| c.name == col_name) {
-                                    t.columns.pop();
-                                }
-                                Ok(vec![Change::PutTable(t)])
-                            })?;
-                            return Err(e);
+                let built: Result<()> = async {
+                    for opt in &def.options {
+                        let given = opt.name.as_ref().map(normalize);
+                        match &opt.option {
+                            ast::ColumnOption::ForeignKey(fk) => {
+                                let mut spec = crate::foreign_key::fk_spec(fk, Some(&col_name))?;
+                                spec.name = spec.name.or(given);
+                                self.add_foreign_key(name, &spec).await?;
+                            }
+                            ast::ColumnOption::Unique(u) => {
+                                let mut spec = crate::index::unique_spec(name, u, Some(&col_name))?;
+                                spec.name = spec.name.or(given);
+                                self.add_index(None, spec).await?;
+                            }
+                            _ => {}
                         }
                     }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = built {
+                    // The column was added without a rewrite: take it
+                    // back, with the constraints built on it.
+                    let t = self.catalog.snapshot().table(name)?;
+                    let Some(c) = t.column_index(&col_name) else {
+                        return Err(e);
+                    };
+                    for index in t.indexes.iter().filter(|i| i.columns.contains(&c)) {
+                        self.drop_index(name, index).await?;
+                    }
+                    self.catalog.update(|state| {
+                        let mut t = (*state.table(name)?).clone();
+                        t.foreign_keys.retain(|f| !f.columns.contains(&c));
+                        if t.columns.last().is_some_and(|x| x.name == col_name) {
+                            t.columns.pop();
+                        }
+                        Ok(vec![Change::PutTable(t)])
+                    })?;
+                    return Err(e);
                 }
             }
             AlterTableOperation::RenameColumn {
@@ -341,15 +367,22 @@ impl Coordinator {
                 TableConstraint::Unique(u) => {
                     self.add_index(None, crate::index::unique_spec(name, &u, None)?).await?;
                 }
-                other => {
-                    return Err(err!(
-                        FeatureNotSupported,
-                        "constraint {other} is not supported yet (FOREIGN KEY is not enforced yet)"
-                    ))
+                TableConstraint::ForeignKey(fk) => {
+                    self.add_foreign_key(name, &crate::foreign_key::fk_spec(&fk, None)?)
+                        .await?;
                 }
+                other => return Err(err!(FeatureNotSupported, "constraint {other} is not supported yet")),
             },
             AlterTableOperation::DropConstraint { if_exists, name: c, .. } => {
                 let c = normalize(&c);
+                if t.foreign_keys.iter().any(|f| f.name == c) {
+                    self.catalog.update(|state| {
+                        let mut t = (*state.table(name)?).clone();
+                        t.foreign_keys.retain(|f| f.name != c);
+                        Ok(vec![Change::PutTable(t)])
+                    })?;
+                    return Ok(name.to_string());
+                }
                 if let Some(index) = t.indexes.iter().find(|i| i.constraint && i.name == c) {
                     self.drop_index(name, &index.clone()).await?;
                     return Ok(name.to_string());
@@ -428,6 +461,7 @@ impl Coordinator {
             distribution_key: vec![],
             hash_map: String::new(),
             checks: vec![],
+            foreign_keys: vec![],
             primary_key_name: None,
             indexes: Vec::new(),
         };

@@ -682,7 +682,19 @@ impl Coordinator {
     /// committed.
     pub async fn finish_copy(&self, session: &mut crate::Session, mut copy: CopyIn) -> Result<u64> {
         let implicit = copy.implicit.take();
-        let result = copy.finish().await;
+        let stmt = copy.router.statement().clone();
+        let mut result = copy.finish().await;
+        if result.is_ok() {
+            // Foreign-key work, deferred work too outside a block.
+            let sequences = session.sequences.clone();
+            if let Err(e) = self.keep_foreign_keys(&stmt, &sequences, implicit.is_some()).await {
+                result = Err(e);
+            }
+        }
+        if result.is_err() {
+            let seq = stmt.write.map(|w| w.seq).unwrap_or(0);
+            stmt.take_fk_events(|e| e.seq() < seq)?;
+        }
         self.end_copy(session, implicit, result).await
     }
 

@@ -6,6 +6,8 @@
 //! column (as Greenplum does), and a primary key must contain it (as Citus
 //! requires), so that uniqueness can be checked inside one bucket.
 
+use std::collections::BTreeMap;
+
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType, TableConstraint};
 use slicedb_catalog::{Change, SequenceDef, ViewDef};
 use slicedb_common::{err, CheckDef, ColumnDef, Error, Identity, Result, SqlType, TableDef};
@@ -46,10 +48,7 @@ pub fn relation_name(name: &ObjectName) -> Result<String> {
 
 /// The refusal of a constraint slicedb cannot enforce yet.
 fn constraint_unsupported(what: &str) -> Error {
-    err!(
-        FeatureNotSupported,
-        "constraint {what} is not supported yet (UNIQUE beyond the primary key needs global indexes; FOREIGN KEY is not enforced yet)"
-    )
+    err!(FeatureNotSupported, "constraint {what} is not supported yet")
 }
 
 /// The name PostgreSQL gives an unnamed CHECK constraint: `t_col_check`
@@ -248,8 +247,9 @@ pub fn column_def(
             ColumnOption::Unique(u) => {
                 crate::index::unique_spec(table, u, Some(&name))?;
             }
-            ColumnOption::ForeignKey(_) => {
-                return Err(constraint_unsupported(&opt.option.to_string()));
+            // Built by the caller (`create_table`, `add_column`).
+            ColumnOption::ForeignKey(fk) => {
+                crate::foreign_key::fk_spec(fk, Some(&name))?;
             }
             other => return Err(err!(FeatureNotSupported, "column option {other} is not supported")),
         }
@@ -392,6 +392,7 @@ impl Coordinator {
         let mut checks: Vec<CheckDef> = Vec::new();
         let mut sequences: Vec<SequenceDef> = Vec::new();
         let mut uniques: Vec<crate::index::IndexSpec> = Vec::new();
+        let mut foreign_keys: Vec<crate::foreign_key::FkSpec> = Vec::new();
         for c in &create.columns {
             let col_name = normalize(&c.name);
             if columns.iter().any(|x| x.name == col_name) {
@@ -403,6 +404,11 @@ impl Coordinator {
                     let mut spec = crate::index::unique_spec(&name, u, Some(&col_name))?;
                     spec.name = spec.name.or(opt.name.as_ref().map(normalize));
                     uniques.push(spec);
+                }
+                if let ColumnOption::ForeignKey(fk) = &opt.option {
+                    let mut spec = crate::foreign_key::fk_spec(fk, Some(&col_name))?;
+                    spec.name = spec.name.or(opt.name.as_ref().map(normalize));
+                    foreign_keys.push(spec);
                 }
                 if let ColumnOption::PrimaryKey(pk) = &opt.option {
                     if !primary_key.is_empty() {
@@ -440,6 +446,7 @@ impl Coordinator {
                     checks.push(check);
                 }
                 TableConstraint::Unique(u) => uniques.push(crate::index::unique_spec(&name, u, None)?),
+                TableConstraint::ForeignKey(fk) => foreign_keys.push(crate::foreign_key::fk_spec(fk, None)?),
                 other => return Err(constraint_unsupported(&other.to_string())),
             }
         }
@@ -507,8 +514,18 @@ impl Coordinator {
                 checks,
                 primary_key_name,
                 indexes: Vec::new(),
+                foreign_keys: Vec::new(),
             };
             table.indexes = crate::index::new_table_indexes(state, &table, &uniques)?;
+            let mut taken = crate::foreign_key::constraint_names(&table);
+            for spec in &foreign_keys {
+                if spec.parent != table.name {
+                    crate::foreign_key::check_not_moving(state, &spec.parent)?;
+                }
+                let fk = crate::foreign_key::resolve(state, &table, spec, &taken)?;
+                taken.push(fk.name.clone());
+                table.foreign_keys.push(fk);
+            }
             changes.push(Change::PutTable(table));
             Ok(changes)
         })?;
@@ -605,11 +622,32 @@ impl Coordinator {
         let names: Vec<String> = names.iter().map(relation_name).collect::<Result<_>>()?;
         match kind {
             ObjectType::Table => {
-                let _ = cascade;
                 let mut dropped = Vec::new();
                 let mut sequences = Vec::new();
                 self.catalog.update(|state| {
                     let mut changes = Vec::new();
+                    // Foreign keys of other tables that reference a dropped
+                    // one: refused (2BP01), or with CASCADE dropped.
+                    let mut unreferenced: BTreeMap<String, TableDef> = BTreeMap::new();
+                    for n in &names {
+                        let Some(t) = state.tables.get(n) else { continue };
+                        for (child, fk) in crate::foreign_key::referenced_by(state, t) {
+                            if names.contains(&child) {
+                                continue;
+                            }
+                            if !cascade {
+                                return Err(err!(
+                                    DependentObjectsStillExist,
+                                    "cannot drop table {n} because other objects depend on it (constraint {fk} on table {child} depends on table {n}); use DROP … CASCADE to drop the dependent objects too"
+                                ));
+                            }
+                            let c = unreferenced
+                                .entry(child.clone())
+                                .or_insert_with(|| (*state.tables[&child]).clone());
+                            c.foreign_keys.retain(|f| f.name != fk);
+                        }
+                    }
+                    changes.extend(unreferenced.into_values().map(Change::PutTable));
                     for n in &names {
                         match state.tables.get(n) {
                             Some(t) => {
@@ -748,6 +786,26 @@ impl Coordinator {
                 Err(_) if t.if_exists => {}
                 Err(e) => return Err(e),
             }
+        }
+        // A referenced table is truncated only with the tables that
+        // reference it (or, with CASCADE, they are truncated too).
+        let cascade = matches!(t.cascade, Some(ast::CascadeOption::Cascade));
+        let mut i = 0;
+        while i < tables.len() {
+            for (child, _) in crate::foreign_key::referenced_by(&snapshot, &tables[i]) {
+                if tables.iter().any(|t| t.name == child) {
+                    continue;
+                }
+                if !cascade {
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "cannot truncate a table referenced in a foreign key constraint (table \"{child}\" references \"{}\"; truncate table \"{child}\" at the same time, or use TRUNCATE … CASCADE)",
+                        tables[i].name
+                    ));
+                }
+                tables.push(snapshot.table(&child)?);
+            }
+            i += 1;
         }
         for table in &tables {
             self.check_not_moving(&table.name, "truncate")?;

@@ -1052,7 +1052,13 @@ impl Coordinator {
                     Ok(mut txn) => {
                         txn.lock_timeout_ms = lock_timeout_ms;
                         let stmt = txn.statement();
-                        match self.run_plan_in(&work, kind, stmt, &sequences).await {
+                        let done = match self.run_plan_in(&work, kind, stmt.clone(), &sequences).await {
+                            // Deferred constraints are checked at the end
+                            // of the transaction: now.
+                            Ok(out) => self.keep_foreign_keys(&stmt, &sequences, true).await.map(|()| out),
+                            Err(e) => Err(e),
+                        };
+                        match done {
                             Ok(out) => {
                                 before_commit = false;
                                 self.txns.commit(&mut txn).await.map(|()| out)
@@ -1087,7 +1093,33 @@ impl Coordinator {
         }
     }
 
+    /// Runs `work` in the statement's transaction `stmt`; a write then
+    /// does the foreign-key work it left ([`crate::foreign_key`]), or, if
+    /// it failed, drops it.
     pub(crate) async fn run_plan_in(
+        &self,
+        work: &Work<'_>,
+        kind: PlanKind,
+        stmt: Arc<StatementTxn>,
+        sequences: &SessionSequences,
+    ) -> Result<Output> {
+        if !work.writes(kind) {
+            return self.run_work_in(work, kind, stmt, sequences).await;
+        }
+        let seq = stmt.write.map(|w| w.seq).unwrap_or(0);
+        let mut out = self.run_work_in(work, kind, stmt.clone(), sequences).await;
+        if out.is_ok() {
+            if let Err(e) = self.keep_foreign_keys(&stmt, sequences, false).await {
+                out = Err(e);
+            }
+        }
+        if out.is_err() {
+            stmt.take_fk_events(|e| e.seq() < seq)?;
+        }
+        out
+    }
+
+    async fn run_work_in(
         &self,
         work: &Work<'_>,
         kind: PlanKind,
@@ -1125,7 +1157,7 @@ impl Coordinator {
                     returning: planned.returning.as_ref(),
                     do_nothing: planned.do_nothing,
                 };
-                return Box::pin(self.run_plan_in(&work, kind, stmt, sequences)).await;
+                return Box::pin(self.run_work_in(&work, kind, stmt, sequences)).await;
             }
             Work::Upsert {
                 insert,

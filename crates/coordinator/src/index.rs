@@ -420,6 +420,7 @@ impl Coordinator {
         self.catalog.update(|state| {
             let mut t = (*state.table(table)?).clone();
             t.indexes.retain(|i| i.id != index.id);
+            crate::foreign_key::check_still_referencable(state, &t, &index.name)?;
             Ok(vec![Change::PutTable(t)])
         })?;
         drop(hold);

@@ -23,6 +23,7 @@ pub mod alter;
 pub mod copy;
 pub mod ddl;
 pub mod execute;
+pub mod foreign_key;
 pub mod index;
 pub mod keyed;
 pub mod names;

@@ -139,6 +139,23 @@ impl Coordinator {
             self.txns.rollback(&mut txn).await;
             return Ok(Output::TransactionEnd(CommandTag::new("ROLLBACK")));
         }
+        // Deferred foreign keys are checked now; a violation rolls the
+        // block back, as in PostgreSQL.
+        let deferred = txn.writes.lock().map(|w| !w.fk.is_empty()).unwrap_or(false);
+        if deferred {
+            let checked = match self.txns.next_statement(&mut txn).await {
+                Ok((stmt, snapshot)) => {
+                    let r = self.keep_foreign_keys(&stmt, &session.sequences, true).await;
+                    drop(snapshot);
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
+                self.txns.rollback(&mut txn).await;
+                return Err(e);
+            }
+        }
         self.txns.commit(&mut txn).await?;
         Ok(Output::TransactionEnd(CommandTag::new("COMMIT")))
     }

@@ -20,6 +20,7 @@
 //!   DataFusion, always at the catalog's latest version.
 
 pub mod bytea;
+pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
 pub mod point_query;

@@ -289,6 +289,7 @@ mod tests {
             checks: vec![],
             primary_key_name: None,
             indexes: Vec::new(),
+            foreign_keys: Vec::new(),
         }
     }
 

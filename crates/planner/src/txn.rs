@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use slicedb_common::{err, Error, NodeId, Result, TableId};
+use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 use slicedb_storage::{ReadAt, Timestamp, TxnWrite};
 
 /// Which slice server received each written bucket, per table.
@@ -31,6 +31,43 @@ pub struct TxnWrites {
     /// Slice servers that acknowledged a write of the transaction: they
     /// hold pending writes of it unless a restart lost them.
     pub acknowledged: BTreeSet<NodeId>,
+    /// Foreign-key work the writers left for the coordinator
+    /// ([`crate::foreign_key`]): referenced keys that went away, and the
+    /// referencing values of deferred constraints, checked at commit.
+    pub fk: Vec<FkEvent>,
+}
+
+/// Foreign-key work a write leaves for the end of its statement (or, for a
+/// deferred constraint, for commit).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FkEvent {
+    /// A row of a referenced table that held `old` in the referenced
+    /// columns of constraint `fk` (on table `child`) was deleted
+    /// (`new: None`) or now holds `new` there.
+    Removed {
+        seq: u32,
+        child: TableId,
+        fk: String,
+        old: Vec<Datum>,
+        new: Option<Vec<Datum>>,
+    },
+    /// A row of `child` now references `values` through the deferred
+    /// constraint `fk`: the referenced row must exist at commit.
+    Referenced {
+        seq: u32,
+        child: TableId,
+        fk: String,
+        values: Vec<Datum>,
+    },
+}
+
+impl FkEvent {
+    /// The statement that left it.
+    pub fn seq(&self) -> u32 {
+        match self {
+            FkEvent::Removed { seq, .. } | FkEvent::Referenced { seq, .. } => *seq,
+        }
+    }
 }
 
 impl TxnWrites {
@@ -102,6 +139,20 @@ impl StatementTxn {
     pub fn add_rows(&self, rows: u64) -> Result<()> {
         self.lock()?.rows += rows;
         Ok(())
+    }
+
+    /// Leaves foreign-key work for the coordinator.
+    pub fn add_fk_events(&self, events: impl IntoIterator<Item = FkEvent>) -> Result<()> {
+        self.lock()?.fk.extend(events);
+        Ok(())
+    }
+
+    /// Takes the foreign-key work that `keep` does not keep.
+    pub fn take_fk_events(&self, keep: impl Fn(&FkEvent) -> bool) -> Result<Vec<FkEvent>> {
+        let mut w = self.lock()?;
+        let (kept, taken): (Vec<FkEvent>, Vec<FkEvent>) = std::mem::take(&mut w.fk).into_iter().partition(keep);
+        w.fk = kept;
+        Ok(taken)
     }
 }
 

@@ -46,9 +46,12 @@ pub struct RowRouter {
     target: SliceTable,
     /// Writes with their buckets, in statement order.
     pending: Vec<(u16, RowWrite)>,
-    txn: Arc<StatementTxn>,
+    pub(crate) txn: Arc<StatementTxn>,
     /// Pass the table's write gates (off for a caller that holds them).
     gated: bool,
+    /// Positions in `pending` of deletes whose row moves to the write that
+    /// follows (an update that changes the row's key).
+    moves: std::collections::HashSet<usize>,
 }
 
 impl RowRouter {
@@ -58,6 +61,7 @@ impl RowRouter {
             pending: Vec::new(),
             txn,
             gated: true,
+            moves: Default::default(),
         }
     }
 
@@ -66,6 +70,11 @@ impl RowRouter {
     pub fn holding_gates(mut self) -> Self {
         self.gated = false;
         self
+    }
+
+    /// The statement's transaction context.
+    pub fn statement(&self) -> &Arc<StatementTxn> {
+        &self.txn
     }
 
     pub fn push(&mut self, bucket: u16, write: RowWrite) {
@@ -85,6 +94,7 @@ impl RowRouter {
             if key == old_key {
                 self.push(bucket, RowWrite::Put { key, row });
             } else {
+                self.moves.insert(self.pending.len());
                 self.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
                 self.push(bucket, RowWrite::Insert { key, row });
             }
@@ -97,6 +107,7 @@ impl RowRouter {
                 },
             );
         } else {
+            self.moves.insert(self.pending.len());
             self.push(old_bucket, RowWrite::Delete { key: old_key.to_vec() });
             self.push(bucket, RowWrite::InsertWithRowId { bucket, row });
         }
@@ -123,6 +134,7 @@ impl RowRouter {
     /// failed request is rolled back too).
     pub async fn flush(&mut self) -> Result<u64> {
         let pending = std::mem::take(&mut self.pending);
+        let moves = std::mem::take(&mut self.moves);
         if pending.is_empty() {
             return Ok(0);
         }
@@ -133,26 +145,31 @@ impl RowRouter {
             true => Some(routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await),
             false => None,
         };
+        let catalog = routing.catalog.snapshot();
         let placement = routing.placement(&table)?;
         routing
             .cutovers
             .check(table.id, &table.name, txn.start_ts, pending.iter().map(|(b, _)| *b))?;
-        // The indexes as the catalog has them now, under the gates: an index
-        // built since planning is maintained too.
+        // The indexes and foreign keys as the catalog has them now, under
+        // the gates: an index built since planning is maintained too.
         let live = routing.live_table(&table)?;
         let indexes = &live.indexes;
-        // What each write leaves, for the index entries: its key and new row.
-        let after: Vec<After> = match indexes.is_empty() {
-            true => Vec::new(),
-            false => pending.iter().map(|(_, w)| write_after(w)).collect(),
+        let foreign_keys =
+            !live.foreign_keys.is_empty() || !crate::foreign_key::referencing(&catalog, table.id).is_empty();
+        let derived = !indexes.is_empty() || foreign_keys;
+        // What each write leaves, for the index entries and foreign keys:
+        // its key and new row.
+        let after: Vec<After> = match derived {
+            false => Vec::new(),
+            true => pending.iter().map(|(_, w)| write_after(w)).collect(),
         };
-        // Inserts of new keys replace no row: their entries are known now
-        // and go out with the rows.
+        // Inserts of new keys replace no row: what they leave is known now,
+        // and their entries go out with the rows.
         let fresh = after.iter().all(|a| a.key.is_some() && !a.if_absent)
             && pending.iter().all(|(_, w)| matches!(w, RowWrite::Insert { .. }));
         let batches = Batch::by_owner(&placement, pending);
         let pkey = table.pkey_name();
-        let affected = if fresh && !indexes.is_empty() {
+        let (affected, seen) = if fresh && derived {
             let seen: Vec<Option<Seen>> = after
                 .iter()
                 .map(|_| {
@@ -164,19 +181,28 @@ impl RowRouter {
                 })
                 .collect();
             let rows = self.send(txn, table.id, &pkey, batches, false);
-            let entries = self.maintain_indexes(txn, &live, &placement, after, seen);
+            let entries = async {
+                match indexes.is_empty() {
+                    true => Ok(0),
+                    false => self.maintain_indexes(txn, &live, &placement, &after, &seen).await,
+                }
+            };
             let (rows, entries) = futures::join!(rows, entries);
             let (affected, _) = rows?;
             entries?;
-            affected
+            (affected, seen)
         } else {
-            let (affected, seen) = self.send(txn, table.id, &pkey, batches, !indexes.is_empty()).await?;
-            if indexes.is_empty() {
-                affected
-            } else {
-                affected - self.maintain_indexes(txn, &live, &placement, after, seen).await?
-            }
+            let (affected, seen) = self.send(txn, table.id, &pkey, batches, derived).await?;
+            let taken_back = match indexes.is_empty() {
+                true => 0,
+                false => self.maintain_indexes(txn, &live, &placement, &after, &seen).await?,
+            };
+            (affected - taken_back, seen)
         };
+        if foreign_keys {
+            self.keep_foreign_keys(txn, &catalog, &live, &after, &seen, &moves)
+                .await?;
+        }
         self.txn.add_rows(affected)?;
         Ok(affected)
     }
@@ -216,8 +242,8 @@ impl RowRouter {
         txn: TxnWrite,
         table: &TableDef,
         placement: &slicedb_hashmap::HashMap,
-        after: Vec<After>,
-        seen: Vec<Option<Seen>>,
+        after: &[After],
+        seen: &[Option<Seen>],
     ) -> Result<u64> {
         let missing = table.missing_values();
         // Rows to take back, and the entries each has taken (index, write).
@@ -229,7 +255,7 @@ impl RowRouter {
             let mut deletes: Vec<(u16, RowWrite)> = Vec::new();
             let mut inserts: Vec<(u16, RowWrite)> = Vec::new();
             let mut inserted_by: Vec<usize> = Vec::new();
-            for (pos, (a, found)) in after.iter().zip(&seen).enumerate() {
+            for (pos, (a, found)) in after.iter().zip(seen).enumerate() {
                 let Some(found) = found.as_ref().filter(|f| f.applied) else {
                     continue;
                 };
@@ -342,7 +368,7 @@ impl RowRouter {
     ///
     /// The coordinator learns which buckets went where (recorded before
     /// sending, so that a failed request is rolled back too).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         txn: TxnWrite,
         table_id: TableId,
@@ -405,7 +431,7 @@ impl RowRouter {
 
 /// One slice server's writes of a flush.
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     buckets: Vec<u16>,
     writes: Vec<RowWrite>,
     /// Each write's position among the flush's writes.
@@ -415,7 +441,7 @@ struct Batch {
 impl Batch {
     /// `writes` grouped by the slice server that owns each one's bucket
     /// under `placement`, remembering each one's position.
-    fn by_owner(
+    pub(crate) fn by_owner(
         placement: &slicedb_hashmap::HashMap,
         writes: impl IntoIterator<Item = (u16, RowWrite)>,
     ) -> BTreeMap<NodeId, Batch> {
@@ -431,14 +457,14 @@ impl Batch {
 }
 
 /// What a write leaves, for its index entries.
-struct After {
+pub(crate) struct After {
     /// The key it addresses (none for a hidden row id insert: the slice
     /// server reports it).
-    key: Option<RowKey>,
+    pub key: Option<RowKey>,
     /// The row it leaves (none for a delete).
-    row: Option<Vec<Datum>>,
+    pub row: Option<Vec<Datum>>,
     /// An insert "if absent" (`ON CONFLICT DO NOTHING`).
-    if_absent: bool,
+    pub if_absent: bool,
 }
 
 fn write_after(w: &RowWrite) -> After {
@@ -447,7 +473,7 @@ fn write_after(w: &RowWrite) -> After {
             (Some(key.clone()), Some(row.clone()))
         }
         RowWrite::InsertWithRowId { row, .. } => (None, Some(row.clone())),
-        RowWrite::Delete { key } => (Some(key.clone()), None),
+        RowWrite::Delete { key } | RowWrite::Lock { key } => (Some(key.clone()), None),
     };
     After {
         key,

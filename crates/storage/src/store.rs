@@ -29,6 +29,13 @@ pub enum RowWrite {
     Put { key: RowKey, row: Vec<Datum> },
     /// Delete a row if present.
     Delete { key: RowKey },
+    /// Take the row's lock until the transaction ends, writing nothing
+    /// (a foreign key's check that the row it references exists, which
+    /// keeps the row from being deleted meanwhile). Reported as not
+    /// applied, with the row as the transaction sees it under the lock (its
+    /// own pending image, else the latest committed version) in
+    /// [`Seen::old`].
+    Lock { key: RowKey },
 }
 
 /// What one [`RowWrite`] found and did, reported to a writer that asked

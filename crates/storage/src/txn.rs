@@ -65,6 +65,10 @@ pub(crate) struct TxnState {
     pub done: bool,
     /// Storage key → its images, oldest first.
     pub writes: BTreeMap<Vec<u8>, Vec<PendingImage>>,
+    /// Keys locked without a write ([`RowWrite::Lock`]), held until the
+    /// transaction ends. They are not part of its intents: a slice server
+    /// that restarts with the transaction prepared does not hold them again.
+    pub locked: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl TxnState {
@@ -383,7 +387,8 @@ impl SliceStore {
                 RowWrite::Insert { key, .. }
                 | RowWrite::InsertIfAbsent { key, .. }
                 | RowWrite::Put { key, .. }
-                | RowWrite::Delete { key } => storage_key(table, key),
+                | RowWrite::Delete { key }
+                | RowWrite::Lock { key } => storage_key(table, key),
             };
             // Row lock (waiting for its holder), then first-updater-wins
             // against committed versions.
@@ -396,6 +401,27 @@ impl SliceStore {
                 let timeout = (txn.lock_timeout_ms > 0).then(|| Duration::from_millis(txn.lock_timeout_ms.into()));
                 self.locks.lock(&k, txn.txn, timeout).map_err(lock_error)?
             };
+            if let RowWrite::Lock { .. } = w {
+                let image = match state.latest(&k) {
+                    Some(image) => image.clone(),
+                    None => match self.locked_row(&k, nowait)? {
+                        Some(image) => image,
+                        None => {
+                            if locked == Locked::Taken {
+                                self.locks.unlock(&k, txn.txn);
+                            }
+                            return give_up(&mut state, done);
+                        }
+                    },
+                };
+                if locked == Locked::Taken {
+                    state.locked.insert(k);
+                }
+                if want_seen {
+                    seen.push(Seen::of(false, image)?);
+                }
+                continue;
+            }
             let mut old = None;
             let found = want_seen.then_some(&mut old);
             match self.row_image(&state, &k, w, txn.start_ts, unique_name, nowait, found) {
@@ -496,7 +522,29 @@ impl SliceStore {
             RowWrite::InsertIfAbsent { row, .. } => (!exists).then(|| encode_row(0, row)).transpose()?.map(Some),
             RowWrite::Put { row, .. } => Some(Some(encode_row(0, row)?)),
             RowWrite::Delete { .. } => exists.then_some(None),
-            RowWrite::InsertWithRowId { .. } => return Err(Error::internal("row-id insert has no key image")),
+            RowWrite::InsertWithRowId { .. } | RowWrite::Lock { .. } => {
+                return Err(Error::internal("this write has no key image"))
+            }
+        }))
+    }
+
+    /// The latest committed row at storage key `k` (locked by the caller),
+    /// `Some(None)` when there is none or it was deleted; with `nowait`,
+    /// `None` when the block is not in memory.
+    fn locked_row(&self, k: &[u8], nowait: bool) -> Result<Option<Option<Vec<u8>>>> {
+        let value = if nowait {
+            let mut opts = ReadOptions::default();
+            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+            match self.db.get_pinned_opt(k, &opts) {
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
+                other => other.map_err(rocks)?,
+            }
+        } else {
+            self.db.get_pinned(k).map_err(rocks)?
+        };
+        Ok(Some(match value {
+            Some(v) if !row::peek(&v)?.1 => Some(v.to_vec()),
+            _ => None,
         }))
     }
 
@@ -691,9 +739,11 @@ impl SliceStore {
             }
         }
         self.txns.remove(txn);
-        self.locks.unlock_all(txn, state.writes.keys());
+        self.locks
+            .unlock_all(txn, state.writes.keys().chain(state.locked.iter()));
         self.locks.forget(txn);
         state.writes.clear();
+        state.locked.clear();
     }
 
     /// Drops `txn`'s pending writes or intents and releases its locks.
@@ -748,7 +798,8 @@ impl SliceStore {
             return Err(Error::internal(format!("transaction {txn} is already prepared")));
         }
         let emptied = state.rollback_to(seq);
-        self.locks.unlock_all(txn, emptied.iter());
+        self.locks
+            .unlock_all(txn, emptied.iter().filter(|k| !state.locked.contains(k.as_slice())));
         Ok(())
     }
 

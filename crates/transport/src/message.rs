@@ -289,7 +289,7 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {

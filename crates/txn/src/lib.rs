@@ -697,6 +697,10 @@ impl TxnManager {
         {
             r?;
         }
+        // Foreign-key work the rolled-back statements left goes with them.
+        if let Ok(mut w) = txn.writes.lock() {
+            w.fk.retain(|e| e.seq() < seq);
+        }
         Ok(())
     }
 

@@ -70,6 +70,7 @@ fn harness() -> Arc<Harness> {
                     checks: vec![],
                     primary_key_name: None,
                     indexes: Vec::new(),
+                    foreign_keys: Vec::new(),
                 }),
             ])
         })
