@@ -220,9 +220,20 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
             .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == k))
     };
     let not_in_under_or = has(Keyword::IN) && has(Keyword::OR);
-    let plain = Parser::new(&PostgreSqlDialect {})
+    let mut plain = Parser::new(&PostgreSqlDialect {})
         .with_tokens_with_locations(tokens)
         .parse_statements();
+    // `to_regtype(x)` and friends are casts that give NULL for an unknown
+    // name: the compatibility parser answers such casts from the catalog.
+    let rewritten = match &mut plain {
+        Ok(stmts) => stmts.iter_mut().map(to_reg_casts).filter(|c| *c).count() > 0,
+        Err(_) => false,
+    };
+    let sql = match (&plain, rewritten) {
+        (Ok(stmts), true) => stmts.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "),
+        _ => sql.to_string(),
+    };
+    let sql = sql.as_str();
     match plain {
         Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => stmts
             .into_iter()
@@ -237,6 +248,47 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
         // Catalog queries, and what only the compatibility parser reads.
         _ => COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error),
     }
+}
+
+/// Rewrites `to_regclass(x)`, `to_regtype(x)`, `to_regnamespace(x)` and
+/// `to_regproc(x)` as casts of `x` to the oid type (which the
+/// compatibility parser resolves by a subquery of the catalog, NULL when
+/// nothing has the name, as these functions answer). Returns whether it
+/// changed anything.
+fn to_reg_casts(stmt: &mut ast::Statement) -> bool {
+    use std::ops::ControlFlow;
+    let mut changed = false;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Function(f) = e {
+            let name = f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase());
+            let target = match name.as_deref() {
+                Some("to_regclass") => "regclass",
+                Some("to_regtype") => "regtype",
+                Some("to_regnamespace") => "regnamespace",
+                Some("to_regproc") => "regproc",
+                _ => return ControlFlow::<()>::Continue(()),
+            };
+            if let ast::FunctionArguments::List(list) = &f.args {
+                if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+                    *e = ast::Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(arg.clone()),
+                        data_type: ast::DataType::Custom(ast::ObjectName::from(vec![ast::Ident::new(target)]), vec![]),
+                        array: false,
+                        format: None,
+                    };
+                    changed = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    changed
 }
 
 /// One statement from its tokens; `whole` is its text when it was the
