@@ -422,8 +422,11 @@ impl TableProvider for SliceTable {
             return Err(Error::unsupported(format!("{insert_op} is not supported")).into_datafusion());
         }
         let checks = self.physical_checks(state)?;
+        let (input, project) = crate::write::take_volatile_projection(input);
         Ok(Arc::new(
-            SliceInsertExec::insert(input, self.clone()).with_checks(checks),
+            SliceInsertExec::insert(input, self.clone())
+                .with_checks(checks)
+                .with_projection(project),
         ))
     }
 

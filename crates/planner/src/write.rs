@@ -573,6 +573,39 @@ pub struct SliceWriteExec {
     properties: Arc<PlanProperties>,
     /// CHECK constraints over the new rows' values (table column order).
     checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    /// The order of an INSERT's input rows (`INSERT … SELECT … ORDER BY`),
+    /// kept as a requirement so that the optimizer does not drop the sort:
+    /// rows are written, and their defaults (`nextval`) drawn, in that
+    /// order, as in PostgreSQL (ORMs match `RETURNING` rows to their
+    /// objects by it).
+    ordering: Option<datafusion::physical_expr::OrderingRequirements>,
+    /// A projection with volatile expressions (a `nextval` default) that
+    /// the INSERT evaluates itself on its sorted input (see
+    /// [`take_volatile_projection`]), with its output schema.
+    project: Option<Projection>,
+}
+
+/// Expressions evaluated on each input batch, with their output schema.
+pub type Projection = (Vec<Arc<dyn PhysicalExpr>>, SchemaRef);
+
+/// Splits a projection with volatile expressions off an ordered INSERT
+/// input (`INSERT … SELECT … ORDER BY` into a table with a `nextval`
+/// default): the INSERT evaluates it on the sorted rows, so that the
+/// values are drawn in the rows' order, as PostgreSQL draws them. Left in
+/// the plan, DataFusion's optimizer may move it below the sort.
+pub fn take_volatile_projection(input: Arc<dyn ExecutionPlan>) -> (Arc<dyn ExecutionPlan>, Option<Projection>) {
+    use datafusion::physical_plan::projection::ProjectionExec;
+    if let Some(p) = input.downcast_ref::<ProjectionExec>() {
+        let volatile = p
+            .expr()
+            .iter()
+            .any(|e| datafusion::physical_expr_common::physical_expr::is_volatile(&e.expr));
+        if volatile && p.input().properties().output_ordering().is_some() {
+            let exprs = p.expr().iter().map(|e| e.expr.clone()).collect();
+            return (p.input().clone(), Some((exprs, p.schema())));
+        }
+    }
+    (input, None)
 }
 
 /// Set as a session config extension of an `INSERT … ON CONFLICT DO
@@ -669,13 +702,26 @@ impl SliceWriteExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
+        let ordering = match kind {
+            WriteKind::Insert => input.properties().output_ordering().cloned().map(Into::into),
+            _ => None,
+        };
         SliceWriteExec {
             kind,
             input,
             target,
             properties,
             checks: Vec::new(),
+            ordering,
+            project: None,
         }
+    }
+
+    /// Evaluates `project` (from [`take_volatile_projection`]) on each
+    /// input batch.
+    pub fn with_projection(mut self, project: Option<Projection>) -> Self {
+        self.project = project;
+        self
     }
 
     /// Checks these CHECK constraints on every new row.
@@ -701,6 +747,7 @@ impl SliceWriteExec {
         input: Arc<dyn ExecutionPlan>,
         target: SliceTable,
         checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
+        project: Option<Projection>,
         ctx: Arc<TaskContext>,
     ) -> Result<u64> {
         let table = target.table.clone();
@@ -725,7 +772,17 @@ impl SliceWriteExec {
         let mut batches = futures::stream::select_all(streams);
         {
             while let Some(batch) = batches.next().await {
-                let batch = batch.map_err(Error::from)?;
+                let mut batch = batch.map_err(Error::from)?;
+                if let Some((exprs, schema)) = &project {
+                    let n = batch.num_rows();
+                    let columns = exprs
+                        .iter()
+                        .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
+                        .collect::<DfResult<Vec<_>>>()
+                        .map_err(Error::from)?;
+                    batch =
+                        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::internal(e.to_string()))?;
+                }
                 match kind {
                     WriteKind::Insert => {
                         if batch.num_columns() != table.columns.len() {
@@ -838,6 +895,17 @@ impl ExecutionPlan for SliceWriteExec {
         vec![&self.input]
     }
 
+    fn required_input_ordering(&self) -> Vec<Option<datafusion::physical_expr::OrderingRequirements>> {
+        vec![self.ordering.clone()]
+    }
+
+    fn required_input_distribution(&self) -> Vec<datafusion::physical_plan::Distribution> {
+        match self.ordering {
+            Some(_) => vec![datafusion::physical_plan::Distribution::SinglePartition],
+            None => vec![datafusion::physical_plan::Distribution::UnspecifiedDistribution],
+        }
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
@@ -851,9 +919,11 @@ impl ExecutionPlan for SliceWriteExec {
         _: ReplaceChildrenOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let input = children.pop().unwrap_or_else(|| self.input.clone());
-        Ok(Arc::new(
-            Self::build(self.kind, input, self.target.clone()).with_checks(self.checks.clone()),
-        ))
+        let mut exec = Self::build(self.kind, input, self.target.clone()).with_checks(self.checks.clone());
+        // The requirement stays that of the planned input.
+        exec.ordering = self.ordering.clone();
+        exec.project = self.project.clone();
+        Ok(Arc::new(exec))
     }
 
     #[allow(deprecated)]
@@ -864,8 +934,9 @@ impl ExecutionPlan for SliceWriteExec {
     fn execute(&self, _partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let (kind, input, target) = (self.kind, self.input.clone(), self.target.clone());
         let checks = self.checks.clone();
+        let project = self.project.clone();
         let out = futures::stream::once(async move {
-            let count = Self::run(kind, input, target, checks, context)
+            let count = Self::run(kind, input, target, checks, project, context)
                 .await
                 .map_err(Error::into_datafusion)?;
             let array: ArrayRef = Arc::new(UInt64Array::from(vec![count]));
