@@ -175,6 +175,20 @@ fn python_drivers() {
     run_driver(cmd, "asyncpg: ok");
 }
 
+/// SQLAlchemy 2's ORM (psycopg 3) and Alembic, unchanged: Alembic's own
+/// `upgrade head` builds a schema with a serial key, a unique column, a
+/// foreign key with ON DELETE CASCADE, server defaults and an index; the
+/// ORM then bulk-inserts (matching the ids RETURNING gives to its objects
+/// by their order), loads relationships, updates, meets a unique and a
+/// foreign-key violation, and deletes with a cascade. The script passes
+/// against PostgreSQL 15 too.
+#[test]
+fn sqlalchemy_and_alembic() {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(driver_script("sqlalchemy_orm.py"));
+    run_driver(cmd, "sqlalchemy: ok");
+}
+
 /// pgjdbc: prepared statements (server-side after the first use), numeric
 /// and date binding, update counts, SQLSTATEs.
 #[test]

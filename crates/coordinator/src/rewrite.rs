@@ -286,6 +286,69 @@ fn take_returning(stmt: &mut ast::Statement, catalog: &CatalogState) -> Result<O
     }
 }
 
+/// Rewrites each `VALUES` list nested in the source query of an INSERT
+/// (`INSERT INTO t (a, b) SELECT p0, p1 FROM (VALUES …) AS s(p0, p1, n)
+/// ORDER BY n`, SQLAlchemy's bulk insert) as `SELECT * FROM unnest(ARRAY[…
+/// first column …], …) AS v(column1, …)`, the same rows in the same order.
+/// DataFusion plans every `VALUES` of an INSERT's source against the
+/// target table's columns, which is right only for the source's own
+/// `VALUES`; a nested one has columns of its own.
+fn nested_values_as_unnest(source: &mut ast::Query) -> Result<()> {
+    use std::ops::ControlFlow;
+    struct Nested {
+        top: *const ast::Query,
+        failed: Option<slicedb_common::Error>,
+    }
+    impl ast::VisitorMut for Nested {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut ast::Query) -> ControlFlow<()> {
+            if std::ptr::eq(q, self.top) {
+                return ControlFlow::Continue(());
+            }
+            let SetExpr::Values(values) = q.body.as_ref() else {
+                return ControlFlow::Continue(());
+            };
+            let width = values.rows.first().map_or(0, |r| r.content.len());
+            if width == 0 || values.rows.iter().any(|r| r.content.len() != width) {
+                self.failed = Some(err!(SyntaxError, "VALUES lists must all be the same length"));
+                return ControlFlow::Break(());
+            }
+            let arrays: Vec<String> = (0..width)
+                .map(|c| {
+                    let items: Vec<String> = values.rows.iter().map(|r| r.content[c].to_string()).collect();
+                    format!("ARRAY[{}]", items.join(", "))
+                })
+                .collect();
+            let names: Vec<String> = (1..=width).map(|c| format!("column{c}")).collect();
+            let sql = format!(
+                "SELECT * FROM unnest({}) AS __values({})",
+                arrays.join(", "),
+                names.join(", ")
+            );
+            match Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_query())
+            {
+                Ok(query) => q.body = query.body,
+                Err(e) => {
+                    self.failed = Some(err!(SyntaxError, "{e}"));
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = Nested {
+        top: source as *const ast::Query,
+        failed: None,
+    };
+    let _ = ast::VisitMut::visit(source, &mut visitor);
+    match visitor.failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn rewrite_insert(insert: &mut ast::Insert, table: &TableDef) -> Result<()> {
     // The target column of each value position.
     let targets: Vec<usize> = if insert.columns.is_empty() {
@@ -326,6 +389,9 @@ fn rewrite_insert(insert: &mut ast::Insert, table: &TableDef) -> Result<()> {
     let Some(source) = insert.source.as_mut() else {
         return Ok(());
     };
+    if !matches!(source.body.as_ref(), SetExpr::Values(_)) {
+        nested_values_as_unnest(source)?;
+    }
     let always: Vec<usize> = targets
         .iter()
         .copied()

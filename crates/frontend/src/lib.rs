@@ -358,6 +358,42 @@ impl SimpleQueryHandler for SliceDbService {
 /// What the extended protocol stores per prepared statement.
 pub type StoredStatement = Arc<Prepared>;
 
+/// Puts back the NULL parameters that arrow-pg's decoding leaves out: a
+/// NULL whose type neither the client (no oid, or `unknown`, as psycopg
+/// sends `None`) nor the planner knows is skipped there, which shifts every
+/// later parameter. Each becomes an untyped NULL at its position.
+fn with_untyped_nulls<S: Clone>(
+    portal: &Portal<S>,
+    inferred: &[Option<DataType>],
+    params: datafusion::common::ParamValues,
+) -> PgWireResult<datafusion::common::ParamValues> {
+    let datafusion::common::ParamValues::List(mut list) = params else {
+        return Ok(params);
+    };
+    if list.len() < portal.parameters.len() {
+        for (i, value) in portal.parameters.iter().enumerate() {
+            let hint = portal.statement.parameter_types.get(i).cloned().flatten();
+            let untyped =
+                hint.is_none_or(|t| t == pgwire::api::Type::UNKNOWN) && inferred.get(i).is_none_or(Option::is_none);
+            if value.is_none() && untyped && i <= list.len() {
+                list.insert(i, datafusion::common::ScalarValue::Null.into());
+            }
+        }
+    }
+    if list.len() != portal.parameters.len() {
+        return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_string(),
+            "08P01".to_string(),
+            format!(
+                "could not decode the parameters: {} of {} have a type slicedb cannot read",
+                portal.parameters.len() - list.len().min(portal.parameters.len()),
+                portal.parameters.len()
+            ),
+        ))));
+    }
+    Ok(datafusion::common::ParamValues::List(list))
+}
+
 fn parameter_types(stmt: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
     Coordinator::parameter_types(stmt).map_err(pg_error)
 }
@@ -465,8 +501,38 @@ impl ExtendedQueryHandler for SliceDbService {
     {
         let prepared = portal.statement.statement.clone();
         let types = parameter_types(&prepared)?;
-        let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-        let params = deserialize_parameters(portal, &refs)?;
+        // A float bound where the planner wants a numeric (Python's float
+        // for a `numeric` column) is decoded as a float, then cast: arrow-pg
+        // does not coerce floats to decimals.
+        let float_to_decimal: Vec<Option<DataType>> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let hint = portal.statement.parameter_types.get(i).cloned().flatten();
+                let float = matches!(hint, Some(pgwire::api::Type::FLOAT4 | pgwire::api::Type::FLOAT8));
+                t.clone().filter(|t| float && matches!(t, DataType::Decimal128(..)))
+            })
+            .collect();
+        let refs: Vec<Option<&DataType>> = types
+            .iter()
+            .zip(&float_to_decimal)
+            .map(|(t, d)| if d.is_some() { None } else { t.as_ref() })
+            .collect();
+        let mut params = with_untyped_nulls(portal, &types, deserialize_parameters(portal, &refs)?)?;
+        if let datafusion::common::ParamValues::List(list) = &mut params {
+            for (slot, target) in list.iter_mut().zip(&float_to_decimal) {
+                if let Some(target) = target {
+                    let cast = slot.value.cast_to(target).map_err(|e| {
+                        PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "ERROR".to_string(),
+                            "22003".to_string(),
+                            format!("numeric field overflow: {e}"),
+                        )))
+                    })?;
+                    *slot = cast.into();
+                }
+            }
+        }
         let conn = connection(client);
         let (result, changed) = {
             let mut guard = conn.lock().await;
