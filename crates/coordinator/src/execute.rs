@@ -785,6 +785,9 @@ impl Coordinator {
             Statement::ShowHashMaps => return self.show_hash_maps(),
             Statement::ShowHashMap(name) => return self.show_hash_map(&name),
             Statement::ShowNodes => return self.show_nodes().await,
+            Statement::SetConstraints { names, deferred } => {
+                return self.set_constraints(session, names, deferred).await;
+            }
             Statement::ShowSlices(table) => return self.show_slices(table.as_deref()).await,
             Statement::AddNode {
                 address,

@@ -46,6 +46,66 @@ const MAX_ROUNDS: usize = 1000;
 /// Referenced keys per query or cascaded write.
 const CHUNK: usize = 500;
 
+impl Coordinator {
+    /// `SET CONSTRAINTS {ALL | names} {DEFERRED | IMMEDIATE}`: changes when
+    /// the transaction checks its deferrable foreign keys; a constraint made
+    /// immediate is checked at once for what the transaction did so far.
+    /// Outside a block it does nothing, as in PostgreSQL (which warns).
+    pub(crate) async fn set_constraints(
+        &self,
+        session: &mut crate::Session,
+        names: Option<Vec<String>>,
+        deferred: bool,
+    ) -> Result<crate::Output> {
+        let tag = || crate::Output::Command(crate::CommandTag::new("SET CONSTRAINTS"));
+        let Some(txn) = session.txn.as_mut() else {
+            return Ok(tag());
+        };
+        if let Some(names) = &names {
+            let catalog = self.catalog.snapshot();
+            for n in names {
+                let found: Vec<&ForeignKeyDef> = catalog
+                    .tables
+                    .values()
+                    .flat_map(|t| t.foreign_keys.iter())
+                    .filter(|f| &f.name == n)
+                    .collect();
+                if found.is_empty() {
+                    return Err(err!(UndefinedObject, "constraint \"{n}\" does not exist"));
+                }
+                if found.iter().any(|f| !f.deferrable) {
+                    return Err(err!(WrongObjectType, "constraint \"{n}\" is not deferrable"));
+                }
+            }
+        }
+        {
+            let mut w = txn
+                .writes
+                .lock()
+                .map_err(|_| Error::internal("transaction writes lock poisoned"))?;
+            match &names {
+                None => {
+                    w.fk_modes.all = Some(deferred);
+                    w.fk_modes.named.clear();
+                }
+                Some(names) => {
+                    for n in names {
+                        w.fk_modes.named.insert(n.clone(), deferred);
+                    }
+                }
+            }
+        }
+        if !deferred {
+            let (stmt, snapshot) = self.txns.next_statement(txn).await?;
+            let sequences = session.sequences.clone();
+            let checked = self.keep_foreign_keys(&stmt, &sequences, false).await;
+            drop(snapshot);
+            checked?;
+        }
+        Ok(tag())
+    }
+}
+
 /// A referenced key's old values and, for an update, its new ones.
 type KeyChange = (Vec<Datum>, Option<Vec<Datum>>);
 
@@ -344,6 +404,7 @@ impl Coordinator {
     ) -> Result<()> {
         for _ in 0..MAX_ROUNDS {
             let catalog = self.catalog.snapshot();
+            let modes = stmt.fk_modes()?;
             let deferred = |e: &FkEvent| -> bool {
                 let (child, fk) = match e {
                     FkEvent::Removed { child, fk, .. } | FkEvent::Referenced { child, fk, .. } => (child, fk),
@@ -354,9 +415,9 @@ impl Coordinator {
                 match e {
                     FkEvent::Removed { new, .. } => {
                         let action = if new.is_none() { def.on_delete } else { def.on_update };
-                        def.deferred && action == FkAction::NoAction
+                        modes.deferred(def) && action == FkAction::NoAction
                     }
-                    FkEvent::Referenced { .. } => true,
+                    FkEvent::Referenced { .. } => modes.deferred(def),
                 }
             };
             let events = stmt.take_fk_events(|e| !at_commit && deferred(e))?;

@@ -78,6 +78,12 @@ pub enum Statement {
         command: &'static str,
         tables: Vec<String>,
     },
+    /// `SET CONSTRAINTS {ALL | name [, …]} {DEFERRED | IMMEDIATE}`:
+    /// `names` is `None` for `ALL`.
+    SetConstraints {
+        names: Option<Vec<String>>,
+        deferred: bool,
+    },
 }
 
 /// Parses one or more `;`-separated statements.
@@ -408,6 +414,25 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
         let job = c.number()?;
         c.end()?;
         return Ok(Some(Statement::CancelRedistribution(job as u64)));
+    }
+    if c.eat_words(&["SET", "CONSTRAINTS"]) {
+        let names = if c.eat_words(&["ALL"]) {
+            None
+        } else {
+            let mut names = vec![c.ident()?];
+            while c.eat(&Token::Comma) {
+                names.push(c.ident()?);
+            }
+            Some(names)
+        };
+        let deferred = if c.eat_words(&["DEFERRED"]) {
+            true
+        } else {
+            c.expect_word("IMMEDIATE")?;
+            false
+        };
+        c.end()?;
+        return Ok(Some(Statement::SetConstraints { names, deferred }));
     }
     if c.peek_words(&["VACUUM"]) || c.peek_words(&["ANALYZE"]) || c.peek_words(&["ANALYSE"]) {
         return c.maintenance().map(Some);

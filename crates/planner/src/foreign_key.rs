@@ -11,8 +11,8 @@
 //!   row, reports whether it exists now, and is held until the transaction
 //!   ends, so no other transaction can delete the row in between: a
 //!   missing row fails the statement with 23503. A deferred constraint
-//!   (`INITIALLY DEFERRED`) leaves an [`FkEvent::Referenced`] instead, and
-//!   the coordinator locks at commit.
+//!   (`INITIALLY DEFERRED`, or `SET CONSTRAINTS … DEFERRED`) leaves an
+//!   [`FkEvent::Referenced`] instead, and the coordinator locks at commit.
 //! - **Referenced rows** (the parent): a write that deletes a referenced
 //!   row, or changes its referenced values, leaves an
 //!   [`FkEvent::Removed`]. The row's own lock is held by that write. At the
@@ -156,6 +156,7 @@ impl RowRouter {
         };
         let applied = |pos: usize| seen.get(pos).and_then(Option::as_ref).is_some_and(|s| s.applied);
         let mut events = Vec::new();
+        let modes = self.txn.fk_modes()?;
         // The referencing side.
         for fk in &table.foreign_keys {
             let mut values: Vec<Vec<Datum>> = Vec::new();
@@ -178,7 +179,7 @@ impl RowRouter {
             if values.is_empty() {
                 continue;
             }
-            if fk.deferred {
+            if modes.deferred(fk) {
                 events.extend(values.into_iter().map(|values| FkEvent::Referenced {
                     seq: txn.seq,
                     child: table.id,

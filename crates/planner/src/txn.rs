@@ -35,6 +35,28 @@ pub struct TxnWrites {
     /// ([`crate::foreign_key`]): referenced keys that went away, and the
     /// referencing values of deferred constraints, checked at commit.
     pub fk: Vec<FkEvent>,
+    /// `SET CONSTRAINTS` of the transaction.
+    pub fk_modes: FkModes,
+}
+
+/// Which deferrable constraints a transaction has made deferred or
+/// immediate (`SET CONSTRAINTS`), over their `INITIALLY` mode.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FkModes {
+    /// `SET CONSTRAINTS ALL …`: deferred or not.
+    pub all: Option<bool>,
+    /// `SET CONSTRAINTS name …` since.
+    pub named: BTreeMap<String, bool>,
+}
+
+impl FkModes {
+    /// Is `fk` checked at commit rather than at the end of each statement?
+    pub fn deferred(&self, fk: &slicedb_common::ForeignKeyDef) -> bool {
+        if !fk.deferrable {
+            return false;
+        }
+        self.named.get(&fk.name).copied().or(self.all).unwrap_or(fk.deferred)
+    }
 }
 
 /// Foreign-key work a write leaves for the end of its statement (or, for a
@@ -145,6 +167,11 @@ impl StatementTxn {
     pub fn add_fk_events(&self, events: impl IntoIterator<Item = FkEvent>) -> Result<()> {
         self.lock()?.fk.extend(events);
         Ok(())
+    }
+
+    /// The transaction's `SET CONSTRAINTS` modes.
+    pub fn fk_modes(&self) -> Result<FkModes> {
+        Ok(self.lock()?.fk_modes.clone())
     }
 
     /// Takes the foreign-key work that `keep` does not keep.
