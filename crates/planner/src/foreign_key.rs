@@ -135,14 +135,17 @@ impl RowRouter {
     /// reference (or leaves them for commit), and leaves the referenced
     /// keys that went away for the coordinator.
     ///
-    /// `after[i]` is what write `i` left and `seen[i]` what it found;
-    /// `moves` holds the positions of deletes whose row moved to the write
-    /// that follows (an update of its key).
+    /// `referencing` are the foreign keys that reference `table`
+    /// ([`referencing`]); `after[i]` is what write `i` left and `seen[i]`
+    /// what it found; `moves` holds the positions of deletes whose row
+    /// moved to the write that follows (an update of its key).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn keep_foreign_keys(
         &self,
         txn: TxnWrite,
         catalog: &CatalogState,
         table: &TableDef,
+        referencing: &[(Arc<TableDef>, ForeignKeyDef)],
         after: &[After],
         seen: &[Option<Seen>],
         moves: &HashSet<usize>,
@@ -191,9 +194,8 @@ impl RowRouter {
             }
         }
         // The referenced side.
-        let referencing = referencing(catalog, table.id);
         if !referencing.is_empty() {
-            for (child, fk) in &referencing {
+            for (child, fk) in referencing {
                 let mut gone: Vec<(Vec<Datum>, Option<Vec<Datum>>)> = Vec::new();
                 let mut kept: Vec<Vec<Datum>> = Vec::new();
                 for (pos, a) in after.iter().enumerate() {

@@ -154,8 +154,9 @@ impl RowRouter {
         // the gates: an index built since planning is maintained too.
         let live = routing.live_table(&table)?;
         let indexes = &live.indexes;
-        let foreign_keys =
-            !live.foreign_keys.is_empty() || !crate::foreign_key::referencing(&catalog, table.id).is_empty();
+        // Foreign keys of other tables that reference this one.
+        let referencing = crate::foreign_key::referencing(&catalog, table.id);
+        let foreign_keys = !live.foreign_keys.is_empty() || !referencing.is_empty();
         let derived = !indexes.is_empty() || foreign_keys;
         // What each write leaves, for the index entries and foreign keys:
         // its key and new row.
@@ -200,7 +201,7 @@ impl RowRouter {
             (affected - taken_back, seen)
         };
         if foreign_keys {
-            self.keep_foreign_keys(txn, &catalog, &live, &after, &seen, &moves)
+            self.keep_foreign_keys(txn, &catalog, &live, &referencing, &after, &seen, &moves)
                 .await?;
         }
         self.txn.add_rows(affected)?;
