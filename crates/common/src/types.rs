@@ -85,6 +85,54 @@ impl SqlType {
         }
     }
 
+    /// PostgreSQL's type oid, as `pg_attribute.atttypid` reports it.
+    pub fn pg_oid(&self) -> u32 {
+        match self {
+            SqlType::SmallInt => 21,
+            SqlType::Integer => 23,
+            SqlType::BigInt => 20,
+            SqlType::Real => 700,
+            SqlType::Double => 701,
+            SqlType::Numeric { .. } => 1700,
+            SqlType::Boolean => 16,
+            SqlType::Text => 25,
+            SqlType::Varchar(_) => 1043,
+            SqlType::Char(_) => 1042,
+            SqlType::Bytea => 17,
+            SqlType::Date => 1082,
+            SqlType::Timestamp => 1114,
+            SqlType::TimestampTz => 1184,
+        }
+    }
+
+    /// PostgreSQL's type modifier (`pg_attribute.atttypmod`): the declared
+    /// length plus 4 for `varchar(n)` and `char(n)`, `(p << 16 | s) + 4`
+    /// for `numeric(p,s)`, -1 where the type has none.
+    pub fn pg_typmod(&self) -> i32 {
+        match self {
+            SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
+            SqlType::Numeric { precision, scale } => ((*precision as i32) << 16 | (*scale as u8) as i32) + 4,
+            _ => -1,
+        }
+    }
+
+    /// PostgreSQL's storage length (`typlen`): bytes for fixed-width
+    /// types, -1 for variable-length ones.
+    pub fn pg_len(&self) -> i16 {
+        match self {
+            SqlType::SmallInt => 2,
+            SqlType::Integer | SqlType::Real | SqlType::Date => 4,
+            SqlType::BigInt | SqlType::Double | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::Boolean => 1,
+            _ => -1,
+        }
+    }
+
+    /// True for the types PostgreSQL collates (the text types).
+    pub fn is_text(&self) -> bool {
+        matches!(self, SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_))
+    }
+
     /// Maps a parsed SQL type to a storable one, or fails with 0A000.
     pub fn from_ast(dt: &ast::DataType) -> Result<SqlType> {
         use ast::DataType as D;

@@ -51,19 +51,34 @@ fn constraint_unsupported(what: &str) -> Error {
     err!(FeatureNotSupported, "constraint {what} is not supported yet")
 }
 
-/// The name PostgreSQL gives an unnamed CHECK constraint: `t_col_check`
-/// for a column's, `t_check` for a table's, numbered when taken.
-/// A table-level CHECK constraint, named as PostgreSQL names it unless named.
+/// A table-level CHECK constraint, named as PostgreSQL names it unless
+/// named: `t_col_check` when it reads one column, `t_check` otherwise.
 pub(crate) fn table_check(table: &str, check: &ast::CheckConstraint, taken: &[CheckDef]) -> CheckDef {
     let expr = check.expr.to_string();
+    let mut columns: Vec<String> = Vec::new();
+    let _ = ast::visit_expressions(&*check.expr, |e| {
+        let column = match e {
+            ast::Expr::Identifier(i) => Some(normalize(i)),
+            ast::Expr::CompoundIdentifier(parts) => parts.last().map(normalize),
+            _ => None,
+        };
+        if let Some(c) = column.filter(|c| !columns.contains(c)) {
+            columns.push(c);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let only = (columns.len() == 1).then(|| columns[0].as_str());
     let name = check
         .name
         .as_ref()
         .map(normalize)
-        .unwrap_or_else(|| check_name(table, None, taken));
+        .unwrap_or_else(|| check_name(table, only, taken));
     CheckDef { name, expr }
 }
 
+/// The name PostgreSQL gives an unnamed CHECK constraint: `t_col_check`
+/// for one on (or reading only) column `col`, `t_check` otherwise,
+/// numbered when taken.
 pub(crate) fn check_name(table: &str, column: Option<&str>, taken: &[CheckDef]) -> String {
     let base = match column {
         Some(c) => format!("{table}_{c}_check"),

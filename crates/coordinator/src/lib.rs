@@ -29,6 +29,7 @@ pub mod keyed;
 pub mod names;
 pub mod not_in;
 pub mod parser;
+pub mod pg_catalog;
 pub mod prepared_sql;
 pub mod redistribute;
 pub mod rewrite;
@@ -339,6 +340,14 @@ impl Coordinator {
         db.register_schema(SCHEMA, schema.clone()).map_err(Error::from)?;
         ctx.register_catalog(DATABASE, db.clone());
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| Error::from(*e))?;
+        if let Some(theirs) = db.schema("pg_catalog") {
+            let ours = Arc::new(pg_catalog::PgCatalog::new(theirs, catalog.clone()));
+            db.register_schema("pg_catalog", ours).map_err(Error::from)?;
+        }
+        ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        for f in pg_catalog::functions(catalog.clone()) {
+            ctx.register_udf(f);
+        }
         ctx.register_udf(version_udf());
         let sequences = Arc::new(sequence::Sequences::new(catalog.clone()));
         for f in sequence::functions(sequences.clone()) {

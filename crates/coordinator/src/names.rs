@@ -17,6 +17,14 @@ pub fn output_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => normalize(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(normalize).unwrap_or_else(unnamed),
+        // A scalar subquery's value, aggregated for DataFusion.
+        Expr::Function(f) if f.name.to_string() == slicedb_planner::single_value::SINGLE_VALUE => match &f.args {
+            ast::FunctionArguments::List(l) => match l.args.first() {
+                Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))) => output_name(e),
+                _ => unnamed(),
+            },
+            _ => unnamed(),
+        },
         Expr::Function(f) => f
             .name
             .0
@@ -30,6 +38,18 @@ pub fn output_name(e: &Expr) -> String {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_) => output_name(expr),
             _ => type_name(data_type),
         },
+        // A scalar subquery whose conditions on the outer row were taken out
+        // (`slicedb_planner::single_value`) keeps the subquery's name.
+        Expr::Case {
+            operand: None,
+            conditions,
+            else_result: None,
+            ..
+        } if conditions.len() == 1
+            && matches!(&conditions[0].result, Expr::Nested(n) if matches!(n.as_ref(), Expr::Subquery(_))) =>
+        {
+            output_name(&conditions[0].result)
+        }
         Expr::Case { else_result, .. } => match else_result.as_deref() {
             Some(e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) => output_name(e),
             _ => "case".to_string(),
@@ -215,6 +235,18 @@ fn type_int_literals_in(e: &mut Expr) {
             Expr::UnaryOp { expr, .. } | Expr::Nested(expr) => {
                 if let Some(cast) = as_int4_literal(expr) {
                     **expr = cast;
+                }
+            }
+            // `pg_typeof(1)` is `integer`.
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("pg_typeof") => {
+                if let ast::FunctionArguments::List(l) = &mut f.args {
+                    for arg in &mut l.args {
+                        if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)) = arg {
+                            if let Some(cast) = as_int4_literal(a) {
+                                *a = cast;
+                            }
+                        }
+                    }
                 }
             }
             _ => {}

@@ -231,8 +231,17 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
         .parse_statements();
     // `to_regtype(x)` and friends are casts that give NULL for an unknown
     // name: the compatibility parser answers such casts from the catalog.
+    // A scalar subquery that returns a plain expression aggregates it, so
+    // that DataFusion plans it when it is correlated.
     let rewritten = match &mut plain {
-        Ok(stmts) => stmts.iter_mut().map(to_reg_casts).filter(|c| *c).count() > 0,
+        Ok(stmts) => {
+            stmts
+                .iter_mut()
+                .map(|s| to_reg_casts(s) | slicedb_planner::single_value::aggregate_scalar_subqueries(s))
+                .filter(|c| *c)
+                .count()
+                > 0
+        }
         Err(_) => false,
     };
     let sql = match (&plain, rewritten) {
@@ -252,7 +261,16 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
             })
             .collect(),
         // Catalog queries, and what only the compatibility parser reads.
-        _ => COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error),
+        _ => match crate::pg_catalog::client_query_replacement(sql) {
+            Some(replacement) => Ok(Parser::parse_sql(&PostgreSqlDialect {}, replacement).map_err(syntax_error)?),
+            None => {
+                let mut stmts = COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error)?;
+                for s in &mut stmts {
+                    crate::pg_catalog::name_regclass_outputs(s);
+                }
+                Ok(stmts)
+            }
+        },
     }
 }
 

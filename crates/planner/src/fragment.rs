@@ -286,10 +286,30 @@ static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock
         .collect()
 });
 
+/// Aggregate functions a slice server knows: DataFusion's built-ins.
+static BUILTIN_AGGREGATES: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
+    SessionContext::new()
+        .state()
+        .aggregate_functions()
+        .keys()
+        .cloned()
+        .collect()
+});
+
 /// Does `plan` call only functions a slice server has?
 fn uses_only_builtin_functions(plan: &Arc<dyn ExecutionPlan>) -> DfResult<bool> {
     let mut ok = true;
     plan.apply(|node| {
+        if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+            if aggregate
+                .aggr_expr()
+                .iter()
+                .any(|a| !BUILTIN_AGGREGATES.contains(a.fun().name()))
+            {
+                ok = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         node.apply_expressions(&mut |expr: &Arc<dyn PhysicalExpr>| {
             expr.apply(|e| {
                 if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {

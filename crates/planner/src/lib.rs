@@ -29,6 +29,7 @@ pub mod pushdown;
 pub mod scalar_subquery;
 pub mod scan;
 pub mod schema;
+pub mod single_value;
 pub mod table;
 pub mod txn;
 pub mod write;
