@@ -175,6 +175,18 @@ fn python_drivers() {
     run_driver(cmd, "asyncpg: ok");
 }
 
+/// uuid and jsonb through psycopg 3 (text and binary results, its typed
+/// parameters) and asyncpg (binary parameters and results): values come
+/// back as `uuid.UUID` and JSON, a default `gen_random_uuid()` fills the
+/// key, containment and key tests filter, a bad uuid is 22P02. The script
+/// passes against PostgreSQL 15 too.
+#[test]
+fn uuid_and_jsonb_through_drivers() {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(driver_script("text_types.py"));
+    run_driver(cmd, "uuid/jsonb: ok");
+}
+
 /// SQLAlchemy 2's ORM (psycopg 3) and Alembic, unchanged: Alembic's own
 /// `upgrade head` builds a schema with a serial key, a unique column, a
 /// foreign key with ON DELETE CASCADE, server defaults and an index; the

@@ -14,7 +14,7 @@ use datafusion::arrow::array::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, SqlType};
+use crate::{text_types, Error, Result, SqlType};
 
 /// One SQL value. Dates are days since 1970-01-01, timestamps microseconds
 /// since 1970-01-01 00:00 (UTC for `timestamptz`).
@@ -63,6 +63,9 @@ impl Datum {
             SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
                 Datum::Text(down::<StringArray>(array)?.value(row).to_string())
             }
+            SqlType::Uuid => Datum::Text(text_types::canonical_uuid(down::<StringArray>(array)?.value(row))?),
+            SqlType::Json => Datum::Text(text_types::canonical_json(down::<StringArray>(array)?.value(row))?),
+            SqlType::Jsonb => Datum::Text(text_types::canonical_jsonb(down::<StringArray>(array)?.value(row))?),
             SqlType::Bytea => Datum::Bytes(down::<BinaryArray>(array)?.value(row).to_vec()),
             SqlType::Date => Datum::Date(down::<Date32Array>(array)?.value(row)),
             SqlType::Timestamp | SqlType::TimestampTz => {
@@ -100,7 +103,7 @@ pub fn build_array<'a>(ty: SqlType, datums: impl Iterator<Item = &'a Datum>) -> 
             build!(b, Datum::Decimal { value, .. } => *value)
         }
         SqlType::Boolean => build!(BooleanBuilder::new(), Datum::Bool(v) => *v),
-        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => {
+        SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) | SqlType::Uuid | SqlType::Json | SqlType::Jsonb => {
             build!(StringBuilder::new(), Datum::Text(v) => v.as_str())
         }
         SqlType::Bytea => build!(BinaryBuilder::new(), Datum::Bytes(v) => v.as_slice()),

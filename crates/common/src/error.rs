@@ -66,6 +66,8 @@ pub enum SqlState {
     InvalidSqlStatementName,
     /// 22P02
     InvalidTextRepresentation,
+    /// 22P03
+    InvalidBinaryRepresentation,
     /// 22001
     StringDataRightTruncation,
     /// 22003
@@ -139,6 +141,7 @@ impl SqlState {
             DuplicatePreparedStatement => "42P05",
             InvalidSqlStatementName => "26000",
             InvalidTextRepresentation => "22P02",
+            InvalidBinaryRepresentation => "22P03",
             StringDataRightTruncation => "22001",
             NumericValueOutOfRange => "22003",
             InvalidDatetimeFormat => "22007",

@@ -10,6 +10,7 @@ pub mod datum;
 pub mod error;
 pub mod failpoint;
 pub mod table;
+pub mod text_types;
 pub mod types;
 
 pub use datum::Datum;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::{Datum, SqlType};
@@ -276,7 +276,7 @@ impl TableDef {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), c.nullable))
+                .map(|c| c.sql_type.field(&c.name, c.nullable))
                 .collect::<Vec<_>>(),
         ))
     }

@@ -14,6 +14,7 @@
 //! | date                    | Date32                                  |
 //! | timestamp               | Timestamp(µs)                           |
 //! | timestamptz             | Timestamp(µs, "+00:00")                 |
+//! | uuid, json, jsonb       | Utf8, canonical form, the type in the field's metadata ([`crate::text_types`]) |
 
 use std::sync::Arc;
 
@@ -43,6 +44,9 @@ pub enum SqlType {
     Date,
     Timestamp,
     TimestampTz,
+    Uuid,
+    Json,
+    Jsonb,
 }
 
 impl SqlType {
@@ -57,6 +61,7 @@ impl SqlType {
             SqlType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
             SqlType::Boolean => DataType::Boolean,
             SqlType::Text | SqlType::Varchar(_) | SqlType::Char(_) => DataType::Utf8,
+            SqlType::Uuid | SqlType::Json | SqlType::Jsonb => DataType::Utf8,
             SqlType::Bytea => DataType::Binary,
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -82,6 +87,27 @@ impl SqlType {
             SqlType::Date => "date".into(),
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::TimestampTz => "timestamp with time zone".into(),
+            SqlType::Uuid | SqlType::Json | SqlType::Jsonb => self.stored_as_text().unwrap_or_default().into(),
+        }
+    }
+
+    /// The name of a type stored as text whose Arrow field says which it is
+    /// (see [`crate::text_types`]).
+    pub fn stored_as_text(&self) -> Option<&'static str> {
+        match self {
+            SqlType::Uuid => Some("uuid"),
+            SqlType::Json => Some("json"),
+            SqlType::Jsonb => Some("jsonb"),
+            _ => None,
+        }
+    }
+
+    /// The Arrow field of a column `name` of this type.
+    pub fn field(&self, name: &str, nullable: bool) -> datafusion::arrow::datatypes::Field {
+        let field = datafusion::arrow::datatypes::Field::new(name, self.arrow_type(), nullable);
+        match self.stored_as_text() {
+            Some(t) => field.with_metadata([(crate::text_types::PG_TYPE_KEY.to_string(), t.to_string())].into()),
+            None => field,
         }
     }
 
@@ -102,6 +128,9 @@ impl SqlType {
             SqlType::Date => 1082,
             SqlType::Timestamp => 1114,
             SqlType::TimestampTz => 1184,
+            SqlType::Uuid => 2950,
+            SqlType::Json => 114,
+            SqlType::Jsonb => 3802,
         }
     }
 
@@ -124,6 +153,7 @@ impl SqlType {
             SqlType::Integer | SqlType::Real | SqlType::Date => 4,
             SqlType::BigInt | SqlType::Double | SqlType::Timestamp | SqlType::TimestampTz => 8,
             SqlType::Boolean => 1,
+            SqlType::Uuid => 16,
             _ => -1,
         }
     }
@@ -173,6 +203,9 @@ impl SqlType {
             D::Varchar(len) | D::CharacterVarying(len) => SqlType::Varchar(char_len(len)),
             D::Char(len) | D::Character(len) => SqlType::Char(char_len(len).unwrap_or(1)),
             D::Bytea => SqlType::Bytea,
+            D::Uuid => SqlType::Uuid,
+            D::JSON => SqlType::Json,
+            D::JSONB => SqlType::Jsonb,
             D::Date => SqlType::Date,
             D::Timestamp(_, tz) => match tz {
                 ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => SqlType::TimestampTz,
@@ -186,11 +219,26 @@ impl SqlType {
                 "float4" => SqlType::Real,
                 "float8" => SqlType::Double,
                 "bpchar" => SqlType::Char(1),
+                "uuid" => SqlType::Uuid,
+                "json" => SqlType::Json,
+                "jsonb" => SqlType::Jsonb,
                 other => return Err(err!(UndefinedObject, "type \"{other}\" does not exist")),
             },
             other => return Err(err!(FeatureNotSupported, "type {other} is not supported")),
         };
         Ok(t)
+    }
+
+    /// The SQL type a query's column is stored as by `CREATE TABLE … AS`:
+    /// a type stored as text when the field's metadata names one, else
+    /// [`SqlType::from_arrow`].
+    pub fn from_field(f: &datafusion::arrow::datatypes::Field) -> Option<SqlType> {
+        match f.metadata().get(crate::text_types::PG_TYPE_KEY).map(String::as_str) {
+            Some("uuid") => Some(SqlType::Uuid),
+            Some("json") => Some(SqlType::Json),
+            Some("jsonb") => Some(SqlType::Jsonb),
+            _ => SqlType::from_arrow(f.data_type()),
+        }
     }
 
     /// The SQL type a query's Arrow column is stored as by `CREATE TABLE …

@@ -276,11 +276,11 @@ pub fn column_def(
 /// nullable, qualified by the table's name (CHECK constraints are planned
 /// over it).
 pub fn columns_schema(table: &str, columns: &[ColumnDef]) -> Result<datafusion::common::DFSchema> {
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::Schema;
     let schema = Schema::new(
         columns
             .iter()
-            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .map(|c| c.sql_type.field(&c.name, true))
             .collect::<Vec<_>>(),
     );
     Ok(datafusion::common::DFSchema::try_from_qualified_schema(table, &schema)?)

@@ -525,7 +525,7 @@ impl Coordinator {
         }
         let mut columns = Vec::with_capacity(fields.len());
         for (f, n) in fields.iter().zip(&names) {
-            let ty = slicedb_common::SqlType::from_arrow(f.data_type()).ok_or_else(|| {
+            let ty = slicedb_common::SqlType::from_field(f).ok_or_else(|| {
                 err!(
                     FeatureNotSupported,
                     "column \"{n}\" has type {} which slicedb does not store",
@@ -601,11 +601,20 @@ impl Coordinator {
 
     /// The types of `$1, $2, …`, as far as planning could infer them.
     pub fn parameter_types(prepared: &Prepared) -> Result<Vec<Option<DataType>>> {
+        Ok(Self::parameter_fields(prepared)?
+            .into_iter()
+            .map(|f| f.map(|f| f.data_type().clone()))
+            .collect())
+    }
+
+    /// The fields of `$1, $2, …` (their types, and the metadata that names
+    /// a type stored as text), as far as planning could infer them.
+    pub fn parameter_fields(prepared: &Prepared) -> Result<Vec<Option<datafusion::arrow::datatypes::FieldRef>>> {
         let Some(plan) = &prepared.plan else {
             return Ok(Vec::new());
         };
-        let types = plan.get_parameter_types()?;
-        let mut numbered: Vec<(usize, Option<DataType>)> = types
+        let types = plan.get_parameter_fields()?;
+        let mut numbered: Vec<(usize, Option<datafusion::arrow::datatypes::FieldRef>)> = types
             .into_iter()
             .filter_map(|(id, t)| {
                 id.trim_start_matches('$')

@@ -345,6 +345,23 @@ impl Coordinator {
             db.register_schema("pg_catalog", ours).map_err(Error::from)?;
         }
         ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        for f in slicedb_planner::text_types::functions() {
+            ctx.register_udf(f);
+        }
+        {
+            // uuid, json and jsonb casts, then datafusion-pg-catalog's oid
+            // types; jsonb's operators before DataFusion's (`@>` of arrays).
+            let state = ctx.state_ref();
+            let existing = state.read().clone();
+            let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
+                vec![Arc::new(slicedb_planner::text_types::JsonOperators)];
+            planners.extend(existing.expr_planners().iter().cloned());
+            let rebuilt = datafusion::execution::SessionStateBuilder::new_from_existing(existing)
+                .with_type_planner(Arc::new(slicedb_planner::text_types::TextTypePlanner::default()))
+                .with_expr_planners(planners)
+                .build();
+            *state.write() = rebuilt;
+        }
         for f in pg_catalog::functions(catalog.clone()) {
             ctx.register_udf(f);
         }

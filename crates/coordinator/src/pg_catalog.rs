@@ -1010,7 +1010,11 @@ impl ScalarUDFImpl for CatalogFunction {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
         if self.kind == Kind::TypeOf {
-            let name = pg_type_name(args.arg_fields[0].data_type());
+            let field = &args.arg_fields[0];
+            let name = match field.metadata().get(slicedb_common::text_types::PG_TYPE_KEY) {
+                Some(t) => t.clone(),
+                None => pg_type_name(field.data_type()),
+            };
             return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))));
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;

@@ -13,11 +13,13 @@
 //! its slicedb SQLSTATE ([`error_info`]). A malformed message ends only its
 //! own connection: each connection runs in its own task.
 
+mod text_types;
+
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
+use arrow_pg::datatypes::{encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use futures::{stream, Sink, SinkExt, StreamExt};
@@ -246,13 +248,16 @@ fn query_response(
     format: &Format,
     options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, Some(options))?);
+    let fields = Arc::new(text_types::pg_fields(schema, format, Some(options))?);
     let rows_fields = fields.clone();
     let rows = stream
         .map(move |batch| {
+            let batch = batch
+                .map_err(Error::from)
+                .and_then(|b| text_types::for_binary(&rows_fields, b));
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
                 Ok(b) => encode_recordbatch(rows_fields.clone(), b),
-                Err(e) => Box::new(std::iter::once(Err(pg_error(Error::from(e))))),
+                Err(e) => Box::new(std::iter::once(Err(pg_error(e)))),
             };
             stream::iter(rows)
         })
@@ -421,10 +426,11 @@ impl QueryParser for CoordinatorParser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        parameter_types(stmt)?
+        Coordinator::parameter_fields(stmt)
+            .map_err(pg_error)?
             .iter()
-            .map(|t| match t {
-                Some(t) => into_pg_type(t),
+            .map(|f| match f {
+                Some(f) => text_types::pg_type(f).map_or_else(|| into_pg_type(f.data_type()), Ok),
                 None => Ok(Type::UNKNOWN),
             })
             .collect()
@@ -432,7 +438,7 @@ impl QueryParser for CoordinatorParser {
 
     fn get_result_schema(&self, stmt: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match Coordinator::result_schema(stmt) {
-            Some(schema) => arrow_schema_to_pg_fields(&schema, format.unwrap_or(&Format::UnifiedText), None),
+            Some(schema) => text_types::pg_fields(&schema, format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(Vec::new()),
         }
     }
@@ -501,6 +507,14 @@ impl ExtendedQueryHandler for SliceDbService {
     {
         let prepared = portal.statement.statement.clone();
         let types = parameter_types(&prepared)?;
+        // Binary uuid and jsonb parameters, as text arrow-pg can decode.
+        let text_kinds: Vec<Option<Type>> = Coordinator::parameter_fields(&prepared)
+            .map_err(pg_error)?
+            .iter()
+            .map(|f| f.as_ref().and_then(|f| text_types::pg_type(f)))
+            .collect();
+        let converted = text_types::text_parameters(portal, &text_kinds).map_err(pg_error)?;
+        let portal = converted.as_ref().unwrap_or(portal);
         // A float bound where the planner wants a numeric (Python's float
         // for a `numeric` column) is decoded as a float, then cast: arrow-pg
         // does not coerce floats to decimals.
@@ -518,7 +532,17 @@ impl ExtendedQueryHandler for SliceDbService {
             .zip(&float_to_decimal)
             .map(|(t, d)| if d.is_some() { None } else { t.as_ref() })
             .collect();
-        let mut params = with_untyped_nulls(portal, &types, deserialize_parameters(portal, &refs)?)?;
+        // A value with no type from the client nor from planning is text
+        // (arrow-pg would read one spelled `{…}` as an array).
+        let server_types: Vec<Option<&Type>> = (0..portal.parameters.len())
+            .map(|i| {
+                let declared = portal.statement.parameter_types.get(i).cloned().flatten();
+                let untyped = declared.is_none_or(|t| t == Type::UNKNOWN) && refs.get(i).is_none_or(Option::is_none);
+                (untyped && portal.parameters[i].is_some()).then_some(&Type::TEXT)
+            })
+            .collect();
+        let decoded = deserialize_parameters_with_server_types(portal, &refs, &server_types)?;
+        let mut params = with_untyped_nulls(portal, &types, decoded)?;
         if let datafusion::common::ParamValues::List(list) = &mut params {
             for (slot, target) in list.iter_mut().zip(&float_to_decimal) {
                 if let Some(target) = target {

@@ -31,6 +31,7 @@ pub mod scan;
 pub mod schema;
 pub mod single_value;
 pub mod table;
+pub mod text_types;
 pub mod txn;
 pub mod write;
 pub mod write_hold;

@@ -122,7 +122,7 @@ pub fn constraint_schema(table: &TableDef) -> Result<datafusion::common::DFSchem
         table
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .map(|c| c.sql_type.field(&c.name, true))
             .collect::<Vec<_>>(),
     );
     Ok(datafusion::common::DFSchema::try_from_qualified_schema(

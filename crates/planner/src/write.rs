@@ -642,7 +642,7 @@ pub fn nullable_schema(table: &TableDef) -> SchemaRef {
         table
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, c.sql_type.arrow_type(), true))
+            .map(|c| c.sql_type.field(&c.name, true))
             .collect::<Vec<_>>(),
     ))
 }

@@ -330,7 +330,7 @@ impl<'a> BatchBuilder<'a> {
                 .column_types
                 .get(*c)
                 .ok_or_else(|| Error::internal(format!("scan projects unknown column {c}")))?;
-            fields.push(Field::new(format!("c{i}"), ty.arrow_type(), true));
+            fields.push(ty.field(&format!("c{i}"), true));
         }
         if request.with_key {
             fields.push(Field::new(ROW_KEY_COLUMN, DataType::Binary, false));
