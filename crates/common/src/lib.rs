@@ -15,7 +15,9 @@ pub mod types;
 
 pub use datum::Datum;
 pub use error::{Error, Result, SqlState};
-pub use table::{pad_row, CheckDef, ColumnDef, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId};
+pub use table::{
+    pad_row, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId,
+};
 pub use types::SqlType;
 
 /// Identifier of a slice server (a node). Ids are never reused.

@@ -89,6 +89,25 @@ pub struct TableDef {
     /// `FOREIGN KEY` constraints of this table (the referencing side).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// `COMMENT ON TABLE` / `COMMENT ON COLUMN`.
+    #[serde(default, skip_serializing_if = "Comments::is_empty")]
+    pub comments: Comments,
+}
+
+/// The comments of a table and of its columns (by column id, which never
+/// changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comments {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub columns: std::collections::BTreeMap<usize, String>,
+}
+
+impl Comments {
+    pub fn is_empty(&self) -> bool {
+        self.table.is_none() && self.columns.is_empty()
+    }
 }
 
 /// What a foreign key does to referencing rows when the row they
@@ -246,6 +265,7 @@ impl IndexDef {
             primary_key_name: Some(self.name.clone()),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            comments: Default::default(),
         }
     }
 

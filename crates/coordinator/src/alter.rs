@@ -462,6 +462,7 @@ impl Coordinator {
             hash_map: String::new(),
             checks: vec![],
             foreign_keys: vec![],
+            comments: Default::default(),
             primary_key_name: None,
             indexes: Vec::new(),
         };

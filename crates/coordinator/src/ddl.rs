@@ -46,6 +46,50 @@ pub fn relation_name(name: &ObjectName) -> Result<String> {
     }
 }
 
+impl Coordinator {
+    /// `COMMENT ON TABLE t IS '…'` and `COMMENT ON COLUMN t.c IS '…'`;
+    /// `IS NULL` removes the comment. Other objects are refused (0A000).
+    pub(crate) async fn comment_on(
+        &self,
+        object_type: ast::CommentObject,
+        name: &ObjectName,
+        comment: Option<String>,
+    ) -> Result<Output> {
+        let (table, column) = match object_type {
+            ast::CommentObject::Table => (relation_name(name)?, None),
+            ast::CommentObject::Column => {
+                let mut parts = name.0.clone();
+                let column = parts
+                    .pop()
+                    .and_then(|p| p.as_ident().map(normalize))
+                    .ok_or_else(|| err!(SyntaxError, "column name must be qualified"))?;
+                if parts.is_empty() {
+                    return Err(err!(SyntaxError, "column name must be qualified"));
+                }
+                (relation_name(&ObjectName(parts))?, Some(column))
+            }
+            other => return Err(err!(FeatureNotSupported, "COMMENT ON {other} is not supported")),
+        };
+        self.catalog.update(|state| {
+            let mut t = (*state.table(&table)?).clone();
+            match &column {
+                None => t.comments.table = comment.clone(),
+                Some(c) => {
+                    let i = t.column_index(c).ok_or_else(|| {
+                        err!(UndefinedColumn, "column \"{c}\" of relation \"{table}\" does not exist")
+                    })?;
+                    match &comment {
+                        Some(text) => t.comments.columns.insert(i, text.clone()),
+                        None => t.comments.columns.remove(&i),
+                    };
+                }
+            }
+            Ok(vec![Change::PutTable(t)])
+        })?;
+        Ok(Output::Command(CommandTag::new("COMMENT")))
+    }
+}
+
 /// The refusal of a constraint slicedb cannot enforce yet.
 fn constraint_unsupported(what: &str) -> Error {
     err!(FeatureNotSupported, "constraint {what} is not supported yet")
@@ -530,6 +574,7 @@ impl Coordinator {
                 primary_key_name,
                 indexes: Vec::new(),
                 foreign_keys: Vec::new(),
+                comments: Default::default(),
             };
             table.indexes = crate::index::new_table_indexes(state, &table, &uniques)?;
             let mut taken = crate::foreign_key::constraint_names(&table);

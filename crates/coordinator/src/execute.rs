@@ -908,6 +908,12 @@ impl Coordinator {
                 ..
             } => self.drop_objects(object_type, if_exists, &names, cascade).await,
             S::CreateView(view) => self.create_view(view).await,
+            S::Comment {
+                object_type,
+                object_name,
+                comment,
+                ..
+            } => self.comment_on(object_type, &object_name, comment).await,
             // Boxed: ALTER TABLE runs queries of its own through `execute`.
             S::AlterTable(alter) => Box::pin(self.alter_table(alter)).await,
             S::Truncate(t) => self.truncate(&t).await,

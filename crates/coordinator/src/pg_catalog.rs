@@ -18,8 +18,9 @@
 //! Rows of other relations (pg_catalog's own, views) are the wrapped
 //! schema's. The functions that decode these rows, `pg_get_constraintdef`,
 //! `pg_get_indexdef`, `pg_get_expr`, `pg_get_serial_sequence`,
-//! `pg_get_triggerdef` (NULL: slicedb has no triggers) and `pg_typeof`, are
-//! here too ([`functions`]).
+//! `pg_get_triggerdef` (NULL: slicedb has no triggers), `pg_typeof`,
+//! `obj_description` and `col_description` (`COMMENT ON`), are here too
+//! ([`functions`]).
 //!
 //! Object ids are derived from the catalog, so they are the same in every
 //! query and on every coordinator: a table or index is `1_000_000 + its
@@ -901,6 +902,11 @@ pub fn name_regclass_outputs(stmt: &mut datafusion::sql::sqlparser::ast::Stateme
     outputs.0
 }
 
+/// slicedb's table with object id `oid`.
+fn table_by_oid(state: &CatalogState, oid: i64) -> Option<&Arc<TableDef>> {
+    state.tables.values().find(|t| Oids::relation(t.id) == oid)
+}
+
 /// The name of the relation with object id `oid`, if it is slicedb's.
 fn relation_name(state: &CatalogState, oid: i64) -> Option<String> {
     for t in state.tables.values() {
@@ -933,6 +939,10 @@ enum Kind {
     /// foreign keys).
     TriggerDef,
     RegclassName,
+    /// `obj_description(oid[, catalog])`: a table's comment.
+    ObjDescription,
+    /// `col_description(table oid, column number)`.
+    ColDescription,
 }
 
 /// A function over slicedb's catalog (see the module comment).
@@ -996,6 +1006,8 @@ impl ScalarUDFImpl for CatalogFunction {
             Kind::TypeOf => "pg_typeof",
             Kind::TriggerDef => "pg_get_triggerdef",
             Kind::RegclassName => REGCLASS_NAME,
+            Kind::ObjDescription => "obj_description",
+            Kind::ColDescription => "col_description",
         }
     }
 
@@ -1041,6 +1053,24 @@ impl ScalarUDFImpl for CatalogFunction {
                     _ => None,
                 },
                 Kind::TriggerDef => None,
+                Kind::ObjDescription => int_arg(&arrays, 0, row)?.and_then(|o| {
+                    let catalog = arrays
+                        .get(1)
+                        .map(|_| text_arg(&arrays, 1, row))
+                        .transpose()
+                        .ok()?
+                        .flatten();
+                    if catalog.is_some_and(|c| c != "pg_class") {
+                        return None;
+                    }
+                    table_by_oid(&state, o)?.comments.table.clone()
+                }),
+                Kind::ColDescription => match (int_arg(&arrays, 0, row)?, int_arg(&arrays, 1, row)?) {
+                    (Some(o), Some(n)) if n > 0 => {
+                        table_by_oid(&state, o).and_then(|t| t.comments.columns.get(&(n as usize - 1)).cloned())
+                    }
+                    _ => None,
+                },
                 // Another relation (pg_catalog's own) prints its number.
                 Kind::RegclassName => {
                     int_arg(&arrays, 0, row)?.map(|o| relation_name(&state, o).unwrap_or(o.to_string()))
@@ -1097,6 +1127,8 @@ pub fn functions(catalog: Arc<Catalog>) -> Vec<ScalarUDF> {
         make(Kind::TypeOf, Signature::any(1, Volatility::Immutable)),
         make(Kind::TriggerDef, exact(with_pretty(&[]))),
         make(Kind::RegclassName, exact(oids(&[]))),
+        make(Kind::ObjDescription, exact([oids(&[]), oids(&[Utf8])].concat())),
+        make(Kind::ColDescription, exact([oids(&[Int32]), oids(&[Int64])].concat())),
     ]
 }
 

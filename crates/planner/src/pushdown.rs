@@ -290,6 +290,7 @@ mod tests {
             primary_key_name: None,
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
+            comments: Default::default(),
         }
     }
 

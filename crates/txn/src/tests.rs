@@ -71,6 +71,7 @@ fn harness() -> Arc<Harness> {
                     primary_key_name: None,
                     indexes: Vec::new(),
                     foreign_keys: Vec::new(),
+                    comments: Default::default(),
                 }),
             ])
         })
