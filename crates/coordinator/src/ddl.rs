@@ -90,6 +90,21 @@ impl Coordinator {
     }
 }
 
+/// The extensions `CREATE EXTENSION` accepts, because what applications
+/// use them for is built in: `plpgsql` (installed in every PostgreSQL
+/// database), `pgcrypto` and `uuid-ossp` for `gen_random_uuid()` and
+/// `uuid_generate_v4()`. Their other functions are not there.
+const BUILT_IN_EXTENSIONS: [&str; 3] = ["plpgsql", "pgcrypto", "uuid-ossp"];
+
+/// `CREATE EXTENSION`: see [`BUILT_IN_EXTENSIONS`]; any other is 0A000.
+pub(crate) fn create_extension(ext: &ast::CreateExtension) -> Result<Output> {
+    let name = normalize(&ext.name);
+    if !BUILT_IN_EXTENSIONS.contains(&name.as_str()) {
+        return Err(err!(FeatureNotSupported, "extension \"{name}\" is not available"));
+    }
+    Ok(Output::Command(CommandTag::new("CREATE EXTENSION")))
+}
+
 /// The refusal of a constraint slicedb cannot enforce yet.
 fn constraint_unsupported(what: &str) -> Error {
     err!(FeatureNotSupported, "constraint {what} is not supported yet")

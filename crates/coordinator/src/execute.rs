@@ -908,6 +908,7 @@ impl Coordinator {
                 ..
             } => self.drop_objects(object_type, if_exists, &names, cascade).await,
             S::CreateView(view) => self.create_view(view).await,
+            S::CreateExtension(ext) => crate::ddl::create_extension(&ext),
             S::Comment {
                 object_type,
                 object_name,

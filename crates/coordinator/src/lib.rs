@@ -344,13 +344,13 @@ impl Coordinator {
             let ours = Arc::new(pg_catalog::PgCatalog::new(theirs, catalog.clone()));
             db.register_schema("pg_catalog", ours).map_err(Error::from)?;
         }
-        ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
-        for f in slicedb_planner::text_types::functions() {
-            ctx.register_udf(f);
-        }
         {
             // uuid, json and jsonb casts, then datafusion-pg-catalog's oid
             // types; jsonb's operators before DataFusion's (`@>` of arrays).
+            // Rebuilt before slicedb's functions are registered: a rebuild
+            // registers the functions again in no set order, and one of
+            // DataFusion's under an alias (`date_format`, `to_char`) could
+            // take back a name slicedb's replaced.
             let state = ctx.state_ref();
             let existing = state.read().clone();
             let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
@@ -361,6 +361,13 @@ impl Coordinator {
                 .with_expr_planners(planners)
                 .build();
             *state.write() = rebuilt;
+        }
+        ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            slicedb_planner::to_char::ToChar::default(),
+        ));
+        for f in slicedb_planner::text_types::functions() {
+            ctx.register_udf(f);
         }
         for f in pg_catalog::functions(catalog.clone()) {
             ctx.register_udf(f);

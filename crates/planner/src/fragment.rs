@@ -276,12 +276,14 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, node: NodeId) -> DfResult<Arc<dyn Execu
         .replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
 }
 
-/// Scalar functions a slice server knows: DataFusion's built-ins.
+/// Scalar functions a slice server knows: DataFusion's built-ins, except
+/// those the coordinator replaces with its own of the same name.
 static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
     SessionContext::new()
         .state()
         .scalar_functions()
         .keys()
+        .filter(|name| !crate::to_char::REPLACES.contains(&name.as_str()))
         .cloned()
         .collect()
 });

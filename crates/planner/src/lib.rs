@@ -32,6 +32,7 @@ pub mod schema;
 pub mod single_value;
 pub mod table;
 pub mod text_types;
+pub mod to_char;
 pub mod txn;
 pub mod write;
 pub mod write_hold;

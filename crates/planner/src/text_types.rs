@@ -127,6 +127,7 @@ enum Kind {
 struct JsonFunction {
     kind: Kind,
     signature: Signature,
+    aliases: Vec<String>,
 }
 
 impl JsonFunction {
@@ -135,7 +136,16 @@ impl JsonFunction {
             Kind::RandomUuid => Signature::nullary(Volatility::Volatile),
             _ => Signature::any(2, Volatility::Immutable),
         };
-        JsonFunction { kind, signature }
+        // uuid-ossp's name for the same function.
+        let aliases = match kind {
+            Kind::RandomUuid => vec!["uuid_generate_v4".to_string()],
+            _ => Vec::new(),
+        };
+        JsonFunction {
+            kind,
+            signature,
+            aliases,
+        }
     }
 }
 
@@ -160,6 +170,10 @@ impl ScalarUDFImpl for JsonFunction {
 
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
