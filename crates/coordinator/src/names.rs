@@ -25,6 +25,27 @@ pub fn output_name(e: &Expr) -> String {
             },
             _ => unnamed(),
         },
+        // A cast to uuid, json or jsonb, as `slicedb_planner::text_types`
+        // rewrote it: named as the cast was.
+        Expr::Function(f)
+            if slicedb_planner::text_types::CASTS
+                .iter()
+                .any(|(name, _)| f.name.to_string() == *name) =>
+        {
+            let ty = slicedb_planner::text_types::CASTS
+                .iter()
+                .find(|(name, _)| f.name.to_string() == *name)
+                .map_or("", |(_, ty)| ty);
+            match &f.args {
+                ast::FunctionArguments::List(l) => match l.args.first() {
+                    Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
+                        e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Function(_)),
+                    ))) => output_name(e),
+                    _ => ty.to_string(),
+                },
+                _ => ty.to_string(),
+            }
+        }
         Expr::Function(f) => f
             .name
             .0

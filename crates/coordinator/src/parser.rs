@@ -237,7 +237,11 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
         Ok(stmts) => {
             stmts
                 .iter_mut()
-                .map(|s| to_reg_casts(s) | slicedb_planner::single_value::aggregate_scalar_subqueries(s))
+                .map(|s| {
+                    to_reg_casts(s)
+                        | slicedb_planner::single_value::aggregate_scalar_subqueries(s)
+                        | slicedb_planner::text_types::casts_as_functions(s)
+                })
                 .filter(|c| *c)
                 .count()
                 > 0

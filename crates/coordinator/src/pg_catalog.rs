@@ -872,20 +872,7 @@ pub fn name_regclass_outputs(stmt: &mut datafusion::sql::sqlparser::ast::Stateme
                 if ty.rsplit('.').next() != Some("regclass") || matches!(inner.as_ref(), ast::Expr::Value(_)) {
                     continue;
                 }
-                let call = ast::Expr::Function(ast::Function {
-                    name: ast::ObjectName::from(vec![ast::Ident::new(REGCLASS_NAME)]),
-                    uses_odbc_syntax: false,
-                    parameters: ast::FunctionArguments::None,
-                    args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-                        duplicate_treatment: None,
-                        args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(*inner.clone()))],
-                        clauses: vec![],
-                    }),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: vec![],
-                });
+                let call = slicedb_planner::udf::call(REGCLASS_NAME, vec![*inner.clone()]);
                 // An unnamed item is not named after the column (`oid`):
                 // DataFusion would find that name ambiguous beside `c.oid`.
                 *item = match alias {

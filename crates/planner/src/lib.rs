@@ -34,6 +34,7 @@ pub mod table;
 pub mod text_types;
 pub mod to_char;
 pub mod txn;
+pub mod udf;
 pub mod write;
 pub mod write_hold;
 

@@ -400,20 +400,7 @@ const AGGREGATES: &[&str] = &[
 ];
 
 fn single_value_call(arg: ast::Expr) -> ast::Expr {
-    ast::Expr::Function(ast::Function {
-        name: ast::ObjectName::from(vec![ast::Ident::new(SINGLE_VALUE)]),
-        uses_odbc_syntax: false,
-        parameters: ast::FunctionArguments::None,
-        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    crate::udf::call(SINGLE_VALUE, vec![arg])
 }
 
 /// The error for a second row.

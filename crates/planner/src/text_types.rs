@@ -2,10 +2,14 @@
 //! `slicedb_common::text_types`): the cast targets, `gen_random_uuid()`,
 //! and jsonb's operators.
 //!
-//! - [`TextTypePlanner`] lets `x::uuid`, `x::json` and `x::jsonb` plan, as
-//!   casts to text (a value is checked and put in canonical form when it
-//!   is written to a column of the type), and hands every other type to
-//!   datafusion-pg-catalog's planner of PostgreSQL's oid types.
+//! - In queries and writes, `x::uuid`, `x::json` and `x::jsonb` become
+//!   calls that check the value, put it in canonical form and type it
+//!   ([`casts_as_functions`]); elsewhere [`TextTypePlanner`] lets them plan
+//!   as casts to text (the value is checked when written to a column), and
+//!   hands every other type to datafusion-pg-catalog's planner of
+//!   PostgreSQL's oid types.
+//! - `json_build_object`, `jsonb_build_object`, `json_build_array` and
+//!   `jsonb_build_array` ([`functions`]).
 //! - [`JsonOperators`] puts a text literal compared with a `uuid` in
 //!   canonical form (`id = 'A0EE…'` finds the row), and plans `j -> k`
 //!   (member or element, as `jsonb`),
@@ -253,11 +257,7 @@ impl ScalarUDFImpl for JsonFunction {
                 Arc::new(out.finish())
             }
         };
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        crate::udf::result(array, scalar)
     }
 }
 
@@ -395,9 +395,271 @@ fn exists(a: &Value, key: &str) -> bool {
     }
 }
 
-/// `gen_random_uuid()`, to register in the session context.
+/// `json_build_object`, `jsonb_build_object`, `json_build_array`,
+/// `jsonb_build_array`: JSON made of their arguments (text is a string,
+/// unless it is a `json` or `jsonb` value).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BuildJson {
+    jsonb: bool,
+    object: bool,
+    signature: Signature,
+}
+
+impl BuildJson {
+    fn new(jsonb: bool, object: bool) -> Self {
+        BuildJson {
+            jsonb,
+            object,
+            signature: Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+/// Row `row` of `array` (of `field`) as a JSON value.
+fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResult<Value> {
+    let value = ScalarValue::try_from_array(array, row)?;
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match value {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(b),
+        ScalarValue::Int8(Some(v)) => v.into(),
+        ScalarValue::Int16(Some(v)) => v.into(),
+        ScalarValue::Int32(Some(v)) => v.into(),
+        ScalarValue::Int64(Some(v)) => v.into(),
+        ScalarValue::UInt8(Some(v)) => v.into(),
+        ScalarValue::UInt16(Some(v)) => v.into(),
+        ScalarValue::UInt32(Some(v)) => v.into(),
+        ScalarValue::UInt64(Some(v)) => v.into(),
+        ScalarValue::Float32(Some(v)) => serde_json::Number::from_f64(v as f64).map_or(Value::Null, Value::Number),
+        ScalarValue::Float64(Some(v)) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ScalarValue::Decimal128(..) => {
+            serde_json::from_str(&value.to_string()).unwrap_or(Value::String(value.to_string()))
+        }
+        ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text)) | ScalarValue::Utf8View(Some(text)) => {
+            match field.metadata().get(PG_TYPE_KEY).map(String::as_str) {
+                Some("json" | "jsonb") => stored(&text)?,
+                _ => Value::String(text),
+            }
+        }
+        other => Value::String(other.to_string()),
+    })
+}
+
+impl ScalarUDFImpl for BuildJson {
+    fn name(&self) -> &str {
+        match (self.jsonb, self.object) {
+            (false, true) => "json_build_object",
+            (true, true) => "jsonb_build_object",
+            (false, false) => "json_build_array",
+            (true, false) => "jsonb_build_array",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Err(DataFusionError::Internal("return_field_from_args is used".into()))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        if self.object && !args.arg_fields.len().is_multiple_of(2) {
+            return Err(
+                slicedb_common::err!(InvalidParameterValue, "argument list must have even number of elements")
+                    .into_datafusion(),
+            );
+        }
+        Ok(typed_text(self.name(), if self.jsonb { "jsonb" } else { "json" }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let n = if scalar { 1 } else { args.number_rows };
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let mut out = StringBuilder::new();
+        for row in 0..n {
+            let values = arrays
+                .iter()
+                .zip(&args.arg_fields)
+                .map(|(a, f)| json_value(a, f, row))
+                .collect::<DfResult<Vec<Value>>>()?;
+            // `json` keeps a json or jsonb argument's own text.
+            let texts: Vec<String> = arrays
+                .iter()
+                .zip(&args.arg_fields)
+                .zip(&values)
+                .map(
+                    |((a, f), v)| match (f.metadata().get(PG_TYPE_KEY).map(String::as_str), a.is_null(row)) {
+                        (Some("json" | "jsonb"), false) => a.as_string::<i32>().value(row).to_string(),
+                        _ => v.to_string(),
+                    },
+                )
+                .collect();
+            let text = if self.object {
+                let mut pairs = Vec::with_capacity(values.len() / 2);
+                for pair in values.chunks(2) {
+                    let key = match &pair[0] {
+                        Value::Null => {
+                            return Err(slicedb_common::err!(
+                                InvalidParameterValue,
+                                "null value cannot be used as object key"
+                            )
+                            .into_datafusion())
+                        }
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    pairs.push((key, pair[1].clone()));
+                }
+                if self.jsonb {
+                    text_types::jsonb_text(&Value::Object(pairs.into_iter().collect()))
+                } else {
+                    let items: Vec<String> = pairs
+                        .iter()
+                        .zip(texts.chunks(2))
+                        .map(|((k, _), t)| format!("{} : {}", Value::String(k.clone()), t[1]))
+                        .collect();
+                    format!("{{{}}}", items.join(", "))
+                }
+            } else if self.jsonb {
+                text_types::jsonb_text(&Value::Array(values))
+            } else {
+                format!("[{}]", texts.join(", "))
+            };
+            out.append_value(text);
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        crate::udf::result(array, scalar)
+    }
+}
+
+/// The functions casts to `uuid`, `json` and `jsonb` become in queries and
+/// writes, with the type each gives.
+pub const CASTS: [(&str, &str); 3] = [
+    ("slicedb_to_uuid", "uuid"),
+    ("slicedb_to_json", "json"),
+    ("slicedb_to_jsonb", "jsonb"),
+];
+
+/// The type a cast target names, if it is one stored as text.
+fn text_type(t: &SqlDataType) -> Option<&'static str> {
+    match t {
+        SqlDataType::Uuid => Some("uuid"),
+        SqlDataType::JSON => Some("json"),
+        SqlDataType::JSONB => Some("jsonb"),
+        SqlDataType::Custom(name, args) if args.is_empty() => {
+            let name = name.to_string().to_ascii_lowercase();
+            match name.rsplit('.').next() {
+                Some("uuid") => Some("uuid"),
+                Some("json") => Some("json"),
+                Some("jsonb") => Some("jsonb"),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites the casts to `uuid`, `json` and `jsonb` of a query or a write
+/// as calls of [`CASTS`]' functions, which check the value, put it in
+/// canonical form and give it its type (a cast to text carries no type).
+/// DDL keeps its casts, as written. Returns whether anything changed.
+pub fn casts_as_functions(stmt: &mut datafusion::sql::sqlparser::ast::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{self, Statement};
+    if !matches!(
+        stmt,
+        Statement::Query(_) | Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+    ) {
+        return false;
+    }
+    let mut changed = false;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Cast { expr, data_type, .. } = e {
+            if let Some(t) = text_type(data_type) {
+                let (name, _) = CASTS
+                    .iter()
+                    .find(|(_, ty)| *ty == t)
+                    .expect("every type has its function");
+                let arg = std::mem::replace(expr.as_mut(), ast::Expr::Value(ast::Value::Null.with_empty_span()));
+                *e = crate::udf::call(name, vec![arg]);
+                changed = true;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// One of [`CASTS`]' functions.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextCast {
+    name: &'static str,
+    pg_type: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TextCast {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Err(DataFusionError::Internal("return_field_from_args is used".into()))
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        Ok(typed_text(self.name, self.pg_type))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let n = if scalar { 1 } else { args.number_rows };
+        let values = text_values(&args.args[0].to_array(n)?)?;
+        let mut out = StringBuilder::new();
+        for v in values {
+            let canonical = match v {
+                None => None,
+                Some(text) => Some(
+                    match self.pg_type {
+                        "uuid" => text_types::canonical_uuid(&text),
+                        "json" => text_types::canonical_json(&text),
+                        _ => text_types::canonical_jsonb(&text),
+                    }
+                    .map_err(|e| e.into_datafusion())?,
+                ),
+            };
+            out.append_option(canonical);
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        crate::udf::result(array, scalar)
+    }
+}
+
+/// `gen_random_uuid()`, the JSON builders and the casts' functions, to
+/// register in the session context.
 pub fn functions() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::new_from_impl(JsonFunction::new(Kind::RandomUuid))]
+    let mut out = vec![ScalarUDF::new_from_impl(JsonFunction::new(Kind::RandomUuid))];
+    for (name, pg_type) in CASTS {
+        out.push(ScalarUDF::new_from_impl(TextCast {
+            name,
+            pg_type,
+            signature: Signature::any(1, Volatility::Immutable),
+        }));
+    }
+    for (jsonb, object) in [(false, true), (true, true), (false, false), (true, false)] {
+        out.push(ScalarUDF::new_from_impl(BuildJson::new(jsonb, object)));
+    }
+    out
 }
 
 #[cfg(test)]
