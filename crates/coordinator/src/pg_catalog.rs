@@ -225,22 +225,24 @@ impl PgCatalog {
         PgCatalog { inner, catalog }
     }
 
-    /// The oid of namespace `public` in the wrapped `pg_namespace`, and
-    /// the oids the wrapped `pg_class` gave slicedb's tables there.
-    async fn public(&self, state: &CatalogState) -> DfResult<(i64, Vec<i64>)> {
+    /// The oid of namespace `public` in the wrapped `pg_namespace`.
+    async fn public(&self) -> DfResult<i64> {
         let (_, namespaces) = read(self.inner.as_ref(), "pg_namespace").await?;
-        let mut public = None;
         for b in &namespaces {
             for (o, name) in int_column(b, "oid")?.into_iter().zip(string_column(b, "nspname")?) {
                 if name.as_deref() == Some(crate::SCHEMA) {
-                    public = o;
+                    return o.ok_or_else(|| DataFusionError::Plan("namespace public has no oid".into()));
                 }
             }
         }
-        let public = public.ok_or_else(|| DataFusionError::Plan("no namespace public".into()))?;
-        let (_, classes) = read(self.inner.as_ref(), "pg_class").await?;
+        Err(DataFusionError::Plan("no namespace public".into()))
+    }
+
+    /// The oids the wrapped `pg_class` (its rows `classes`) gave slicedb's
+    /// tables in namespace `public`: their rows are replaced.
+    fn replaced(classes: &[RecordBatch], public: i64, state: &CatalogState) -> DfResult<Vec<i64>> {
         let mut theirs = Vec::new();
-        for b in &classes {
+        for b in classes {
             let names = string_column(b, "relname")?;
             let spaces = int_column(b, "relnamespace")?;
             for ((o, name), space) in int_column(b, "oid")?.into_iter().zip(names).zip(spaces) {
@@ -249,12 +251,13 @@ impl PgCatalog {
                 }
             }
         }
-        Ok((public, theirs))
+        Ok(theirs)
     }
 
     async fn pg_class(&self, state: &CatalogState) -> DfResult<RecordBatch> {
-        let (public, theirs) = self.public(state).await?;
+        let public = self.public().await?;
         let (schema, batches) = read(self.inner.as_ref(), "pg_class").await?;
+        let theirs = Self::replaced(&batches, public, state)?;
         let mut rows = Vec::new();
         let relation = |o: i64, name: &str, kind: &str, natts: usize| -> Row {
             Row::from([
@@ -315,7 +318,8 @@ impl PgCatalog {
     }
 
     async fn pg_attribute(&self, state: &CatalogState) -> DfResult<RecordBatch> {
-        let (_, theirs) = self.public(state).await?;
+        let (_, classes) = read(self.inner.as_ref(), "pg_class").await?;
+        let theirs = Self::replaced(&classes, self.public().await?, state)?;
         let (schema, batches) = read(self.inner.as_ref(), "pg_attribute").await?;
         let mut rows = Vec::new();
         let attribute = |rel: i64, num: usize, col: &slicedb_common::ColumnDef| -> Row {
@@ -423,7 +427,7 @@ impl PgCatalog {
     }
 
     async fn pg_constraint(&self, state: &CatalogState, schema: &SchemaRef) -> DfResult<RecordBatch> {
-        let (public, _) = self.public(state).await?;
+        let public = self.public().await?;
         let rows: Vec<Row> = constraints(state)
             .into_iter()
             .map(|c| {

@@ -399,10 +399,6 @@ fn with_untyped_nulls<S: Clone>(
     Ok(datafusion::common::ParamValues::List(list))
 }
 
-fn parameter_types(stmt: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
-    Coordinator::parameter_types(stmt).map_err(pg_error)
-}
-
 /// The parser the pgwire machinery calls: it holds the coordinator.
 pub struct CoordinatorParser {
     coordinator: Arc<Coordinator>,
@@ -506,10 +502,13 @@ impl ExtendedQueryHandler for SliceDbService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = portal.statement.statement.clone();
-        let types = parameter_types(&prepared)?;
-        // Binary uuid and jsonb parameters, as text arrow-pg can decode.
-        let text_kinds: Vec<Option<Type>> = Coordinator::parameter_fields(&prepared)
-            .map_err(pg_error)?
+        let fields = Coordinator::parameter_fields(&prepared).map_err(pg_error)?;
+        let types: Vec<Option<DataType>> = fields
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.data_type().clone()))
+            .collect();
+        // uuid and jsonb parameters, as text arrow-pg can decode.
+        let text_kinds: Vec<Option<Type>> = fields
             .iter()
             .map(|f| f.as_ref().and_then(|f| text_types::pg_type(f)))
             .collect();
