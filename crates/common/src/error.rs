@@ -72,6 +72,8 @@ pub enum SqlState {
     StringDataRightTruncation,
     /// 22003
     NumericValueOutOfRange,
+    /// A value or row larger than slicedb can store.
+    ProgramLimitExceeded,
     /// 22007
     InvalidDatetimeFormat,
     /// 22012
@@ -144,6 +146,7 @@ impl SqlState {
             InvalidBinaryRepresentation => "22P03",
             StringDataRightTruncation => "22001",
             NumericValueOutOfRange => "22003",
+            ProgramLimitExceeded => "54000",
             InvalidDatetimeFormat => "22007",
             DivisionByZero => "22012",
             InvalidParameterValue => "22023",

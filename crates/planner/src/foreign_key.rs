@@ -31,9 +31,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use slicedb_catalog::CatalogState;
+use slicedb_codec::key::row_key;
+use slicedb_codec::{RowWrite, Seen, TxnWrite};
 use slicedb_common::{err, pad_row, Datum, ForeignKeyDef, Result, SqlType, TableDef, TableId};
-use slicedb_storage::key::row_key;
-use slicedb_storage::{RowWrite, Seen, TxnWrite};
 
 use crate::txn::FkEvent;
 use crate::write::{bucket_of_row, insert_write, After, Batch, RowRouter};

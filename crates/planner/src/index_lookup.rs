@@ -32,10 +32,10 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions,
 };
 use futures::{StreamExt, TryStreamExt};
+use slicedb_codec::key::{bucket_of_row_key, row_key};
+use slicedb_codec::RowKey;
 use slicedb_common::{Datum, Error, IndexDef, NodeId, Result, TableDef};
 use slicedb_hashmap::{bucket_of, HashMap};
-use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::RowKey;
 use slicedb_transport::{batches_as, Cluster, CmpOp, Predicate, ScanRequest};
 
 use crate::table::SCAN_BATCH_ROWS;

@@ -21,10 +21,10 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, ObjectName, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use futures::TryStreamExt;
+use slicedb_codec::key::{bucket_of_row_key, row_key};
+use slicedb_codec::ReadAt;
 use slicedb_common::{Datum, IndexDef, Result, TableDef};
 use slicedb_hashmap::bucket_of;
-use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::ReadAt;
 use slicedb_transport::ScanRequest;
 
 use crate::pushdown::scalar_to_datum;

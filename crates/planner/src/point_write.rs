@@ -44,9 +44,9 @@ use datafusion::physical_expr::create_physical_expr;
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, AssignmentTarget, Expr, ExprWithAlias, FromTable, Query, SetExpr, Statement, TableObject,
 };
+use slicedb_codec::key::row_key;
+use slicedb_codec::RowWrite;
 use slicedb_common::{ColumnDef, Result};
-use slicedb_storage::key::row_key;
-use slicedb_storage::RowWrite;
 
 use crate::bytea::decode_bytea_casts;
 use crate::point_query::{equalities, ident_name, object_table, plain_table, PointQuery};
@@ -550,7 +550,7 @@ async fn delete(
     let Some((old_key, old)) = found else {
         return Ok(Some(Written::default()));
     };
-    let bucket = slicedb_storage::key::bucket_of_row_key(&old_key)?;
+    let bucket = slicedb_codec::key::bucket_of_row_key(&old_key)?;
     let mut router = RowRouter::new(table.clone(), txn);
     router.push(bucket, RowWrite::Delete { key: old_key });
     let count = router.flush().await?;

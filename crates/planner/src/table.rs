@@ -15,10 +15,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use slicedb_catalog::Catalog;
+use slicedb_codec::key::{bucket_of_row_key, row_key};
+use slicedb_codec::ReadAt;
 use slicedb_common::{Error, NodeId, TableDef};
 use slicedb_hashmap::{Bucket, HashMap};
-use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::ReadAt;
 use slicedb_transport::message::ROW_KEY_COLUMN;
 use slicedb_transport::{Cluster, Predicate, ScanRequest};
 

@@ -4,8 +4,8 @@
 //! `BEGIN … COMMIT` block, or an implicit one around a single statement)
 //! and puts a [`StatementTxn`] in the statement's DataFusion session config.
 //! Scans read at its snapshot, with the transaction's own earlier writes
-//! ([`slicedb_storage::ReadAt`]); write operators send their rows as pending
-//! writes of the transaction ([`slicedb_storage::TxnWrite`]) and record in
+//! ([`slicedb_codec::ReadAt`]); write operators send their rows as pending
+//! writes of the transaction ([`slicedb_codec::TxnWrite`]) and record in
 //! [`TxnWrites`] which slice server received which bucket, so that the
 //! coordinator knows whom to prepare and commit, and can check at commit
 //! that no bucket changed owner in between.
@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use slicedb_codec::{ReadAt, Timestamp, TxnWrite};
 use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
-use slicedb_storage::{ReadAt, Timestamp, TxnWrite};
 
 /// Which slice server received each written bucket, per table.
 #[derive(Debug, Default, Clone)]

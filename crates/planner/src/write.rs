@@ -29,10 +29,10 @@ use datafusion::physical_plan::{
     ReplaceChildrenOptions,
 };
 use futures::StreamExt;
+use slicedb_codec::key::{bucket_of_row_key, row_key};
+use slicedb_codec::{RowKey, RowWrite, Seen, TxnWrite};
 use slicedb_common::{err, pad_row, Datum, Error, IndexDef, NodeId, Result, SqlType, TableDef, TableId};
 use slicedb_hashmap::bucket_of;
-use slicedb_storage::key::{bucket_of_row_key, row_key};
-use slicedb_storage::{RowKey, RowWrite, Seen, TxnWrite};
 use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::table::SliceTable;

@@ -4,9 +4,12 @@
 //! [`ScanRequest`]s against its [`SliceStore`]. A few point reads whose
 //! rows are all in memory, and writes that need no wait (free row locks,
 //! rows in memory: [`SliceStore::try_txn_write`]), are answered on the
-//! calling task; other requests run on a blocking thread. Scans
-//! run on a blocking thread, decode rows, apply the pushed-down predicate and projection, and
-//! send Arrow record batches through a bounded channel: a slow reader slows
+//! calling task; other requests run on a blocking thread. Scans run on a
+//! blocking thread and read each stored row in place
+//! (`slicedb_codec::row::RowView`): the pushed-down predicate decodes only
+//! the columns it names, and a row that passes has its projected columns
+//! appended straight to Arrow builders (late materialization, no `Datum`
+//! per cell). Record batches go through a bounded channel: a slow reader slows
 //! the scan instead of filling memory, and a table is never materialized whole.
 //!
 //! It also runs plan fragments — partial aggregates and co-located joins the
@@ -22,7 +25,8 @@ use datafusion::arrow::array::{ArrayRef, BinaryBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::StreamExt;
-use slicedb_common::datum::build_array;
+use slicedb_codec::columns::ColumnBuilder;
+use slicedb_codec::row::RowView;
 use slicedb_common::{err, Datum, Error, NodeId, Result};
 use slicedb_storage::SliceStore;
 use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
@@ -314,23 +318,29 @@ fn tokio_stream(mut rx: mpsc::Receiver<Result<RecordBatch>>) -> impl futures::St
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Accumulates scanned rows into record batches of the requested shape.
+/// Accumulates scanned rows into record batches of the requested shape,
+/// appending each projected value straight from the stored row to an
+/// Arrow builder (`slicedb_codec::columns`).
 struct BatchBuilder<'a> {
     request: &'a ScanRequest,
     schema: Arc<Schema>,
-    columns: Vec<Vec<Datum>>,
-    keys: Vec<Vec<u8>>,
+    columns: Vec<ColumnBuilder>,
+    keys: BinaryBuilder,
+    rows: usize,
 }
 
 impl<'a> BatchBuilder<'a> {
     fn new(request: &'a ScanRequest) -> Result<Self> {
+        let capacity = request.batch_size.clamp(1, 8192);
         let mut fields = Vec::with_capacity(request.projection.len() + 1);
+        let mut columns = Vec::with_capacity(request.projection.len());
         for (i, c) in request.projection.iter().enumerate() {
             let ty = request
                 .column_types
                 .get(*c)
                 .ok_or_else(|| Error::internal(format!("scan projects unknown column {c}")))?;
             fields.push(ty.field(&format!("c{i}"), true));
+            columns.push(ColumnBuilder::new(*ty, capacity)?);
         }
         if request.with_key {
             fields.push(Field::new(ROW_KEY_COLUMN, DataType::Binary, false));
@@ -338,52 +348,32 @@ impl<'a> BatchBuilder<'a> {
         Ok(BatchBuilder {
             request,
             schema: Arc::new(Schema::new(fields)),
-            columns: vec![Vec::new(); request.projection.len()],
-            keys: Vec::new(),
+            columns,
+            keys: BinaryBuilder::new(),
+            rows: 0,
         })
     }
 
-    fn push(&mut self, key: &[u8], mut row: Vec<Datum>) {
-        for (i, (out, c)) in self.columns.iter_mut().zip(&self.request.projection).enumerate() {
-            // A column projected again later is copied; its last use takes it.
-            let again = self.request.projection[i + 1..].contains(c);
-            out.push(match row.get_mut(*c) {
-                Some(v) if again => v.clone(),
-                Some(v) => std::mem::replace(v, Datum::Null),
-                None => Datum::Null,
-            });
-        }
-        if self.request.with_key {
-            self.keys.push(key.to_vec());
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.columns.first().map(Vec::len).unwrap_or(self.keys.len())
-    }
-
-    fn rows_pending(&self, count: usize) -> usize {
-        if self.columns.is_empty() && !self.request.with_key {
-            count
-        } else {
-            self.len()
-        }
-    }
-
-    fn finish(&mut self, row_count: usize) -> Result<RecordBatch> {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (values, c) in self.columns.iter_mut().zip(&self.request.projection) {
-            arrays.push(build_array(self.request.column_types[*c], values.iter())?);
-            values.clear();
-        }
-        if self.request.with_key {
-            let mut b = BinaryBuilder::new();
-            for k in self.keys.drain(..) {
-                b.append_value(k);
+    fn push(&mut self, key: &[u8], row: &RowView<'_>) -> Result<()> {
+        for (out, c) in self.columns.iter_mut().zip(&self.request.projection) {
+            match row.get(*c)? {
+                Some(v) => out.append(v)?,
+                None => out.append_datum(self.request.missing.get(*c).unwrap_or(&Datum::Null))?,
             }
-            arrays.push(Arc::new(b.finish()));
         }
-        let opts = RecordBatchOptions::new().with_row_count(Some(row_count));
+        if self.request.with_key {
+            self.keys.append_value(key);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        if self.request.with_key {
+            arrays.push(Arc::new(self.keys.finish()));
+        }
+        let opts = RecordBatchOptions::new().with_row_count(Some(std::mem::take(&mut self.rows)));
         RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts).map_err(Error::from)
     }
 }
@@ -403,30 +393,24 @@ fn run_scan(
 ) -> Result<bool> {
     let mut builder = BatchBuilder::new(request)?;
     let batch_size = request.batch_size.max(1);
-    let mut pending = 0usize;
     let mut total = 0usize;
     let limit = request.limit.unwrap_or(usize::MAX);
     let mut closed = false;
-    let mut visit = |key: &[u8], mut row: Vec<Datum>| -> Result<bool> {
+    let mut visit = |key: &[u8], value: &[u8]| -> Result<bool> {
         if total >= limit {
             return Ok(false);
         }
-        slicedb_common::pad_row(&mut row, &request.missing);
+        let row = RowView::new(value)?;
         if let Some(p) = &request.predicate {
-            if p.eval(&row) != Some(true) {
+            if p.eval_stored(&row, &request.missing)? != Some(true) {
                 return Ok(true);
             }
         }
-        builder.push(key, row);
-        pending += 1;
+        builder.push(key, &row)?;
         total += 1;
-        if builder.rows_pending(pending) >= batch_size {
-            let batch = builder.finish(pending)?;
-            pending = 0;
-            if !emit(batch) {
-                closed = true;
-                return Ok(false);
-            }
+        if builder.rows >= batch_size && !emit(builder.finish()?) {
+            closed = true;
+            return Ok(false);
         }
         Ok(total < limit)
     };
@@ -434,26 +418,25 @@ fn run_scan(
         Some(keys) => {
             for key in keys {
                 let row = if cached_only {
-                    match store.get_cached(request.table_id, key, &request.at)? {
+                    match store.get_cached_encoded(request.table_id, key, &request.at)? {
                         Some(row) => row,
                         None => return Ok(false),
                     }
                 } else {
-                    store.get(request.table_id, key, &request.at)?
+                    store.get_encoded(request.table_id, key, &request.at)?
                 };
                 if let Some(row) = row {
-                    if !visit(key, row)? {
+                    if !visit(key, &row)? {
                         break;
                     }
                 }
             }
         }
         None if cached_only => return Ok(false),
-        None => store.scan(request.table_id, &request.buckets, &request.at, &mut visit)?,
+        None => store.scan_encoded(request.table_id, &request.buckets, &request.at, &mut visit)?,
     }
-    if pending > 0 && !closed {
-        let batch = builder.finish(pending)?;
-        emit(batch);
+    if builder.rows > 0 && !closed {
+        emit(builder.finish()?);
     }
     Ok(true)
 }

@@ -20,6 +20,12 @@ use slicedb_transport::tls::CertDir;
 use slicedb_transport::{SliceRequest, SliceResponse};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, as TiKV and GreptimeDB use: glibc's allocator spent most of a
+/// bulk load freeing (its arena locks and chunk consolidation were 60% of
+/// the COPY profile, `docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "slicedb",

@@ -8,25 +8,31 @@
 //!
 //! so one bucket of one table is one contiguous key range: a bucket can be
 //! scanned, copied or deleted as a range ([`SliceStore::scan`],
-//! [`SliceStore::delete_buckets`]). The primary key is encoded with the
-//! `memcomparable` crate, so RocksDB's byte order is the key's SQL order. A
-//! table without a primary key gets a hidden row id instead, unique across
-//! the cluster because its top bits are the slice server's node id.
+//! [`SliceStore::delete_buckets`]). Keys and values are encoded by
+//! `slicedb_codec` (re-exported here as [`key`] and [`row`]), which the
+//! coordinator's planner shares without linking RocksDB: the primary key
+//! with the `memcomparable` crate, so RocksDB's byte order is the key's SQL
+//! order; a table without a primary key gets a hidden row id instead,
+//! unique across the cluster because its top bits are the slice server's
+//! node id.
 //!
-//! Values ([`row`]) carry a format byte and a version slot, the commit
-//! timestamp of the transaction that wrote them, ahead of the row: the
-//! newest version of a row stays at its key, older ones go to a history
-//! column family while a snapshot may need them ([`mvcc`]). Transactions'
-//! pending writes, row locks and prepared intents live in [`txn`]. Key id 0 is reserved for the slice
-//! server's own metadata, including the [`write_queue`]s a source fills
-//! while a table it holds is redistributed.
+//! Values carry a format byte and a version slot, the commit timestamp of
+//! the transaction that wrote them, ahead of the row's offset table and
+//! values: the newest version of a row stays at its key, older ones go to a
+//! history column family while a snapshot may need them ([`mvcc`]). Scans
+//! hand rows over as their stored bytes ([`SliceStore::scan_encoded`]).
+//! Transactions' pending writes, row locks and prepared intents live in
+//! `txn`. Key id 0 is reserved for the slice server's own metadata,
+//! including the [`write_queue`]s a source fills while a table it holds is
+//! redistributed, and the row format of the directory (`upgrade`, which
+//! rewrites a directory of an earlier format when it is opened).
 
-pub mod key;
+pub use slicedb_codec::{key, row};
 mod lock_table;
 pub mod mvcc;
-pub mod row;
 pub mod store;
 mod txn;
+mod upgrade;
 pub mod write_queue;
 
 pub use key::RowKey;

@@ -37,84 +37,13 @@
 //! deletes what lies at or below the coordinator's horizon, the oldest
 //! snapshot still in use.
 
-use serde::{Deserialize, Serialize};
 use slicedb_common::{Error, Result};
 
-/// A timestamp from the coordinator's clock.
-pub type Timestamp = u64;
-/// A transaction's id: its start timestamp, unique across the cluster.
-pub type TxnId = u64;
+pub use slicedb_codec::txn::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
 
 pub const HISTORY_CF: &str = "history";
 pub const INTENTS_CF: &str = "intents";
 pub const GC_CF: &str = "gc";
-
-/// A transaction's own writes that a read also sees: those of statements
-/// numbered below `before_seq` (a statement does not see its own writes,
-/// so `INSERT INTO t SELECT * FROM t` reads each row once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnWrites {
-    pub txn: TxnId,
-    pub before_seq: u32,
-}
-
-/// The snapshot a read sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadAt {
-    /// Committed versions at or before this timestamp.
-    pub ts: Timestamp,
-    pub own: Option<OwnWrites>,
-}
-
-impl ReadAt {
-    /// The newest committed data.
-    pub const LATEST: ReadAt = ReadAt {
-        ts: Timestamp::MAX,
-        own: None,
-    };
-
-    pub fn at(ts: Timestamp) -> ReadAt {
-        ReadAt { ts, own: None }
-    }
-}
-
-/// What one write request of a transaction carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxnWrite {
-    pub txn: TxnId,
-    /// The transaction's snapshot: a row committed after it cannot be
-    /// written (first updater wins, SQLSTATE 40001).
-    pub start_ts: Timestamp,
-    /// The statement's number within the transaction.
-    pub seq: u32,
-    /// The transaction has sent this slice server writes before: if it
-    /// does not know the transaction, a restart lost them (40001).
-    pub continues: bool,
-    /// How long a write waits for a row lock another transaction holds
-    /// before it fails with 55P03 (the session's `lock_timeout`, in
-    /// milliseconds); 0 waits as long as it takes.
-    pub lock_timeout_ms: u32,
-}
-
-impl TxnWrite {
-    /// The first write request of transaction `txn` (whose snapshot is its
-    /// id, as the coordinator hands them out) to a slice server, in its
-    /// first statement, waiting for row locks as long as it takes.
-    ///
-    /// ```
-    /// let w = slicedb_storage::TxnWrite::first(42);
-    /// assert_eq!((w.start_ts, w.seq, w.continues), (42, 1, false));
-    /// ```
-    pub fn first(txn: TxnId) -> TxnWrite {
-        TxnWrite {
-            txn,
-            start_ts: txn,
-            seq: 1,
-            continues: false,
-            lock_timeout_ms: 0,
-        }
-    }
-}
 
 /// The `history` key of the version `version` of the row at `key`.
 pub fn history_key(key: &[u8], version: Timestamp) -> Vec<u8> {

@@ -1,5 +1,6 @@
 //! [`SliceStore`]: a slice server's RocksDB.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -7,71 +8,26 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 
-use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, RowKey, META_TABLE};
+use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, META_TABLE};
 use crate::lock_table::LockTable;
 use crate::mvcc::{self, OwnWrites, ReadAt, Timestamp, TxnId, GC_CF, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, decode_row};
 use crate::txn::{TxnState, TxnTable};
 use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
+pub use slicedb_codec::slice::{RowChunk, TableStats};
+pub use slicedb_codec::txn::{RowWrite, Seen};
 
-/// One row change sent to a slice server.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum RowWrite {
-    /// Insert a new row; fails with 23505 if the key exists.
-    Insert { key: RowKey, row: Vec<Datum> },
-    /// Insert a new row unless the key exists (`ON CONFLICT DO NOTHING`);
-    /// an existing row is left alone, unlocked, and not counted.
-    InsertIfAbsent { key: RowKey, row: Vec<Datum> },
-    /// Insert a row into a table without a primary key: the slice server
-    /// assigns a hidden row id in `bucket`.
-    InsertWithRowId { bucket: u16, row: Vec<Datum> },
-    /// Write a full row image, whether or not the key exists.
-    Put { key: RowKey, row: Vec<Datum> },
-    /// Delete a row if present.
-    Delete { key: RowKey },
-    /// Take the row's lock until the transaction ends, writing nothing
-    /// (a foreign key's check that the row it references exists, which
-    /// keeps the row from being deleted meanwhile). Reported as not
-    /// applied, with the row as the transaction sees it under the lock (its
-    /// own pending image, else the latest committed version) in
-    /// [`Seen::old`].
-    Lock { key: RowKey },
-}
-
-/// What one [`RowWrite`] found and did, reported to a writer that asked
-/// (one that maintains secondary indexes).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Seen {
-    /// The write changed the row (an `InsertIfAbsent` of an existing key,
-    /// or a delete of a missing row, did not).
-    pub applied: bool,
-    /// The row as it was before the write, as the transaction saw it (its
-    /// own pending image, else the latest committed version); stored rows
-    /// may be shorter than the table (`pad_row`).
-    pub old: Option<Vec<Datum>>,
-    /// The key a hidden row id insert got.
-    pub key: Option<RowKey>,
-}
-
-impl Seen {
-    pub(crate) fn of(applied: bool, old: Option<Vec<u8>>) -> Result<Seen> {
-        let old = match old {
-            Some(bytes) => Some(crate::row::decode_row(&bytes)?.values),
-            None => None,
-        };
-        Ok(Seen {
-            applied,
-            old,
-            key: None,
-        })
-    }
-}
-
-/// Rows and bytes a slice server holds for one table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TableStats {
-    pub rows: u64,
-    pub bytes: u64,
+/// What a write saw: whether it applied, and the row it replaced.
+pub(crate) fn seen(applied: bool, old: Option<Vec<u8>>) -> Result<Seen> {
+    let old = match old {
+        Some(bytes) => Some(decode_row(&bytes)?.values),
+        None => None,
+    };
+    Ok(Seen {
+        applied,
+        old,
+        key: None,
+    })
 }
 
 /// A slice server's storage.
@@ -151,8 +107,46 @@ pub(crate) fn capture(captures: &[Capture], seq: &mut u64, batch: &mut WriteBatc
 
 /// A transaction's own pending images of a key range, in key order.
 type OwnImages = std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>;
-/// A scan's row visitor.
-type Visit<'a> = dyn FnMut(&[u8], Vec<Datum>) -> Result<bool> + 'a;
+/// Bytes of the block cache that the slice stores of one process share.
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
+/// The process's block cache: one LRU cache of uncompressed blocks for
+/// every slice store it opens (the three of the embedded layout share it).
+fn block_cache() -> &'static rocksdb::Cache {
+    static CACHE: std::sync::OnceLock<rocksdb::Cache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES))
+}
+
+/// How a slice store lays out its table files (also those a copy ingests).
+fn table_options() -> Options {
+    let mut opts = Options::default();
+    // Uncompressed: a scan copies blocks out of the OS page cache instead
+    // of decompressing each one (LZ4's decompression was a fifth of TPC-H
+    // Q6's profile, its compression a seventh of a bulk load's;
+    // `docs/benchmarks.md`). Disk use is higher for it.
+    opts.set_compression_type(rocksdb::DBCompressionType::None);
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(block_cache());
+    // Larger than RocksDB's 4 KiB: a scan pays per block (a read, a
+    // checksum, an index step); a point read of a cached block does not.
+    table.set_block_size(16 << 10);
+    // A point read of a key that is not there (an insert's uniqueness
+    // check, a lookup that misses) skips the files whose filter says so.
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+/// A scan's row visitor: a row key and the row's stored bytes.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// A scan of at least this many buckets per range reads ahead and
+/// bypasses the block cache (a point read or a short range does neither).
+const LARGE_SCAN_BUCKETS: u16 = 64;
+/// Readahead of a large scan.
+const SCAN_READAHEAD: usize = 2 << 20;
 
 /// Emits own images with keys below `bound`; `false` when the visitor stopped.
 fn emit_own(own: &mut OwnImages, bound: &[u8], visit: &mut Visit<'_>) -> Result<bool> {
@@ -162,7 +156,7 @@ fn emit_own(own: &mut OwnImages, bound: &[u8], visit: &mut Visit<'_>) -> Result<
         }
         let (k, image) = own.next().expect("peeked");
         if let Some(v) = image {
-            if !visit(&k[4..], decode_row(&v)?.values)? {
+            if !visit(&k[4..], &v)? {
                 return Ok(false);
             }
         }
@@ -182,15 +176,6 @@ pub(crate) fn lost(txn: TxnId) -> Error {
     )
 }
 
-/// Rows of a table copied raw from a slice server: row keys (without the
-/// table id) and stored values, in key order.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RowChunk {
-    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The last row key read, to continue after; `None` when the ranges are exhausted.
-    pub next: Option<Vec<u8>>,
-}
-
 pub(crate) const ROWID_META: &[u8] = b"\0\0\0\0rowid";
 /// `[node id u32 BE][cluster id u64 BE]`, written once by [`SliceStore::register`].
 const IDENTITY_META: &[u8] = b"\0\0\0\0identity";
@@ -199,16 +184,24 @@ impl SliceStore {
     /// Opens (or creates) the store at `path`. Its node identity is the one
     /// recorded by [`SliceStore::register`], if any.
     pub fn open(path: &Path) -> Result<SliceStore> {
-        let mut opts = Options::default();
+        let mut opts = table_options();
         opts.create_if_missing(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Table files are read through mmap: a scan reads an uncompressed
+        // block where the page cache holds it, without copying it into a
+        // buffer first (the copy was a tenth of TPC-H Q6's profile).
+        opts.set_allow_mmap_reads(true);
         opts.increase_parallelism(2);
         opts.create_missing_column_families(true);
         opts.enable_statistics();
         opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
-        let db = DB::open_cf(&opts, path, [HISTORY_CF, INTENTS_CF, GC_CF])
+        // Each column family gets the table options explicitly: `open_cf`
+        // would give them RocksDB's defaults (LZ4, 4 KiB blocks, no filter).
+        let families = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, HISTORY_CF, INTENTS_CF, GC_CF]
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, table_options()));
+        let db = DB::open_cf_descriptors(&opts, path, families)
             .map_err(|e| Error::io(format!("opening slice store {}: {e}", path.display())))?;
         debug_assert_eq!(&ROWID_META[..4], &key::table_prefix(META_TABLE));
+        crate::upgrade::upgrade(&db, path)?;
         let rowid_start = match db.get(ROWID_META).map_err(rocks)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => 0,
@@ -427,41 +420,57 @@ impl SliceStore {
     }
 
     /// The version of the row at storage key `k` that snapshot `ts` sees,
-    /// given its newest version `newest`, read from `snapshot`.
-    fn visible_version(
+    /// given its newest version `newest`, read from `snapshot`: `newest`
+    /// itself, an older version from history, or none (a tombstone, or no
+    /// version old enough).
+    fn visible_version<'v>(
         &self,
         snapshot: &rocksdb::Snapshot<'_>,
         k: &[u8],
-        newest: &[u8],
+        newest: &'v [u8],
         ts: Timestamp,
-    ) -> Result<Option<Vec<Datum>>> {
+    ) -> Result<Option<Cow<'v, [u8]>>> {
         let (version, tombstone) = row::peek(newest)?;
         if version <= ts {
-            return if tombstone {
-                Ok(None)
-            } else {
-                Ok(Some(decode_row(newest)?.values))
-            };
+            return Ok((!tombstone).then_some(Cow::Borrowed(newest)));
         }
         let mut iter = snapshot.raw_iterator_cf_opt(self.cf(HISTORY_CF)?, ReadOptions::default());
         iter.seek(mvcc::history_key(k, ts));
         let found = match (iter.key(), iter.value()) {
-            (Some(hk), Some(v)) if mvcc::is_history_of(hk, k) => Some(decode_row(mvcc::history_version(v)?)?),
+            (Some(hk), Some(v)) if mvcc::is_history_of(hk, k) => {
+                let old = mvcc::history_version(v)?;
+                (!row::peek(old)?.1).then(|| old.to_vec())
+            }
             _ => None,
         };
         iter.status().map_err(rocks)?;
-        Ok(found.filter(|r| !r.tombstone).map(|r| r.values))
+        Ok(found.map(Cow::Owned))
     }
 
     /// Visits the rows of `table` in the given bucket ranges (inclusive), in
     /// key order, as snapshot `at` sees them, from one consistent RocksDB
-    /// snapshot. `visit` returns `false` to stop early.
+    /// snapshot, decoded. `visit` returns `false` to stop early.
     pub fn scan(
         &self,
         table: TableId,
         ranges: &[(u16, u16)],
         at: &ReadAt,
         mut visit: impl FnMut(&[u8], Vec<Datum>) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan_encoded(table, ranges, at, &mut |k, v| visit(k, decode_row(v)?.values))
+    }
+
+    /// [`SliceStore::scan`] handing each row over as its stored bytes (a
+    /// live row, never a tombstone; read it with `slicedb_codec::row::RowView`),
+    /// borrowed from RocksDB's iterator: nothing is decoded or copied that
+    /// the visitor does not ask for. Large scans read ahead and leave the
+    /// block cache to point reads.
+    pub fn scan_encoded(
+        &self,
+        table: TableId,
+        ranges: &[(u16, u16)],
+        at: &ReadAt,
+        visit: &mut Visit<'_>,
     ) -> Result<()> {
         let mut own = self.own_view(at.own, table, ranges)?;
         let snapshot = self.db.snapshot();
@@ -470,28 +479,32 @@ impl SliceStore {
             let upper = bucket_end_exclusive(table, *end);
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(upper.clone());
-            let iter = snapshot.iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts);
-            for item in iter {
-                let (k, v) = item.map_err(rocks)?;
-                if !emit_own(&mut own, &k, &mut visit)? {
+            if end - start >= LARGE_SCAN_BUCKETS {
+                opts.set_readahead_size(SCAN_READAHEAD);
+                opts.fill_cache(false);
+            }
+            let mut iter = snapshot.raw_iterator_opt(opts);
+            iter.seek(&lower);
+            while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+                if !emit_own(&mut own, k, visit)? {
                     return Ok(());
                 }
-                if own.peek().is_some_and(|(ok, _)| ok.as_slice() == &*k) {
+                if own.peek().is_some_and(|(ok, _)| ok.as_slice() == k) {
                     let (_, image) = own.next().expect("peeked");
                     if let Some(v) = image {
-                        if !visit(&k[4..], decode_row(&v)?.values)? {
+                        if !visit(&k[4..], &v)? {
                             return Ok(());
                         }
                     }
-                    continue;
-                }
-                if let Some(row) = self.visible_version(&snapshot, &k, &v, at.ts)? {
-                    if !visit(&k[4..], row)? {
+                } else if let Some(row) = self.visible_version(&snapshot, k, v, at.ts)? {
+                    if !visit(&k[4..], &row)? {
                         return Ok(());
                     }
                 }
+                iter.next();
             }
-            if !emit_own(&mut own, &upper, &mut visit)? {
+            iter.status().map_err(rocks)?;
+            if !emit_own(&mut own, &upper, visit)? {
                 return Ok(());
             }
         }
@@ -500,21 +513,25 @@ impl SliceStore {
 
     /// The transaction's own image of storage key `k` that `at` sees, if
     /// it wrote one (read from memory).
-    fn own_image(&self, k: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<Datum>>>> {
+    fn own_image(&self, k: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<u8>>>> {
         let Some((own, shared)) = at.own.and_then(|own| self.txns.get(own.txn).map(|s| (own, s))) else {
             return Ok(None);
         };
         let state = crate::txn::lock_state(&shared)?;
-        state
-            .visible(k, own.before_seq)
-            .map(|image| image.as_deref().map(|v| Ok(decode_row(v)?.values)).transpose())
-            .transpose()
+        Ok(state.visible(k, own.before_seq).cloned())
     }
 
     /// [`SliceStore::get`] without disk I/O: `Ok(None)` when the answer
     /// needs a block that is not in memory (RocksDB's block-cache read
     /// tier), or an older version from history. Safe on an async task.
     pub fn get_cached(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<Datum>>>> {
+        self.get_cached_encoded(table, row_key, at)?
+            .map(|row| row.map(|v| Ok(decode_row(&v)?.values)).transpose())
+            .transpose()
+    }
+
+    /// [`SliceStore::get_cached`], the row as its stored bytes.
+    pub fn get_cached_encoded(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Option<Vec<u8>>>> {
         let k = storage_key(table, row_key);
         if let Some(image) = self.own_image(&k, at)? {
             return Ok(Some(image));
@@ -528,20 +545,27 @@ impl SliceStore {
             Ok(Some(v)) => match row::peek(&v)? {
                 (version, _) if version > at.ts => Ok(None),
                 (_, true) => Ok(Some(None)),
-                _ => Ok(Some(Some(decode_row(&v)?.values))),
+                _ => Ok(Some(Some(v))),
             },
         }
     }
 
     /// Reads one row by key, as snapshot `at` sees it.
     pub fn get(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Vec<Datum>>> {
+        self.get_encoded(table, row_key, at)?
+            .map(|v| Ok(decode_row(&v)?.values))
+            .transpose()
+    }
+
+    /// [`SliceStore::get`], the row as its stored bytes.
+    pub fn get_encoded(&self, table: TableId, row_key: &[u8], at: &ReadAt) -> Result<Option<Vec<u8>>> {
         let k = storage_key(table, row_key);
         if let Some(image) = self.own_image(&k, at)? {
             return Ok(image);
         }
         let snapshot = self.db.snapshot();
         match snapshot.get(&k).map_err(rocks)? {
-            Some(v) => self.visible_version(&snapshot, &k, &v, at.ts),
+            Some(v) => Ok(self.visible_version(&snapshot, &k, &v, at.ts)?.map(Cow::into_owned)),
             None => Ok(None),
         }
     }
@@ -678,8 +702,7 @@ impl SliceStore {
     fn ingest_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<bool> {
         let n = self.ingests.fetch_add(1, Ordering::Relaxed);
         let file = self.path.join(format!("copy-{}-{n}.sst", std::process::id()));
-        let mut opts = Options::default();
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let opts = table_options();
         let result = (|| {
             let mut writer = rocksdb::SstFileWriter::create(&opts);
             writer.open(&file).map_err(rocks)?;

@@ -34,13 +34,13 @@
 //! but reloads its intents and their locks, and waits for the coordinator
 //! to say commit or abort.
 
+pub use slicedb_codec::slice::TxnStatus;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
-use serde::{Deserialize, Serialize};
 use slicedb_common::{err, Error, Result, TableId};
 
 use crate::key::{self, storage_key};
@@ -165,23 +165,6 @@ fn lock_error(e: LockError) -> Error {
         ),
         LockError::Busy(_) => concurrent_update(),
     }
-}
-
-/// How a transaction stands on a slice server ([`SliceStore::txn_status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxnStatus {
-    /// Writing; not prepared (it never will be once the coordinator
-    /// aborts it).
-    Pending,
-    /// Prepared: its intents are durable, waiting for a decision.
-    Prepared,
-    /// Committed here after it prepared.
-    Committed,
-    /// Aborted here after it prepared.
-    Aborted,
-    /// Not known: never prepared here (its pending writes, if any, were
-    /// lost or aborted), or committed in one phase.
-    Unknown,
 }
 
 /// A transaction's slot: its state, shared by the requests that touch it,
@@ -418,7 +401,7 @@ impl SliceStore {
                     state.locked.insert(k);
                 }
                 if want_seen {
-                    seen.push(Seen::of(false, image)?);
+                    seen.push(crate::store::seen(false, image)?);
                 }
                 continue;
             }
@@ -428,7 +411,7 @@ impl SliceStore {
                 Ok(Some(Some(image))) => {
                     affected += 1;
                     if want_seen {
-                        seen.push(Seen::of(true, old)?);
+                        seen.push(crate::store::seen(true, old)?);
                     }
                     state.push(k.clone(), txn.seq, image);
                     done.push((k, locked));
@@ -447,7 +430,7 @@ impl SliceStore {
                     }
                     result?;
                     if want_seen {
-                        seen.push(Seen::of(false, old)?);
+                        seen.push(crate::store::seen(false, old)?);
                     }
                 }
             }

@@ -31,25 +31,7 @@ use slicedb_common::{Error, NodeId, Result, TableId};
 
 use crate::key::table_prefix;
 use crate::key::META_TABLE;
-
-/// Which buckets of a table move, and where: what a source captures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CaptureSpec {
-    /// The redistribution job.
-    pub job: u64,
-    pub table: TableId,
-    /// Inclusive bucket runs and the node each moves to.
-    pub moves: Vec<(u16, u16, NodeId)>,
-}
-
-/// One captured write: a full row image (`value` is the stored value
-/// bytes) or a delete (`value` is `None`), of the row at `key` (a row key:
-/// bucket and primary key, without the table id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueEntry {
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
-}
+pub use slicedb_codec::slice::{CaptureSpec, QueueEntry};
 
 /// A capture in force: a [`CaptureSpec`] expanded to a bucket → target table.
 pub(crate) struct Capture {
@@ -101,9 +83,14 @@ pub(crate) fn capture_key(job: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of every queue entry.
+pub(crate) fn queues_prefix() -> Vec<u8> {
+    meta_key(b"queue/")
+}
+
 /// The first key of job `job`'s queues.
 pub(crate) fn job_queues_start(job: u64) -> Vec<u8> {
-    let mut k = meta_key(b"queue/");
+    let mut k = queues_prefix();
     k.extend_from_slice(&job.to_be_bytes());
     k
 }

@@ -1,11 +1,12 @@
 //! Requests and responses between the coordinator and a slice server.
 
 use serde::{Deserialize, Serialize};
-use slicedb_common::{Datum, NodeId, SqlType, TableId};
-use slicedb_storage::{
+use slicedb_codec::row::{RowView, ValueRef};
+use slicedb_codec::{
     CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, Seen, TableStats, Timestamp, TxnId, TxnStatus,
     TxnWrite,
 };
+use slicedb_common::{Datum, NodeId, Result, SqlType, TableId};
 
 /// Name of the extra binary column a scan appends when `with_key` is set:
 /// the row's [`RowKey`], which UPDATE and DELETE use to address the row.
@@ -127,10 +128,29 @@ impl Predicate {
 
     /// SQL three-valued evaluation against a full row: `None` is unknown.
     pub fn eval(&self, row: &[Datum]) -> Option<bool> {
-        let col = |i: &usize| row.get(*i).unwrap_or(&Datum::Null);
-        match self {
+        let col = |c: usize| Ok(row.get(c).map(ValueRef::of).unwrap_or(ValueRef::Null));
+        self.eval_with(&col).expect("reading a datum never fails")
+    }
+
+    /// [`Predicate::eval`] against a stored row read in place: only the
+    /// columns the predicate names are decoded, and none is copied. A
+    /// column the row predates reads as its `missing` value.
+    pub fn eval_stored(&self, row: &RowView<'_>, missing: &[Datum]) -> Result<Option<bool>> {
+        let col = |c: usize| {
+            Ok(match row.get(c)? {
+                Some(v) => v,
+                None => missing.get(c).map(ValueRef::of).unwrap_or(ValueRef::Null),
+            })
+        };
+        self.eval_with(&col)
+    }
+
+    fn eval_with<'a, F: Fn(usize) -> Result<ValueRef<'a>>>(&self, col: &F) -> Result<Option<bool>> {
+        Ok(match self {
             Predicate::Compare { column, op, value } => {
-                let ord = col(column).sql_cmp(value)?;
+                let Some(ord) = col(*column)?.sql_cmp(value) else {
+                    return Ok(None);
+                };
                 Some(match op {
                     CmpOp::Eq => ord.is_eq(),
                     CmpOp::NotEq => ord.is_ne(),
@@ -145,14 +165,14 @@ impl Predicate {
                 values,
                 negated,
             } => {
-                let v = col(column);
+                let v = col(*column)?;
                 if v.is_null() {
-                    return None;
+                    return Ok(None);
                 }
                 let mut unknown = false;
                 for candidate in values {
                     match v.sql_cmp(candidate) {
-                        Some(o) if o.is_eq() => return Some(!negated),
+                        Some(o) if o.is_eq() => return Ok(Some(!negated)),
                         None => unknown = true,
                         _ => {}
                     }
@@ -163,13 +183,13 @@ impl Predicate {
                     Some(*negated)
                 }
             }
-            Predicate::IsNull(c) => Some(col(c).is_null()),
-            Predicate::IsNotNull(c) => Some(!col(c).is_null()),
+            Predicate::IsNull(c) => Some(col(*c)?.is_null()),
+            Predicate::IsNotNull(c) => Some(!col(*c)?.is_null()),
             Predicate::And(ps) => {
                 let mut result = Some(true);
                 for p in ps {
-                    match p.eval(row) {
-                        Some(false) => return Some(false),
+                    match p.eval_with(col)? {
+                        Some(false) => return Ok(Some(false)),
                         None => result = None,
                         Some(true) => {}
                     }
@@ -179,16 +199,16 @@ impl Predicate {
             Predicate::Or(ps) => {
                 let mut result = Some(false);
                 for p in ps {
-                    match p.eval(row) {
-                        Some(true) => return Some(true),
+                    match p.eval_with(col)? {
+                        Some(true) => return Ok(Some(true)),
                         None => result = None,
                         Some(false) => {}
                     }
                 }
                 result
             }
-            Predicate::Not(p) => p.eval(row).map(|b| !b),
-        }
+            Predicate::Not(p) => p.eval_with(col)?.map(|b| !b),
+        })
     }
 }
 
@@ -288,8 +308,9 @@ pub enum SliceRequest {
 }
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
-/// servers that speak another.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// servers that speak another. 9: stored rows copied between slice
+/// servers and queued in write queues are in row format 2.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {

@@ -687,7 +687,7 @@ mod tests {
             predicate: None,
             limit: None,
             batch_size: 1000,
-            at: slicedb_storage::ReadAt::LATEST,
+            at: slicedb_codec::ReadAt::LATEST,
             missing: vec![],
         };
         let rows: Vec<usize> = client

@@ -46,7 +46,7 @@ pub fn storage_key(table: TableId, row_key: &[u8]) -> Vec<u8> {
 ///
 /// ```
 /// use slicedb_common::Datum;
-/// use slicedb_storage::key::row_key;
+/// use slicedb_codec::key::row_key;
 /// let a = row_key(7, &[Datum::Int64(-5)]).unwrap();
 /// let b = row_key(7, &[Datum::Int64(3)]).unwrap();
 /// assert!(a < b); // byte order is SQL order
