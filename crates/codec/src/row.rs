@@ -127,7 +127,7 @@ pub fn encode_row(version: u64, row: &[Datum]) -> Result<Vec<u8>> {
                 tag::INT32
             }
             Datum::Int64(v) => {
-                push_int(&mut data, *v as i64);
+                push_int(&mut data, *v);
                 tag::INT64
             }
             Datum::Float32(v) => {
@@ -156,7 +156,7 @@ pub fn encode_row(version: u64, row: &[Datum]) -> Result<Vec<u8>> {
                 tag::DATE
             }
             Datum::Timestamp(v) => {
-                push_int(&mut data, *v as i64);
+                push_int(&mut data, *v);
                 tag::TIMESTAMP
             }
         });

@@ -479,7 +479,7 @@ impl SliceStore {
             let upper = bucket_end_exclusive(table, *end);
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(upper.clone());
-            if end - start >= LARGE_SCAN_BUCKETS {
+            if end.saturating_sub(*start) >= LARGE_SCAN_BUCKETS {
                 opts.set_readahead_size(SCAN_READAHEAD);
                 opts.fill_cache(false);
             }
