@@ -136,7 +136,16 @@ impl SliceService for SliceServer {
                 })
             }
             SliceRequest::Prepare { txn } => {
-                self.blocking(move |s| s.prepare(txn)).await?;
+                // Written here, without a blocking thread's round trip, and
+                // acknowledged once the WAL syncer has synced it (group
+                // commit, see `slicedb_storage`'s `wal_sync`).
+                let unsynced = match self.store.try_prepare(txn) {
+                    Some(r) => r?,
+                    None => self.blocking(move |s| s.prepare_unsynced(txn)).await?,
+                };
+                if let Some(seq) = unsynced {
+                    self.store.wal_synced(seq).await?;
+                }
                 Ok(SliceResponse::Done)
             }
             SliceRequest::Commit {
@@ -147,9 +156,19 @@ impl SliceService for SliceServer {
                 if !one_phase {
                     slicedb_common::failpoint::failpoint_async("slice-server-before-commit").await;
                 }
-                let committed = self.blocking(move |s| s.commit(txn, commit_ts, one_phase)).await;
+                // As a prepare: written here unless it would wait, and
+                // acknowledged once synced (phase two needs no sync).
+                let committed = match self.store.try_commit(txn, commit_ts, one_phase) {
+                    Some(r) => r,
+                    None => {
+                        self.blocking(move |s| s.commit_unsynced(txn, commit_ts, one_phase))
+                            .await
+                    }
+                };
                 self.decided.notify_waiters();
-                committed?;
+                if let Some(seq) = committed? {
+                    self.store.wal_synced(seq).await?;
+                }
                 Ok(SliceResponse::Done)
             }
             SliceRequest::Abort { txn } => {

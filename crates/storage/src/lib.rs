@@ -33,6 +33,7 @@ pub mod mvcc;
 pub mod store;
 mod txn;
 mod upgrade;
+mod wal_sync;
 pub mod write_queue;
 
 pub use key::RowKey;

@@ -17,12 +17,15 @@
 //!
 //! Nothing here is serialized store-wide: each transaction's state has its
 //! own mutex, the lock table is sharded, and a commit reads the versions it
-//! replaces under its own row locks. So concurrent commits reach RocksDB
-//! together, and RocksDB's write groups make them share one WAL write and
-//! one fsync (group commit; [`crate::SliceStore::wal_syncs`] counts the
-//! syncs). Only commits that feed a redistribution's write queues take one
-//! more mutex, so that queue sequence numbers follow the order in which
-//! their batches land.
+//! replaces under its own row locks. A commit or prepare writes its batch
+//! without an fsync, on the slice server's async task when it needs no
+//! wait ([`SliceStore::try_commit`], [`SliceStore::try_prepare`]), and is
+//! acknowledged once the store's WAL syncer has synced past it: concurrent
+//! commits share one fsync (group commit, [`crate::wal_sync`];
+//! [`crate::SliceStore::wal_syncs`] counts the syncs). Only commits that
+//! feed a redistribution's write queues take one more mutex, so that queue
+//! sequence numbers follow the order in which their batches land; they
+//! run on a blocking thread and sync themselves.
 //!
 //! At *prepare* (phase one of the coordinator's two-phase commit) the last
 //! pending image of each row becomes a durable intent (see
@@ -234,6 +237,21 @@ pub(crate) fn lock_state(slot: &TxnSlot) -> Result<MutexGuard<'_, TxnState>> {
         .map_err(|_| Error::internal("a slice server transaction's state is poisoned"))
 }
 
+/// Locks one transaction's state; with `nowait`, `None` when another
+/// request of the transaction holds it.
+fn state_of(slot: &TxnSlot, nowait: bool) -> Result<Option<MutexGuard<'_, TxnState>>> {
+    if !nowait {
+        return lock_state(slot).map(Some);
+    }
+    match slot.state.try_lock() {
+        Ok(state) => Ok(Some(state)),
+        Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+        Err(std::sync::TryLockError::Poisoned(_)) => {
+            Err(Error::internal("a slice server transaction's state is poisoned"))
+        }
+    }
+}
+
 /// A slice server's side of transactions: pending writes, prepare, commit,
 /// abort, savepoints and garbage collection of old versions.
 impl SliceStore {
@@ -298,16 +316,8 @@ impl SliceStore {
         } else {
             self.txns.get_or_start(txn.txn, txn.start_ts)
         };
-        let mut state = if nowait {
-            match shared.state.try_lock() {
-                Ok(state) => state,
-                Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
-                Err(std::sync::TryLockError::Poisoned(_)) => {
-                    return Err(Error::internal(format!("transaction {} state poisoned", txn.txn)))
-                }
-            }
-        } else {
-            lock_state(&shared)?
+        let Some(mut state) = state_of(&shared, nowait)? else {
+            return Ok(None);
         };
         if state.done {
             return Err(lost(txn.txn));
@@ -455,17 +465,7 @@ impl SliceStore {
         nowait: bool,
         found: Option<&mut Option<Vec<u8>>>,
     ) -> Result<Option<Option<Option<Vec<u8>>>>> {
-        let committed = || {
-            if !nowait {
-                return self.db.get_pinned(k).map(Some).map_err(rocks);
-            }
-            let mut opts = ReadOptions::default();
-            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-            match self.db.get_pinned_opt(k, &opts) {
-                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
-                other => other.map(Some).map_err(rocks),
-            }
-        };
+        let committed = || self.newest(k, nowait);
         let exists = match state.latest(k) {
             Some(image) => {
                 if let (Some(found), Some(image)) = (found, image) {
@@ -511,19 +511,26 @@ impl SliceStore {
         }))
     }
 
+    /// The newest stored value at storage key `k`; with `nowait`, `None`
+    /// when reading it would touch the disk (a block not in memory).
+    fn newest(&self, k: &[u8], nowait: bool) -> Result<Option<Option<rocksdb::DBPinnableSlice<'_>>>> {
+        if !nowait {
+            return self.db.get_pinned(k).map(Some).map_err(rocks);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_opt(k, &opts) {
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            other => other.map(Some).map_err(rocks),
+        }
+    }
+
     /// The latest committed row at storage key `k` (locked by the caller),
     /// `Some(None)` when there is none or it was deleted; with `nowait`,
     /// `None` when the block is not in memory.
     fn locked_row(&self, k: &[u8], nowait: bool) -> Result<Option<Option<Vec<u8>>>> {
-        let value = if nowait {
-            let mut opts = ReadOptions::default();
-            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-            match self.db.get_pinned_opt(k, &opts) {
-                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => return Ok(None),
-                other => other.map_err(rocks)?,
-            }
-        } else {
-            self.db.get_pinned(k).map_err(rocks)?
+        let Some(value) = self.newest(k, nowait)? else {
+            return Ok(None);
         };
         Ok(Some(match value {
             Some(v) if !row::peek(&v)?.1 => Some(v.to_vec()),
@@ -535,13 +542,43 @@ impl SliceStore {
     /// durable intents. Fails with 40001 if this slice server does not know
     /// the transaction (it restarted and lost its pending writes).
     pub fn prepare(&self, txn: TxnId) -> Result<()> {
+        match self.prepare_unsynced(txn)? {
+            Some(seq) => futures::executor::block_on(self.wal_synced(seq)),
+            None => Ok(()),
+        }
+    }
+
+    /// [`SliceStore::prepare`] without waiting for the WAL sync: the WAL
+    /// sequence number to wait for ([`SliceStore::wal_synced`]) before the
+    /// prepare may be acknowledged.
+    pub fn prepare_unsynced(&self, txn: TxnId) -> Result<Option<u64>> {
+        self.prepare_inner(txn, false)?
+            .ok_or_else(|| Error::internal("a waiting prepare gave up"))
+    }
+
+    /// [`SliceStore::prepare`] without waiting for the WAL sync, if it can
+    /// be done without waiting for another request of the transaction:
+    /// the WAL sequence number to wait for ([`SliceStore::wal_synced`])
+    /// before the prepare may be acknowledged. `None` when it would wait;
+    /// then nothing of it is done. Safe on an async task.
+    pub fn try_prepare(&self, txn: TxnId) -> Option<Result<Option<u64>>> {
+        self.prepare_inner(txn, true).transpose()
+    }
+
+    fn prepare_inner(&self, txn: TxnId, nowait: bool) -> Result<Option<Option<u64>>> {
+        if let Some(e) = self.syncer.failure() {
+            return Err(e);
+        }
         let shared = self.txns.get(txn).ok_or_else(|| lost(txn))?;
-        let mut state = lock_state(&shared)?;
+        let Some(mut state) = state_of(&shared, nowait)? else {
+            return Ok(None);
+        };
         if state.done {
             return Err(lost(txn));
         }
         if state.prepared {
-            return Ok(());
+            // A repeated prepare: the first may not be synced yet.
+            return Ok(Some(Some(self.db.latest_sequence_number())));
         }
         let intents = self.cf(INTENTS_CF)?;
         let mut batch = WriteBatch::default();
@@ -549,10 +586,10 @@ impl SliceStore {
         for (k, v) in state.finals() {
             batch.put_cf(intents, mvcc::intent_key(txn, k), mvcc::encode_intent(v.as_deref()));
         }
-        self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+        self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
         state.prepared = true;
         shared.prepared.store(true, Ordering::Release);
-        Ok(())
+        Ok(Some(Some(self.db.latest_sequence_number())))
     }
 
     /// Phase two (or the only phase, for a transaction on one slice
@@ -565,7 +602,49 @@ impl SliceStore {
     /// A transaction this slice server aborted after preparing it is never
     /// acknowledged as committed: its commit fails.
     pub fn commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<()> {
+        match self.commit_unsynced(txn, commit_ts, must_know)? {
+            Some(seq) => futures::executor::block_on(self.wal_synced(seq)),
+            None => Ok(()),
+        }
+    }
+
+    /// [`SliceStore::commit`] without waiting for the WAL sync: the
+    /// WAL sequence number to wait for ([`SliceStore::wal_synced`]) before
+    /// the commit may be acknowledged, if it needs one (a one-phase commit
+    /// does; phase two does not, see [`crate::wal_sync`]).
+    pub fn commit_unsynced(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Result<Option<u64>> {
+        self.commit_inner(txn, commit_ts, must_know, false)?
+            .ok_or_else(|| Error::internal("a waiting commit gave up"))
+    }
+
+    /// [`SliceStore::commit_unsynced`] if it can be done without waiting:
+    /// for another request of the transaction, a block not in memory, or
+    /// a redistribution's write queue. `None` when it would wait; then
+    /// nothing of it is done. Safe on an async task.
+    pub fn try_commit(&self, txn: TxnId, commit_ts: Timestamp, must_know: bool) -> Option<Result<Option<u64>>> {
+        self.commit_inner(txn, commit_ts, must_know, true).transpose()
+    }
+
+    /// Waits until the WAL is synced up to sequence number `seq` (group
+    /// commit, [`crate::wal_sync`]).
+    pub async fn wal_synced(&self, seq: u64) -> Result<()> {
+        self.syncer.synced(seq).await
+    }
+
+    fn commit_inner(
+        &self,
+        txn: TxnId,
+        commit_ts: Timestamp,
+        must_know: bool,
+        nowait: bool,
+    ) -> Result<Option<Option<u64>>> {
+        if let Some(e) = self.syncer.failure() {
+            return Err(e);
+        }
         let unknown = || {
+            if nowait {
+                return Ok(None);
+            }
             if must_know {
                 Err(lost(txn))
             } else if self.db.get_pinned(mvcc::aborted_key(txn)).map_err(rocks)?.is_some() {
@@ -577,13 +656,15 @@ impl SliceStore {
                     "transaction {txn} was aborted on this slice server after it prepared; it cannot commit"
                 )))
             } else {
-                Ok(())
+                Ok(Some(None))
             }
         };
         let Some(shared) = self.txns.get(txn) else {
             return unknown();
         };
-        let mut state = lock_state(&shared)?;
+        let Some(mut state) = state_of(&shared, nowait)? else {
+            return Ok(None);
+        };
         if state.done {
             return unknown();
         }
@@ -594,7 +675,9 @@ impl SliceStore {
         let mut versions = Vec::with_capacity(state.writes.len());
         for (k, image) in state.finals() {
             // Stable: the transaction holds the row's lock.
-            let old = self.db.get_pinned(k).map_err(rocks)?;
+            let Some(old) = self.newest(k, nowait)? else {
+                return Ok(None);
+            };
             if old.is_none() && image.is_none() {
                 continue;
             }
@@ -623,7 +706,10 @@ impl SliceStore {
         // durable, so a crash that loses it leaves intents to commit again.
         // The marker tells a coordinator that lost its memory that the
         // transaction committed here.
-        let options = if state.prepared {
+        // A one-phase commit is durable once the WAL is synced up to its
+        // batch: its caller waits for that ([`crate::wal_sync`]).
+        let one_phase = !state.prepared;
+        if state.prepared {
             batch.delete_range_cf(
                 intents,
                 mvcc::intent_record_key(txn),
@@ -632,21 +718,27 @@ impl SliceStore {
             let marker = mvcc::committed_key(txn);
             batch.put(&marker, []);
             batch.put_cf(gc, mvcc::gc_key(txn.saturating_add(1), mvcc::GC_COMMITTED, &marker), []);
-            WriteOptions::default()
-        } else {
-            Self::write_options()
-        };
+        }
         // A capture cannot start or stop while the batch is in flight, so
         // the batch lands wholly before a capture or wholly under it.
-        let captures = self.capture_guard()?;
-        if captures.is_empty() {
+        let captures = if nowait {
+            match self.try_capture_guard()? {
+                Some(guard) => guard,
+                None => return Ok(None),
+            }
+        } else {
+            self.capture_guard()?
+        };
+        let unsynced = if captures.is_empty() {
             for (k, new) in versions {
                 batch.put(k, new);
             }
-            // Concurrent commits join one RocksDB write group: one WAL
-            // write and one fsync for all of them.
-            self.db.write_opt(batch, &options).map_err(rocks)?;
+            self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
+            one_phase.then(|| self.db.latest_sequence_number())
         } else {
+            if nowait {
+                return Ok(None);
+            }
             // Queue entries must land in the order of their sequence
             // numbers (a reader that has passed a number never looks back),
             // so captured commits append under the queue's mutex, unsynced,
@@ -667,9 +759,10 @@ impl SliceStore {
             // Synced even in phase two: a redistribution may read these
             // queue entries and cut the buckets over before a settle.
             self.db.flush_wal(true).map_err(rocks)?;
-        }
+            None
+        };
         self.finish(txn, &mut state);
-        Ok(())
+        Ok(Some(unsynced))
     }
 
     /// Makes the commits of `commits` durable here: commits those still
@@ -687,6 +780,10 @@ impl SliceStore {
     /// How `txn` stands here, for a coordinator resolving a commit record
     /// it staged before it restarted.
     pub fn txn_status(&self, txn: TxnId) -> Result<TxnStatus> {
+        // Prepares and commits are acknowledged once synced, but written
+        // before (`crate::wal_sync`): what is reported here must survive a
+        // crash, so everything written so far is synced first.
+        self.db.flush_wal(true).map_err(rocks)?;
         if let Some(shared) = self.txns.get(txn) {
             if shared.prepared.load(Ordering::Acquire) {
                 return Ok(TxnStatus::Prepared);
@@ -733,7 +830,11 @@ impl SliceStore {
     /// Aborting an unknown transaction does nothing.
     pub fn abort(&self, txn: TxnId) -> Result<()> {
         let Some(shared) = self.txns.get(txn) else {
-            return Ok(());
+            // It may have committed here a moment ago, unsynced, its
+            // coordinator having lost the answer: the abort that tells the
+            // coordinator "committed before, or never" must not precede
+            // the commit's sync.
+            return self.db.flush_wal(true).map_err(rocks);
         };
         // A write of it may be waiting for a row lock, holding its state.
         self.locks.cancel_wait(txn, CancelReason::RolledBack);
@@ -759,7 +860,7 @@ impl SliceStore {
                 mvcc::gc_key(state.start_ts.saturating_add(1), mvcc::GC_ABORTED, &marker),
                 [],
             );
-            self.db.write_opt(batch, &Self::write_options()).map_err(rocks)?;
+            self.write_durably(batch)?;
         }
         self.finish(txn, &mut state);
         Ok(())
