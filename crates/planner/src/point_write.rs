@@ -34,7 +34,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, ParamValues, ScalarValue};
+use datafusion::common::{DFSchema, DFSchemaRef, ParamValues, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::execution_props::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -356,29 +356,43 @@ fn logical(
 /// `SessionState::create_physical_expr` does, but with the statement's own
 /// `props` (its start time, and the session's sequences among the config
 /// extensions), so that the session state is shared, not cloned per statement.
+///
+/// A literal of the column's own type (a bound parameter, usually) is the
+/// value itself, and an expression that calls no function is not
+/// simplified: the simplifier and the coercion around it were most of a
+/// routed UPDATE's time (`docs/benchmarks.md`).
 fn evaluate(
     state: &SessionState,
     props: &ExecutionProps,
     expr: LogicalExpr,
     column: &ColumnDef,
-    schema: &DFSchema,
+    schema: &DFSchemaRef,
     batch: &RecordBatch,
 ) -> Result<ArrayRef> {
+    let target = column.sql_type.arrow_type();
+    if let LogicalExpr::Literal(value, None) = &expr {
+        if value.data_type() == target {
+            return Ok(value.to_array_of_size(batch.num_rows())?);
+        }
+    }
     let config = props
         .config_options()
         .cloned()
         .unwrap_or_else(|| Arc::clone(state.config_options()));
-    let expr = decode_bytea_casts(cast(expr, column.sql_type.arrow_type()), schema)?;
+    let expr = decode_bytea_casts(cast(expr, target), schema)?;
     // Coerced, then simplified as the optimizer would: functions such as
     // `now()` are only ever evaluated by the simplifier.
     let simplifier = ExprSimplifier::new(
         SimplifyContext::builder()
-            .with_schema(Arc::new(schema.clone()))
+            .with_schema(Arc::clone(schema))
             .with_config_options(Arc::clone(&config))
             .with_query_execution_start_time(props.query_execution_start_time)
             .build(),
     );
-    let mut expr = simplifier.simplify(simplifier.coerce(expr, schema)?)?;
+    let mut expr = simplifier.coerce(expr, schema)?;
+    if expr.exists(|e| Ok(matches!(e, LogicalExpr::ScalarFunction(_))))? {
+        expr = simplifier.simplify(expr)?;
+    }
     for rewrite in state.analyzer().function_rewrites() {
         expr = expr.transform_up(|e| rewrite.rewrite(e, schema, &config))?.data;
     }
@@ -416,7 +430,7 @@ async fn insert(
         return Ok(None);
     }
     let table = table.clone().with_constraints(state)?;
-    let empty = DFSchema::empty();
+    let empty = Arc::new(DFSchema::empty());
     let one = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
         vec![],
@@ -501,7 +515,10 @@ async fn update(
     keep_rows: bool,
 ) -> Result<Option<Written>> {
     let def = table.table.clone();
-    let schema = DFSchema::try_from_qualified_schema(qualifier, &crate::write::nullable_schema(&def))?;
+    let schema = Arc::new(DFSchema::try_from_qualified_schema(
+        qualifier,
+        &crate::write::nullable_schema(&def),
+    )?);
     let mut exprs = Vec::with_capacity(assignments.len());
     for (name, e) in assignments {
         let Some(c) = def.column_index(name) else {
