@@ -66,6 +66,10 @@ async fn copy_spread_and_survive_sigkill() {
     }
     assert_eq!(seen, 3, "rows on all three slice servers");
 
+    // The three slice servers share one RocksDB (and so one WAL).
+    assert!(dir.path().join("slices").is_dir());
+    assert!(!dir.path().join("slice-1").exists());
+
     // The statement above returned: now kill -9 and restart on the same data.
     drop(client);
     server.kill9();
@@ -77,6 +81,39 @@ async fn copy_spread_and_survive_sigkill() {
     assert!(maps
         .iter()
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("hm1"))));
+}
+
+/// A data directory of the layout before the shared RocksDB (one RocksDB
+/// per slice server, in `slice-<node>/`) is opened in that layout: rows
+/// written through it are there after a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_separate_slice_directories_of_older_versions_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for node in 1..=3 {
+        std::fs::create_dir_all(dir.path().join(format!("slice-{node}"))).unwrap();
+    }
+    let mut server = Server::start(dir.path());
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k bigint PRIMARY KEY, v text); \
+             INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 300) AS s(g)",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    server.kill9();
+    let server = Server::start(dir.path());
+    let client = server.connect().await;
+    let rows = slicedb_e2e::query(&client, "SELECT count(*), count(DISTINCT v) FROM kv").await;
+    assert_eq!(rows, vec![vec!["300".to_string(), "300".to_string()]]);
+    assert!(
+        !dir.path().join("slices").exists(),
+        "no shared RocksDB beside the old directories"
+    );
+    for node in 1..=3 {
+        assert!(dir.path().join(format!("slice-{node}")).join("CURRENT").exists());
+    }
 }
 
 /// `WHERE id = $1` on the full distribution key touches one bucket on one slice server.

@@ -11,7 +11,8 @@
 //! The coordinator owns the catalog and reaches slice servers only through
 //! [`slicedb_transport::Cluster`]:
 //! - [`Coordinator::open_embedded`] starts the embedded layout: three slice
-//!   servers in this process over the in-process transport;
+//!   servers in this process over the in-process transport, their stores
+//!   in one RocksDB;
 //! - [`Coordinator::open_cluster`] reaches slice-server processes over QUIC.
 //!
 //! Either way, slice servers on other hosts join with `ADD NODE` ([`admin`])
@@ -203,8 +204,19 @@ impl Coordinator {
                 .map(|n| n.id)
                 .collect()
         };
-        for node in &nodes {
-            let server = SliceServer::open(&data_dir.join(format!("slice-{node}")))?;
+        // The slice servers share one RocksDB under `slices/`; a directory
+        // of the layout before it (one RocksDB per slice server, in
+        // `slice-<node>/`) is opened as it is.
+        let separate = nodes.iter().any(|node| data_dir.join(format!("slice-{node}")).exists());
+        let servers = if separate {
+            nodes
+                .iter()
+                .map(|node| SliceServer::open(&data_dir.join(format!("slice-{node}"))))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            SliceServer::open_shared(&data_dir.join("slices"), &nodes)?
+        };
+        for (node, server) in nodes.iter().zip(servers) {
             server.register(*node, cluster_id)?;
             cluster.add(Arc::new(LocalTransport::new(*node, Arc::new(server))));
         }

@@ -53,12 +53,26 @@ impl SliceServer {
     /// keeps it across restarts.
     pub fn open(dir: &Path) -> Result<SliceServer> {
         std::fs::create_dir_all(dir)?;
-        let store = SliceStore::open(dir)?;
-        Ok(SliceServer {
+        Ok(SliceServer::new(SliceStore::open(dir)?))
+    }
+
+    /// Opens the slice servers of `nodes`, which run in one process, with
+    /// their data in one RocksDB under `dir`: they share its write-ahead
+    /// log, so one sync makes all their commits durable
+    /// (`slicedb_storage::slice_db`). Each is then registered as its node.
+    pub fn open_shared(dir: &Path, nodes: &[NodeId]) -> Result<Vec<SliceServer>> {
+        Ok(SliceStore::open_shared(dir, nodes)?
+            .into_iter()
+            .map(SliceServer::new)
+            .collect())
+    }
+
+    fn new(store: SliceStore) -> SliceServer {
+        SliceServer {
             store: Arc::new(store),
             fragments: datafusion::prelude::SessionContext::new(),
             decided: tokio::sync::Notify::new(),
-        })
+        }
     }
 
     /// The node id and cluster id it was registered as.

@@ -1,4 +1,6 @@
-//! Slice storage: one RocksDB instance per slice server.
+//! Slice storage: a slice server's RocksDB column families ([`slice_db`]:
+//! a RocksDB of its own in a slice server process, one shared by the slice
+//! servers of the embedded layout).
 //!
 //! Every row of every slice the server holds lives under the key
 //!
@@ -30,6 +32,7 @@
 pub use slicedb_codec::{key, row};
 mod lock_table;
 pub mod mvcc;
+pub mod slice_db;
 pub mod store;
 mod txn;
 mod upgrade;

@@ -1,17 +1,19 @@
-//! [`SliceStore`]: a slice server's RocksDB.
+//! [`SliceStore`]: a slice server's storage, in its column families of a
+//! RocksDB ([`crate::slice_db`]).
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use rocksdb::{Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 use slicedb_common::{err, Datum, Error, NodeId, Result, TableId};
 
 use crate::key::{self, bucket_end_exclusive, bucket_start, storage_key, META_TABLE};
 use crate::lock_table::LockTable;
-use crate::mvcc::{self, OwnWrites, ReadAt, Timestamp, TxnId, GC_CF, HISTORY_CF, INTENTS_CF};
+use crate::mvcc::{self, OwnWrites, ReadAt, Timestamp, TxnId, HISTORY_CF, INTENTS_CF};
 use crate::row::{self, decode_row};
+use crate::slice_db::{table_options, Families, SliceDb, ROWS_CF};
 use crate::txn::{TxnState, TxnTable};
 use crate::write_queue::{self, Capture, CaptureSpec, QueueEntry};
 pub use slicedb_codec::slice::{RowChunk, TableStats};
@@ -32,13 +34,13 @@ pub(crate) fn seen(applied: bool, old: Option<Vec<u8>>) -> Result<Seen> {
 
 /// A slice server's storage.
 pub struct SliceStore {
+    /// The RocksDB instance the store lives in, alone or beside others
+    /// ([`crate::slice_db`]), and its WAL syncer.
+    pub(crate) base: std::sync::Arc<SliceDb>,
+    /// `base`'s RocksDB.
     pub(crate) db: std::sync::Arc<DB>,
-    /// Syncs the WAL for commits that wait on it (group commit, see
-    /// [`crate::wal_sync`]).
-    pub(crate) syncer: crate::wal_sync::WalSyncer,
-    /// The options the database was opened with; they hold RocksDB's
-    /// statistics (WAL syncs, see [`SliceStore::wal_syncs`]).
-    options: Options,
+    /// The store's column families in it.
+    families: Families,
     /// The node id this store belongs to; 0 until registered.
     pub(crate) node: AtomicU32,
     /// The cluster this store belongs to; 0 until registered.
@@ -63,8 +65,6 @@ pub struct SliceStore {
     /// The next write-queue sequence number; held by a commit that appends
     /// to a write queue until its batch has landed.
     queue_seq: Mutex<u64>,
-    /// The RocksDB directory, where copied rows are staged as SST files.
-    path: std::path::PathBuf,
     /// Numbers the staged SST files.
     ingests: AtomicU64,
 }
@@ -90,7 +90,14 @@ const ROWID_RESERVE: u64 = 1 << 16;
 
 /// Appends the change of storage key `k` to `new` to the write queue of
 /// its bucket's target, for every capture it falls under.
-pub(crate) fn capture(captures: &[Capture], seq: &mut u64, batch: &mut WriteBatch, k: &[u8], new: &[u8]) -> Result<()> {
+pub(crate) fn capture(
+    captures: &[Capture],
+    seq: &mut u64,
+    rows: &rocksdb::ColumnFamily,
+    batch: &mut WriteBatch,
+    k: &[u8],
+    new: &[u8],
+) -> Result<()> {
     let table = TableId::from_be_bytes(k[..4].try_into().map_err(|_| Error::internal("short storage key"))?);
     for c in captures.iter().filter(|c| c.spec.table == table) {
         if let Some(target) = c.target(table, k) {
@@ -98,7 +105,8 @@ pub(crate) fn capture(captures: &[Capture], seq: &mut u64, batch: &mut WriteBatc
                 key: k[4..].to_vec(),
                 value: Some(new.to_vec()),
             };
-            batch.put(
+            batch.put_cf(
+                rows,
                 write_queue::queue_key(c.spec.job, target, *seq),
                 write_queue::encode(&entry)?,
             );
@@ -110,37 +118,6 @@ pub(crate) fn capture(captures: &[Capture], seq: &mut u64, batch: &mut WriteBatc
 
 /// A transaction's own pending images of a key range, in key order.
 type OwnImages = std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>>;
-/// Bytes of the block cache that the slice stores of one process share.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
-
-/// The process's block cache: one LRU cache of uncompressed blocks for
-/// every slice store it opens (the three of the embedded layout share it).
-fn block_cache() -> &'static rocksdb::Cache {
-    static CACHE: std::sync::OnceLock<rocksdb::Cache> = std::sync::OnceLock::new();
-    CACHE.get_or_init(|| rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES))
-}
-
-/// How a slice store lays out its table files (also those a copy ingests).
-fn table_options() -> Options {
-    let mut opts = Options::default();
-    // Uncompressed: a scan copies blocks out of the OS page cache instead
-    // of decompressing each one (LZ4's decompression was a fifth of TPC-H
-    // Q6's profile, its compression a seventh of a bulk load's;
-    // `docs/benchmarks.md`). Disk use is higher for it.
-    opts.set_compression_type(rocksdb::DBCompressionType::None);
-    let mut table = rocksdb::BlockBasedOptions::default();
-    table.set_block_cache(block_cache());
-    // Larger than RocksDB's 4 KiB: a scan pays per block (a read, a
-    // checksum, an index step); a point read of a cached block does not.
-    table.set_block_size(16 << 10);
-    // A point read of a key that is not there (an insert's uniqueness
-    // check, a lookup that misses) skips the files whose filter says so.
-    table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    opts.set_block_based_table_factory(&table);
-    opts
-}
 
 /// A scan's row visitor: a row key and the row's stored bytes.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
@@ -184,32 +161,41 @@ pub(crate) const ROWID_META: &[u8] = b"\0\0\0\0rowid";
 const IDENTITY_META: &[u8] = b"\0\0\0\0identity";
 
 impl SliceStore {
-    /// Opens (or creates) the store at `path`. Its node identity is the one
-    /// recorded by [`SliceStore::register`], if any.
+    /// Opens (or creates) the store at `path`, alone in its RocksDB. Its
+    /// node identity is the one recorded by [`SliceStore::register`], if any.
     pub fn open(path: &Path) -> Result<SliceStore> {
-        let mut opts = table_options();
-        opts.create_if_missing(true);
-        // Table files are read through mmap: a scan reads an uncompressed
-        // block where the page cache holds it, without copying it into a
-        // buffer first (the copy was a tenth of TPC-H Q6's profile).
-        opts.set_allow_mmap_reads(true);
-        opts.increase_parallelism(2);
-        opts.create_missing_column_families(true);
-        opts.enable_statistics();
-        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
-        // Each column family gets the table options explicitly: `open_cf`
-        // would give them RocksDB's defaults (LZ4, 4 KiB blocks, no filter).
-        let families = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, HISTORY_CF, INTENTS_CF, GC_CF]
-            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, table_options()));
-        let db = DB::open_cf_descriptors(&opts, path, families)
-            .map_err(|e| Error::io(format!("opening slice store {}: {e}", path.display())))?;
+        let families = Families::standalone();
+        SliceStore::open_in(SliceDb::open(path, std::slice::from_ref(&families))?, families)
+    }
+
+    /// Opens (or creates) the stores of `nodes` in one RocksDB at `path`,
+    /// sharing its write-ahead log ([`crate::slice_db`]). Each store is
+    /// still to be registered as its node.
+    pub fn open_shared(path: &Path, nodes: &[NodeId]) -> Result<Vec<SliceStore>> {
+        let families: Vec<Families> = nodes.iter().map(|n| Families::of_node(*n)).collect();
+        let base = SliceDb::open(path, &families)?;
+        families
+            .into_iter()
+            .map(|f| SliceStore::open_in(base.clone(), f))
+            .collect()
+    }
+
+    /// Opens the store whose column families in `base` are `families`.
+    fn open_in(base: std::sync::Arc<SliceDb>, families: Families) -> Result<SliceStore> {
+        let db = base.db.clone();
+        let cf = |role: &str| {
+            let name = families.name(role);
+            db.cf_handle(name)
+                .ok_or_else(|| Error::internal(format!("slice store has no column family {name}")))
+        };
+        let rows = cf(ROWS_CF)?;
         debug_assert_eq!(&ROWID_META[..4], &key::table_prefix(META_TABLE));
-        crate::upgrade::upgrade(&db, path)?;
-        let rowid_start = match db.get(ROWID_META).map_err(rocks)? {
+        crate::upgrade::upgrade(&db, &families, &base.path)?;
+        let rowid_start = match db.get_cf(rows, ROWID_META).map_err(rocks)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => 0,
         };
-        let (node, cluster) = match db.get(IDENTITY_META).map_err(rocks)? {
+        let (node, cluster) = match db.get_cf(rows, IDENTITY_META).map_err(rocks)? {
             Some(v) if v.len() == 12 => (
                 u32::from_be_bytes(v[..4].try_into().expect("4 bytes")),
                 u64::from_be_bytes(v[4..12].try_into().expect("8 bytes")),
@@ -217,13 +203,13 @@ impl SliceStore {
             Some(_) => return Err(Error::internal("corrupt slice server identity")),
             None => (0, 0),
         };
-        let next_seq = match db.get(write_queue::seq_key()).map_err(rocks)? {
+        let next_seq = match db.get_cf(rows, write_queue::seq_key()).map_err(rocks)? {
             Some(v) if v.len() == 8 => u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
             _ => 0,
         };
         let mut captures = Vec::new();
         let prefix = write_queue::capture_prefix();
-        for item in db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
+        for item in db.iterator_cf(rows, IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item.map_err(rocks)?;
             if !k.starts_with(&prefix) {
                 break;
@@ -236,10 +222,7 @@ impl SliceStore {
         let mut in_doubt = std::collections::HashSet::new();
         {
             let mut states = std::collections::HashMap::new();
-            let intents = db
-                .cf_handle(INTENTS_CF)
-                .ok_or_else(|| Error::internal("slice store has no intents column family"))?;
-            for item in db.iterator_cf(intents, IteratorMode::Start) {
+            for item in db.iterator_cf(cf(INTENTS_CF)?, IteratorMode::Start) {
                 let (k, v) = item.map_err(rocks)?;
                 let txn = u64::from_be_bytes(
                     k.get(..8)
@@ -264,12 +247,10 @@ impl SliceStore {
                 txns.insert(txn, state);
             }
         }
-        let db = std::sync::Arc::new(db);
-        let syncer = crate::wal_sync::WalSyncer::start(db.clone(), "slicedb-wal-sync")?;
         Ok(SliceStore {
+            base,
             db,
-            syncer,
-            options: opts,
+            families,
             node: AtomicU32::new(node),
             cluster: AtomicU64::new(cluster),
             identity_lock: Mutex::new(()),
@@ -284,7 +265,6 @@ impl SliceStore {
             in_doubt: Mutex::new(in_doubt),
             captures: RwLock::new(captures),
             queue_seq: Mutex::new(next_seq),
-            path: path.to_path_buf(),
             ingests: AtomicU64::new(0),
         })
     }
@@ -351,19 +331,18 @@ impl SliceStore {
         if id >= ids.reserved.load(Ordering::Acquire) {
             let end = id + 1 + ROWID_RESERVE;
             let mut batch = WriteBatch::default();
-            batch.put(ROWID_META, end.to_be_bytes());
+            batch.put_cf(self.rows()?, ROWID_META, end.to_be_bytes());
             self.write_durably(batch)?;
             ids.reserved.store(end, Ordering::Release);
         }
         Ok(id)
     }
 
-    /// How many times RocksDB has synced its write-ahead log since the store
-    /// was opened. Concurrent commits share a sync, so under concurrent
-    /// writers this grows slower than the number of commits.
+    /// How many times the store's RocksDB has synced its write-ahead log
+    /// since it was opened (see [`SliceDb::wal_syncs`]; stores sharing an
+    /// instance share the count).
     pub fn wal_syncs(&self) -> u64 {
-        self.options
-            .get_ticker_count(rocksdb::statistics::Ticker::WalFileSynced)
+        self.base.wal_syncs()
     }
 
     /// The node id and cluster id this store was registered as.
@@ -395,7 +374,7 @@ impl SliceStore {
         let mut v = node.to_be_bytes().to_vec();
         v.extend_from_slice(&cluster.to_be_bytes());
         let mut batch = WriteBatch::default();
-        batch.put(IDENTITY_META, v);
+        batch.put_cf(self.rows()?, IDENTITY_META, v);
         self.write_durably(batch)?;
         self.cluster.store(cluster, Ordering::Release);
         self.node.store(node, Ordering::Release);
@@ -411,10 +390,17 @@ impl SliceStore {
         self.db.flush_wal(true).map_err(rocks)
     }
 
-    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+    /// The store's column family that plays `role` (see [`Families`]).
+    pub(crate) fn cf(&self, role: &str) -> Result<&rocksdb::ColumnFamily> {
+        let name = self.families.name(role);
         self.db
             .cf_handle(name)
             .ok_or_else(|| Error::internal(format!("slice store has no column family {name}")))
+    }
+
+    /// The store's rows (and metadata) column family.
+    pub(crate) fn rows(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.cf(ROWS_CF)
     }
 
     /// `own`'s pending images of `table` in bucket `ranges`, in key order.
@@ -491,6 +477,7 @@ impl SliceStore {
         visit: &mut Visit<'_>,
     ) -> Result<()> {
         let mut own = self.own_view(at.own, table, ranges)?;
+        let rows = self.rows()?;
         let snapshot = self.db.snapshot();
         for (start, end) in ranges {
             let lower = bucket_start(table, *start);
@@ -501,7 +488,7 @@ impl SliceStore {
                 opts.set_readahead_size(SCAN_READAHEAD);
                 opts.fill_cache(false);
             }
-            let mut iter = snapshot.raw_iterator_opt(opts);
+            let mut iter = snapshot.raw_iterator_cf_opt(rows, opts);
             iter.seek(&lower);
             while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
                 if !emit_own(&mut own, k, visit)? {
@@ -556,7 +543,7 @@ impl SliceStore {
         }
         let mut opts = ReadOptions::default();
         opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.db.snapshot().get_opt(&k, opts) {
+        match self.db.snapshot().get_cf_opt(self.rows()?, &k, opts) {
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(rocks(e)),
             Ok(None) => Ok(Some(None)),
@@ -582,7 +569,7 @@ impl SliceStore {
             return Ok(image);
         }
         let snapshot = self.db.snapshot();
-        match snapshot.get(&k).map_err(rocks)? {
+        match snapshot.get_cf(self.rows()?, &k).map_err(rocks)? {
             Some(v) => Ok(self.visible_version(&snapshot, &k, &v, at.ts)?.map(Cow::into_owned)),
             None => Ok(None),
         }
@@ -590,10 +577,10 @@ impl SliceStore {
 
     /// Deletes whole buckets of `table` (inclusive ranges) with range tombstones.
     pub fn delete_buckets(&self, table: TableId, ranges: &[(u16, u16)]) -> Result<()> {
-        let history = self.cf(HISTORY_CF)?;
+        let (rows, history) = (self.rows()?, self.cf(HISTORY_CF)?);
         let mut batch = WriteBatch::default();
         for (start, end) in ranges {
-            batch.delete_range(bucket_start(table, *start), bucket_end_exclusive(table, *end));
+            batch.delete_range_cf(rows, bucket_start(table, *start), bucket_end_exclusive(table, *end));
             batch.delete_range_cf(history, bucket_start(table, *start), bucket_end_exclusive(table, *end));
         }
         self.write_durably(batch)
@@ -616,7 +603,11 @@ impl SliceStore {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        batch.put(write_queue::capture_key(spec.job), write_queue::encode(&spec)?);
+        batch.put_cf(
+            self.rows()?,
+            write_queue::capture_key(spec.job),
+            write_queue::encode(&spec)?,
+        );
         self.write_durably(batch)?;
         captures.push(Capture::new(spec));
         Ok(())
@@ -626,8 +617,13 @@ impl SliceStore {
     pub fn stop_capture(&self, job: u64) -> Result<()> {
         let mut captures = self.capture_list()?;
         let mut batch = WriteBatch::default();
-        batch.delete(write_queue::capture_key(job));
-        batch.delete_range(write_queue::job_queues_start(job), write_queue::job_queues_end(job));
+        let rows = self.rows()?;
+        batch.delete_cf(rows, write_queue::capture_key(job));
+        batch.delete_range_cf(
+            rows,
+            write_queue::job_queues_start(job),
+            write_queue::job_queues_end(job),
+        );
         self.write_durably(batch)?;
         captures.retain(|c| c.spec.job != job);
         Ok(())
@@ -655,6 +651,7 @@ impl SliceStore {
         after: Option<&[u8]>,
         max_bytes: usize,
     ) -> Result<RowChunk> {
+        let rows = self.rows()?;
         let snapshot = self.db.snapshot();
         let mut chunk = RowChunk::default();
         let mut bytes = 0usize;
@@ -672,7 +669,7 @@ impl SliceStore {
             }
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(upper);
-            for item in snapshot.iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts) {
+            for item in snapshot.iterator_cf_opt(rows, opts, IteratorMode::From(&lower, Direction::Forward)) {
                 let (k, v) = item.map_err(rocks)?;
                 if after.is_some_and(|a| &k[4..] <= a) {
                     continue;
@@ -702,8 +699,9 @@ impl SliceStore {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
+        let cf = self.rows()?;
         for (k, v) in rows {
-            batch.put(storage_key(table, k), v);
+            batch.put_cf(cf, storage_key(table, k), v);
         }
         self.write_durably(batch)
     }
@@ -715,7 +713,11 @@ impl SliceStore {
     /// batch instead.
     fn ingest_rows(&self, table: TableId, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<bool> {
         let n = self.ingests.fetch_add(1, Ordering::Relaxed);
-        let file = self.path.join(format!("copy-{}-{n}.sst", std::process::id()));
+        let file = self.base.path.join(format!(
+            "copy-{}-{}-{n}.sst",
+            std::process::id(),
+            self.families.file_tag()
+        ));
         let opts = table_options();
         let result = (|| {
             let mut writer = rocksdb::SstFileWriter::create(&opts);
@@ -728,7 +730,10 @@ impl SliceStore {
             let mut ingest = rocksdb::IngestExternalFileOptions::default();
             ingest.set_move_files(true);
             ingest.set_allow_blocking_flush(false);
-            Ok(self.db.ingest_external_file_opts(&ingest, vec![&file]).is_ok())
+            Ok(self
+                .db
+                .ingest_external_file_cf_opts(self.rows()?, &ingest, vec![&file])
+                .is_ok())
         })();
         let _ = std::fs::remove_file(&file);
         result
@@ -754,7 +759,7 @@ impl SliceStore {
         let mut bytes = 0;
         let mut iter = self
             .db
-            .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts);
+            .iterator_cf_opt(self.rows()?, opts, IteratorMode::From(&lower, Direction::Forward));
         for item in iter.by_ref() {
             let (k, v) = item.map_err(rocks)?;
             bytes += v.len();
@@ -772,7 +777,8 @@ impl SliceStore {
     /// a trim lost in a crash only makes the entries replay, harmlessly.
     pub fn trim_queue(&self, job: u64, target: NodeId, upto: u64) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range(
+        batch.delete_range_cf(
+            self.rows()?,
             write_queue::queue_key(job, target, 0),
             write_queue::queue_key(job, target, upto.saturating_add(1)),
         );
@@ -785,7 +791,7 @@ impl SliceStore {
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(write_queue::job_queues_end(job));
         let mut depths: Vec<(NodeId, u64)> = Vec::new();
-        let mut iter = self.db.raw_iterator_opt(opts);
+        let mut iter = self.db.raw_iterator_cf_opt(self.rows()?, opts);
         iter.seek(&lower);
         while let Some(k) = iter.key() {
             let at = lower.len();
@@ -807,11 +813,12 @@ impl SliceStore {
     /// write batch. Idempotent: entries are full row images or deletes.
     pub fn apply_queue(&self, table: TableId, entries: &[QueueEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
+        let rows = self.rows()?;
         for e in entries {
             let k = storage_key(table, &e.key);
             match &e.value {
-                Some(v) => batch.put(k, v),
-                None => batch.delete(k),
+                Some(v) => batch.put_cf(rows, k, v),
+                None => batch.delete_cf(rows, k),
             }
         }
         self.write_durably(batch)
@@ -826,7 +833,7 @@ impl SliceStore {
         opts.set_iterate_upper_bound(bucket_end_exclusive(table, u16::MAX));
         for item in self
             .db
-            .iterator_opt(IteratorMode::From(&lower, Direction::Forward), opts)
+            .iterator_cf_opt(self.rows()?, opts, IteratorMode::From(&lower, Direction::Forward))
         {
             let (k, v) = item.map_err(rocks)?;
             if row::peek(&v)?.1 {
@@ -1299,28 +1306,28 @@ mod tests {
         );
     }
 
-    /// The slice server's path: commits written on async tasks without a
-    /// sync ([`SliceStore::try_commit`]), each waiting for the WAL syncer
-    /// ([`SliceStore::wal_synced`]): eight concurrent writers share syncs,
-    /// and every acknowledged commit is there after the store reopens.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn commits_on_async_tasks_wait_for_shared_syncs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(SliceStore::open(dir.path()).unwrap());
-        let before = store.wal_syncs();
-        let (tasks, per_task) = (8i64, 40i64);
+    /// Runs `tasks` async tasks that each commit `per_task` one-row
+    /// transactions in one phase, as the slice server does on its async
+    /// task, waiting for the WAL syncer: transaction `id` writes `write(id)`'s
+    /// row into the store at its index in `stores`.
+    async fn commit_from_tasks(
+        stores: &[std::sync::Arc<SliceStore>],
+        tasks: i64,
+        per_task: i64,
+        write: fn(i64) -> (usize, RowWrite),
+    ) {
         let handles: Vec<_> = (0..tasks)
             .map(|t| {
-                let store = store.clone();
+                let stores = stores.to_vec();
                 tokio::spawn(async move {
-                    for i in 0..per_task {
-                        let id = t * 1000 + i;
+                    for id in (0..per_task).map(|i| t * 1000 + i) {
+                        let (at, row) = write(id);
+                        let store = &stores[at];
                         let txn = first_write();
-                        let start_ts = txn.txn;
-                        store.txn_write(txn, 1, "t", &[put((id % 7) as u16, id, "x")]).unwrap();
-                        let unsynced = match store.try_commit(start_ts, tick(), true) {
+                        store.txn_write(txn, 1, "t", &[row]).unwrap();
+                        let unsynced = match store.try_commit(txn.txn, tick(), true) {
                             Some(r) => r.unwrap(),
-                            None => store.commit_unsynced(start_ts, tick(), true).unwrap(),
+                            None => store.commit_unsynced(txn.txn, tick(), true).unwrap(),
                         };
                         let seq = unsynced.expect("a one-phase commit waits for a sync");
                         store.wal_synced(seq).await.unwrap();
@@ -1331,6 +1338,22 @@ mod tests {
         for h in handles {
             h.await.unwrap();
         }
+    }
+
+    /// The slice server's path: commits written on async tasks without a
+    /// sync ([`SliceStore::try_commit`]), each waiting for the WAL syncer
+    /// ([`SliceStore::wal_synced`]): eight concurrent writers share syncs,
+    /// and every acknowledged commit is there after the store reopens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_on_async_tasks_wait_for_shared_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SliceStore::open(dir.path()).unwrap());
+        let before = store.wal_syncs();
+        let (tasks, per_task) = (8i64, 40i64);
+        commit_from_tasks(std::slice::from_ref(&store), tasks, per_task, |id| {
+            (0, put((id % 7) as u16, id, "x"))
+        })
+        .await;
         let commits = (tasks * per_task) as u64;
         let syncs = store.wal_syncs() - before;
         assert!(syncs > 0, "commits are synced");
@@ -1341,6 +1364,77 @@ mod tests {
         drop(store);
         let store = SliceStore::open(dir.path()).unwrap();
         assert_eq!(rows(&store, 1, &[(0, 65535)]).len() as u64, commits);
+    }
+
+    /// The embedded layout's stores in one RocksDB: each keeps its own
+    /// rows, metadata, prepared intents and markers, while commits on all
+    /// of them share the one log's syncs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_in_one_rocksdb_keep_their_own_data_and_share_syncs() {
+        use crate::TxnStatus;
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = [1, 2, 3];
+        let stores: Vec<_> = SliceStore::open_shared(dir.path(), &nodes)
+            .unwrap()
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        for (node, store) in nodes.iter().zip(&stores) {
+            store.register(*node, 9).unwrap();
+        }
+        let before = stores[0].wal_syncs();
+        // Eight tasks, committing the same keys of table 1 on every store.
+        let (tasks, per_task) = (8i64, 20i64);
+        commit_from_tasks(&stores, tasks, per_task, |id| {
+            let node = id % 3;
+            (node as usize, put((id % 7) as u16, id, &format!("n{}", node + 1)))
+        })
+        .await;
+        let commits = (tasks * per_task) as u64;
+        let syncs = stores[0].wal_syncs() - before;
+        assert_eq!(stores[2].wal_syncs() - before, syncs, "one log, one count");
+        assert!(
+            syncs < commits,
+            "{commits} commits on three stores took {syncs} syncs: they do not share the log"
+        );
+        // Store 2 holds a prepared transaction when the process stops; store 3 loses its table.
+        let prepared = tick();
+        stores[1]
+            .txn_write(TxnWrite::first(prepared), 1, "t", &[put(1, 99_999, "in doubt")])
+            .unwrap();
+        stores[1].prepare(prepared).unwrap();
+        stores[2].delete_table(1).unwrap();
+        drop(stores);
+
+        let stores = SliceStore::open_shared(dir.path(), &nodes).unwrap();
+        for (node, store) in nodes.iter().zip(&stores) {
+            assert_eq!(store.identity(), Some((*node, 9)), "each store keeps its identity");
+        }
+        let values = |store: &SliceStore| {
+            let mut v: Vec<String> = rows(store, 1, &[(0, 65535)])
+                .into_iter()
+                .map(|r| match &r[1] {
+                    Datum::Text(s) => s.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            v.dedup();
+            v
+        };
+        assert_eq!(values(&stores[0]), vec!["n1"]);
+        assert_eq!(values(&stores[1]), vec!["n2"]);
+        assert!(
+            values(&stores[2]).is_empty(),
+            "a store's delete leaves the others' rows"
+        );
+        assert_eq!(stores[1].in_doubt(), 1);
+        assert_eq!(
+            stores[0].in_doubt() + stores[2].in_doubt(),
+            0,
+            "intents stay in their store"
+        );
+        assert_eq!(stores[1].txn_status(prepared).unwrap(), TxnStatus::Prepared);
+        assert_eq!(stores[0].txn_status(prepared).unwrap(), TxnStatus::Unknown);
     }
 
     #[test]

@@ -515,11 +515,11 @@ impl SliceStore {
     /// when reading it would touch the disk (a block not in memory).
     fn newest(&self, k: &[u8], nowait: bool) -> Result<Option<Option<rocksdb::DBPinnableSlice<'_>>>> {
         if !nowait {
-            return self.db.get_pinned(k).map(Some).map_err(rocks);
+            return self.db.get_pinned_cf(self.rows()?, k).map(Some).map_err(rocks);
         }
         let mut opts = ReadOptions::default();
         opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.db.get_pinned_opt(k, &opts) {
+        match self.db.get_pinned_cf_opt(self.rows()?, k, &opts) {
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             other => other.map(Some).map_err(rocks),
         }
@@ -566,7 +566,7 @@ impl SliceStore {
     }
 
     fn prepare_inner(&self, txn: TxnId, nowait: bool) -> Result<Option<Option<u64>>> {
-        if let Some(e) = self.syncer.failure() {
+        if let Some(e) = self.base.syncer.failure() {
             return Err(e);
         }
         let shared = self.txns.get(txn).ok_or_else(|| lost(txn))?;
@@ -628,7 +628,7 @@ impl SliceStore {
     /// Waits until the WAL is synced up to sequence number `seq` (group
     /// commit, [`crate::wal_sync`]).
     pub async fn wal_synced(&self, seq: u64) -> Result<()> {
-        self.syncer.synced(seq).await
+        self.base.syncer.synced(seq).await
     }
 
     fn commit_inner(
@@ -638,7 +638,7 @@ impl SliceStore {
         must_know: bool,
         nowait: bool,
     ) -> Result<Option<Option<u64>>> {
-        if let Some(e) = self.syncer.failure() {
+        if let Some(e) = self.base.syncer.failure() {
             return Err(e);
         }
         let unknown = || {
@@ -647,7 +647,12 @@ impl SliceStore {
             }
             if must_know {
                 Err(lost(txn))
-            } else if self.db.get_pinned(mvcc::aborted_key(txn)).map_err(rocks)?.is_some() {
+            } else if self
+                .db
+                .get_pinned_cf(self.rows()?, mvcc::aborted_key(txn))
+                .map_err(rocks)?
+                .is_some()
+            {
                 tracing::error!(
                     txn,
                     "refusing to commit transaction {txn}, which was aborted here after it prepared"
@@ -670,7 +675,12 @@ impl SliceStore {
         }
         // The state goes only once the batch is written: a failed write
         // leaves the transaction (and its locks) for a retry.
-        let (history, gc, intents) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?, self.cf(INTENTS_CF)?);
+        let (rows, history, gc, intents) = (
+            self.rows()?,
+            self.cf(HISTORY_CF)?,
+            self.cf(GC_CF)?,
+            self.cf(INTENTS_CF)?,
+        );
         let mut batch = WriteBatch::default();
         let mut versions = Vec::with_capacity(state.writes.len());
         for (k, image) in state.finals() {
@@ -716,7 +726,7 @@ impl SliceStore {
                 mvcc::intent_record_key(txn.saturating_add(1)),
             );
             let marker = mvcc::committed_key(txn);
-            batch.put(&marker, []);
+            batch.put_cf(rows, &marker, []);
             batch.put_cf(gc, mvcc::gc_key(txn.saturating_add(1), mvcc::GC_COMMITTED, &marker), []);
         }
         // A capture cannot start or stop while the batch is in flight, so
@@ -731,7 +741,7 @@ impl SliceStore {
         };
         let unsynced = if captures.is_empty() {
             for (k, new) in versions {
-                batch.put(k, new);
+                batch.put_cf(rows, k, new);
             }
             self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
             one_phase.then(|| self.db.latest_sequence_number())
@@ -746,11 +756,11 @@ impl SliceStore {
             let mut next_seq = self.queue_seq()?;
             let mut seq = *next_seq;
             for (k, new) in versions {
-                capture(&captures, &mut seq, &mut batch, k, &new)?;
-                batch.put(k, new);
+                capture(&captures, &mut seq, rows, &mut batch, k, &new)?;
+                batch.put_cf(rows, k, new);
             }
             if seq != *next_seq {
-                batch.put(write_queue::seq_key(), seq.to_be_bytes());
+                batch.put_cf(rows, write_queue::seq_key(), seq.to_be_bytes());
             }
             self.db.write_opt(batch, &WriteOptions::default()).map_err(rocks)?;
             *next_seq = seq;
@@ -792,9 +802,19 @@ impl SliceStore {
                 return Ok(TxnStatus::Pending);
             }
         }
-        if self.db.get_pinned(mvcc::committed_key(txn)).map_err(rocks)?.is_some() {
+        if self
+            .db
+            .get_pinned_cf(self.rows()?, mvcc::committed_key(txn))
+            .map_err(rocks)?
+            .is_some()
+        {
             Ok(TxnStatus::Committed)
-        } else if self.db.get_pinned(mvcc::aborted_key(txn)).map_err(rocks)?.is_some() {
+        } else if self
+            .db
+            .get_pinned_cf(self.rows()?, mvcc::aborted_key(txn))
+            .map_err(rocks)?
+            .is_some()
+        {
             Ok(TxnStatus::Aborted)
         } else {
             Ok(TxnStatus::Unknown)
@@ -854,7 +874,7 @@ impl SliceStore {
                 mvcc::intent_record_key(txn.saturating_add(1)),
             );
             let marker = mvcc::aborted_key(txn);
-            batch.put(&marker, []);
+            batch.put_cf(self.rows()?, &marker, []);
             batch.put_cf(
                 self.cf(GC_CF)?,
                 mvcc::gc_key(state.start_ts.saturating_add(1), mvcc::GC_ABORTED, &marker),
@@ -922,7 +942,7 @@ impl SliceStore {
     /// write the row between the check and the delete; a row a transaction
     /// holds keeps its tombstone (and its `gc` entry) until a later run.
     pub fn gc(&self, horizon: Timestamp) -> Result<u64> {
-        let (history, gc) = (self.cf(HISTORY_CF)?, self.cf(GC_CF)?);
+        let (rows, history, gc) = (self.rows()?, self.cf(HISTORY_CF)?, self.cf(GC_CF)?);
         let upper = mvcc::gc_key(horizon.saturating_add(1), 0, &[]);
         let mut deleted = 0u64;
         let mut resume: Option<Vec<u8>> = None;
@@ -954,15 +974,15 @@ impl SliceStore {
                         true
                     }
                     mvcc::GC_ABORTED | mvcc::GC_COMMITTED => {
-                        batch.delete(key);
+                        batch.delete_cf(rows, key);
                         true
                     }
                     _ => match self.locks.try_lock(key, GC_TXN) {
                         Ok(_) => {
                             locked.push(key.to_vec());
-                            if let Some(v) = self.db.get_pinned(key).map_err(rocks)? {
+                            if let Some(v) = self.db.get_pinned_cf(rows, key).map_err(rocks)? {
                                 if row::peek(&v)? == (ts, true) {
-                                    batch.delete(key);
+                                    batch.delete_cf(rows, key);
                                 }
                             }
                             true

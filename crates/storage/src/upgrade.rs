@@ -21,6 +21,7 @@ use slicedb_common::{Error, Result, SqlState};
 
 use crate::key::{table_prefix, META_TABLE};
 use crate::mvcc::{HISTORY_CF, INTENTS_CF};
+use crate::slice_db::{Families, ROWS_CF};
 use crate::store::rocks;
 use crate::write_queue::{self, QueueEntry};
 
@@ -30,10 +31,12 @@ pub(crate) const FORMAT_META: &[u8] = b"\0\0\0\0row_format";
 /// Values rewritten per write batch.
 const BATCH: usize = 10_000;
 
-/// Brings the directory `db` (at `path`, for messages) to the current row
-/// format, or refuses it. Returns how many values were rewritten.
-pub(crate) fn upgrade(db: &DB, path: &std::path::Path) -> Result<u64> {
-    match db.get(FORMAT_META).map_err(rocks)?.as_deref() {
+/// Brings the store of `families` in `db` (at `path`, for messages) to the
+/// current row format, or refuses it. Returns how many values were
+/// rewritten.
+pub(crate) fn upgrade(db: &DB, families: &Families, path: &std::path::Path) -> Result<u64> {
+    let rows = cf(db, families, ROWS_CF)?;
+    match db.get_cf(rows, FORMAT_META).map_err(rocks)?.as_deref() {
         Some([f]) if *f == row::FORMAT => return Ok(0),
         Some([f]) if *f > row::FORMAT => {
             return Err(Error::new(
@@ -50,45 +53,46 @@ pub(crate) fn upgrade(db: &DB, path: &std::path::Path) -> Result<u64> {
     }
     let mut rewriter = Rewriter {
         db,
+        families,
         batch: WriteBatch::default(),
         pending: 0,
         total: 0,
     };
     let meta = table_prefix(META_TABLE);
     let queues = write_queue::queues_prefix();
-    for item in db.iterator(IteratorMode::Start) {
+    for item in db.iterator_cf(rows, IteratorMode::Start) {
         let (k, v) = item.map_err(rocks)?;
         if !k.starts_with(&meta) {
             if legacy::is_v1(&v) {
-                rewriter.put(None, &k, legacy::upgrade_value(&v)?)?;
+                rewriter.put(ROWS_CF, &k, legacy::upgrade_value(&v)?)?;
             }
         } else if k.starts_with(&queues) {
             let mut entry: QueueEntry = write_queue::decode(&v)?;
             if let Some(value) = entry.value.as_mut().filter(|v| legacy::is_v1(v)) {
                 *value = legacy::upgrade_value(value)?;
-                rewriter.put(None, &k, write_queue::encode(&entry)?)?;
+                rewriter.put(ROWS_CF, &k, write_queue::encode(&entry)?)?;
             }
         }
     }
-    for item in db.iterator_cf(cf(db, HISTORY_CF)?, IteratorMode::Start) {
+    for item in db.iterator_cf(cf(db, families, HISTORY_CF)?, IteratorMode::Start) {
         let (k, v) = item.map_err(rocks)?;
         if let Some(old) = v.get(8..).filter(|old| legacy::is_v1(old)) {
             let mut value = v[..8].to_vec();
             value.extend_from_slice(&legacy::upgrade_value(old)?);
-            rewriter.put(Some(HISTORY_CF), &k, value)?;
+            rewriter.put(HISTORY_CF, &k, value)?;
         }
     }
-    for item in db.iterator_cf(cf(db, INTENTS_CF)?, IteratorMode::Start) {
+    for item in db.iterator_cf(cf(db, families, INTENTS_CF)?, IteratorMode::Start) {
         let (k, v) = item.map_err(rocks)?;
         if k.len() > 8 {
             if let Some((1, old)) = v.split_first().filter(|(_, old)| legacy::is_v1(old)) {
                 let mut value = vec![1];
                 value.extend_from_slice(&legacy::upgrade_value(old)?);
-                rewriter.put(Some(INTENTS_CF), &k, value)?;
+                rewriter.put(INTENTS_CF, &k, value)?;
             }
         }
     }
-    rewriter.batch.put(FORMAT_META, [row::FORMAT]);
+    rewriter.batch.put_cf(rows, FORMAT_META, [row::FORMAT]);
     rewriter.flush()?;
     if rewriter.total > 0 {
         tracing::info!(
@@ -101,24 +105,24 @@ pub(crate) fn upgrade(db: &DB, path: &std::path::Path) -> Result<u64> {
     Ok(rewriter.total)
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
+/// The store's family that plays `role`.
+fn cf<'a>(db: &'a DB, families: &Families, role: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    let name = families.name(role);
     db.cf_handle(name)
         .ok_or_else(|| Error::internal(format!("slice store has no {name} column family")))
 }
 
 struct Rewriter<'a> {
     db: &'a DB,
+    families: &'a Families,
     batch: WriteBatch,
     pending: usize,
     total: u64,
 }
 
 impl Rewriter<'_> {
-    fn put(&mut self, family: Option<&str>, k: &[u8], v: Vec<u8>) -> Result<()> {
-        match family {
-            Some(name) => self.batch.put_cf(cf(self.db, name)?, k, v),
-            None => self.batch.put(k, v),
-        }
+    fn put(&mut self, role: &str, k: &[u8], v: Vec<u8>) -> Result<()> {
+        self.batch.put_cf(cf(self.db, self.families, role)?, k, v);
         self.pending += 1;
         self.total += 1;
         if self.pending >= BATCH {
@@ -212,7 +216,11 @@ mod tests {
             row::decode_row(&entry.value.unwrap()).unwrap().values,
             vec![Datum::Int64(1)]
         );
-        assert_eq!(upgrade(&db, dir.path()).unwrap(), 0, "the marker says it is done");
+        assert_eq!(
+            upgrade(&db, &Families::standalone(), dir.path()).unwrap(),
+            0,
+            "the marker says it is done"
+        );
     }
 
     #[test]
