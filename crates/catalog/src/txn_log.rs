@@ -8,7 +8,9 @@
 //! ```
 //!
 //! A multi-slice-server commit *stages* its [`CommitDecision`] durably
-//! while its participants prepare (parallel commits): the transaction is
+//! while its participants prepare (parallel commits; here in the cluster
+//! layout, while the embedded layout keeps its records beside the slice
+//! servers' data, see `slicedb_txn::CommitLog`): the transaction is
 //! committed once the record and every participant's intents are durable,
 //! so the commit has one durable round on its critical path. The record
 //! is deleted once every participant has made its phase two durable. A
@@ -42,6 +44,26 @@ fn decision_key(txn: u64) -> String {
     format!("txn/{txn:020}")
 }
 
+/// The prefix of every commit record's key.
+pub const DECISION_PREFIX: &[u8] = b"txn/";
+
+impl CommitDecision {
+    /// The key of transaction `txn`'s record, in order of `txn`.
+    pub fn key(txn: u64) -> Vec<u8> {
+        decision_key(txn).into_bytes()
+    }
+
+    /// The record as stored.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        json(self)
+    }
+
+    /// A record as stored.
+    pub fn decode(bytes: &[u8]) -> Result<CommitDecision> {
+        serde_json::from_slice(bytes).map_err(|e| Error::internal(format!("corrupt commit decision: {e}")))
+    }
+}
+
 const CLOCK_KEY: &str = "clock";
 
 fn synced() -> rocksdb::WriteOptions {
@@ -57,7 +79,7 @@ fn io(e: rocksdb::Error) -> Error {
 impl Catalog {
     /// Writes a commit record, durably.
     pub fn log_commit(&self, decision: &CommitDecision) -> Result<()> {
-        let value = json(decision)?;
+        let value = decision.encode()?;
         off_executor(|| {
             self.db
                 .put_opt(decision_key(decision.txn), value, &synced())
@@ -76,12 +98,12 @@ impl Catalog {
     /// The records not forgotten yet.
     pub fn commit_decisions(&self) -> Result<Vec<CommitDecision>> {
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator(b"txn/") {
+        for item in self.db.prefix_iterator(DECISION_PREFIX) {
             let (k, v) = item.map_err(io)?;
-            if !k.starts_with(b"txn/") {
+            if !k.starts_with(DECISION_PREFIX) {
                 break;
             }
-            out.push(serde_json::from_slice(&v).map_err(|e| Error::internal(format!("corrupt commit decision: {e}")))?);
+            out.push(CommitDecision::decode(&v)?);
         }
         Ok(out)
     }

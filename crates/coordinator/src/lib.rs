@@ -207,14 +207,18 @@ impl Coordinator {
         // The slice servers share one RocksDB under `slices/`; a directory
         // of the layout before it (one RocksDB per slice server, in
         // `slice-<node>/`) is opened as it is.
+        // The coordinator stages its commit records in the shared RocksDB
+        // too (in the catalog with the older layout).
         let separate = nodes.iter().any(|node| data_dir.join(format!("slice-{node}")).exists());
-        let servers = if separate {
-            nodes
+        let (shared, servers) = if separate {
+            let servers = nodes
                 .iter()
                 .map(|node| SliceServer::open(&data_dir.join(format!("slice-{node}"))))
-                .collect::<Result<Vec<_>>>()?
+                .collect::<Result<Vec<_>>>()?;
+            (None, servers)
         } else {
-            SliceServer::open_shared(&data_dir.join("slices"), &nodes)?
+            let (db, servers) = SliceServer::open_shared(&data_dir.join("slices"), &nodes)?;
+            (Some(db), servers)
         };
         for (node, server) in nodes.iter().zip(servers) {
             server.register(*node, cluster_id)?;
@@ -238,7 +242,7 @@ impl Coordinator {
             })?;
             tracing::info!(slice_servers, "initialized a new catalog with hash map {INITIAL_MAP}");
         }
-        Coordinator::new(catalog, cluster, endpoint)
+        Coordinator::new(catalog, cluster, endpoint, shared)
     }
 
     /// Starts a cluster coordinator under `data_dir`, reaching slice servers
@@ -291,16 +295,19 @@ impl Coordinator {
                 endpoint.clone(),
             )));
         }
-        Coordinator::new(catalog, cluster, Some(endpoint))
+        Coordinator::new(catalog, cluster, Some(endpoint), None)
     }
 
     /// A coordinator over an opened catalog and connected slice servers.
     /// Nodes the catalog records at other addresses are reached through
-    /// `endpoint`.
+    /// `endpoint`. Two-phase commit records are staged in `slices`, the
+    /// RocksDB of the slice servers in this process, if given (sharing
+    /// their syncs), else in the catalog ([`slicedb_txn::CommitLog`]).
     pub fn new(
         catalog: Arc<Catalog>,
         cluster: Arc<Cluster>,
         endpoint: Option<Arc<QuicEndpoint>>,
+        slices: Option<Arc<slicedb_storage::SliceDb>>,
     ) -> Result<Coordinator> {
         if let Some(endpoint) = &endpoint {
             let s = catalog.snapshot();
@@ -341,7 +348,11 @@ impl Coordinator {
             holds: holds.clone(),
             cutovers: Arc::default(),
         });
-        let txns = slicedb_txn::TxnManager::open(catalog.clone(), cluster.clone(), routing.clone())?;
+        let log = match slices {
+            Some(db) => slicedb_txn::CommitLog::shared(db, &catalog)?,
+            None => slicedb_txn::CommitLog::Catalog(catalog.clone()),
+        };
+        let txns = slicedb_txn::TxnManager::open_with_log(catalog.clone(), log, cluster.clone(), routing.clone())?;
         let schema = Arc::new(SliceSchemaProvider::new(
             catalog.clone(),
             cluster.clone(),

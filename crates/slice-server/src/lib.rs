@@ -28,7 +28,7 @@ use futures::StreamExt;
 use slicedb_codec::columns::ColumnBuilder;
 use slicedb_codec::row::RowView;
 use slicedb_common::{err, Datum, Error, NodeId, Result};
-use slicedb_storage::SliceStore;
+use slicedb_storage::{SliceDb, SliceStore};
 use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
 use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
 use tokio::sync::mpsc;
@@ -60,11 +60,11 @@ impl SliceServer {
     /// their data in one RocksDB under `dir`: they share its write-ahead
     /// log, so one sync makes all their commits durable
     /// (`slicedb_storage::slice_db`). Each is then registered as its node.
-    pub fn open_shared(dir: &Path, nodes: &[NodeId]) -> Result<Vec<SliceServer>> {
-        Ok(SliceStore::open_shared(dir, nodes)?
-            .into_iter()
-            .map(SliceServer::new)
-            .collect())
+    /// The RocksDB is returned too: the process's coordinator keeps its
+    /// commit records in it.
+    pub fn open_shared(dir: &Path, nodes: &[NodeId]) -> Result<(Arc<SliceDb>, Vec<SliceServer>)> {
+        let (db, stores) = SliceStore::open_shared(dir, nodes)?;
+        Ok((db, stores.into_iter().map(SliceServer::new).collect()))
     }
 
     fn new(store: SliceStore) -> SliceServer {

@@ -41,6 +41,7 @@ pub mod write_queue;
 
 pub use key::RowKey;
 pub use mvcc::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
+pub use slice_db::SliceDb;
 pub use store::{RowChunk, RowWrite, Seen, SliceStore, TableStats};
 pub use txn::TxnStatus;
 pub use write_queue::{CaptureSpec, QueueEntry};

@@ -20,6 +20,13 @@
 //! table, transactions and captures; nothing but the log and RocksDB's
 //! background work is shared. A directory of the older embedded layout
 //! (one RocksDB per slice server) is still opened as it is.
+//!
+//! An instance also holds a small log of *records* (family `records`):
+//! durable key/value documents that are not slice data. The embedded
+//! layout's coordinator stages its commit records there
+//! (`slicedb_txn::CommitLog`), so that a two-phase commit's record and its
+//! participants' prepares are made durable by the same syncs
+//! ([`SliceDb::put_record`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +39,8 @@ use crate::wal_sync::WalSyncer;
 
 /// The role of a store's rows family (its name in a standalone store).
 pub(crate) const ROWS_CF: &str = rocksdb::DEFAULT_COLUMN_FAMILY_NAME;
+/// The family of the instance's records.
+const RECORDS_CF: &str = "records";
 
 /// The names of one slice store's column families in its RocksDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,8 +147,10 @@ pub(crate) fn table_options() -> Options {
 
 impl SliceDb {
     /// Opens (or creates) the RocksDB at `path` with the families of
-    /// `stores` (created if missing), and starts its WAL syncer.
-    pub fn open(path: &Path, stores: &[Families]) -> Result<Arc<SliceDb>> {
+    /// `stores` (created if missing), and starts its WAL syncer. With
+    /// `records`, it also holds records ([`SliceDb::put_record`]); a slice
+    /// server process's RocksDB does not.
+    pub fn open(path: &Path, stores: &[Families], records: bool) -> Result<Arc<SliceDb>> {
         std::fs::create_dir_all(path)?;
         let mut opts = table_options();
         opts.create_if_missing(true);
@@ -159,6 +170,9 @@ impl SliceDb {
         // Each column family gets the table options explicitly: `open_cf`
         // would give them RocksDB's defaults (LZ4, 4 KiB blocks, no filter).
         let mut names: Vec<&str> = vec![ROWS_CF];
+        if records {
+            names.push(RECORDS_CF);
+        }
         for store in stores {
             names.extend(store.all().into_iter().filter(|n| *n != ROWS_CF));
         }
@@ -175,6 +189,56 @@ impl SliceDb {
             options: opts,
             path: path.to_path_buf(),
         }))
+    }
+
+    fn records_cf(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(RECORDS_CF)
+            .ok_or_else(|| Error::internal("slice database has no records column family"))
+    }
+
+    /// Writes record `key` and waits until it is durable: written without
+    /// an fsync, then covered by the WAL syncer's next sync, which it
+    /// shares with the commits and prepares written meanwhile. Safe on an
+    /// async task (the write reaches the page cache, the wait is async).
+    pub async fn put_record(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(e) = self.syncer.failure() {
+            return Err(e);
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(self.records_cf()?, key, value);
+        self.db
+            .write_opt(batch, &rocksdb::WriteOptions::default())
+            .map_err(crate::store::rocks)?;
+        self.syncer.synced(self.db.latest_sequence_number()).await
+    }
+
+    /// [`SliceDb::put_record`] for a caller that may block (it syncs itself).
+    pub fn put_record_now(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db
+            .put_cf(self.records_cf()?, key, value)
+            .map_err(crate::store::rocks)?;
+        self.db.flush_wal(true).map_err(crate::store::rocks)
+    }
+
+    /// Deletes record `key`, without an fsync: a deletion lost in a crash
+    /// brings the record back.
+    pub fn delete_record(&self, key: &[u8]) -> Result<()> {
+        self.db.delete_cf(self.records_cf()?, key).map_err(crate::store::rocks)
+    }
+
+    /// The records whose keys start with `prefix`, in key order.
+    pub fn records(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.records_cf()?, mode) {
+            let (k, v) = item.map_err(crate::store::rocks)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// How many times RocksDB has synced its write-ahead log since it was

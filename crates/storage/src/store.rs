@@ -165,19 +165,20 @@ impl SliceStore {
     /// node identity is the one recorded by [`SliceStore::register`], if any.
     pub fn open(path: &Path) -> Result<SliceStore> {
         let families = Families::standalone();
-        SliceStore::open_in(SliceDb::open(path, std::slice::from_ref(&families))?, families)
+        SliceStore::open_in(SliceDb::open(path, std::slice::from_ref(&families), false)?, families)
     }
 
     /// Opens (or creates) the stores of `nodes` in one RocksDB at `path`,
-    /// sharing its write-ahead log ([`crate::slice_db`]). Each store is
-    /// still to be registered as its node.
-    pub fn open_shared(path: &Path, nodes: &[NodeId]) -> Result<Vec<SliceStore>> {
+    /// sharing its write-ahead log ([`crate::slice_db`]), which it returns
+    /// too. Each store is still to be registered as its node.
+    pub fn open_shared(path: &Path, nodes: &[NodeId]) -> Result<(std::sync::Arc<SliceDb>, Vec<SliceStore>)> {
         let families: Vec<Families> = nodes.iter().map(|n| Families::of_node(*n)).collect();
-        let base = SliceDb::open(path, &families)?;
-        families
+        let base = SliceDb::open(path, &families, true)?;
+        let stores = families
             .into_iter()
             .map(|f| SliceStore::open_in(base.clone(), f))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((base, stores))
     }
 
     /// Opens the store whose column families in `base` are `families`.
@@ -1376,6 +1377,7 @@ mod tests {
         let nodes = [1, 2, 3];
         let stores: Vec<_> = SliceStore::open_shared(dir.path(), &nodes)
             .unwrap()
+            .1
             .into_iter()
             .map(std::sync::Arc::new)
             .collect();
@@ -1406,7 +1408,7 @@ mod tests {
         stores[2].delete_table(1).unwrap();
         drop(stores);
 
-        let stores = SliceStore::open_shared(dir.path(), &nodes).unwrap();
+        let (_, stores) = SliceStore::open_shared(dir.path(), &nodes).unwrap();
         for (node, store) in nodes.iter().zip(&stores) {
             assert_eq!(store.identity(), Some((*node, 9)), "each store keeps its identity");
         }

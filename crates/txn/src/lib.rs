@@ -48,7 +48,9 @@ use slicedb_transport::{Cluster, SliceRequest, SliceResponse};
 use tokio::sync::Notify;
 
 mod clock;
+mod commit_log;
 pub use clock::Clock;
+pub use commit_log::CommitLog;
 
 /// How long a new snapshot waits for earlier commits to be applied.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
@@ -80,6 +82,8 @@ struct Registry {
 pub struct TxnManager {
     clock: Clock,
     catalog: Arc<Catalog>,
+    /// Where two-phase commit records are staged.
+    log: CommitLog,
     cluster: Arc<Cluster>,
     routing: Arc<LiveRouting>,
     registry: Mutex<Registry>,
@@ -221,16 +225,29 @@ fn is_connection_error(e: &Error) -> bool {
 }
 
 impl TxnManager {
+    /// A manager that stages commit records in the catalog.
     pub fn open(catalog: Arc<Catalog>, cluster: Arc<Cluster>, routing: Arc<LiveRouting>) -> Result<Arc<TxnManager>> {
+        let log = CommitLog::Catalog(catalog.clone());
+        TxnManager::open_with_log(catalog, log, cluster, routing)
+    }
+
+    /// A manager that stages commit records in `log`.
+    pub fn open_with_log(
+        catalog: Arc<Catalog>,
+        log: CommitLog,
+        cluster: Arc<Cluster>,
+        routing: Arc<LiveRouting>,
+    ) -> Result<Arc<TxnManager>> {
         let clock = Clock::open(catalog.clone())?;
         let mut registry = Registry::default();
         // Decided commits not yet applied everywhere: snapshots wait for them.
-        for d in catalog.commit_decisions()? {
+        for d in log.decisions()? {
             registry.applying.insert(d.commit_ts, d.txn);
         }
         Ok(Arc::new(TxnManager {
             clock,
             catalog,
+            log,
             cluster,
             routing,
             registry: Mutex::new(registry),
@@ -522,10 +539,7 @@ impl TxnManager {
         };
         let stage = async {
             slicedb_common::failpoint::failpoint_async("coordinator-before-decision").await;
-            let (catalog, record) = (self.catalog.clone(), decision.clone());
-            tokio::task::spawn_blocking(move || catalog.log_commit(&record))
-                .await
-                .map_err(|e| Error::internal(format!("commit record task failed: {e}")))?
+            self.log.stage(&decision).await
         };
         let (prepared, staged) = futures::join!(self.call_all(nodes, SliceRequest::Prepare { txn: id }), stage);
         let mut failure = prepared.into_iter().find_map(|(node, r)| r.err().map(|e| (node, e)));
@@ -539,7 +553,7 @@ impl TxnManager {
             );
             self.abort_on(id, nodes).await;
             if staged.is_ok() {
-                if let Err(e) = self.catalog.forget_commit(id) {
+                if let Err(e) = self.log.forget(id) {
                     tracing::warn!("could not forget the record of aborted transaction {id}: {e}");
                 }
             }
@@ -621,7 +635,7 @@ impl TxnManager {
             if d.participants.iter().any(|n| failed.contains(n)) {
                 continue;
             }
-            self.catalog.forget_commit(d.txn)?;
+            self.log.forget(d.txn)?;
             self.registry()?.settling.remove(&d.txn);
             tracing::debug!(txn = d.txn, "transaction {} settled everywhere", d.txn);
             self.applied(d.commit_ts);
@@ -666,7 +680,7 @@ impl TxnManager {
                 d.txn
             );
             self.abort_on(d.txn, &nodes).await;
-            self.catalog.forget_commit(d.txn)?;
+            self.log.forget(d.txn)?;
             self.applied(d.commit_ts);
         }
         Ok(())
@@ -722,7 +736,7 @@ impl TxnManager {
         for (commit_ts, (txn, node)) in unsettled {
             self.settle(commit_ts, txn, node).await;
         }
-        let records = self.catalog.commit_decisions()?;
+        let records = self.log.decisions()?;
         let unowned: Vec<CommitDecision> = {
             let r = self.registry()?;
             records
@@ -750,7 +764,7 @@ impl TxnManager {
             };
             for txn in orphans {
                 // Re-read the log: the transaction may have been decided since.
-                if self.catalog.commit_decisions()?.iter().any(|d| d.txn == txn) {
+                if self.log.decisions()?.iter().any(|d| d.txn == txn) {
                     continue;
                 }
                 tracing::info!(
