@@ -836,6 +836,54 @@ async fn two_phase_commit_is_all_or_nothing_across_crashes() {
     assert_eq!(eventually(pg, sum).await, total(0));
 }
 
+/// The embedded layout stages its commit records beside the slice
+/// servers' data, in the RocksDB they share: a process killed once a
+/// two-phase commit's record and prepares are durable finishes the commit
+/// when it restarts, and one killed before the record aborts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_two_phase_commits_are_all_or_nothing_across_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg: SocketAddr = format!("127.0.0.1:{}", slicedb_e2e::free_port()).parse().unwrap();
+    let args: Vec<String> = [
+        "start",
+        "--data-dir",
+        &dir.path().display().to_string(),
+        "--listen",
+        &pg.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut server = slicedb_e2e::Process::start("embedded", &args);
+    create_accounts(&connect(pg).await).await;
+    let sum = "SELECT sum(balance) FROM accounts";
+    // Writes accounts on all three slice servers: a two-phase commit.
+    let update = "UPDATE accounts SET balance = balance + 1";
+    for (failpoint, total) in [
+        ("coordinator-after-decision", TOTAL + ACCOUNTS),
+        ("coordinator-before-decision", TOTAL + ACCOUNTS),
+    ] {
+        server.restart_with_failpoint(Some(failpoint));
+        let client = connect(pg).await;
+        assert!(
+            client.execute(update, &[]).await.is_err(),
+            "the process died mid-commit"
+        );
+        assert!(server.wait_exit(Duration::from_secs(10)), "{failpoint} was reached");
+        server.restart_with_failpoint(None);
+        assert_eq!(
+            eventually(pg, sum).await,
+            vec![vec![total.to_string()]],
+            "after {failpoint}"
+        );
+    }
+    // The aborted transaction's row locks went with it.
+    assert_eq!(
+        eventually(pg, "UPDATE accounts SET balance = balance - 1 WHERE id > 0").await,
+        Vec::<Vec<String>>::new()
+    );
+    assert_eq!(eventually(pg, sum).await, vec![vec![TOTAL.to_string()]]);
+}
+
 /// A client cancels its `COMMIT` while the coordinator holds it between
 /// prepare and decision (for three seconds, a failpoint). The session's
 /// transaction is gone, but the commit is not the client's to stop: the
