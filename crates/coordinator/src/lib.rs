@@ -326,7 +326,10 @@ impl Coordinator {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_information_schema(true)
-            .with_target_partitions(4);
+            .with_target_partitions(4)
+            // `now()` and `…::timestamptz` are timestamps with a time zone,
+            // as in PostgreSQL (the session's TimeZone is UTC).
+            .set_str("datafusion.execution.time_zone", "+00:00");
         // DataFusion's physical rules, then ours: it sees the plan they settled on.
         let mut physical_rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical_rules.push(Arc::new(slicedb_planner::fragment::PushDownFragments::new(
