@@ -12,7 +12,9 @@
 //! query means (a correlated subquery in a select list becomes NULL), so
 //! every other statement gets only the rewrites that keep its meaning
 //! ([`USER_RULES`]), and `NOT IN (subquery)` under `OR` is made
-//! NULL-correct ([`crate::not_in`]). `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
+//! NULL-correct ([`crate::not_in`]). Each rewrite that walks the tree runs
+//! only when the tokens hold what it rewrites ([`Hints`]), so that short
+//! statements pay for no walk. `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
 use std::ops::ControlFlow;
@@ -153,20 +155,28 @@ static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::n
 /// `current_user` and friends, array literals, `COLLATE` (DataFusion has
 /// no collations), `OPERATOR(pg_catalog.op)`, and unqualified names in an
 /// ORDER BY beside a qualified wildcard.
-static USER_RULES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
-    vec![
-        Box::new(rules::ResolveUnqualifiedIdentifier),
-        Box::new(rules::RewriteArrayAnyAllOperation),
-        Box::new(rules::StripCallableQualifier),
-        Box::new(rules::FixArrayLiteral),
-        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
-        Box::new(rules::StripCollate),
-        Box::new(rules::RewritePgCatalogOperator),
+/// Each with the hint that must hold for it to change anything.
+#[allow(clippy::type_complexity)]
+static USER_RULES: LazyLock<[(fn(&Hints) -> bool, Box<dyn SqlStatementRewriteRule>); 7]> = LazyLock::new(|| {
+    [
+        (|_| true, Box::new(rules::ResolveUnqualifiedIdentifier)),
+        (|h| h.quantified, Box::new(rules::RewriteArrayAnyAllOperation)),
+        (|h| h.qualified_calls, Box::new(rules::StripCallableQualifier)),
+        (|h| h.casts, Box::new(rules::FixArrayLiteral)),
+        (
+            |h| h.special_registers,
+            Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+        ),
+        (|h| h.collate, Box::new(rules::StripCollate)),
+        (|h| h.operator, Box::new(rules::RewritePgCatalogOperator)),
     ]
 });
 
 /// Does the statement read the system catalogs?
-fn reads_system_catalogs(stmt: &ast::Statement) -> bool {
+fn reads_system_catalogs(stmt: &ast::Statement, hints: &Hints) -> bool {
+    if !hints.system_names && !hints.casts {
+        return false;
+    }
     let found = ast::visit_relations(stmt, |name| {
         let parts: Vec<String> = name
             .0
@@ -218,14 +228,101 @@ fn parse_standard(sql: &str) -> Result<Vec<ast::Statement>> {
 /// Standard SQL from its tokens (`sql` is their text), so that it is
 /// tokenized once.
 fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statement>> {
-    // Only a statement with both words can hold a NOT IN under an OR: the
-    // others skip that rewrite's walk of the tree.
-    let has = |k: Keyword| {
-        tokens
-            .iter()
-            .any(|t| matches!(&t.token, Token::Word(w) if w.keyword == k))
-    };
-    let not_in_under_or = has(Keyword::IN) && has(Keyword::OR);
+    let hints = Hints::of(&tokens);
+    parse_tokens_with(tokens, sql, &hints)
+}
+
+/// What the tokens of a statement may hold. Most rewrites walk the whole
+/// tree, and sqlparser checks the stack at every node it visits: a walk
+/// costs more than the parse of a short statement. A rewrite runs only
+/// when the tokens hold what it rewrites (the hints err on the side of
+/// running it), so a point select or a single-row insert is parsed
+/// without any walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hints {
+    /// `::`, `CAST`, `TRY_CAST` or `SAFE_CAST`: a cast.
+    casts: bool,
+    /// `(` followed by `SELECT`, `WITH`, `VALUES`, `TABLE` or `FROM`: a
+    /// subquery.
+    subqueries: bool,
+    /// `ANY`, `ALL` or `SOME`.
+    quantified: bool,
+    /// `. name (`: a schema-qualified function.
+    qualified_calls: bool,
+    /// `current_user`, `current_catalog` or `current_schema`.
+    special_registers: bool,
+    /// `COLLATE`.
+    collate: bool,
+    /// `OPERATOR`.
+    operator: bool,
+    /// A word starting with `to_reg`.
+    to_reg: bool,
+    /// A word starting with `pg_`, or `information_schema`.
+    system_names: bool,
+    /// Both `IN` and `OR`: a `NOT IN` under an `OR` may be there.
+    not_in_under_or: bool,
+}
+
+impl Hints {
+    fn of(tokens: &[TokenWithSpan]) -> Hints {
+        let words: Vec<&Token> = tokens.iter().map(|t| &t.token).filter(|t| !is_blank(t)).collect();
+        let keyword = |t: &Token, ks: &[Keyword]| matches!(t, Token::Word(w) if ks.contains(&w.keyword));
+        let any_keyword = |ks: &[Keyword]| words.iter().any(|t| keyword(t, ks));
+        let any_word = |f: &dyn Fn(&str) -> bool| {
+            words
+                .iter()
+                .any(|t| matches!(t, Token::Word(w) if f(&w.value.to_ascii_lowercase())))
+        };
+        let subqueries = words.windows(2).any(|w| {
+            matches!(w[0], Token::LParen)
+                && keyword(
+                    w[1],
+                    &[
+                        Keyword::SELECT,
+                        Keyword::WITH,
+                        Keyword::VALUES,
+                        Keyword::TABLE,
+                        Keyword::FROM,
+                    ],
+                )
+        });
+        Hints {
+            casts: words.iter().any(|t| matches!(t, Token::DoubleColon))
+                || any_keyword(&[Keyword::CAST, Keyword::TRY_CAST, Keyword::SAFE_CAST]),
+            subqueries,
+            quantified: any_keyword(&[Keyword::ANY, Keyword::ALL, Keyword::SOME]),
+            qualified_calls: words
+                .windows(3)
+                .any(|w| matches!((w[0], w[1], w[2]), (Token::Period, Token::Word(_), Token::LParen))),
+            special_registers: any_word(&|w| ["current_user", "current_catalog", "current_schema"].contains(&w)),
+            collate: any_keyword(&[Keyword::COLLATE]),
+            operator: any_keyword(&[Keyword::OPERATOR]),
+            to_reg: any_word(&|w| w.starts_with("to_reg")),
+            system_names: any_word(&|w| w.starts_with("pg_") || w == "information_schema"),
+            not_in_under_or: any_keyword(&[Keyword::IN]) && any_keyword(&[Keyword::OR]),
+        }
+    }
+
+    /// Every rewrite runs.
+    #[cfg(test)]
+    fn all() -> Hints {
+        Hints {
+            casts: true,
+            subqueries: true,
+            quantified: true,
+            qualified_calls: true,
+            special_registers: true,
+            collate: true,
+            operator: true,
+            to_reg: true,
+            system_names: true,
+            not_in_under_or: true,
+        }
+    }
+}
+
+fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Result<Vec<ast::Statement>> {
+    let mut hints = *hints;
     let mut plain = Parser::new(&PostgreSqlDialect {})
         .with_tokens_with_locations(tokens)
         .parse_statements();
@@ -238,9 +335,12 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
             stmts
                 .iter_mut()
                 .map(|s| {
-                    to_reg_casts(s)
-                        | slicedb_planner::single_value::aggregate_scalar_subqueries(s)
-                        | slicedb_planner::text_types::casts_as_functions(s)
+                    // `to_regclass(x)` becomes a cast, which the later steps see.
+                    let to_reg = hints.to_reg && to_reg_casts(s);
+                    hints.casts |= to_reg;
+                    to_reg
+                        | (hints.subqueries && slicedb_planner::single_value::aggregate_scalar_subqueries(s))
+                        | (hints.casts && slicedb_planner::text_types::casts_as_functions(s))
                 })
                 .filter(|c| *c)
                 .count()
@@ -254,11 +354,14 @@ fn parse_tokens(tokens: Vec<TokenWithSpan>, sql: &str) -> Result<Vec<ast::Statem
     };
     let sql = sql.as_str();
     match plain {
-        Ok(stmts) if !stmts.iter().any(reads_system_catalogs) => stmts
+        Ok(stmts) if !stmts.iter().any(|s| reads_system_catalogs(s, &hints)) => stmts
             .into_iter()
             .map(|s| {
-                let mut s = USER_RULES.iter().fold(s, |s, rule| rule.rewrite(s));
-                if not_in_under_or {
+                let mut s = USER_RULES
+                    .iter()
+                    .filter(|(applies, _)| applies(&hints))
+                    .fold(s, |s, (_, rule)| rule.rewrite(s));
+                if hints.not_in_under_or {
                     crate::not_in::rewrite(&mut s)?;
                 }
                 Ok(s)
@@ -829,6 +932,104 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Statements for each rewrite the hints may skip.
+    const REWRITTEN: &[&str] = &[
+        "SELECT * FROM t WHERE a = ANY('{1,2}')",
+        "SELECT * FROM t WHERE a <> ALL(ARRAY[1, 2])",
+        "SELECT * FROM t WHERE a = SOME(ARRAY[1, 2])",
+        "SELECT pg_catalog.upper('a'), public . lower ('B')",
+        "SELECT * FROM pg_catalog.generate_series(1, 3)",
+        "SELECT '{1,2}'::int[], '{a}'::text[]",
+        "SELECT current_user, current_catalog, current_schema, CURRENT_SCHEMA()",
+        "SELECT a COLLATE \"C\" FROM t ORDER BY b COLLATE pg_catalog.default",
+        "SELECT 'a' OPERATOR(pg_catalog.~) 'b'",
+        "SELECT to_regclass('t'), to_regtype('int4'), TO_REGPROC('now')",
+        "SELECT (SELECT b FROM u WHERE u.a = t.a) FROM t",
+        "UPDATE t SET b = ((SELECT b FROM u WHERE u.a = t.a))",
+        "SELECT a FROM t WHERE b = (WITH x AS (SELECT 1 AS y) SELECT y FROM x)",
+        "SELECT 'x'::uuid, CAST('{}' AS jsonb), '1'::json",
+        "SELECT * FROM t WHERE a NOT IN (SELECT b FROM u) OR a IS NULL",
+        "SELECT t.* FROM t AS t WHERE a = 1 ORDER BY b",
+        "SELECT 't'::regclass, c.relname FROM pg_class c",
+        "SELECT * FROM information_schema.tables",
+        "SELECT v FROM bench_kv WHERE id = 42",
+        "INSERT INTO t VALUES (1, 'a'), (2, (SELECT 'b'))",
+    ];
+
+    /// The SQL of every record of the sqllogictest files.
+    fn slt_statements() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql");
+        let mut files = vec![];
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "slt") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut out = vec![];
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let mut lines = text.lines();
+            while let Some(line) = lines.next() {
+                if line.starts_with("statement ") || line.starts_with("query ") {
+                    let sql: Vec<&str> = lines
+                        .by_ref()
+                        .take_while(|l| !l.trim().is_empty() && *l != "----")
+                        .collect();
+                    out.push(sql.join("\n"));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn skipping_the_rewrites_the_hints_rule_out_changes_no_statement() {
+        let statements = slt_statements();
+        assert!(statements.len() > 500, "only {} statements found", statements.len());
+        let mut hinted = 0;
+        for sql in statements.iter().map(String::as_str).chain(REWRITTEN.iter().copied()) {
+            let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location() else {
+                continue;
+            };
+            let hints = Hints::of(&tokens);
+            hinted += usize::from(hints != Hints::all());
+            let with_all = parse_tokens_with(tokens.clone(), sql, &Hints::all()).map_err(|e| e.to_string());
+            let with_hints = parse_tokens_with(tokens, sql, &hints).map_err(|e| e.to_string());
+            assert!(with_hints == with_all, "{sql}\nhints: {hints:?}");
+        }
+        assert!(hinted > 300, "only {hinted} statements skip a rewrite");
+        // The statements written for the rewrites are rewritten (the test
+        // above compares something).
+        let unchanged: Vec<&str> = REWRITTEN
+            .iter()
+            .copied()
+            .filter(|sql| {
+                let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+                    .tokenize_with_location()
+                    .unwrap();
+                let plain = Parser::new(&PostgreSqlDialect {})
+                    .with_tokens_with_locations(tokens.clone())
+                    .parse_statements()
+                    .unwrap();
+                parse_tokens(tokens, sql).ok() == Some(plain)
+            })
+            .collect();
+        assert_eq!(
+            unchanged,
+            [
+                "SELECT a FROM t WHERE b = (WITH x AS (SELECT 1 AS y) SELECT y FROM x)",
+                "SELECT * FROM information_schema.tables",
+                "SELECT v FROM bench_kv WHERE id = 42"
+            ]
+        );
+    }
 
     #[test]
     fn cluster_statements() {

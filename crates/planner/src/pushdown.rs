@@ -18,6 +18,9 @@ pub fn scalar_to_datum(value: &ScalarValue, ty: SqlType) -> Option<Datum> {
     if value.is_null() {
         return Some(Datum::Null);
     }
+    if let Some(exact) = integer_or_text(value, ty) {
+        return exact;
+    }
     let cast = value.cast_to(&ty.arrow_type()).ok()?;
     // A lossy cast (3.5 → integer 3) would change the predicate's meaning.
     if cast.cast_to(&value.data_type()).ok()? != *value {
@@ -25,6 +28,35 @@ pub fn scalar_to_datum(value: &ScalarValue, ty: SqlType) -> Option<Datum> {
     }
     let array = cast.to_array().ok()?;
     Datum::from_array(array.as_ref(), 0, ty).ok()
+}
+
+/// The literals of point queries (an integer key, a text key) converted
+/// without Arrow's cast kernels, which build three one-row arrays per
+/// value. `None` when the pair is not one of these; `Some(None)` when the
+/// value does not fit the type exactly.
+fn integer_or_text(value: &ScalarValue, ty: SqlType) -> Option<Option<Datum>> {
+    let int = match value {
+        ScalarValue::Int8(Some(v)) => i64::from(*v),
+        ScalarValue::Int16(Some(v)) => i64::from(*v),
+        ScalarValue::Int32(Some(v)) => i64::from(*v),
+        ScalarValue::Int64(Some(v)) => *v,
+        ScalarValue::UInt8(Some(v)) => i64::from(*v),
+        ScalarValue::UInt16(Some(v)) => i64::from(*v),
+        ScalarValue::UInt32(Some(v)) => i64::from(*v),
+        ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => {
+            return match ty {
+                SqlType::Text | SqlType::Varchar(None) => Some(Some(Datum::Text(v.clone()))),
+                _ => None,
+            };
+        }
+        _ => return None,
+    };
+    Some(match ty {
+        SqlType::SmallInt => i16::try_from(int).ok().map(Datum::Int16),
+        SqlType::Integer => i32::try_from(int).ok().map(Datum::Int32),
+        SqlType::BigInt => Some(Datum::Int64(int)),
+        _ => return None,
+    })
 }
 
 /// Translates a filter into a predicate the slice servers can evaluate.
@@ -291,6 +323,47 @@ mod tests {
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
             comments: Default::default(),
+        }
+    }
+
+    /// The general conversion: Arrow casts there and back, as before the
+    /// fast path.
+    fn through_arrow(value: &ScalarValue, ty: SqlType) -> Option<Datum> {
+        let cast = value.cast_to(&ty.arrow_type()).ok()?;
+        if cast.cast_to(&value.data_type()).ok()? != *value {
+            return None;
+        }
+        Datum::from_array(cast.to_array().ok()?.as_ref(), 0, ty).ok()
+    }
+
+    #[test]
+    fn integer_and_text_literals_convert_as_arrow_casts_do() {
+        let values = [
+            ScalarValue::Int64(Some(7)),
+            ScalarValue::Int64(Some(-40_000)),
+            ScalarValue::Int64(Some(1 << 40)),
+            ScalarValue::Int64(Some(i64::MIN)),
+            ScalarValue::Int32(Some(i32::MAX)),
+            ScalarValue::Int16(Some(-3)),
+            ScalarValue::UInt32(Some(u32::MAX)),
+            ScalarValue::Utf8(Some("abc".into())),
+            ScalarValue::Utf8(Some("12".into())),
+            ScalarValue::Float64(Some(3.5)),
+            ScalarValue::Float64(Some(3.0)),
+        ];
+        let types = [
+            SqlType::SmallInt,
+            SqlType::Integer,
+            SqlType::BigInt,
+            SqlType::Text,
+            SqlType::Varchar(None),
+            SqlType::Varchar(Some(2)),
+            SqlType::Double,
+        ];
+        for v in &values {
+            for ty in types {
+                assert_eq!(scalar_to_datum(v, ty), through_arrow(v, ty), "{v:?} as {ty:?}");
+            }
         }
     }
 
