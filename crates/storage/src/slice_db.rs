@@ -154,10 +154,11 @@ impl SliceDb {
         std::fs::create_dir_all(path)?;
         let mut opts = table_options();
         opts.create_if_missing(true);
-        // Table files are read through mmap: a scan reads an uncompressed
-        // block where the page cache holds it, without copying it into a
-        // buffer first (the copy was a tenth of TPC-H Q6's profile).
-        opts.set_allow_mmap_reads(true);
+        // Table files are read with pread, not mmap. Through mmap a scan
+        // skipped a copy (a tenth of TPC-H Q6's profile), but RocksDB puts
+        // no uncompressed block it reads through mmap in the block cache
+        // (RocksDB #9367), so a point read could never be answered from
+        // memory on the calling task and took a thread hop every time.
         opts.increase_parallelism(2);
         opts.create_missing_column_families(true);
         // A log file is kept until every family with writes in it has

@@ -1022,6 +1022,20 @@ mod tests {
         assert_eq!(store.get_cached(1, &k9, &ReadAt::LATEST).unwrap(), Some(None));
         assert_eq!(store.get_cached(1, &k1, &ReadAt::at(before)).unwrap(), None);
 
+        // Rows in table files: the first read fills the block cache, and
+        // from then on the row is answered from memory (never through
+        // mmap, whose blocks RocksDB does not cache).
+        store.db.flush_cf(store.rows().unwrap()).unwrap();
+        assert_eq!(store.get_cached(1, &k1, &ReadAt::LATEST).unwrap(), None, "not read yet");
+        assert_eq!(
+            store.get(1, &k1, &ReadAt::LATEST).unwrap().unwrap()[1],
+            Datum::Text("a2".into())
+        );
+        assert_eq!(
+            store.get_cached(1, &k1, &ReadAt::LATEST).unwrap(),
+            Some(Some(vec![Datum::Int64(1), Datum::Text("a2".into())]))
+        );
+
         // A transaction sees its own earlier statements, nobody else does.
         let start_ts = tick();
         let w = |seq| TxnWrite {
