@@ -84,7 +84,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&str; 4] {
+    pub(crate) fn all(&self) -> [&str; 4] {
         [&self.rows, &self.history, &self.intents, &self.gc]
     }
 
@@ -112,6 +112,9 @@ pub struct SliceDb {
 
 /// The write-ahead log kept at most, in bytes.
 const MAX_TOTAL_WAL_BYTES: u64 = 512 << 20;
+
+/// Log files kept for reuse.
+const RECYCLED_LOG_FILES: usize = 4;
 
 /// Bytes of the block cache that the slice stores of one process share.
 const BLOCK_CACHE_BYTES: usize = 256 << 20;
@@ -166,6 +169,12 @@ impl SliceDb {
         // memtables) would let a dozen families keep gigabytes of log to
         // replay at start-up. Past this, the stalest families flush.
         opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        // Log files whose memtables have flushed are reused, not deleted:
+        // appends inside a file that already has its size change no file
+        // metadata, so a commit's `fdatasync` writes the log's pages and no
+        // journal entry for the size (PostgreSQL preallocates its WAL
+        // segments for the same reason).
+        opts.set_recycle_log_file_num(RECYCLED_LOG_FILES);
         opts.enable_statistics();
         opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         // Each column family gets the table options explicitly: `open_cf`

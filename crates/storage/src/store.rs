@@ -1384,6 +1384,53 @@ mod tests {
     /// The embedded layout's stores in one RocksDB: each keeps its own
     /// rows, metadata, prepared intents and markers, while commits on all
     /// of them share the one log's syncs.
+    #[test]
+    fn commits_written_into_a_reused_log_file_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = |dir: &std::path::Path| -> Vec<u64> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .map(|p| p.metadata().unwrap().len())
+                .collect()
+        };
+        let flush = |store: &SliceStore| {
+            for name in store.families.all() {
+                store.db.flush_cf(store.db.cf_handle(name).unwrap()).unwrap();
+            }
+        };
+        let store = SliceStore::open(dir.path()).unwrap();
+        // A log of over a megabyte, then two flushes: the first makes it
+        // obsolete, the second's new log is that file, renamed.
+        let big = "x".repeat(1000);
+        for id in 0..1200 {
+            store.write(1, "t", &[put(1, id, &big)]).unwrap();
+        }
+        flush(&store);
+        store.write(1, "t", &[put(2, 1, "between")]).unwrap();
+        flush(&store);
+        for id in 0..50 {
+            store.write(1, "t", &[put(3, id, "in the reused log")]).unwrap();
+        }
+        assert!(
+            logs(dir.path()).iter().any(|len| *len > 1 << 20),
+            "no log file was reused: {:?}",
+            logs(dir.path())
+        );
+        drop(store);
+        let store = SliceStore::open(dir.path()).unwrap();
+        let found = rows(&store, 1, &[(0, 65535)]);
+        assert_eq!(found.len(), 1200 + 1 + 50);
+        assert_eq!(
+            rows(&store, 1, &[(3, 3)])
+                .iter()
+                .filter(|r| r[1] == Datum::Text("in the reused log".into()))
+                .count(),
+            50
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stores_in_one_rocksdb_keep_their_own_data_and_share_syncs() {
         use crate::TxnStatus;
