@@ -1,0 +1,156 @@
+//! Timestamps and times in the text format, printed as PostgreSQL prints
+//! them.
+//!
+//! pgwire prints every `timestamp`, `timestamptz` and `time` with six
+//! fractional digits (`2024-01-01 10:00:00.000000`); PostgreSQL prints only
+//! the digits the value needs (`2024-01-01 10:00:00`, `10:00:00.25`), and a
+//! `timestamptz` in the session's time zone, which is UTC here
+//! (`2024-01-01 08:00:00+00`). With the ISO date style (psql's and the
+//! drivers' default), [`for_text`] turns such columns of text-format fields
+//! into PostgreSQL's strings before they are encoded; the field keeps its
+//! type. Other date styles keep pgwire's form.
+//!
+//! ```
+//! use slicedb_frontend::datetime_text::{timestamp, time};
+//! assert_eq!(timestamp(1_704_103_200_250_000, true).unwrap(), "2024-01-01 10:00:00.25+00");
+//! assert_eq!(time(45_000_000_000), "12:30:00");
+//! ```
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+};
+use datafusion::arrow::temporal_conversions::timestamp_us_to_datetime;
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use slicedb_common::Error;
+
+/// `.ffffff` with the trailing zeros dropped; nothing for whole seconds.
+fn fraction(micros: u32) -> String {
+    if micros == 0 {
+        return String::new();
+    }
+    let digits = format!(".{micros:06}");
+    digits.trim_end_matches('0').to_string()
+}
+
+/// The first and last microsecond of years 1 to 9999 since the epoch.
+const FIRST_MICRO: i64 = -62_135_596_800_000_000;
+const LAST_MICRO: i64 = 253_402_300_799_999_999;
+
+/// A timestamp of `micros` since the epoch (UTC), as PostgreSQL prints it
+/// in the ISO style; with `tz`, as a `timestamptz` in UTC. `None` outside
+/// years 1 to 9999, which PostgreSQL prints with an era.
+pub fn timestamp(micros: i64, tz: bool) -> Option<String> {
+    if !(FIRST_MICRO..=LAST_MICRO).contains(&micros) {
+        return None;
+    }
+    let at = timestamp_us_to_datetime(micros)?;
+    let sub = (micros.rem_euclid(1_000_000)) as u32;
+    Some(format!(
+        "{}{}{}",
+        at.format("%Y-%m-%d %H:%M:%S"),
+        fraction(sub),
+        if tz { "+00" } else { "" }
+    ))
+}
+
+/// A time of day of `micros` since midnight, as PostgreSQL prints it.
+pub fn time(micros: i64) -> String {
+    let (secs, sub) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000) as u32);
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        fraction(sub)
+    )
+}
+
+/// Whether the date style `style` (the `DateStyle` setting) prints ISO.
+fn iso(style: &str) -> bool {
+    style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
+}
+
+/// `batch` with its text-format timestamp and time columns as PostgreSQL's
+/// strings (see the module comment); other batches unchanged.
+pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch, Error> {
+    let converts = |i: usize, t: &DataType| {
+        matches!(t, DataType::Timestamp(..) | DataType::Time64(_) | DataType::Time32(_))
+            && fields
+                .get(i)
+                .is_some_and(|f| f.format() == FieldFormat::Text && iso(&f.format_options().date_style))
+    };
+    let columns = batch.columns();
+    if !columns.iter().enumerate().any(|(i, c)| converts(i, c.data_type())) {
+        return Ok(batch);
+    }
+    let internal = |e: datafusion::arrow::error::ArrowError| Error::internal(e.to_string());
+    let mut out: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    let mut schema_fields = Vec::with_capacity(columns.len());
+    for (i, (column, field)) in columns.iter().zip(batch.schema().fields()).enumerate() {
+        if !converts(i, column.data_type()) {
+            out.push(column.clone());
+            schema_fields.push(field.as_ref().clone());
+            continue;
+        }
+        let mut text = StringBuilder::new();
+        match column.data_type() {
+            DataType::Timestamp(_, tz) => {
+                // Same time zone: the values stay instants since the epoch.
+                let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).map_err(internal)?;
+                let tz = tz.is_some();
+                let micros = micros.as_primitive::<TimestampMicrosecondType>();
+                for row in 0..micros.len() {
+                    if micros.is_null(row) {
+                        text.append_null();
+                        continue;
+                    }
+                    let v = micros.value(row);
+                    match timestamp(v, tz) {
+                        Some(s) => text.append_value(s),
+                        // Out of PostgreSQL's common range: chrono's form.
+                        None => text.append_value(
+                            timestamp_us_to_datetime(v)
+                                .map(|d| d.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+                                .unwrap_or_default(),
+                        ),
+                    }
+                }
+            }
+            _ => {
+                let micros = cast(column, &DataType::Time64(TimeUnit::Microsecond)).map_err(internal)?;
+                let micros = micros.as_primitive::<Time64MicrosecondType>();
+                for row in 0..micros.len() {
+                    if micros.is_null(row) {
+                        text.append_null();
+                    } else {
+                        text.append_value(time(micros.value(row)));
+                    }
+                }
+            }
+        }
+        out.push(Arc::new(text.finish()));
+        schema_fields.push(Field::new(field.name(), DataType::Utf8, true));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), out).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_keep_only_the_digits_they_need() {
+        assert_eq!(timestamp(0, false).unwrap(), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_500_000, false).unwrap(), "1970-01-01 00:00:01.5");
+        assert_eq!(timestamp(-1, true).unwrap(), "1969-12-31 23:59:59.999999+00");
+        assert_eq!(time(0), "00:00:00");
+        assert_eq!(time(86_399_000_001), "23:59:59.000001");
+        assert_eq!(timestamp(LAST_MICRO, false).unwrap(), "9999-12-31 23:59:59.999999");
+        assert_eq!(timestamp(FIRST_MICRO, false).unwrap(), "0001-01-01 00:00:00");
+        assert_eq!(timestamp(LAST_MICRO + 1, false), None);
+    }
+}
