@@ -475,6 +475,12 @@ impl Coordinator {
         }
         let output = match &mut stmt {
             ast::Statement::Query(q) => crate::names::prepare_query(q),
+            ast::Statement::Insert(ast::Insert {
+                source: Some(source), ..
+            }) => {
+                crate::names::alias_apart(source);
+                None
+            }
             _ => None,
         };
         let state = self.ctx.state();

@@ -186,6 +186,18 @@ fn as_int4_literal(e: &Expr) -> Option<Expr> {
 /// - integer literals of select lists that fit `integer` are typed
 ///   `integer` (DataFusion reads them as `bigint`), so `SELECT 1` is int4.
 pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
+    let items = alias_apart(query)?;
+    // Integer literals of select lists, once the names are taken (not in
+    // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
+    type_int_literals(&mut query.body);
+    Some(OutputNames { items })
+}
+
+/// Aliases apart the items of a query's select list that repeat an earlier
+/// one's name (see [`prepare_query`]); for `INSERT … SELECT`, whose source
+/// columns go by position, this is all it needs. Returns the names
+/// PostgreSQL gives the items (`None` for a wildcard).
+pub fn alias_apart(query: &mut ast::Query) -> Option<Vec<Option<String>>> {
     let select = leftmost_select(&mut query.body)?;
     let mut items = Vec::with_capacity(select.projection.len());
     let mut seen: Vec<String> = Vec::new();
@@ -215,10 +227,7 @@ pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
             _ => items.push(None),
         }
     }
-    // Integer literals of select lists, once the names are taken (not in
-    // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
-    type_int_literals(&mut query.body);
-    Some(OutputNames { items })
+    Some(items)
 }
 
 fn type_int_literals(body: &mut ast::SetExpr) {
