@@ -16,7 +16,7 @@ pub mod types;
 pub use datum::Datum;
 pub use error::{Error, Result, SqlState};
 pub use table::{
-    pad_row, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId,
+    pad_row, slot_of, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId,
 };
 pub use types::SqlType;
 

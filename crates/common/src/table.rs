@@ -1,12 +1,22 @@
 //! Table definitions as the catalog records them.
 //!
-//! A column's position in [`TableDef::columns`] is also its position in a
-//! stored row. `ALTER TABLE … ADD COLUMN` appends a column without touching
-//! stored rows: a row written before it is shorter than the table, and a
-//! scan reads the missing tail as each column's [`ColumnDef::missing`] value
-//! (the default at the time the column was added, as PostgreSQL's
-//! `attmissingval`). Defaults and `CHECK` constraints are kept as SQL text
-//! and planned where they are used.
+//! [`TableDef::columns`] are the columns a user sees, in order; every
+//! position the definition holds (keys, indexes, foreign keys, comments)
+//! is a position in that list. A stored row has one value per **slot**: the
+//! visible columns in order, with a slot left wherever `ALTER TABLE … DROP
+//! COLUMN` took a column out ([`TableDef::dropped`], as PostgreSQL keeps a
+//! dropped column's `attnum`). Dropping a column rewrites no row: stored
+//! rows keep the dropped value, which no reader asks for
+//! ([`slot_of`]), and rows written since hold NULL there
+//! ([`TableDef::stored_row`]). Without dropped columns a column's position
+//! is its slot.
+//!
+//! `ALTER TABLE … ADD COLUMN` appends a column (and a slot) without
+//! touching stored rows: a row written before it is shorter than the table,
+//! and a scan reads the missing tail as each column's
+//! [`ColumnDef::missing`] value (the default at the time the column was
+//! added, as PostgreSQL's `attmissingval`). Defaults and `CHECK`
+//! constraints are kept as SQL text and planned where they are used.
 
 use std::sync::Arc;
 
@@ -92,6 +102,31 @@ pub struct TableDef {
     /// `COMMENT ON TABLE` / `COMMENT ON COLUMN`.
     #[serde(default, skip_serializing_if = "Comments::is_empty")]
     pub comments: Comments,
+    /// The stored-row slots of dropped columns, ascending (see the module
+    /// comment). Slots are never reused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<u32>,
+}
+
+/// The stored-row slot of visible column `c` of a table whose dropped
+/// columns had the slots `dropped` (ascending).
+///
+/// ```
+/// use slicedb_common::slot_of;
+/// assert_eq!(slot_of(&[], 3), 3);
+/// // (a, b, c, d) with b dropped, then e added: a c d e are slots 0 2 3 4.
+/// assert_eq!((0..4).map(|c| slot_of(&[1], c)).collect::<Vec<_>>(), vec![0, 2, 3, 4]);
+/// ```
+pub fn slot_of(dropped: &[u32], c: usize) -> usize {
+    let mut slot = c;
+    for d in dropped {
+        if *d as usize <= slot {
+            slot += 1;
+        } else {
+            break;
+        }
+    }
+    slot
 }
 
 /// The comments of a table and of its columns (by column id, which never
@@ -266,6 +301,7 @@ impl IndexDef {
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
             comments: Default::default(),
+            dropped: Vec::new(),
         }
     }
 
@@ -339,10 +375,91 @@ impl TableDef {
     }
 }
 
+impl TableDef {
+    /// A row of the visible columns, in order, as it is stored: with a NULL
+    /// in the slot of each dropped column.
+    pub fn stored_row(&self, mut row: Vec<Datum>) -> Vec<Datum> {
+        for d in &self.dropped {
+            let d = *d as usize;
+            if d <= row.len() {
+                row.insert(d, Datum::Null);
+            }
+        }
+        row
+    }
+
+    /// The visible columns of a stored row (the inverse of
+    /// [`TableDef::stored_row`]); a row stored before columns were added
+    /// stays short (see [`pad_row`]).
+    pub fn visible_row(&self, mut stored: Vec<Datum>) -> Vec<Datum> {
+        for d in self.dropped.iter().rev() {
+            let d = *d as usize;
+            if d < stored.len() {
+                stored.remove(d);
+            }
+        }
+        stored
+    }
+}
+
 /// Pads a stored row that predates columns added since with their missing
 /// values (`missing` from [`TableDef::missing_values`]).
 pub fn pad_row(row: &mut Vec<Datum>, missing: &[Datum]) {
     if row.len() < missing.len() {
         row.extend_from_slice(&missing[row.len()..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(columns: &[&str], dropped: Vec<u32>) -> TableDef {
+        TableDef {
+            id: 1,
+            name: "t".into(),
+            columns: columns.iter().map(|c| ColumnDef::new(*c, SqlType::Integer)).collect(),
+            primary_key: vec![0],
+            distribution_key: vec![0],
+            hash_map: "m".into(),
+            checks: Vec::new(),
+            primary_key_name: None,
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            comments: Default::default(),
+            dropped,
+        }
+    }
+
+    fn ints(v: &[i32]) -> Vec<Datum> {
+        v.iter().map(|i| Datum::Int32(*i)).collect()
+    }
+
+    /// (a, b, c, d, e) with b and d dropped, then f added: a c e f are
+    /// slots 0 2 4 5.
+    #[test]
+    fn rows_go_to_their_slots_and_come_back() {
+        let t = table(&["a", "c", "e", "f"], vec![1, 3]);
+        let slots: Vec<usize> = (0..4).map(|c| slot_of(&t.dropped, c)).collect();
+        assert_eq!(slots, [0, 2, 4, 5]);
+        let stored = t.stored_row(ints(&[1, 3, 5, 6]));
+        assert_eq!(
+            stored,
+            [
+                Datum::Int32(1),
+                Datum::Null,
+                Datum::Int32(3),
+                Datum::Null,
+                Datum::Int32(5),
+                Datum::Int32(6)
+            ]
+        );
+        assert_eq!(t.visible_row(stored), ints(&[1, 3, 5, 6]));
+        // Stored before the drops (b and d hold values) and before f.
+        assert_eq!(t.visible_row(ints(&[1, 2, 3, 4, 5])), ints(&[1, 3, 5]));
+        // Stored before d and e were added.
+        assert_eq!(t.visible_row(ints(&[1, 2, 3])), ints(&[1, 3]));
+        let plain = table(&["a", "b"], Vec::new());
+        assert_eq!(plain.visible_row(plain.stored_row(ints(&[1, 2]))), ints(&[1, 2]));
     }
 }

@@ -13,9 +13,12 @@
 //! UNIQUE constraints build a global index (`crate::index`); FOREIGN KEY
 //! constraints are checked against the stored rows (`crate::foreign_key`).
 //!
-//! Refused with 0A000: `DROP COLUMN`, type changes other than between the
-//! text types, `ADD COLUMN` with a volatile default (it would need a
-//! rewrite).
+//! `DROP COLUMN` is instant too: the column leaves the definition and its
+//! slot stays in stored rows, unread (see [`Coordinator::drop_column`]).
+//!
+//! Refused with 0A000: dropping a column of the primary or distribution
+//! key, type changes other than between the text types, `ADD COLUMN` with
+//! a volatile default (each would need a rewrite).
 
 use datafusion::sql::sqlparser::ast::{self, AlterColumnOperation, AlterTableOperation, TableConstraint};
 use slicedb_catalog::Change;
@@ -49,6 +52,25 @@ fn rename_in_expr(sql: &str, old: &str, new: &str) -> Result<String> {
         ControlFlow::<()>::Continue(())
     });
     Ok(expr.to_string())
+}
+
+/// Whether a CHECK constraint's SQL text names column `col`.
+fn mentions_column(sql: &str, col: &str) -> Result<bool> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+    let expr = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| slicedb_common::Error::syntax(e.to_string()))?;
+    let found = ast::visit_expressions(&expr, |e| match e {
+        ast::Expr::Identifier(i) if normalize(i) == col => ControlFlow::Break(()),
+        ast::Expr::CompoundIdentifier(parts) if parts.last().is_some_and(|l| normalize(l) == col) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    Ok(found.is_break())
 }
 
 impl Coordinator {
@@ -405,15 +427,160 @@ impl Coordinator {
                 self.put_table(name, t)?;
             }
             AlterTableOperation::SetOptionsParens { options } => check_storage_options(&options)?,
-            AlterTableOperation::DropColumn { .. } => {
-                return Err(err!(
-                    FeatureNotSupported,
-                    "ALTER TABLE … DROP COLUMN is not supported yet"
-                ));
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                drop_behavior,
+                ..
+            } => {
+                let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
+                for c in &column_names {
+                    self.drop_column(name, &normalize(c), if_exists, cascade).await?;
+                }
             }
             other => return Err(err!(FeatureNotSupported, "ALTER TABLE … {other} is not supported")),
         }
         Ok(name.to_string())
+    }
+
+    /// `DROP COLUMN`: the column leaves the definition, and its slot stays
+    /// in stored rows, unread (`TableDef::dropped`); no row is rewritten.
+    /// As in PostgreSQL, the indexes, CHECK and foreign-key constraints of
+    /// the table that involve the column, and the sequence it owns, go
+    /// with it; a foreign key of another table that references it needs
+    /// `CASCADE` (`2BP01` otherwise). A column of the primary key or of the
+    /// distribution key cannot be dropped (`0A000`): the rows' keys and
+    /// placement are made of it.
+    async fn drop_column(&self, name: &str, col: &str, if_exists: bool, cascade: bool) -> Result<()> {
+        let snapshot = self.catalog.snapshot();
+        let t = snapshot.table(name)?;
+        let Some(c) = t.column_index(col) else {
+            if if_exists {
+                return Ok(());
+            }
+            return Err(err!(
+                UndefinedColumn,
+                "column \"{col}\" of relation \"{name}\" does not exist"
+            ));
+        };
+        if t.primary_key.contains(&c) || t.distribution_key.contains(&c) {
+            let what = match t.primary_key.contains(&c) {
+                true => "primary key",
+                false => "distribution key",
+            };
+            return Err(err!(
+                FeatureNotSupported,
+                "cannot drop column \"{col}\" of table \"{name}\": it is part of the table's {what}, and dropping it would rewrite every row"
+            ));
+        }
+        // Foreign keys of other tables that reference the column.
+        let referencing: Vec<(String, String)> = snapshot
+            .tables
+            .values()
+            .filter(|o| o.id != t.id)
+            .flat_map(|o| {
+                o.foreign_keys
+                    .iter()
+                    .filter(|f| f.ref_table == t.id && f.ref_columns.contains(&c))
+                    .map(|f| (o.name.clone(), f.name.clone()))
+            })
+            .collect();
+        if let Some((child, fk)) = referencing.first().filter(|_| !cascade) {
+            return Err(err!(
+                DependentObjectsStillExist,
+                "cannot drop column {col} of table {name} because other objects depend on it (constraint {fk} on table {child} depends on column {col} of table {name}); use DROP … CASCADE to drop the dependent objects too"
+            ));
+        }
+        for (child, fk) in &referencing {
+            self.catalog.update(|state| {
+                let mut o = (*state.table(child)?).clone();
+                o.foreign_keys.retain(|f| f.name != *fk);
+                Ok(vec![Change::PutTable(o)])
+            })?;
+        }
+        // The table's own foreign keys that involve the column (a
+        // self-reference may name it on either side).
+        let own_fks: Vec<String> = t
+            .foreign_keys
+            .iter()
+            .filter(|f| f.columns.contains(&c) || (f.ref_table == t.id && f.ref_columns.contains(&c)))
+            .map(|f| f.name.clone())
+            .collect();
+        if !own_fks.is_empty() {
+            self.catalog.update(|state| {
+                let mut o = (*state.table(name)?).clone();
+                o.foreign_keys.retain(|f| !own_fks.contains(&f.name));
+                Ok(vec![Change::PutTable(o)])
+            })?;
+        }
+        for index in t.indexes.iter().filter(|i| i.columns.contains(&c)) {
+            self.drop_index(name, index).await?;
+        }
+        let mut checks = Vec::new();
+        for check in &t.checks {
+            if !mentions_column(&check.expr, col)? {
+                checks.push(check.clone());
+            }
+        }
+        // The definition changes under the table's write gates: a writer
+        // planned before it fails rather than write rows of the old
+        // columns through the new positions (`RowRouter::flush`).
+        let gates = self.holds.current(t.id);
+        let hold = gates.hold(0).await;
+        let result = self.catalog.update(|state| {
+            let now = state.table(name)?;
+            if now.id != t.id || now.column_index(col) != Some(c) {
+                return Err(err!(UndefinedTable, "relation \"{name}\" changed during ALTER TABLE"));
+            }
+            let mut changes = Vec::new();
+            let shift = |p: &mut usize| {
+                if *p > c {
+                    *p -= 1;
+                }
+            };
+            let mut d = (*now).clone();
+            let slot = slicedb_common::slot_of(&d.dropped, c) as u32;
+            d.columns.remove(c);
+            d.dropped.push(slot);
+            d.dropped.sort_unstable();
+            d.checks = checks.clone();
+            d.primary_key.iter_mut().for_each(shift);
+            d.distribution_key.iter_mut().for_each(shift);
+            for i in &mut d.indexes {
+                i.columns.iter_mut().for_each(shift);
+            }
+            for f in &mut d.foreign_keys {
+                f.columns.iter_mut().for_each(shift);
+                if f.ref_table == d.id {
+                    f.ref_columns.iter_mut().for_each(shift);
+                }
+            }
+            d.comments.columns = std::mem::take(&mut d.comments.columns)
+                .into_iter()
+                .filter(|(k, _)| *k != c)
+                .map(|(k, v)| (if k > c { k - 1 } else { k }, v))
+                .collect();
+            // Foreign keys of other tables that reference columns after it.
+            for o in state.tables.values().filter(|o| o.id != d.id) {
+                if o.foreign_keys.iter().any(|f| f.ref_table == d.id) {
+                    let mut o = (**o).clone();
+                    for f in o.foreign_keys.iter_mut().filter(|f| f.ref_table == d.id) {
+                        f.ref_columns.iter_mut().for_each(shift);
+                    }
+                    changes.push(Change::PutTable(o));
+                }
+            }
+            for s in state.sequences.values() {
+                if s.owned_by.as_ref() == Some(&(name.to_string(), col.to_string())) {
+                    changes.push(Change::DropSequence(s.name.clone()));
+                }
+            }
+            changes.push(Change::PutTable(d));
+            Ok(changes)
+        });
+        drop(hold);
+        result?;
+        Ok(())
     }
 
     /// Saves a changed definition of table `name`, if it is still the same table.
@@ -463,6 +630,7 @@ impl Coordinator {
             checks: vec![],
             foreign_keys: vec![],
             comments: Default::default(),
+            dropped: Vec::new(),
             primary_key_name: None,
             indexes: Vec::new(),
         };

@@ -590,6 +590,7 @@ impl Coordinator {
                 indexes: Vec::new(),
                 foreign_keys: Vec::new(),
                 comments: Default::default(),
+                dropped: Vec::new(),
             };
             table.indexes = crate::index::new_table_indexes(state, &table, &uniques)?;
             let mut taken = crate::foreign_key::constraint_names(&table);

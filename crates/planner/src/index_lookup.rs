@@ -110,6 +110,7 @@ impl IndexLookupExec {
             batch_size: SCAN_BATCH_ROWS,
             at: self.rows.at,
             missing: Vec::new(),
+            dropped: Vec::new(),
         };
         // Per slice server: keys (unique), or buckets and their values.
         type Reads = (Vec<RowKey>, Vec<(u16, u16)>, Vec<Predicate>);

@@ -364,6 +364,7 @@ impl PointQuery {
             batch_size: 1,
             at,
             missing: Vec::new(),
+            dropped: Vec::new(),
         };
         let map = table.routing.placement(def)?;
         let client = table.cluster.client(map.owner(bucket))?;
@@ -420,6 +421,7 @@ impl PointQuery {
             batch_size: 1,
             at,
             missing: def.missing_values(),
+            dropped: def.dropped.clone(),
         };
         let map = table.routing.placement(def)?;
         table

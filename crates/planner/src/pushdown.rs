@@ -323,6 +323,7 @@ mod tests {
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
             comments: Default::default(),
+            dropped: Vec::new(),
         }
     }
 

@@ -217,6 +217,7 @@ impl SliceTable {
             batch_size: SCAN_BATCH_ROWS,
             at,
             missing: table.missing_values(),
+            dropped: table.dropped.clone(),
         };
 
         // Point reads: every primary-key column pinned.

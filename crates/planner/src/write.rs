@@ -153,6 +153,15 @@ impl RowRouter {
         // The indexes and foreign keys as the catalog has them now, under
         // the gates: an index built since planning is maintained too.
         let live = routing.live_table(&table)?;
+        if live.dropped != table.dropped {
+            // The rows were built for the columns of the plan; the indexes
+            // and foreign keys of now name the columns after the drop.
+            return Err(err!(
+                SerializationFailure,
+                "could not write to \"{}\": a column of it was dropped while the statement ran",
+                table.name
+            ));
+        }
         let indexes = &live.indexes;
         // Foreign keys of other tables that reference this one.
         let referencing = crate::foreign_key::referencing(&catalog, table.id);
@@ -168,6 +177,10 @@ impl RowRouter {
         // and their entries go out with the rows.
         let fresh = after.iter().all(|a| a.key.is_some() && !a.if_absent)
             && pending.iter().all(|(_, w)| matches!(w, RowWrite::Insert { .. }));
+        let pending = match table.dropped.is_empty() {
+            true => pending,
+            false => pending.into_iter().map(|(b, w)| (b, stored_write(&table, w))).collect(),
+        };
         let batches = Batch::by_owner(&placement, pending);
         let pkey = table.pkey_name();
         let (affected, seen) = if fresh && derived {
@@ -193,7 +206,12 @@ impl RowRouter {
             entries?;
             (affected, seen)
         } else {
-            let (affected, seen) = self.send(txn, table.id, &pkey, batches, derived).await?;
+            let (affected, mut seen) = self.send(txn, table.id, &pkey, batches, derived).await?;
+            if !table.dropped.is_empty() {
+                for s in seen.iter_mut().flatten() {
+                    s.old = s.old.take().map(|old| table.visible_row(old));
+                }
+            }
             let taken_back = match indexes.is_empty() {
                 true => 0,
                 false => self.maintain_indexes(txn, &live, &placement, &after, &seen).await?,
@@ -533,6 +551,19 @@ pub fn row_from_batch(table: &TableDef, columns: &[ArrayRef], i: usize) -> Resul
         row.push(check_value(table, c, d)?);
     }
     Ok(row)
+}
+
+/// `w` with its row in stored form: a NULL in the slot of each dropped
+/// column (see `slicedb_common::table`).
+fn stored_write(table: &TableDef, mut w: RowWrite) -> RowWrite {
+    if let RowWrite::Insert { row, .. }
+    | RowWrite::InsertIfAbsent { row, .. }
+    | RowWrite::InsertWithRowId { row, .. }
+    | RowWrite::Put { row, .. } = &mut w
+    {
+        *row = table.stored_row(std::mem::take(row));
+    }
+    w
 }
 
 /// The bucket of a full row, from its distribution-key columns.

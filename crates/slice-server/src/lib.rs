@@ -27,7 +27,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use futures::StreamExt;
 use slicedb_codec::columns::ColumnBuilder;
 use slicedb_codec::row::RowView;
-use slicedb_common::{err, Datum, Error, NodeId, Result};
+use slicedb_common::{err, slot_of, Datum, Error, NodeId, Result};
 use slicedb_storage::{SliceDb, SliceStore};
 use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
 use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
@@ -389,7 +389,7 @@ impl<'a> BatchBuilder<'a> {
 
     fn push(&mut self, key: &[u8], row: &RowView<'_>) -> Result<()> {
         for (out, c) in self.columns.iter_mut().zip(&self.request.projection) {
-            match row.get(*c)? {
+            match row.get(slot_of(&self.request.dropped, *c))? {
                 Some(v) => out.append(v)?,
                 None => out.append_datum(self.request.missing.get(*c).unwrap_or(&Datum::Null))?,
             }
@@ -435,7 +435,7 @@ fn run_scan(
         }
         let row = RowView::new(value)?;
         if let Some(p) = &request.predicate {
-            if p.eval_stored(&row, &request.missing)? != Some(true) {
+            if p.eval_stored(&row, &request.missing, &request.dropped)? != Some(true) {
                 return Ok(true);
             }
         }

@@ -38,6 +38,12 @@ pub struct ScanRequest {
     /// (`TableDef::missing_values`): rows are padded with it before the
     /// predicate and the projection see them.
     pub missing: Vec<Datum>,
+    /// The stored-row slots of the table's dropped columns
+    /// (`TableDef::dropped`): the projection, the predicate and `missing`
+    /// name visible columns, and column `c` is read from slot
+    /// `slicedb_common::slot_of(&dropped, c)`.
+    #[serde(default)]
+    pub dropped: Vec<u32>,
 }
 
 /// A scan leaf of a plan fragment (see the planner's `fragment` module):
@@ -134,10 +140,11 @@ impl Predicate {
 
     /// [`Predicate::eval`] against a stored row read in place: only the
     /// columns the predicate names are decoded, and none is copied. A
-    /// column the row predates reads as its `missing` value.
-    pub fn eval_stored(&self, row: &RowView<'_>, missing: &[Datum]) -> Result<Option<bool>> {
+    /// column the row predates reads as its `missing` value; column `c` is
+    /// read from slot `slot_of(dropped, c)` (see [`ScanRequest::dropped`]).
+    pub fn eval_stored(&self, row: &RowView<'_>, missing: &[Datum], dropped: &[u32]) -> Result<Option<bool>> {
         let col = |c: usize| {
-            Ok(match row.get(c)? {
+            Ok(match row.get(slicedb_common::slot_of(dropped, c))? {
                 Some(v) => v,
                 None => missing.get(c).map(ValueRef::of).unwrap_or(ValueRef::Null),
             })

@@ -689,6 +689,7 @@ mod tests {
             batch_size: 1000,
             at: slicedb_codec::ReadAt::LATEST,
             missing: vec![],
+            dropped: vec![],
         };
         let rows: Vec<usize> = client
             .scan(request)

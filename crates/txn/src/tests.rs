@@ -72,6 +72,7 @@ fn harness() -> Arc<Harness> {
                     indexes: Vec::new(),
                     foreign_keys: Vec::new(),
                     comments: Default::default(),
+                    dropped: Vec::new(),
                 }),
             ])
         })
@@ -110,6 +111,7 @@ fn full_scan(table: TableId, at: ReadAt) -> ScanRequest {
         batch_size: 1024,
         at,
         missing: vec![],
+        dropped: vec![],
     }
 }
 
