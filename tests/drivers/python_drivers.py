@@ -6,7 +6,9 @@ Exits non-zero with a message on the first failure.
 import asyncio
 import datetime
 import decimal
+import io
 import sys
+import uuid
 
 import asyncpg
 import psycopg
@@ -81,8 +83,67 @@ async def asyncpg_checks(host, port):
         except asyncpg.exceptions.UndefinedTableError:
             pass
         check(await conn.fetchval("SELECT count(*) FROM apg") == 50, "asyncpg usable after error")
+        await binary_copy(conn)
     finally:
         await conn.close()
+
+
+BULK_COLUMNS = (
+    "(id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz, day date,"
+    " ok boolean, raw bytea, u uuid, score real, doc jsonb)"
+)
+
+
+async def binary_copy(conn):
+    """copy_records_to_table sends binary COPY; copy_from_table and
+    copy_to_table with format='binary' read and write it as a file."""
+    await conn.execute("CREATE TABLE apg_bulk " + BULK_COLUMNS)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    records = [
+        (
+            i,
+            f"b{i}" if i % 7 else None,
+            decimal.Decimal(f"-{i}.05") if i % 5 else None,
+            start + datetime.timedelta(seconds=i, microseconds=i),
+            datetime.date(1999, 12, 31) + datetime.timedelta(days=i),
+            i % 2 == 0,
+            bytes([i % 256, 0, 255]),
+            uuid.UUID(int=i * 7919),
+            i / 2,
+            '{"k": %d}' % i,
+        )
+        for i in range(1, 3001)
+    ]
+    res = await conn.copy_records_to_table("apg_bulk", records=records)
+    check(res == "COPY 3000", f"copy_records_to_table answered {res!r}")
+
+    def norm(r):
+        r = list(r)
+        r[7] = str(r[7])
+        return tuple(r)
+
+    rows = await conn.fetch("SELECT * FROM apg_bulk ORDER BY id")
+    check([norm(r) for r in rows] == [norm(r) for r in records], "binary COPY rows read back as written")
+    # A value that breaks a column's rule fails the whole COPY.
+    try:
+        await conn.copy_records_to_table("apg_bulk", records=[(1, "again", None, None, None, None, None, None, None, None)])
+        raise AssertionError("duplicate key accepted by binary COPY")
+    except asyncpg.exceptions.UniqueViolationError:
+        pass
+    out = io.BytesIO()
+    res = await conn.copy_from_table("apg_bulk", output=out, format="binary")
+    check(res == "COPY 3000", f"binary COPY TO answered {res!r}")
+    text = io.BytesIO()
+    res = await conn.copy_from_table("apg_bulk", output=text, columns=["id", "name"])
+    check(res == "COPY 3000", f"text COPY TO answered {res!r}")
+    check(text.getvalue().count(b"\n") == 3000, "text COPY TO sends every row")
+    data = out.getvalue()
+    check(data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff"), "binary COPY TO framing")
+    await conn.execute("CREATE TABLE apg_bulk2 " + BULK_COLUMNS)
+    res = await conn.copy_to_table("apg_bulk2", source=io.BytesIO(data), format="binary")
+    check(res == "COPY 3000", f"binary COPY of COPY TO output answered {res!r}")
+    again = await conn.fetch("SELECT * FROM apg_bulk2 ORDER BY id")
+    check([norm(r) for r in again] == [norm(r) for r in records], "binary COPY TO then FROM keeps every value")
 
 
 def main():

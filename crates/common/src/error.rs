@@ -76,6 +76,10 @@ pub enum SqlState {
     ProgramLimitExceeded,
     /// 22007
     InvalidDatetimeFormat,
+    /// 22008
+    DatetimeFieldOverflow,
+    /// 22021: bytes that are not valid UTF-8.
+    CharacterNotInRepertoire,
     /// 22012
     DivisionByZero,
     /// 22023
@@ -148,6 +152,8 @@ impl SqlState {
             NumericValueOutOfRange => "22003",
             ProgramLimitExceeded => "54000",
             InvalidDatetimeFormat => "22007",
+            DatetimeFieldOverflow => "22008",
+            CharacterNotInRepertoire => "22021",
             DivisionByZero => "22012",
             InvalidParameterValue => "22023",
             BadCopyFileFormat => "22P04",

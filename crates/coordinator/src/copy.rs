@@ -1,4 +1,5 @@
-//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in PostgreSQL's text and CSV formats.
+//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in PostgreSQL's text, CSV
+//! and binary formats (the binary one in [`crate::copy_binary`]).
 //!
 //! COPY IN parses the client's data as it arrives, turns every 8,192 rows
 //! into an Arrow batch of strings, casts each column to its type with
@@ -29,6 +30,7 @@ const COPY_BATCH_ROWS: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct CopyFormat {
     pub csv: bool,
+    pub binary: bool,
     pub delimiter: u8,
     pub null: String,
     pub header: bool,
@@ -39,12 +41,14 @@ pub struct CopyFormat {
 impl CopyFormat {
     fn from_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
         let mut csv = false;
+        let mut binary = false;
         let (mut delimiter, mut null, mut header, mut quote, mut escape) = (None, None, false, b'"', None);
         for o in options {
             match o {
                 CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                    "csv" => csv = true,
-                    "text" => csv = false,
+                    "csv" => (csv, binary) = (true, false),
+                    "text" => (csv, binary) = (false, false),
+                    "binary" => (csv, binary) = (false, true),
                     other => return Err(err!(FeatureNotSupported, "COPY format \"{other}\" is not supported")),
                 },
                 CopyOption::Delimiter(c) => delimiter = Some(ascii(*c)?),
@@ -73,15 +77,22 @@ impl CopyFormat {
                 CopyLegacyOption::Delimiter(c) => delimiter = Some(ascii(*c)?),
                 CopyLegacyOption::Null(s) => null = Some(s.clone()),
                 CopyLegacyOption::Header => header = true,
-                CopyLegacyOption::Binary => return Err(err!(FeatureNotSupported, "binary COPY is not supported")),
+                CopyLegacyOption::Binary => binary = true,
                 other => return Err(err!(FeatureNotSupported, "COPY option {other} is not supported")),
             }
+        }
+        if binary && (delimiter.is_some() || null.is_some() || header || csv) {
+            return Err(err!(
+                SyntaxError,
+                "cannot specify DELIMITER, NULL, HEADER or CSV options in BINARY mode"
+            ));
         }
         if header && !csv {
             return Err(err!(FeatureNotSupported, "COPY HEADER available only in CSV mode"));
         }
         Ok(CopyFormat {
             csv,
+            binary,
             delimiter: delimiter.unwrap_or(if csv { b',' } else { b'\t' }),
             null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
             header,
@@ -106,6 +117,10 @@ pub struct CopyIn {
     format: CopyFormat,
     buffer: Vec<u8>,
     rows: Vec<Vec<Option<String>>>,
+    /// Rows of binary COPY data, decoded (see [`crate::copy_binary::decode`]).
+    binary_rows: Vec<Vec<Datum>>,
+    /// Binary data: the header has been read.
+    binary_header: bool,
     router: RowRouter,
     /// Columns left out of the column list that have a default, with it.
     defaults: Vec<(usize, Arc<dyn PhysicalExpr>)>,
@@ -126,12 +141,17 @@ impl CopyIn {
         self.columns.len()
     }
 
+    /// Whether the data is in the binary format (the CopyInResponse says so).
+    pub fn binary(&self) -> bool {
+        self.format.binary
+    }
+
     /// Takes the next chunk of COPY data.
     pub async fn push(&mut self, data: &[u8]) -> Result<()> {
         self.buffer.extend_from_slice(data);
         let consumed = self.parse_buffer(false)?;
         self.buffer.drain(..consumed);
-        if self.rows.len() >= COPY_BATCH_ROWS {
+        if self.rows.len() + self.binary_rows.len() >= COPY_BATCH_ROWS {
             self.write_rows().await?;
         }
         Ok(())
@@ -148,6 +168,9 @@ impl CopyIn {
 
     /// Parses whole records from the buffer; returns the bytes consumed.
     fn parse_buffer(&mut self, at_end: bool) -> Result<usize> {
+        if self.format.binary {
+            return self.parse_binary(at_end);
+        }
         let mut pos = 0;
         let buf = std::mem::take(&mut self.buffer);
         loop {
@@ -190,18 +213,80 @@ impl CopyIn {
         Ok(pos)
     }
 
+    /// [`Self::parse_buffer`] of binary data: the header, then tuples
+    /// decoded into datums.
+    fn parse_binary(&mut self, at_end: bool) -> Result<usize> {
+        let mut pos = 0;
+        if !self.binary_header {
+            match crate::copy_binary::parse_header(&self.buffer)? {
+                Some(n) => {
+                    pos = n;
+                    self.binary_header = true;
+                }
+                None if at_end => return Err(err!(BadCopyFileFormat, "COPY file signature not recognized")),
+                None => return Ok(0),
+            }
+        }
+        while !self.done {
+            let Some((tuple, used)) = crate::copy_binary::parse_tuple(&self.buffer[pos..])? else {
+                if at_end && pos < self.buffer.len() {
+                    return Err(err!(BadCopyFileFormat, "unexpected EOF in COPY data"));
+                }
+                break;
+            };
+            pos += used;
+            self.line += 1;
+            let Some(fields) = tuple else {
+                self.done = true;
+                break;
+            };
+            if fields.len() != self.columns.len() {
+                return Err(err!(
+                    BadCopyFileFormat,
+                    "row field count is {}, expected {} (COPY {}, row {})",
+                    fields.len(),
+                    self.columns.len(),
+                    self.table.name,
+                    self.line
+                ));
+            }
+            let mut row = Vec::with_capacity(fields.len());
+            for (field, col) in fields.into_iter().zip(&self.columns) {
+                row.push(match field {
+                    None => Datum::Null,
+                    Some(b) => crate::copy_binary::decode(b, self.table.columns[*col].sql_type)?,
+                });
+            }
+            self.binary_rows.push(row);
+        }
+        Ok(pos)
+    }
+
     async fn write_rows(&mut self) -> Result<()> {
-        if self.rows.is_empty() {
+        if self.rows.is_empty() && self.binary_rows.is_empty() {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.rows);
-        let n = rows.len();
+        let binary_rows = std::mem::take(&mut self.binary_rows);
+        let n = rows.len() + binary_rows.len();
         let table = self.table.clone();
         let mut columns: Vec<Option<ArrayRef>> = vec![None; table.columns.len()];
         for (field, col) in self.columns.iter().enumerate() {
             let ty = table.columns[*col].sql_type;
-            let values = rows.iter().map(|r| r[field].as_deref());
-            columns[*col] = Some(parse_column(values, ty, &table.columns[*col].name)?);
+            let name = &table.columns[*col].name;
+            columns[*col] = Some(match (self.format.binary, ty) {
+                // A binary numeric arrives as its text: cast as text COPY's.
+                (true, SqlType::Numeric { .. }) => parse_column(
+                    binary_rows.iter().map(|r| match &r[field] {
+                        Datum::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    }),
+                    ty,
+                    name,
+                )?,
+                (true, _) => slicedb_common::datum::build_array(ty, binary_rows.iter().map(|r| &r[field]))?,
+                (false, _) => parse_column(rows.iter().map(|r| r[field].as_deref()), ty, name)?,
+            });
         }
         if !self.defaults.is_empty() {
             let none = RecordBatch::try_new_with_options(
@@ -591,6 +676,8 @@ impl Coordinator {
                     format,
                     buffer: Vec::new(),
                     rows: Vec::new(),
+                    binary_rows: Vec::new(),
+                    binary_header: false,
                     router: RowRouter::new(slice_table, stmt),
                     implicit,
                     line: 0,
@@ -650,28 +737,57 @@ impl Coordinator {
             }
             header.push(b'\n');
         }
-        let header = futures::stream::iter((!header.is_empty()).then_some(Ok(header)));
-        let rows = stream.map(move |batch| {
-            let batch = batch.map_err(Error::from)?;
-            let mut out = Vec::with_capacity(batch.num_rows() * 32);
-            for i in 0..batch.num_rows() {
-                for (c, ty) in types.iter().enumerate() {
-                    if c > 0 {
-                        out.push(format.delimiter);
+        if format.binary {
+            header.extend_from_slice(crate::copy_binary::SIGNATURE);
+            header.extend_from_slice(&[0; 8]); // no flags, no header extension
+        }
+        // One CopyData message per row, as PostgreSQL sends them: pgwire
+        // counts the messages for the command tag (`COPY n`). The header
+        // goes out with the first row (alone when there is none, which
+        // pgwire then counts as a row); pgwire appends the binary trailer.
+        let header = Arc::new(std::sync::Mutex::new((!header.is_empty()).then_some(header)));
+        let first = header.clone();
+        let binary = format.binary;
+        let rows = stream.flat_map(move |batch| {
+            let mut messages: Vec<Result<Vec<u8>>> = Vec::new();
+            let encode = || -> Result<()> {
+                let batch = batch.map_err(Error::from)?;
+                for i in 0..batch.num_rows() {
+                    let mut out = first.lock().expect("copy header").take().unwrap_or_default();
+                    if binary {
+                        out.extend_from_slice(&(n as i16).to_be_bytes());
+                        for (c, ty) in types.iter().enumerate() {
+                            let d = Datum::from_array(batch.column(c).as_ref(), i, *ty)?;
+                            crate::copy_binary::encode(&d, *ty, &mut out)?;
+                        }
+                    } else {
+                        for (c, ty) in types.iter().enumerate() {
+                            if c > 0 {
+                                out.push(format.delimiter);
+                            }
+                            match Datum::from_array(batch.column(c).as_ref(), i, *ty)?.pg_text(*ty) {
+                                None => out.extend_from_slice(format.null.as_bytes()),
+                                Some(s) if format.csv => escape_csv(&s, &format, &mut out),
+                                Some(s) => escape_text(&s, format.delimiter, &mut out),
+                            }
+                        }
+                        out.push(b'\n');
                     }
-                    match Datum::from_array(batch.column(c).as_ref(), i, *ty)?.pg_text(*ty) {
-                        None => out.extend_from_slice(format.null.as_bytes()),
-                        Some(s) if format.csv => escape_csv(&s, &format, &mut out),
-                        Some(s) => escape_text(&s, format.delimiter, &mut out),
-                    }
+                    messages.push(Ok(out));
                 }
-                out.push(b'\n');
+                Ok(())
+            };
+            if let Err(e) = encode() {
+                messages.push(Err(e));
             }
-            Ok(out)
+            futures::stream::iter(messages)
         });
+        let unsent = futures::stream::once(async move { header.lock().expect("copy header").take() })
+            .filter_map(|h| async move { h.map(Ok) });
         Ok(Output::CopyOut {
             columns: n,
-            rows: header.chain(rows).boxed(),
+            binary,
+            rows: rows.chain(unsent).boxed(),
         })
     }
 }

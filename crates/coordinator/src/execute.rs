@@ -311,8 +311,9 @@ pub(crate) fn keep_until_read<G: Send + 'static>(out: Output, guard: G) -> Outpu
                 )),
             }
         }
-        Output::CopyOut { columns, rows } => Output::CopyOut {
+        Output::CopyOut { columns, binary, rows } => Output::CopyOut {
             columns,
+            binary,
             rows: rows
                 .map(move |row| {
                     let _ = &guard;

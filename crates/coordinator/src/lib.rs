@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod alter;
 pub mod copy;
+pub mod copy_binary;
 pub mod ddl;
 pub mod execute;
 pub mod foreign_key;
@@ -93,6 +94,8 @@ pub enum Output {
     /// COPY TO STDOUT: data rows, already formatted, one string per row.
     CopyOut {
         columns: usize,
+        /// The data is in the binary format.
+        binary: bool,
         rows: futures::stream::BoxStream<'static, Result<Vec<u8>>>,
     },
     /// Rows of a write's `RETURNING` list, under the write's command tag

@@ -116,8 +116,9 @@ pub fn bound_output(out: Output, deadline: Option<Instant>) -> Output {
                 bound(stream, deadline, || timed_out().into_datafusion()),
             )),
         },
-        Output::CopyOut { columns, rows } => Output::CopyOut {
+        Output::CopyOut { columns, binary, rows } => Output::CopyOut {
             columns,
+            binary,
             rows: bound(rows, deadline, timed_out).boxed(),
         },
         other => other,
@@ -149,7 +150,14 @@ mod tests {
         assert_eq!(e.state.code(), "57014");
         assert!(within(deadline(0), async { Ok(1) }).await.is_ok());
         let rows = futures::stream::pending::<Result<Vec<u8>>>().boxed();
-        let out = bound_output(Output::CopyOut { columns: 1, rows }, deadline(10));
+        let out = bound_output(
+            Output::CopyOut {
+                columns: 1,
+                binary: false,
+                rows,
+            },
+            deadline(10),
+        );
         let Output::CopyOut { mut rows, .. } = out else {
             panic!("not COPY output");
         };

@@ -294,12 +294,13 @@ impl SliceDbService {
             Output::Empty => Response::EmptyQuery,
             Output::CopyIn(copy) => {
                 let columns = copy.columns();
+                let format = copy.binary() as i8;
                 connection(client).lock().await.copy = Some(copy);
-                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+                Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
-            Output::CopyOut { columns, rows } => {
+            Output::CopyOut { columns, binary, rows } => {
                 let data = rows.map(|r| r.map(|bytes| CopyData::new(bytes.into())).map_err(pg_error));
-                Response::CopyOut(CopyResponse::new(0, columns, data))
+                Response::CopyOut(CopyResponse::new(binary as i8, columns, data))
             }
         })
     }
