@@ -191,8 +191,8 @@ impl Datum {
             Datum::Int16(v) => v.to_string(),
             Datum::Int32(v) => v.to_string(),
             Datum::Int64(v) => v.to_string(),
-            Datum::Float32(v) => float_text(*v as f64, v.to_string()),
-            Datum::Float64(v) => float_text(*v, v.to_string()),
+            Datum::Float32(v) => float4_text(*v),
+            Datum::Float64(v) => float8_text(*v),
             Datum::Decimal { value, scale } => decimal_text(*value, *scale),
             Datum::Text(s) => s.clone(),
             Datum::Bytes(b) => {
@@ -235,17 +235,67 @@ impl Datum {
     }
 }
 
-fn float_text(v: f64, shortest: String) -> String {
+/// A `double precision` as PostgreSQL prints it (see [`float_text`]).
+///
+/// ```
+/// use slicedb_common::datum::float8_text;
+/// assert_eq!(float8_text(1e30), "1e+30");
+/// assert_eq!(float8_text(1e-5), "1e-05");
+/// assert_eq!(float8_text(1e14), "100000000000000");
+/// assert_eq!(float8_text(0.0001), "0.0001");
+/// assert_eq!(float8_text(-2.5), "-2.5");
+/// ```
+pub fn float8_text(v: f64) -> String {
+    float_text(v, format!("{v:e}"), 15)
+}
+
+/// A `real` as PostgreSQL prints it (see [`float_text`]).
+///
+/// ```
+/// use slicedb_common::datum::float4_text;
+/// assert_eq!(float4_text(1234567.0), "1.234567e+06");
+/// assert_eq!(float4_text(123456.0), "123456");
+/// assert_eq!(float4_text(0.1), "0.1");
+/// ```
+pub fn float4_text(v: f32) -> String {
+    float_text(v as f64, format!("{v:e}"), 6)
+}
+
+/// PostgreSQL's output of a float (`extra_float_digits` 1, its default):
+/// the shortest digits that read back as the same value (`shortest`, in
+/// Rust's `{:e}` form, which has them), in fixed notation when the decimal
+/// exponent is at least -4 and below `max_exponent` (15 for `double
+/// precision`, 6 for `real`), else as `d.ddde±XX`.
+fn float_text(v: f64, shortest: String, max_exponent: i32) -> String {
     if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let Some((mantissa, exponent)) = shortest.split_once('e') else {
+        return shortest;
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return shortest;
+    };
+    if !(-4..max_exponent).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if exponent < 0 {
+        return format!("{sign}0.{}{digits}", "0".repeat((-exponent - 1) as usize));
+    }
+    let point = exponent as usize + 1;
+    if digits.len() <= point {
+        format!("{sign}{digits}{}", "0".repeat(point - digits.len()))
     } else {
-        shortest
+        format!("{sign}{}.{}", &digits[..point], &digits[point..])
     }
 }
 
@@ -269,6 +319,40 @@ pub fn decimal_text(value: i128, scale: i8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PostgreSQL 15's output of the same values (`SELECT 1e30::float8, …`).
+    #[test]
+    fn floats_print_as_postgresql_prints_them() {
+        let doubles = [
+            (1e30, "1e+30"),
+            (1e-7, "1e-07"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e15, "1e+15"),
+            (1e14, "100000000000000"),
+            (1e-4, "0.0001"),
+            (1e-5, "1e-05"),
+            (-1e-300, "-1e-300"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.5, "1.5"),
+            (-123.456, "-123.456"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (v, pg) in doubles {
+            assert_eq!(float8_text(v), pg, "{v}");
+        }
+        let reals = [
+            (0.1f32, "0.1"),
+            (1234567.0, "1.234567e+06"),
+            (123456.0, "123456"),
+            (1e30, "1e+30"),
+        ];
+        for (v, pg) in reals {
+            assert_eq!(float4_text(v), pg, "{v}");
+        }
+    }
 
     #[test]
     fn datums_round_trip_through_arrow() {

@@ -13,7 +13,7 @@
 //! its slicedb SQLSTATE ([`error_info`]). A malformed message ends only its
 //! own connection: each connection runs in its own task.
 
-pub mod datetime_text;
+pub mod text_format;
 mod text_types;
 
 use std::fmt::Debug;
@@ -256,7 +256,7 @@ fn query_response(
             let batch = batch
                 .map_err(Error::from)
                 .and_then(|b| text_types::for_binary(&rows_fields, b))
-                .and_then(|b| datetime_text::for_text(&rows_fields, b));
+                .and_then(|b| text_format::for_text(&rows_fields, b));
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
                 Ok(b) => encode_recordbatch(rows_fields.clone(), b),
                 Err(e) => Box::new(std::iter::once(Err(pg_error(e)))),

@@ -1,17 +1,23 @@
-//! Timestamps and times in the text format, printed as PostgreSQL prints
-//! them.
+//! Values in the text format printed as PostgreSQL prints them, where
+//! pgwire's encoders print them otherwise.
 //!
-//! pgwire prints every `timestamp`, `timestamptz` and `time` with six
-//! fractional digits (`2024-01-01 10:00:00.000000`); PostgreSQL prints only
-//! the digits the value needs (`2024-01-01 10:00:00`, `10:00:00.25`), and a
-//! `timestamptz` in the session's time zone, which is UTC here
-//! (`2024-01-01 08:00:00+00`). With the ISO date style (psql's and the
-//! drivers' default), [`for_text`] turns such columns of text-format fields
-//! into PostgreSQL's strings before they are encoded; the field keeps its
-//! type. Other date styles keep pgwire's form.
+//! - **Timestamps and times.** pgwire prints every `timestamp`,
+//!   `timestamptz` and `time` with six fractional digits (`2024-01-01
+//!   10:00:00.000000`); PostgreSQL prints only the digits the value needs
+//!   (`2024-01-01 10:00:00`, `10:00:00.25`), and a `timestamptz` in the
+//!   session's time zone, which is UTC here (`2024-01-01 08:00:00+00`).
+//!   This applies with the ISO date style (psql's and the drivers'
+//!   default); other date styles keep pgwire's form.
+//! - **Floats.** pgwire prints `1e30` and `1e-7`; PostgreSQL prints
+//!   `1e+30` and `1e-07`, switching to the exponent form at 10^15 for
+//!   `double precision` and 10^6 for `real`
+//!   (`slicedb_common::datum::float8_text`).
+//!
+//! [`for_text`] turns such columns of text-format fields into PostgreSQL's
+//! strings before they are encoded; the field keeps its type.
 //!
 //! ```
-//! use slicedb_frontend::datetime_text::{timestamp, time};
+//! use slicedb_frontend::text_format::{timestamp, time};
 //! assert_eq!(timestamp(1_704_103_200_250_000, true).unwrap(), "2024-01-01 10:00:00.25+00");
 //! assert_eq!(time(45_000_000_000), "12:30:00");
 //! ```
@@ -21,10 +27,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Float32Type, Float64Type, Schema, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::arrow::temporal_conversions::timestamp_us_to_datetime;
 use pgwire::api::results::{FieldFormat, FieldInfo};
+use slicedb_common::datum::{float4_text, float8_text};
 use slicedb_common::Error;
 
 /// `.ffffff` with the trailing zeros dropped; nothing for whole seconds.
@@ -74,14 +81,18 @@ fn iso(style: &str) -> bool {
     style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
 }
 
-/// `batch` with its text-format timestamp and time columns as PostgreSQL's
-/// strings (see the module comment); other batches unchanged.
+/// `batch` with its text-format timestamp, time and float columns as
+/// PostgreSQL's strings (see the module comment); other batches unchanged.
 pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch, Error> {
     let converts = |i: usize, t: &DataType| {
-        matches!(t, DataType::Timestamp(..) | DataType::Time64(_) | DataType::Time32(_))
-            && fields
-                .get(i)
-                .is_some_and(|f| f.format() == FieldFormat::Text && iso(&f.format_options().date_style))
+        let Some(f) = fields.get(i).filter(|f| f.format() == FieldFormat::Text) else {
+            return false;
+        };
+        match t {
+            DataType::Float32 | DataType::Float64 => true,
+            DataType::Timestamp(..) | DataType::Time64(_) | DataType::Time32(_) => iso(&f.format_options().date_style),
+            _ => false,
+        }
     };
     let columns = batch.columns();
     if !columns.iter().enumerate().any(|(i, c)| converts(i, c.data_type())) {
@@ -98,6 +109,16 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
         }
         let mut text = StringBuilder::new();
         match column.data_type() {
+            DataType::Float64 => {
+                for v in column.as_primitive::<Float64Type>() {
+                    text.append_option(v.map(float8_text));
+                }
+            }
+            DataType::Float32 => {
+                for v in column.as_primitive::<Float32Type>() {
+                    text.append_option(v.map(float4_text));
+                }
+            }
             DataType::Timestamp(_, tz) => {
                 // Same time zone: the values stay instants since the epoch.
                 let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone())).map_err(internal)?;
