@@ -261,6 +261,8 @@ struct Hints {
     system_names: bool,
     /// Both `IN` and `OR`: a `NOT IN` under an `OR` may be there.
     not_in_under_or: bool,
+    /// `DISTINCT` and an `AND` or `OR`: see [`distinct_from_binds_tighter`].
+    distinct_from: bool,
 }
 
 impl Hints {
@@ -300,6 +302,7 @@ impl Hints {
             to_reg: any_word(&|w| w.starts_with("to_reg")),
             system_names: any_word(&|w| w.starts_with("pg_") || w == "information_schema"),
             not_in_under_or: any_keyword(&[Keyword::IN]) && any_keyword(&[Keyword::OR]),
+            distinct_from: any_keyword(&[Keyword::DISTINCT]) && any_keyword(&[Keyword::AND, Keyword::OR]),
         }
     }
 
@@ -317,6 +320,7 @@ impl Hints {
             to_reg: true,
             system_names: true,
             not_in_under_or: true,
+            distinct_from: true,
         }
     }
 }
@@ -335,6 +339,9 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
             stmts
                 .iter_mut()
                 .map(|s| {
+                    if hints.distinct_from {
+                        distinct_from_binds_tighter(s);
+                    }
                     // `to_regclass(x)` becomes a cast, which the later steps see.
                     let to_reg = hints.to_reg && to_reg_casts(s);
                     hints.casts |= to_reg;
@@ -379,6 +386,60 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
             }
         },
     }
+}
+
+/// sqlparser 0.62 reads the right side of `IS [NOT] DISTINCT FROM` as a
+/// whole expression, so `a IS DISTINCT FROM b AND c` comes out as `a IS
+/// DISTINCT FROM (b AND c)`: a type error, or with booleans a wrong answer.
+/// PostgreSQL binds `IS` tighter than `AND` and `OR` (and looser than
+/// comparisons, which sqlparser gets right). This puts such trees back:
+/// `(a IS DISTINCT FROM b) AND c`. A parenthesized right side is a
+/// `Nested` expression and stays as written.
+fn distinct_from_binds_tighter(stmt: &mut ast::Statement) {
+    use ast::{BinaryOperator, Expr};
+    fn rotate(e: &mut Expr) {
+        let right = match e {
+            Expr::IsDistinctFrom(_, r) | Expr::IsNotDistinctFrom(_, r) => r,
+            _ => return,
+        };
+        if !matches!(
+            right.as_ref(),
+            Expr::BinaryOp {
+                op: BinaryOperator::And | BinaryOperator::Or,
+                ..
+            }
+        ) {
+            return;
+        }
+        let placeholder = Expr::Value(ast::Value::Null.into());
+        let (negated, left, right) = match std::mem::replace(e, placeholder) {
+            Expr::IsDistinctFrom(l, r) => (false, l, r),
+            Expr::IsNotDistinctFrom(l, r) => (true, l, r),
+            _ => unreachable!("matched above"),
+        };
+        let Expr::BinaryOp {
+            left: first,
+            op,
+            right: rest,
+        } = *right
+        else {
+            unreachable!("matched above")
+        };
+        let mut inner = match negated {
+            false => Expr::IsDistinctFrom(left, first),
+            true => Expr::IsNotDistinctFrom(left, first),
+        };
+        rotate(&mut inner);
+        *e = Expr::BinaryOp {
+            left: Box::new(inner),
+            op,
+            right: rest,
+        };
+    }
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        rotate(e);
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Rewrites `to_regclass(x)`, `to_regtype(x)`, `to_regnamespace(x)` and
@@ -955,6 +1016,7 @@ mod tests {
         "SELECT * FROM information_schema.tables",
         "SELECT v FROM bench_kv WHERE id = 42",
         "INSERT INTO t VALUES (1, 'a'), (2, (SELECT 'b'))",
+        "SELECT * FROM t WHERE a IS DISTINCT FROM b AND c OR a IS NOT DISTINCT FROM b OR d",
     ];
 
     /// The SQL of every record of the sqllogictest files.
@@ -987,6 +1049,48 @@ mod tests {
             }
         }
         out
+    }
+
+    /// `IS [NOT] DISTINCT FROM` binds tighter than AND and OR, as in
+    /// PostgreSQL; a parenthesized right side stays.
+    #[test]
+    fn distinct_from_binds_tighter_than_and_and_or() {
+        use ast::Expr;
+        /// The expression with every grouping explicit.
+        fn shape(e: &Expr) -> String {
+            match e {
+                Expr::BinaryOp { left, op, right } => format!("({} {op} {})", shape(left), shape(right)),
+                Expr::IsDistinctFrom(l, r) => format!("({} IDF {})", shape(l), shape(r)),
+                Expr::IsNotDistinctFrom(l, r) => format!("({} INDF {})", shape(l), shape(r)),
+                Expr::Nested(inner) => shape(inner),
+                other => other.to_string(),
+            }
+        }
+        let first_item = |sql: &str| {
+            let Some(ast::Statement::Query(q)) = parse_standard(sql).unwrap().into_iter().next() else {
+                panic!("{sql} is not a query")
+            };
+            let ast::SetExpr::Select(select) = *q.body else {
+                panic!("{sql} is not a SELECT")
+            };
+            match &select.projection[0] {
+                ast::SelectItem::UnnamedExpr(e) => shape(e),
+                other => panic!("{other}"),
+            }
+        };
+        let cases = [
+            ("SELECT a IS DISTINCT FROM b AND c", "((a IDF b) AND c)"),
+            (
+                "SELECT a IS NOT DISTINCT FROM b AND c OR d AND e",
+                "(((a INDF b) AND c) OR (d AND e))",
+            ),
+            ("SELECT a IS DISTINCT FROM b OR c AND d", "((a IDF b) OR (c AND d))"),
+            ("SELECT a IS DISTINCT FROM (b AND c)", "(a IDF (b AND c))"),
+            ("SELECT a IS DISTINCT FROM b = c", "(a IDF (b = c))"),
+        ];
+        for (sql, grouped) in cases {
+            assert_eq!(first_item(sql), grouped, "{sql}");
+        }
     }
 
     #[test]
