@@ -27,6 +27,7 @@ pub mod ddl;
 pub mod execute;
 pub mod foreign_key;
 pub mod index;
+pub mod information_schema;
 pub mod keyed;
 pub mod names;
 pub mod not_in;

@@ -381,6 +381,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                 let mut stmts = COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error)?;
                 for s in &mut stmts {
                     crate::pg_catalog::name_regclass_outputs(s);
+                    crate::information_schema::rewrite_relations(s);
                 }
                 Ok(stmts)
             }

@@ -476,6 +476,13 @@ impl SchemaProvider for PgCatalog {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let name = name.to_ascii_lowercase();
+        if let Some(view) = crate::information_schema::view_of(&name) {
+            return Ok(Some(Arc::new(CatalogTable {
+                name: view,
+                schema: crate::information_schema::schema(view),
+                catalog: self.clone(),
+            })));
+        }
         let Some(name) = OWN_TABLES.into_iter().find(|t| *t == name) else {
             return self.inner.table(&name).await;
         };
@@ -497,7 +504,7 @@ impl SchemaProvider for PgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        crate::information_schema::view_of(&name.to_ascii_lowercase()).is_some() || self.inner.table_exist(name)
     }
 }
 
@@ -519,7 +526,9 @@ fn constraint_schema(theirs: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// One of [`OWN_TABLES`]: its rows are built from the catalog at each scan.
+/// One of [`OWN_TABLES`], or one of the `information_schema` views of
+/// [`crate::information_schema`]: its rows are built from the catalog at
+/// each scan.
 #[derive(Debug)]
 struct CatalogTable {
     name: &'static str,
@@ -551,7 +560,11 @@ impl TableProvider for CatalogTable {
             "pg_attribute" => c.pg_attribute(&state_now).await?,
             "pg_attrdef" => c.pg_attrdef(&state_now).await?,
             "pg_index" => c.pg_index(&state_now).await?,
-            _ => c.pg_constraint(&state_now, &self.schema).await?,
+            "pg_constraint" => c.pg_constraint(&state_now, &self.schema).await?,
+            view => {
+                let all = constraints(&state_now);
+                crate::information_schema::rows(view, &state_now, &all, c.public().await?)?
+            }
         };
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
@@ -580,25 +593,25 @@ fn default_expr(default: &str) -> String {
 }
 
 /// The referenced side of a foreign key.
-struct Referenced {
-    table: u32,
-    columns: Vec<usize>,
-    on_update: FkAction,
-    on_delete: FkAction,
+pub(crate) struct Referenced {
+    pub(crate) table: u32,
+    pub(crate) columns: Vec<usize>,
+    pub(crate) on_update: FkAction,
+    pub(crate) on_delete: FkAction,
 }
 
 /// One row of `pg_constraint`, and what `pg_get_constraintdef` prints for it.
-struct Constraint {
+pub(crate) struct Constraint {
     oid: i64,
-    name: String,
-    kind: char,
-    table: u32,
-    columns: Vec<usize>,
+    pub(crate) name: String,
+    pub(crate) kind: char,
+    pub(crate) table: u32,
+    pub(crate) columns: Vec<usize>,
     /// The index that enforces it (`p`, `u`), or the referenced key's (`f`).
     index: i64,
-    deferrable: bool,
-    deferred: bool,
-    references: Option<Referenced>,
+    pub(crate) deferrable: bool,
+    pub(crate) deferred: bool,
+    pub(crate) references: Option<Referenced>,
     check: Option<String>,
     /// As `pg_get_constraintdef(oid)` prints it; with `pretty`, a check's
     /// condition loses its outer parentheses.
@@ -636,7 +649,7 @@ fn column_list(t: &TableDef, columns: &[usize]) -> String {
 }
 
 /// Every constraint of every table, in table order.
-fn constraints(state: &CatalogState) -> Vec<Constraint> {
+pub(crate) fn constraints(state: &CatalogState) -> Vec<Constraint> {
     let mut out = Vec::new();
     let by_id: HashMap<u32, &Arc<TableDef>> = state.tables.values().map(|t| (t.id, t)).collect();
     for t in state.tables.values() {
