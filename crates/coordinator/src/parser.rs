@@ -382,6 +382,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                 for s in &mut stmts {
                     crate::pg_catalog::name_regclass_outputs(s);
                     crate::information_schema::rewrite_relations(s);
+                    crate::pg_catalog::qualify_pg_indexes(s);
                 }
                 Ok(stmts)
             }

@@ -15,6 +15,11 @@
 //! | `pg_index`      | primary keys, unique constraints and `CREATE INDEX` indexes |
 //! | `pg_constraint` | primary key (`p`), unique (`u`), foreign key (`f`), check (`c`) |
 //!
+//! It also serves the `pg_indexes` view (slicedb's primary keys and
+//! indexes with their `CREATE INDEX`), which datafusion-pg-catalog lacks,
+//! and the tables behind `information_schema`'s constraint views
+//! ([`crate::information_schema`]).
+//!
 //! Rows of other relations (pg_catalog's own, views) are the wrapped
 //! schema's. The functions that decode these rows, `pg_get_constraintdef`,
 //! `pg_get_indexdef`, `pg_get_expr`, `pg_get_serial_sequence`,
@@ -471,11 +476,24 @@ const OWN_TABLES: [&str; 5] = ["pg_class", "pg_attribute", "pg_attrdef", "pg_ind
 #[async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push("pg_indexes".into());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let name = name.to_ascii_lowercase();
+        if name == "pg_indexes" {
+            return Ok(Some(Arc::new(CatalogTable {
+                name: "pg_indexes",
+                schema: Arc::new(Schema::new(
+                    ["schemaname", "tablename", "indexname", "tablespace", "indexdef"]
+                        .map(|n| Field::new(n, DataType::Utf8, true))
+                        .to_vec(),
+                )),
+                catalog: self.clone(),
+            })));
+        }
         if let Some(view) = crate::information_schema::view_of(&name) {
             return Ok(Some(Arc::new(CatalogTable {
                 name: view,
@@ -504,7 +522,8 @@ impl SchemaProvider for PgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        crate::information_schema::view_of(&name.to_ascii_lowercase()).is_some() || self.inner.table_exist(name)
+        let name = name.to_ascii_lowercase();
+        name == "pg_indexes" || crate::information_schema::view_of(&name).is_some() || self.inner.table_exist(&name)
     }
 }
 
@@ -561,6 +580,7 @@ impl TableProvider for CatalogTable {
             "pg_attrdef" => c.pg_attrdef(&state_now).await?,
             "pg_index" => c.pg_index(&state_now).await?,
             "pg_constraint" => c.pg_constraint(&state_now, &self.schema).await?,
+            "pg_indexes" => pg_indexes(&state_now, &self.schema)?,
             view => {
                 let all = constraints(&state_now);
                 crate::information_schema::rows(view, &state_now, &all, c.public().await?)?
@@ -765,6 +785,59 @@ fn mentions(expr: &str, name: &str) -> bool {
     lower
         .match_indices(&name.to_ascii_lowercase())
         .any(|(at, m)| !word(lower[..at].chars().next_back()) && !word(lower[at + m.len()..].chars().next()))
+}
+
+/// Qualifies an unqualified `pg_indexes` with `pg_catalog` (the
+/// compatibility parser qualifies the names of the catalogs it knows, and
+/// this one it does not). Returns whether anything changed.
+pub fn qualify_pg_indexes(stmt: &mut datafusion::sql::sqlparser::ast::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast;
+    let mut changed = false;
+    let _ = ast::visit_relations_mut(stmt, |name| {
+        if let [only] = name.0.as_slice() {
+            if only
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_indexes"))
+            {
+                *name = ast::ObjectName::from(vec![ast::Ident::new("pg_catalog"), ast::Ident::new("pg_indexes")]);
+                changed = true;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+/// The `pg_indexes` view: every primary key and index of slicedb's tables
+/// (not one still being built), with its `CREATE INDEX` statement.
+fn pg_indexes(state: &CatalogState, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let mut columns: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::new()).collect();
+    for t in state.tables.values() {
+        let mut oids: Vec<(String, i64)> = Vec::new();
+        if t.has_primary_key() {
+            oids.push((t.pkey_name(), Oids::primary_key(t.id)));
+        }
+        oids.extend(
+            t.indexes
+                .iter()
+                .filter(|i| !i.building)
+                .map(|i| (i.name.clone(), Oids::relation(i.id))),
+        );
+        for (name, oid) in oids {
+            let row = [
+                Some(crate::SCHEMA.to_string()),
+                Some(t.name.clone()),
+                Some(name),
+                None,
+                index_definition(state, oid, 0),
+            ];
+            for (b, v) in columns.iter_mut().zip(row) {
+                b.append_option(v);
+            }
+        }
+    }
+    let arrays: Vec<ArrayRef> = columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
 
 /// `CREATE [UNIQUE] INDEX …` of the index with `oid`, or its `column`th
