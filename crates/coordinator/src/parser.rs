@@ -378,6 +378,8 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
         _ => match crate::pg_catalog::client_query_replacement(sql) {
             Some(replacement) => Ok(Parser::parse_sql(&PostgreSqlDialect {}, replacement).map_err(syntax_error)?),
             None => {
+                let patched = crate::pg_catalog::client_query_patch(sql);
+                let sql = patched.as_deref().unwrap_or(sql);
                 let mut stmts = COMPATIBILITY_PARSER.parse(sql).map_err(syntax_error)?;
                 for s in &mut stmts {
                     crate::pg_catalog::name_regclass_outputs(s);

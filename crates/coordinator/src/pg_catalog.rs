@@ -339,7 +339,15 @@ impl PgCatalog {
                 ("atttypmod", int(ty.pg_typmod() as i64)),
                 ("attbyval", boolean(ty.pg_len() > 0 && ty.pg_len() <= 8)),
                 ("attalign", text(if ty.pg_len() == 8 { "d" } else { "i" })),
-                ("attstorage", text(if ty.pg_len() > 0 { "p" } else { "x" })),
+                // As the type's typstorage: plain, main (numeric), extended.
+                (
+                    "attstorage",
+                    text(match ty {
+                        _ if ty.pg_len() > 0 => "p",
+                        slicedb_common::SqlType::Numeric { .. } => "m",
+                        _ => "x",
+                    }),
+                ),
                 ("attislocal", boolean(true)),
                 ("attcollation", int(if ty.is_text() { 100 } else { 0 })),
             ])
@@ -927,6 +935,19 @@ pub fn client_query_replacement(sql: &str) -> Option<&'static str> {
         "SELECT NULL::text AS tgname, NULL::text AS pg_get_triggerdef, NULL::text AS tgenabled, \
          NULL::boolean AS tgisinternal, NULL::text AS parent WHERE false",
     )
+}
+
+/// psql's `\d+ t` (verbose) reads a table's storage options with its
+/// TOAST table's: `array_to_string(c.reloptions || array(select 'toast.'
+/// || x from unnest(tc.reloptions) x), ', ')`, a correlated set-returning
+/// subquery DataFusion cannot plan. slicedb keeps no storage options
+/// (they are accepted and have no effect) and has no TOAST tables, so the
+/// value is the empty string, and psql prints no `Options:` line. Returns
+/// the query with that expression so replaced, if it has it.
+pub fn client_query_patch(sql: &str) -> Option<String> {
+    const TOAST_OPTIONS: &str = "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')";
+    sql.contains(TOAST_OPTIONS)
+        .then(|| sql.replace(TOAST_OPTIONS, "''::text"))
 }
 
 /// Name of the function that prints a relation's oid as its name.
