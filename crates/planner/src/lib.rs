@@ -23,6 +23,7 @@ pub mod bytea;
 pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
+pub mod json_agg;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;

@@ -32,6 +32,7 @@ use datafusion::sql::sqlparser::ast::{BinaryOperator, DataType as SqlDataType};
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use serde_json::Value;
 use slicedb_common::text_types::{self, PG_TYPE_KEY};
+use slicedb_common::{Datum, SqlType};
 
 /// Plans casts to `uuid`, `json` and `jsonb` (see the module comment).
 #[derive(Debug, Default)]
@@ -153,7 +154,7 @@ impl JsonFunction {
     }
 }
 
-fn typed_text(name: &str, pg_type: &str) -> FieldRef {
+pub(crate) fn typed_text(name: &str, pg_type: &str) -> FieldRef {
     Arc::new(
         Field::new(name, DataType::Utf8, true).with_metadata([(PG_TYPE_KEY.to_string(), pg_type.to_string())].into()),
     )
@@ -416,7 +417,7 @@ impl BuildJson {
 }
 
 /// Row `row` of `array` (of `field`) as a JSON value.
-fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResult<Value> {
+pub(crate) fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResult<Value> {
     let value = ScalarValue::try_from_array(array, row)?;
     if value.is_null() {
         return Ok(Value::Null);
@@ -431,8 +432,15 @@ fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResult<Value> {
         ScalarValue::UInt16(Some(v)) => v.into(),
         ScalarValue::UInt32(Some(v)) => v.into(),
         ScalarValue::UInt64(Some(v)) => v.into(),
-        ScalarValue::Float32(Some(v)) => serde_json::Number::from_f64(v as f64).map_or(Value::Null, Value::Number),
-        ScalarValue::Float64(Some(v)) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        // With PostgreSQL's digits (`2`, not `2.0`); NaN and infinities as strings.
+        ScalarValue::Float32(Some(v)) => float_json(slicedb_common::datum::float4_text(v)),
+        ScalarValue::Float64(Some(v)) => float_json(slicedb_common::datum::float8_text(v)),
+        // ISO 8601, as PostgreSQL's to_json prints them.
+        ScalarValue::Date32(Some(d)) => Value::String(Datum::Date(d).pg_text(SqlType::Date).unwrap_or_default()),
+        ScalarValue::TimestampSecond(Some(v), tz) => timestamp_json(v.saturating_mul(1_000_000), tz.is_some()),
+        ScalarValue::TimestampMillisecond(Some(v), tz) => timestamp_json(v.saturating_mul(1000), tz.is_some()),
+        ScalarValue::TimestampMicrosecond(Some(v), tz) => timestamp_json(v, tz.is_some()),
+        ScalarValue::TimestampNanosecond(Some(v), tz) => timestamp_json(v.div_euclid(1000), tz.is_some()),
         ScalarValue::Decimal128(..) => {
             serde_json::from_str(&value.to_string()).unwrap_or(Value::String(value.to_string()))
         }
@@ -444,6 +452,20 @@ fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResult<Value> {
         }
         other => Value::String(other.to_string()),
     })
+}
+
+/// A timestamp of `micros` since the epoch as `to_json` prints it
+/// (`2024-01-01T10:00:00`, with `+00:00` for a `timestamptz`).
+fn timestamp_json(micros: i64, tz: bool) -> Value {
+    let text = Datum::Timestamp(micros).pg_text(SqlType::Timestamp).unwrap_or_default();
+    let text = text.replacen(' ', "T", 1);
+    Value::String(if tz { text + "+00:00" } else { text })
+}
+
+/// A float's PostgreSQL text as a JSON number, or a string for `NaN` and
+/// the infinities.
+fn float_json(text: String) -> Value {
+    serde_json::from_str::<serde_json::Number>(&text).map_or(Value::String(text), Value::Number)
 }
 
 impl ScalarUDFImpl for BuildJson {
