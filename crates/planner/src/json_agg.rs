@@ -24,9 +24,9 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 use serde_json::Value;
-use slicedb_common::text_types::{self, PG_TYPE_KEY};
+use slicedb_common::text_types;
 
-use crate::text_types::{json_value, typed_text};
+use crate::text_types::{json_text, typed_text};
 
 /// `json_agg` (`jsonb` false) or `jsonb_agg`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -157,19 +157,10 @@ impl JsonAggAccumulator {
 impl Accumulator for JsonAggAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let array = &values[0];
-        let json_typed = matches!(
-            self.field.metadata().get(PG_TYPE_KEY).map(String::as_str),
-            Some("json" | "jsonb")
-        );
         for row in 0..array.len() {
-            let text = match (json_typed && array.is_valid(row), array.as_string_opt::<i32>()) {
-                // A json or jsonb value keeps its own text.
-                (true, Some(strings)) => strings.value(row).to_string(),
-                // A numeric keeps its digits (`1.50`, as PostgreSQL prints it).
-                _ if array.is_valid(row) && matches!(array.data_type(), DataType::Decimal128(..)) => {
-                    ScalarValue::try_from_array(array, row)?.to_string()
-                }
-                _ => json_value(array, &self.field, row)?.to_string(),
+            let text = match array.is_valid(row) {
+                true => json_text(array, &self.field, row)?,
+                false => "null".to_string(),
             };
             self.elements.push(text);
             let keys = values[1..]

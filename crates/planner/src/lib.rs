@@ -24,6 +24,7 @@ pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
 pub mod json_agg;
+pub mod json_functions;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;

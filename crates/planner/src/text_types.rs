@@ -78,6 +78,9 @@ impl ExprPlanner for JsonOperators {
         ) {
             return Ok(PlannerResult::Original(canonical_uuid_literals(expr, schema)?));
         }
+        if let Some(planned) = crate::json_functions::plan_operator(&expr, schema)? {
+            return Ok(PlannerResult::Planned(planned));
+        }
         let kind = match expr.op {
             BinaryOperator::Arrow => Kind::Get,
             BinaryOperator::LongArrow => Kind::GetText,
@@ -454,6 +457,24 @@ pub(crate) fn json_value(array: &ArrayRef, field: &Field, row: usize) -> DfResul
     })
 }
 
+/// Row `row` of `array` (of `field`, not NULL) as `to_json` prints it: a
+/// `json` or `jsonb` value with its own text, a `numeric` with its digits
+/// (`1.50`), anything else as [`json_value`] makes it.
+pub(crate) fn json_text(array: &ArrayRef, field: &Field, row: usize) -> DfResult<String> {
+    if matches!(
+        field.metadata().get(PG_TYPE_KEY).map(String::as_str),
+        Some("json" | "jsonb")
+    ) {
+        if let Some(strings) = array.as_string_opt::<i32>() {
+            return Ok(strings.value(row).to_string());
+        }
+    }
+    if matches!(array.data_type(), DataType::Decimal128(..)) {
+        return Ok(ScalarValue::try_from_array(array, row)?.to_string());
+    }
+    Ok(json_value(array, field, row)?.to_string())
+}
+
 /// A timestamp of `micros` since the epoch as `to_json` prints it
 /// (`2024-01-01T10:00:00`, with `+00:00` for a `timestamptz`).
 fn timestamp_json(micros: i64, tz: bool) -> Value {
@@ -497,13 +518,7 @@ impl ScalarUDFImpl for BuildJson {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let n = if scalar { 1 } else { args.number_rows };
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(n))
-            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let (arrays, n, scalar) = crate::udf::arguments(&args)?;
         let mut out = StringBuilder::new();
         for row in 0..n {
             let values = arrays
@@ -681,6 +696,7 @@ pub fn functions() -> Vec<ScalarUDF> {
     for (jsonb, object) in [(false, true), (true, true), (false, false), (true, false)] {
         out.push(ScalarUDF::new_from_impl(BuildJson::new(jsonb, object)));
     }
+    out.extend(crate::json_functions::functions());
     out
 }
 

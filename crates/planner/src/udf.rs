@@ -3,7 +3,7 @@
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::common::{Result as DfResult, ScalarValue};
-use datafusion::logical_expr::ColumnarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 use datafusion::sql::sqlparser::ast;
 
 /// `name(args…)` as a statement's expression.
@@ -35,4 +35,18 @@ pub fn result(array: ArrayRef, scalar: bool) -> DfResult<ColumnarValue> {
     } else {
         ColumnarValue::Array(array)
     })
+}
+
+/// A call's arguments as arrays of the same length, that length, and
+/// whether every argument was one value (then the arrays hold one row, and
+/// the result is one value: see [`result`]).
+pub fn arguments(args: &ScalarFunctionArgs) -> DfResult<(Vec<ArrayRef>, usize, bool)> {
+    let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let n = if scalar { 1 } else { args.number_rows };
+    let arrays = args
+        .args
+        .iter()
+        .map(|a| a.to_array(n))
+        .collect::<DfResult<Vec<ArrayRef>>>()?;
+    Ok((arrays, n, scalar))
 }
