@@ -230,7 +230,8 @@ async fn serial_values_survive_kill9_and_copy_fills_defaults() {
     let client = server.connect().await;
     client
         .batch_execute(
-            "CREATE TABLE log (id serial PRIMARY KEY, msg text NOT NULL, level int DEFAULT 3 CHECK (level BETWEEN 0 AND 7));
+            "CREATE TABLE log (id serial PRIMARY KEY, msg text NOT NULL, level int DEFAULT 3 CHECK (level BETWEEN 0 AND 7),
+                               at timestamptz DEFAULT now(), local timestamp DEFAULT localtimestamp);
              INSERT INTO log (msg) VALUES ('a'), ('b'), ('c')",
         )
         .await
@@ -246,11 +247,11 @@ async fn serial_values_survive_kill9_and_copy_fills_defaults() {
     assert_eq!(sink.finish().await.unwrap(), 1000);
     let r = rows(
         &client,
-        "SELECT count(*), count(DISTINCT id), min(id), max(id), min(level), max(level) FROM log",
+        "SELECT count(*), count(DISTINCT id), min(id), max(id), min(level), max(level), count(at), count(local) FROM log",
     )
     .await;
     let counts: Vec<&str> = r[0].iter().map(|v| v.as_deref().unwrap()).collect();
-    assert_eq!(counts, ["1003", "1003", "1", "1003", "3", "3"]);
+    assert_eq!(counts, ["1003", "1003", "1", "1003", "3", "3", "1003", "1003"]);
     // A CHECK holds for COPY too: the whole COPY is refused.
     let sink = client.copy_in("COPY log (msg, level) FROM STDIN").await.unwrap();
     futures::pin_mut!(sink);

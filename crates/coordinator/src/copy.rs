@@ -655,6 +655,14 @@ impl Coordinator {
                     }
                 };
                 let empty = datafusion::common::DFSchema::empty();
+                // Defaults are folded as a planned statement's are: `now()`
+                // and `localtimestamp` become the COPY's start, once.
+                let simplifier = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(
+                    datafusion::logical_expr::simplify::SimplifyContext::builder()
+                        .with_config_options(state.config_options().clone())
+                        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+                        .build(),
+                );
                 let mut defaults = Vec::new();
                 for (c, default) in slice_table.constraints.defaults.iter().enumerate() {
                     if let (Some(e), false) = (default, columns.contains(&c)) {
@@ -663,6 +671,7 @@ impl Coordinator {
                             &table.columns[c].sql_type.arrow_type(),
                             &empty,
                         )?;
+                        let e = simplifier.simplify(e)?;
                         defaults.push((c, state.create_physical_expr(e, &empty)?));
                     }
                 }

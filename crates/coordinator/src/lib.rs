@@ -393,6 +393,9 @@ impl Coordinator {
             *state.write() = rebuilt;
         }
         ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        for f in slicedb_planner::local_time::LocalTime::udfs() {
+            ctx.register_udf(f);
+        }
         for f in slicedb_planner::json_agg::JsonAgg::udafs() {
             ctx.register_udaf(f);
         }

@@ -25,6 +25,7 @@ pub mod fragment;
 pub mod index_lookup;
 pub mod json_agg;
 pub mod json_functions;
+pub mod local_time;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;
