@@ -3,8 +3,8 @@
 //! DataFusion's `information_schema` has `tables`, `views` and `columns`,
 //! but not the views migration tools and ORMs read a schema's keys from
 //! (Prisma, Flyway, Liquibase, jOOQ): `table_constraints`,
-//! `key_column_usage`, `referential_constraints` and
-//! `constraint_column_usage`. DataFusion answers every name under
+//! `key_column_usage`, `referential_constraints`, `constraint_column_usage`
+//! and `check_constraints`. DataFusion answers every name under
 //! `information_schema` itself, so a query that names one of these is
 //! pointed at a table of the same rows under `pg_catalog`
 //! ([`rewrite_relations`], applied with the other catalog rewrites), which
@@ -13,8 +13,9 @@
 //!
 //! As in PostgreSQL, `table_constraints` lists primary keys, `UNIQUE`,
 //! `FOREIGN KEY` and `CHECK` constraints, and one `CHECK` row per `NOT
-//! NULL` column, named `<namespace oid>_<table oid>_<column number>_not_null`;
-//! an index that backs no constraint is not a constraint.
+//! NULL` column, named `<namespace oid>_<table oid>_<column number>_not_null`
+//! (whose `check_clause` is `c IS NOT NULL`); an index that backs no
+//! constraint is not a constraint.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -28,11 +29,12 @@ use slicedb_common::{FkAction, TableDef};
 use crate::pg_catalog::{Constraint, Oids};
 
 /// The views served here, as `information_schema` names them.
-pub const VIEWS: [&str; 4] = [
+pub const VIEWS: [&str; 5] = [
     "table_constraints",
     "key_column_usage",
     "referential_constraints",
     "constraint_column_usage",
+    "check_constraints",
 ];
 
 /// The name of a view's table under `pg_catalog`.
@@ -100,6 +102,7 @@ pub fn schema(view: &str) -> SchemaRef {
             &more(&["match_option", "update_rule", "delete_rule"]),
         ]
         .concat(),
+        "check_constraints" => [&triple("constraint")[..], &more(&["check_clause"])].concat(),
         _ => [&triple("table")[..], &more(&["column_name"]), &triple("constraint")].concat(),
     };
     let mut fields: Vec<Field> = names.iter().map(|n| text(n)).collect();
@@ -241,6 +244,10 @@ pub(crate) fn rows(
                 let rest = [Some("NONE"), Some(rule(r.on_update)), Some(rule(r.on_delete))];
                 rows.push(&[&name[..], &unique, &rest].concat(), &[]);
             }
+            "check_constraints" if c.kind == 'c' => {
+                let clause = c.definition.strip_prefix("CHECK ").unwrap_or(&c.definition);
+                rows.push(&[&name[..], &[Some(clause)]].concat(), &[]);
+            }
             "constraint_column_usage" => {
                 let (owner, columns) = match &c.references {
                     Some(r) => match table(r.table) {
@@ -257,11 +264,16 @@ pub(crate) fn rows(
             _ => {}
         }
     }
-    if view == "table_constraints" {
+    if matches!(view, "table_constraints" | "check_constraints") {
         // PostgreSQL 15 lists each NOT NULL column as a CHECK constraint.
         for t in state.tables.values() {
-            for (i, _) in t.columns.iter().enumerate().filter(|(_, c)| !c.nullable) {
+            for (i, col) in t.columns.iter().enumerate().filter(|(_, c)| !c.nullable) {
                 let check = format!("{public_oid}_{}_{}_not_null", Oids::relation(t.id), i + 1);
+                if view == "check_constraints" {
+                    let clause = format!("{} IS NOT NULL", crate::pg_catalog::quote_ident(&col.name));
+                    rows.push(&[&qualified(&check)[..], &[Some(clause.as_str())]].concat(), &[]);
+                    continue;
+                }
                 let rest = [Some("CHECK"), Some("NO"), Some("NO"), Some("YES"), None];
                 rows.push(&[&qualified(&check)[..], &qualified(&t.name), &rest].concat(), &[]);
             }

@@ -643,7 +643,7 @@ pub(crate) struct Constraint {
     check: Option<String>,
     /// As `pg_get_constraintdef(oid)` prints it; with `pretty`, a check's
     /// condition loses its outer parentheses.
-    definition: String,
+    pub(crate) definition: String,
 }
 
 impl Constraint {
