@@ -393,6 +393,7 @@ impl Coordinator {
             *state.write() = rebuilt;
         }
         ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        ctx.register_udf(slicedb_planner::size_pretty::udf());
         for f in slicedb_planner::local_time::LocalTime::udfs() {
             ctx.register_udf(f);
         }

@@ -33,6 +33,7 @@ pub mod scalar_subquery;
 pub mod scan;
 pub mod schema;
 pub mod single_value;
+pub mod size_pretty;
 pub mod table;
 pub mod text_types;
 pub mod to_char;
