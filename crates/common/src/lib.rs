@@ -9,6 +9,7 @@ pub mod blocking;
 pub mod datum;
 pub mod error;
 pub mod failpoint;
+pub mod int_arith;
 pub mod table;
 pub mod text_types;
 pub mod types;

@@ -285,23 +285,14 @@ impl IndexDef {
         key.nullable = false;
         columns.push(key);
         let n = self.columns.len();
+        let primary_key = match self.unique {
+            true => (0..n).collect(),
+            false => (0..=n).collect(),
+        };
         TableDef {
-            id: self.id,
-            name: self.name.clone(),
-            columns,
-            primary_key: if self.unique {
-                (0..n).collect()
-            } else {
-                (0..=n).collect()
-            },
             distribution_key: (0..n).collect(),
-            hash_map: base.hash_map.clone(),
-            checks: Vec::new(),
             primary_key_name: Some(self.name.clone()),
-            indexes: Vec::new(),
-            foreign_keys: Vec::new(),
-            comments: Default::default(),
-            dropped: Vec::new(),
+            ..TableDef::new(self.id, &self.name, columns, primary_key, &base.hash_map)
         }
     }
 
@@ -327,6 +318,25 @@ impl IndexDef {
 }
 
 impl TableDef {
+    /// A table with these columns, keyed and distributed by `primary_key`,
+    /// bound to `hash_map`: no constraint, index or comment besides.
+    pub fn new(id: TableId, name: &str, columns: Vec<ColumnDef>, primary_key: Vec<usize>, hash_map: &str) -> TableDef {
+        TableDef {
+            id,
+            name: name.into(),
+            columns,
+            distribution_key: primary_key.clone(),
+            primary_key,
+            hash_map: hash_map.into(),
+            checks: Vec::new(),
+            primary_key_name: None,
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            comments: Default::default(),
+            dropped: Vec::new(),
+        }
+    }
+
     /// The Arrow schema of the table's visible columns.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(

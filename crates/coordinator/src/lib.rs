@@ -347,6 +347,7 @@ impl Coordinator {
         let ctx = SessionContext::new_with_state(state);
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::bytea::ByteaInput));
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::scalar_subquery::NullableScalarSubquery));
+        ctx.add_analyzer_rule(Arc::new(slicedb_common::int_arith::CheckedIntegerArithmetic));
         let ctx = Arc::new(ctx);
         let holds = Arc::new(WriteHolds::new());
         let redistributions = Arc::new(redistribute::Redistributions::default());

@@ -277,7 +277,8 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, node: NodeId) -> DfResult<Arc<dyn Execu
 }
 
 /// Scalar functions a slice server knows: DataFusion's built-ins, except
-/// those the coordinator replaces with its own of the same name.
+/// those the coordinator replaces with its own of the same name, and
+/// slicedb's checked integer arithmetic (`slicedb_common::int_arith`).
 static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
     SessionContext::new()
         .state()
@@ -285,6 +286,7 @@ static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock
         .keys()
         .filter(|name| !crate::to_char::REPLACES.contains(&name.as_str()))
         .cloned()
+        .chain(slicedb_common::int_arith::udfs().iter().map(|f| f.name().to_string()))
         .collect()
 });
 

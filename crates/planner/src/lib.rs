@@ -23,6 +23,7 @@ pub mod bytea;
 pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
+mod integer_value;
 pub mod json_agg;
 pub mod json_functions;
 pub mod local_time;

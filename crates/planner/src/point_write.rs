@@ -31,7 +31,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, ParamValues, ScalarValue};
@@ -49,6 +49,7 @@ use slicedb_codec::RowWrite;
 use slicedb_common::{ColumnDef, Result};
 
 use crate::bytea::decode_bytea_casts;
+use crate::integer_value::{IntegerValue, OldRow};
 use crate::point_query::{equalities, ident_name, object_table, plain_table, PointQuery};
 use crate::table::SliceTable;
 use crate::txn::StatementTxn;
@@ -374,6 +375,9 @@ fn evaluate(
         if value.data_type() == target {
             return Ok(value.to_array_of_size(batch.num_rows())?);
         }
+        if value.is_null() {
+            return Ok(new_null_array(&target, batch.num_rows()));
+        }
     }
     let config = props
         .config_options()
@@ -389,7 +393,8 @@ fn evaluate(
             .with_query_execution_start_time(props.query_execution_start_time)
             .build(),
     );
-    let mut expr = simplifier.coerce(expr, schema)?;
+    let mut expr =
+        slicedb_common::int_arith::checked_arithmetic(simplifier.coerce(expr, schema)?, schema.as_ref())?.data;
     if expr.exists(|e| Ok(matches!(e, LogicalExpr::ScalarFunction(_))))? {
         expr = simplifier.simplify(expr)?;
     }
@@ -439,7 +444,13 @@ async fn insert(
     let mut cells: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(rows.len()); def.columns.len()];
     for row in rows {
         for (c, column) in def.columns.iter().enumerate() {
-            let expr = match targets.iter().position(|t| *t == c).and_then(|i| row.get(i)) {
+            let given = targets.iter().position(|t| *t == c).and_then(|i| row.get(i));
+            let target = column.sql_type.arrow_type();
+            if let Some(v) = given.and_then(|e| IntegerValue::parse(e, &target, None, params)) {
+                cells[c].push(ScalarValue::try_from_array(&v.compute(&target, None)?, 0)?);
+                continue;
+            }
+            let expr = match given {
                 Some(e) => match logical(state, e, &empty, params)? {
                     Some(expr) => expr,
                     None => return Ok(None),
@@ -502,6 +513,12 @@ async fn read_row(
     Ok(Some(Some((row_key(bucket, &pk)?, batch))))
 }
 
+/// How an UPDATE computes one column's new value.
+enum Assigned {
+    Integer(IntegerValue),
+    Expr(LogicalExpr),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn update(
     table: &SliceTable,
@@ -515,19 +532,29 @@ async fn update(
     keep_rows: bool,
 ) -> Result<Option<Written>> {
     let def = table.table.clone();
-    let schema = Arc::new(DFSchema::try_from_qualified_schema(
-        qualifier,
-        &crate::write::nullable_schema(&def),
-    )?);
+    let row = OldRow { def: &def, qualifier };
+    // DataFusion's schema of the row, made only if an expression needs it.
+    let mut schema: Option<DFSchemaRef> = None;
     let mut exprs = Vec::with_capacity(assignments.len());
     for (name, e) in assignments {
         let Some(c) = def.column_index(name) else {
             return Ok(None);
         };
-        let Some(expr) = logical(state, e, &schema, params)? else {
+        if let Some(v) = IntegerValue::parse(e, &def.columns[c].sql_type.arrow_type(), Some(&row), params) {
+            exprs.push((c, Assigned::Integer(v)));
+            continue;
+        }
+        let schema = match &schema {
+            Some(s) => s,
+            None => schema.insert(Arc::new(DFSchema::try_from_qualified_schema(
+                qualifier,
+                &crate::write::nullable_schema(&def),
+            )?)),
+        };
+        let Some(expr) = logical(state, e, schema, params)? else {
             return Ok(None);
         };
-        exprs.push((c, expr));
+        exprs.push((c, Assigned::Expr(expr)));
     }
     let Some(found) = read_row(table, &txn, params, key).await? else {
         return Ok(None);
@@ -537,8 +564,12 @@ async fn update(
     };
     let table = table.clone().with_constraints(state)?;
     let mut values: Vec<ArrayRef> = old.columns().to_vec();
-    for (c, expr) in exprs {
-        values[c] = evaluate(state, props, expr, &def.columns[c], &schema, &old)?;
+    for (c, assigned) in exprs {
+        values[c] = match (assigned, &schema) {
+            (Assigned::Integer(v), _) => v.compute(&def.columns[c].sql_type.arrow_type(), Some(&old))?,
+            (Assigned::Expr(expr), Some(schema)) => evaluate(state, props, expr, &def.columns[c], schema, &old)?,
+            (Assigned::Expr(_), None) => return Err(slicedb_common::Error::internal("an assignment without a schema")),
+        };
     }
     check_rows(&def, &table.physical_checks(state)?, &values, 1)?;
     let row = row_from_batch(&def, &values, 0)?;

@@ -43,12 +43,16 @@ fn integer_or_text(value: &ScalarValue, ty: SqlType) -> Option<Option<Datum>> {
         ScalarValue::UInt8(Some(v)) => i64::from(*v),
         ScalarValue::UInt16(Some(v)) => i64::from(*v),
         ScalarValue::UInt32(Some(v)) => i64::from(*v),
-        ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => {
-            return match ty {
-                SqlType::Text | SqlType::Varchar(None) => Some(Some(Datum::Text(v.clone()))),
-                _ => None,
-            };
-        }
+        ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => match ty {
+            SqlType::Text | SqlType::Varchar(None) => return Some(Some(Datum::Text(v.clone()))),
+            // The digits of a key in a statement's text (`WHERE id = 42`),
+            // when they read back as written; others take the cast path.
+            SqlType::SmallInt | SqlType::Integer | SqlType::BigInt => match v.parse::<i64>() {
+                Ok(int) if int.to_string() == *v => int,
+                _ => return None,
+            },
+            _ => return None,
+        },
         _ => return None,
     };
     Some(match ty {
@@ -307,23 +311,14 @@ mod tests {
 
     fn table() -> TableDef {
         let c = |name: &str, sql_type| ColumnDef::new(name, sql_type);
+        let columns = vec![
+            c("region", SqlType::Text),
+            c("id", SqlType::BigInt),
+            c("v", SqlType::Integer),
+        ];
         TableDef {
-            id: 1,
-            name: "t".into(),
-            columns: vec![
-                c("region", SqlType::Text),
-                c("id", SqlType::BigInt),
-                c("v", SqlType::Integer),
-            ],
-            primary_key: vec![0, 1],
             distribution_key: vec![0],
-            hash_map: "hm1".into(),
-            checks: vec![],
-            primary_key_name: None,
-            indexes: Vec::new(),
-            foreign_keys: Vec::new(),
-            comments: Default::default(),
-            dropped: Vec::new(),
+            ..TableDef::new(1, "t", columns, vec![0, 1], "hm1")
         }
     }
 
@@ -349,6 +344,12 @@ mod tests {
             ScalarValue::UInt32(Some(u32::MAX)),
             ScalarValue::Utf8(Some("abc".into())),
             ScalarValue::Utf8(Some("12".into())),
+            ScalarValue::Utf8(Some("-40000".into())),
+            ScalarValue::Utf8(Some("2147483648".into())),
+            ScalarValue::Utf8(Some("9223372036854775808".into())),
+            ScalarValue::Utf8(Some("012".into())),
+            ScalarValue::Utf8(Some("+5".into())),
+            ScalarValue::Utf8(Some(" 5".into())),
             ScalarValue::Float64(Some(3.5)),
             ScalarValue::Float64(Some(3.0)),
         ];

@@ -5,7 +5,7 @@
 //! leaves are [`FragmentScan`]s. Here the plan is decoded with
 //! [`LocalScanCodec`], which turns each scan leaf into a [`LocalScanExec`]
 //! over this slice server's own storage, and executed with DataFusion; the
-//! results stream back like a scan's.
+//! results stream back like a scan's. Fragments run in [`context`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +30,17 @@ use slicedb_transport::message::FragmentScan;
 use slicedb_transport::{batches_as, wire, RecordBatchStream, ScanRequest};
 
 use crate::scan_stream;
+
+/// The context fragments are decoded and run in: DataFusion's built-in
+/// functions, and slicedb's checked integer arithmetic
+/// (`slicedb_common::int_arith`), which the coordinator's plans call.
+pub fn context() -> SessionContext {
+    let ctx = SessionContext::new();
+    for udf in slicedb_common::int_arith::udfs() {
+        ctx.register_udf(udf);
+    }
+    ctx
+}
 
 /// Decodes and runs one fragment against `store`.
 pub fn run_fragment(store: &Arc<SliceStore>, ctx: &SessionContext, plan: &[u8]) -> Result<RecordBatchStream> {

@@ -70,7 +70,7 @@ impl SliceServer {
     fn new(store: SliceStore) -> SliceServer {
         SliceServer {
             store: Arc::new(store),
-            fragments: datafusion::prelude::SessionContext::new(),
+            fragments: fragment::context(),
             decided: tokio::sync::Notify::new(),
         }
     }

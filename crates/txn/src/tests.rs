@@ -60,20 +60,7 @@ fn harness() -> Arc<Harness> {
                 }),
                 Change::PutHashMap(HashMap::range("hm", &[1, 2])?),
                 Change::SetCurrentMap("hm".into()),
-                Change::PutTable(TableDef {
-                    id: state.next_table_id(),
-                    name: "t".into(),
-                    columns: vec![column],
-                    primary_key: vec![0],
-                    distribution_key: vec![0],
-                    hash_map: "hm".into(),
-                    checks: vec![],
-                    primary_key_name: None,
-                    indexes: Vec::new(),
-                    foreign_keys: Vec::new(),
-                    comments: Default::default(),
-                    dropped: Vec::new(),
-                }),
+                Change::PutTable(TableDef::new(state.next_table_id(), "t", vec![column], vec![0], "hm")),
             ])
         })
         .unwrap();
