@@ -20,10 +20,10 @@
 //!   DataFusion, always at the catalog's latest version.
 
 pub mod bytea;
+mod direct_value;
 pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
-mod integer_value;
 pub mod json_agg;
 pub mod json_functions;
 pub mod local_time;

@@ -49,7 +49,7 @@ use slicedb_codec::RowWrite;
 use slicedb_common::{ColumnDef, Result};
 
 use crate::bytea::decode_bytea_casts;
-use crate::integer_value::{IntegerValue, OldRow};
+use crate::direct_value::{DirectValue, OldRow};
 use crate::point_query::{equalities, ident_name, object_table, plain_table, PointQuery};
 use crate::table::SliceTable;
 use crate::txn::StatementTxn;
@@ -446,7 +446,9 @@ async fn insert(
         for (c, column) in def.columns.iter().enumerate() {
             let given = targets.iter().position(|t| *t == c).and_then(|i| row.get(i));
             let target = column.sql_type.arrow_type();
-            if let Some(v) = given.and_then(|e| IntegerValue::parse(e, &target, None, params)) {
+            if let Some(v) =
+                given.and_then(|e| DirectValue::parse(e, &target, None, params, props.query_execution_start_time))
+            {
                 cells[c].push(ScalarValue::try_from_array(&v.compute(&target, None)?, 0)?);
                 continue;
             }
@@ -515,7 +517,7 @@ async fn read_row(
 
 /// How an UPDATE computes one column's new value.
 enum Assigned {
-    Integer(IntegerValue),
+    Integer(DirectValue),
     Expr(LogicalExpr),
 }
 
@@ -540,7 +542,13 @@ async fn update(
         let Some(c) = def.column_index(name) else {
             return Ok(None);
         };
-        if let Some(v) = IntegerValue::parse(e, &def.columns[c].sql_type.arrow_type(), Some(&row), params) {
+        if let Some(v) = DirectValue::parse(
+            e,
+            &def.columns[c].sql_type.arrow_type(),
+            Some(&row),
+            params,
+            props.query_execution_start_time,
+        ) {
             exprs.push((c, Assigned::Integer(v)));
             continue;
         }

@@ -1,11 +1,11 @@
-//! Integer values the write router computes from the syntax tree alone.
+//! Values the write router computes from the syntax tree alone.
 //!
 //! For each value of a routed write ([`crate::point_write`]) the router
 //! converted the expression to DataFusion's, coerced and evaluated it over a
-//! one-row batch: for pgbench's `abalance + 1234` or a key `42` that was a
-//! tenth of the server's CPU under TPC-B (`docs/benchmarks.md`). The shapes
-//! such statements use are computed here directly, with PostgreSQL's types
-//! and errors:
+//! one-row batch: for pgbench's `abalance + 1234`, a key `42` or
+//! `CURRENT_TIMESTAMP` that was a seventh of the server's CPU under TPC-B
+//! (`docs/benchmarks.md`). The shapes such statements use are computed here
+//! directly, with PostgreSQL's types and errors:
 //!
 //! - `NULL`, for a column of any type;
 //! - an integer literal, negated or not: `integer` if it fits, else
@@ -17,16 +17,21 @@
 //!   of range`), as PostgreSQL's operators do;
 //!
 //! assigned to a `smallint`, `integer` or `bigint` column, which fails with
-//! 22003 when the value does not fit it. Anything else is `None` here and
+//! 22003 when the value does not fit it; and `CURRENT_TIMESTAMP` or `now()`
+//! for a `timestamp` or `timestamptz` column: the statement's start time,
+//! as the planner's simplifier folds it. Anything else is `None` here and
 //! takes DataFusion's path, which answers the same.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int16Array, Int32Array, Int64Array};
-use datafusion::arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, Int16Array, Int32Array, Int64Array, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArguments, UnaryOperator, Value};
 use slicedb_common::int_arith::out_of_range;
 use slicedb_common::{Result, TableDef};
 
@@ -43,8 +48,10 @@ pub(crate) enum Term {
 
 /// A recognized value, ready to be computed once the old row is known.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum IntegerValue {
+pub(crate) enum DirectValue {
     Term(Term),
+    /// The statement's start time, in microseconds since 1970 (UTC).
+    Now(i64),
     /// `left + right` (`negate: false`) or `left - right`.
     Sum {
         left: Term,
@@ -94,7 +101,7 @@ pub(crate) struct OldRow<'a> {
     pub qualifier: &'a str,
 }
 
-impl IntegerValue {
+impl DirectValue {
     /// Recognizes `e` as a value for a column of type `target`. `row` gives
     /// the columns an UPDATE may read; an INSERT has none.
     pub(crate) fn parse(
@@ -102,7 +109,11 @@ impl IntegerValue {
         target: &DataType,
         row: Option<&OldRow<'_>>,
         params: Option<&ParamValues>,
-    ) -> Option<IntegerValue> {
+        now: Option<DateTime<Utc>>,
+    ) -> Option<DirectValue> {
+        if let DataType::Timestamp(TimeUnit::Microsecond, _) = target {
+            return is_now(e).then_some(DirectValue::Now(now?.timestamp_micros()));
+        }
         let value = match e {
             Expr::BinaryOp { left, op, right } => {
                 let negate = match op {
@@ -110,24 +121,33 @@ impl IntegerValue {
                     BinaryOperator::Minus => true,
                     _ => return None,
                 };
-                IntegerValue::Sum {
+                DirectValue::Sum {
                     left: term(left, row, params)?,
                     right: term(right, row, params)?,
                     negate,
                 }
             }
-            other => IntegerValue::Term(term(other, row, params)?),
+            other => DirectValue::Term(term(other, row, params)?),
         };
         // NULL fits any column; a number only an integer one.
-        (is_integer(target) || value == IntegerValue::Term(Term::Null)).then_some(value)
+        (is_integer(target) || value == DirectValue::Term(Term::Null)).then_some(value)
     }
 
     /// The value as a one-element array of `target`'s type, computed over
     /// `old` (the row an UPDATE changes; ignored by an INSERT's values).
     pub(crate) fn compute(&self, target: &DataType, old: Option<&RecordBatch>) -> Result<ArrayRef> {
         let value = match self {
-            IntegerValue::Term(t) => operand(t, old)?,
-            IntegerValue::Sum { left, right, negate } => match (operand(left, old)?, operand(right, old)?) {
+            DirectValue::Now(micros) => {
+                let tz = match target {
+                    DataType::Timestamp(_, tz) => tz.clone(),
+                    _ => None,
+                };
+                return Ok(Arc::new(
+                    TimestampMicrosecondArray::from(vec![*micros]).with_timezone_opt(tz),
+                ));
+            }
+            DirectValue::Term(t) => operand(t, old)?,
+            DirectValue::Sum { left, right, negate } => match (operand(left, old)?, operand(right, old)?) {
                 (Some((l, lt)), Some((r, rt))) => {
                     let t = wider(&lt, &rt);
                     let v = if *negate { l - r } else { l + r };
@@ -176,6 +196,22 @@ fn operand(t: &Term, old: Option<&RecordBatch>) -> Result<Option<(i128, DataType
             Some((v as i128, t.clone()))
         }
     })
+}
+
+/// `CURRENT_TIMESTAMP` or `now()`.
+fn is_now(e: &Expr) -> bool {
+    let Expr::Function(f) = e else { return false };
+    let [name] = f.name.0.as_slice() else { return false };
+    let Some(name) = name.as_ident().map(|i| i.value.to_ascii_lowercase()) else {
+        return false;
+    };
+    let plain = f.filter.is_none() && f.over.is_none() && f.within_group.is_empty() && f.null_treatment.is_none();
+    plain
+        && match &f.args {
+            FunctionArguments::None => name == "current_timestamp",
+            FunctionArguments::List(l) => name == "now" && l.args.is_empty() && l.clauses.is_empty(),
+            FunctionArguments::Subquery(_) => false,
+        }
 }
 
 fn term(e: &Expr, row: Option<&OldRow<'_>>, params: Option<&ParamValues>) -> Option<Term> {
@@ -277,7 +313,7 @@ mod tests {
             ScalarValue::Int32(Some(5)).into(),
             ScalarValue::Utf8(Some("5".into())).into(),
         ]);
-        let Some(v) = IntegerValue::parse(&expr(sql), &target, Some(&row), Some(&params)) else {
+        let Some(v) = DirectValue::parse(&expr(sql), &target, Some(&row), Some(&params), None) else {
             return Ok(None);
         };
         let a = v.compute(&target, Some(&old(bal)))?;
@@ -319,6 +355,43 @@ mod tests {
             err("9223372036854775807 + 1", DataType::Int64, None),
             "bigint out of range"
         );
+    }
+
+    #[test]
+    fn now_is_the_statements_start_for_timestamp_columns() {
+        let start = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123456789Z")
+            .unwrap()
+            .to_utc();
+        for (target, tz) in [
+            (DataType::Timestamp(TimeUnit::Microsecond, None), None),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                Some("+00:00"),
+            ),
+        ] {
+            for sql in ["CURRENT_TIMESTAMP", "now()", "NOW()"] {
+                let v = DirectValue::parse(&expr(sql), &target, None, None, Some(start)).unwrap();
+                let a = v.compute(&target, None).unwrap();
+                assert_eq!(a.data_type(), &target);
+                let a = a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+                assert_eq!((a.value(0), a.timezone()), (start.timestamp_micros(), tz), "{sql}");
+            }
+            // Not known without a start time; other functions and shapes are DataFusion's.
+            assert!(DirectValue::parse(&expr("now()"), &target, None, None, None).is_none());
+            for sql in [
+                "now(1)",
+                "clock_timestamp()",
+                "CURRENT_TIMESTAMP(2)",
+                "now() + interval '1 day'",
+            ] {
+                assert!(
+                    DirectValue::parse(&expr(sql), &target, None, None, Some(start)).is_none(),
+                    "{sql}"
+                );
+            }
+        }
+        // now() for a column of another type is DataFusion's cast.
+        assert!(DirectValue::parse(&expr("now()"), &DataType::Date32, None, None, Some(start)).is_none());
     }
 
     #[test]
