@@ -9,7 +9,9 @@
 //! [`checked_arithmetic`] rewrites each `+`, `-` and `*` whose operands are
 //! integers of one type (as they are once DataFusion has coerced them) into
 //! a call of [`IntArith`], which computes with Arrow's checked kernels and
-//! reports an overflow in PostgreSQL's words. The coordinator applies it to
+//! reports an overflow in PostgreSQL's words. [`numeric_sums`] makes `sum`
+//! of a `bigint` add up `numeric`s, as PostgreSQL's does: DataFusion's is a
+//! `bigint` that wraps. The coordinator applies it to
 //! every plan after type coercion (the analyzer rule
 //! [`CheckedIntegerArithmetic`]) and to the values its write router
 //! computes. Slice servers register the
@@ -42,9 +44,10 @@ use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    cast, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::{Error, SqlState};
@@ -164,34 +167,72 @@ fn datum(v: &ColumnarValue) -> DfResult<Box<dyn arrow::array::Datum>> {
 /// one type under `schema` into [`IntArith`]. Operands of other or of
 /// mixed types (before type coercion) are left as they are.
 pub fn checked_arithmetic(expr: Expr, schema: &dyn ExprSchema) -> DfResult<Transformed<Expr>> {
-    expr.transform_up(|e| {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
-            return Ok(Transformed::no(e));
-        };
-        let Some(op) = ArithOp::of(*op) else {
-            return Ok(Transformed::no(e));
-        };
-        let same_integers = match (left.get_type(schema), right.get_type(schema)) {
-            (Ok(l), Ok(r)) => l == r && is_integer(&l),
-            _ => false,
-        };
-        if !same_integers {
-            return Ok(Transformed::no(e));
+    expr.transform_up(|e| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let integers = match (ArithOp::of(op), left.get_type(schema), right.get_type(schema)) {
+                (Some(op), Ok(l), Ok(r)) if l == r && is_integer(&l) => Some(op),
+                _ => None,
+            };
+            Ok(match integers {
+                Some(op) => Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::from(IntArith::new(op))),
+                    vec![*left, *right],
+                ))),
+                None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+            })
         }
-        let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e else {
-            unreachable!("matched above");
-        };
-        let udf = Arc::new(ScalarUDF::from(IntArith::new(op)));
-        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-            udf,
-            vec![*left, *right],
-        ))))
+        other => Ok(Transformed::no(other)),
     })
+}
+
+/// What `sum(bigint)` adds up in: every `bigint` fits, and a sum of fewer
+/// than 10^19 of them does too.
+const SUM_OF_BIGINT: DataType = DataType::Decimal128(38, 0);
+
+/// Makes every `sum` of a `bigint` in `plan` (and its subqueries) add up
+/// `numeric`s, as PostgreSQL's does, where DataFusion's is a `bigint` that
+/// wraps around. This changes the type of the plan's columns, so it runs
+/// on the plan as the SQL planner made it, before anything reads its
+/// schema (a prepared statement's description, a query's row
+/// description), not as an analyzer rule; each node's schema is made
+/// again from its inputs.
+pub fn numeric_sums(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<LogicalPlan> {
+    let out = plan.transform_up_with_subqueries(|node| {
+        if !matches!(node, LogicalPlan::Aggregate(_)) {
+            return node.recompute_schema().map(Transformed::no);
+        }
+        let schema = merge_schema(&node.inputs());
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let out = e.transform_up(|e| match e {
+                Expr::AggregateFunction(mut f)
+                    if f.func.name() == "sum"
+                        && f.params.args.len() == 1
+                        && matches!(f.params.args[0].get_type(&schema), Ok(DataType::Int64)) =>
+                {
+                    let arg = f.params.args.remove(0);
+                    f.params.args.push(cast(arg, SUM_OF_BIGINT.clone()));
+                    Ok(Transformed::yes(Expr::AggregateFunction(f)))
+                }
+                other => Ok(Transformed::no(other)),
+            })?;
+            Ok(out.update_data(|e| saved.restore(e)))
+        })?
+        .map_data(|node| node.recompute_schema())
+    })?;
+    // The branches of a UNION, the two sides of a comparison… that met a
+    // `bigint` there are coerced to the `numeric` again, as the SQL
+    // planner would have coerced them.
+    match out.transformed {
+        true => TypeCoercion::new().analyze(out.data, config),
+        false => Ok(out.data),
+    }
 }
 
 /// The analyzer rule that applies [`checked_arithmetic`] to every
 /// expression of a plan and of its subqueries, keeping each expression's
-/// name. It must run after DataFusion's type coercion.
+/// name (and type). It must run after DataFusion's type coercion.
 #[derive(Debug, Default)]
 pub struct CheckedIntegerArithmetic;
 
@@ -313,5 +354,35 @@ mod tests {
         assert_eq!(nested.to_string(), "int_mul(int_sub(i, Int32(2)), i)");
         assert!(!checked_arithmetic(col("f") + col("f"), &schema).unwrap().transformed);
         assert!(!checked_arithmetic(col("i") / col("i"), &schema).unwrap().transformed);
+    }
+
+    #[test]
+    fn sum_of_bigints_adds_numerics() {
+        use datafusion::functions_aggregate::expr_fn::{max, sum};
+        use datafusion::logical_expr::{col, table_scan, LogicalPlanBuilder};
+        let schema = arrow::datatypes::Schema::new(vec![
+            Field::new("b", DataType::Int64, true),
+            Field::new("i", DataType::Int32, true),
+        ]);
+        let plan = |aggregates| -> LogicalPlan {
+            let scan = table_scan(Some("t"), &schema, None).unwrap().build().unwrap();
+            LogicalPlanBuilder::from(scan)
+                .aggregate(Vec::<Expr>::new(), aggregates)
+                .unwrap()
+                .project(vec![col("sum(t.b)"), col("sum(t.i)"), col("max(t.b)")])
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        let out = numeric_sums(
+            plan(vec![sum(col("b")), sum(col("i")), max(col("b"))]),
+            &ConfigOptions::default(),
+        )
+        .unwrap();
+        let types: Vec<DataType> = out.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(
+            types,
+            vec![DataType::Decimal128(38, 0), DataType::Int64, DataType::Int64]
+        );
     }
 }
