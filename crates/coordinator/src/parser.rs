@@ -263,6 +263,8 @@ struct Hints {
     not_in_under_or: bool,
     /// `DISTINCT` and an `AND` or `OR`: see [`distinct_from_binds_tighter`].
     distinct_from: bool,
+    /// `generate_series` or `unnest`: see [`name_function_columns`].
+    set_functions: bool,
 }
 
 impl Hints {
@@ -303,6 +305,7 @@ impl Hints {
             system_names: any_word(&|w| w.starts_with("pg_") || w == "information_schema"),
             not_in_under_or: any_keyword(&[Keyword::IN]) && any_keyword(&[Keyword::OR]),
             distinct_from: any_keyword(&[Keyword::DISTINCT]) && any_keyword(&[Keyword::AND, Keyword::OR]),
+            set_functions: any_word(&|w| SET_FUNCTIONS.contains(&w)),
         }
     }
 
@@ -321,6 +324,7 @@ impl Hints {
             system_names: true,
             not_in_under_or: true,
             distinct_from: true,
+            set_functions: true,
         }
     }
 }
@@ -341,6 +345,9 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                 .map(|s| {
                     if hints.distinct_from {
                         distinct_from_binds_tighter(s);
+                    }
+                    if hints.set_functions {
+                        name_function_columns(s);
                     }
                     // `to_regclass(x)` becomes a cast, which the later steps see.
                     let to_reg = hints.to_reg && to_reg_casts(s);
@@ -390,6 +397,68 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
             }
         },
     }
+}
+
+/// The set-returning functions whose one column [`name_function_columns`]
+/// names.
+const SET_FUNCTIONS: [&str; 2] = ["generate_series", "unnest"];
+
+/// Names the one column of a set-returning function in `FROM` as
+/// PostgreSQL does: after the table alias (`generate_series(1, 3) AS g`
+/// reads as `AS g(g)`, so `SELECT g …` finds it), or after the function
+/// when there is none (`generate_series`, `unnest`). DataFusion names it
+/// `value` (or after the unnested expression), so `SELECT g FROM
+/// generate_series(1, 3) g`, a common idiom, failed.
+fn name_function_columns(stmt: &mut ast::Statement) {
+    struct Names;
+    impl ast::VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut ast::TableFactor) -> ControlFlow<()> {
+            let (function, alias) = match t {
+                ast::TableFactor::Table {
+                    name,
+                    args: Some(_),
+                    alias,
+                    ..
+                } => {
+                    let function = match name.0.as_slice() {
+                        [f] | [_, f] => f.as_ident().map(|i| i.value.to_ascii_lowercase()),
+                        _ => None,
+                    };
+                    match function {
+                        Some(f) if f == "generate_series" => (f, alias),
+                        _ => return ControlFlow::Continue(()),
+                    }
+                }
+                ast::TableFactor::UNNEST {
+                    alias,
+                    array_exprs,
+                    with_offset: false,
+                    ..
+                } if array_exprs.len() == 1 => ("unnest".to_string(), alias),
+                _ => return ControlFlow::Continue(()),
+            };
+            match alias {
+                Some(a) if a.columns.is_empty() => {
+                    a.columns = vec![ast::TableAliasColumnDef {
+                        name: a.name.clone(),
+                        data_type: None,
+                    }]
+                }
+                Some(_) => {}
+                None => {
+                    *alias = Some(ast::TableAlias {
+                        explicit: true,
+                        name: ast::Ident::new(function.clone()),
+                        columns: vec![ast::TableAliasColumnDef::from_name(function)],
+                        at: None,
+                    })
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Names);
 }
 
 /// sqlparser 0.62 reads the right side of `IS [NOT] DISTINCT FROM` as a
@@ -1021,6 +1090,8 @@ mod tests {
         "SELECT v FROM bench_kv WHERE id = 42",
         "INSERT INTO t VALUES (1, 'a'), (2, (SELECT 'b'))",
         "SELECT * FROM t WHERE a IS DISTINCT FROM b AND c OR a IS NOT DISTINCT FROM b OR d",
+        "SELECT g FROM generate_series(1, 3) g JOIN unnest(ARRAY[2]) AS u ON g = u",
+        "SELECT * FROM GENERATE_SERIES(1, 2), unnest(ARRAY['a'])",
     ];
 
     /// The SQL of every record of the sqllogictest files.
