@@ -395,6 +395,9 @@ impl Coordinator {
         }
         ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
         ctx.register_udf(slicedb_planner::size_pretty::udf());
+        for f in slicedb_planner::interval_mul::udfs() {
+            ctx.register_udf(f);
+        }
         for f in slicedb_planner::local_time::LocalTime::udfs() {
             ctx.register_udf(f);
         }

@@ -46,6 +46,9 @@ pub fn output_name(e: &Expr) -> String {
                 _ => ty.to_string(),
             }
         }
+        // `interval * x` and `interval / x`, rewritten into calls
+        // (`slicedb_planner::interval_mul`), are still operators here.
+        Expr::Function(f) if slicedb_planner::interval_mul::is_scaling(f) => unnamed(),
         Expr::Function(f) => f
             .name
             .0

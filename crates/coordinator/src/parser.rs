@@ -265,6 +265,8 @@ struct Hints {
     distinct_from: bool,
     /// `generate_series` or `unnest`: see [`name_function_columns`].
     set_functions: bool,
+    /// `INTERVAL` and a `*` or `/`: see `slicedb_planner::interval_mul`.
+    interval_scaling: bool,
 }
 
 impl Hints {
@@ -306,6 +308,8 @@ impl Hints {
             not_in_under_or: any_keyword(&[Keyword::IN]) && any_keyword(&[Keyword::OR]),
             distinct_from: any_keyword(&[Keyword::DISTINCT]) && any_keyword(&[Keyword::AND, Keyword::OR]),
             set_functions: any_word(&|w| SET_FUNCTIONS.contains(&w)),
+            interval_scaling: any_keyword(&[Keyword::INTERVAL])
+                && words.iter().any(|t| matches!(t, Token::Mul | Token::Div)),
         }
     }
 
@@ -325,6 +329,7 @@ impl Hints {
             not_in_under_or: true,
             distinct_from: true,
             set_functions: true,
+            interval_scaling: true,
         }
     }
 }
@@ -353,6 +358,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                     let to_reg = hints.to_reg && to_reg_casts(s);
                     hints.casts |= to_reg;
                     to_reg
+                        | (hints.interval_scaling && slicedb_planner::interval_mul::interval_arithmetic(s))
                         | (hints.subqueries && slicedb_planner::single_value::aggregate_scalar_subqueries(s))
                         | (hints.casts && slicedb_planner::text_types::casts_as_functions(s))
                 })
@@ -1092,6 +1098,7 @@ mod tests {
         "SELECT * FROM t WHERE a IS DISTINCT FROM b AND c OR a IS NOT DISTINCT FROM b OR d",
         "SELECT g FROM generate_series(1, 3) g JOIN unnest(ARRAY[2]) AS u ON g = u",
         "SELECT * FROM GENERATE_SERIES(1, 2), unnest(ARRAY['a'])",
+        "SELECT now() - interval '1 day' * 2, 3 * '1 hour'::interval, INTERVAL '1 month' / 4",
     ];
 
     /// The SQL of every record of the sqllogictest files.
