@@ -199,7 +199,7 @@ const SUM_OF_BIGINT: DataType = DataType::Decimal128(38, 0);
 pub fn numeric_sums(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<LogicalPlan> {
     let out = plan.transform_up_with_subqueries(|node| {
         if !matches!(node, LogicalPlan::Aggregate(_)) {
-            return node.recompute_schema().map(Transformed::no);
+            return Ok(Transformed::no(node));
         }
         let schema = merge_schema(&node.inputs());
         let names = NamePreserver::new(&node);
@@ -221,13 +221,17 @@ pub fn numeric_sums(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<Logic
         })?
         .map_data(|node| node.recompute_schema())
     })?;
-    // The branches of a UNION, the two sides of a comparison… that met a
-    // `bigint` there are coerced to the `numeric` again, as the SQL
-    // planner would have coerced them.
-    match out.transformed {
-        true => TypeCoercion::new().analyze(out.data, config),
-        false => Ok(out.data),
+    // Most plans sum no bigint and are done. Otherwise the nodes above a
+    // changed aggregate are typed again from their inputs, and the
+    // branches of a UNION, the two sides of a comparison… that met the
+    // `bigint` are coerced to the `numeric`, as the SQL planner would have.
+    if !out.transformed {
+        return Ok(out.data);
     }
+    let retyped = out
+        .data
+        .transform_up_with_subqueries(|node| node.recompute_schema().map(Transformed::yes))?;
+    TypeCoercion::new().analyze(retyped.data, config)
 }
 
 /// The analyzer rule that applies [`checked_arithmetic`] to every
