@@ -111,8 +111,8 @@ impl DirectValue {
         params: Option<&ParamValues>,
         now: Option<DateTime<Utc>>,
     ) -> Option<DirectValue> {
-        if let DataType::Timestamp(TimeUnit::Microsecond, _) = target {
-            return is_now(e).then_some(DirectValue::Now(now?.timestamp_micros()));
+        if matches!(target, DataType::Timestamp(TimeUnit::Microsecond, _)) && is_now(e) {
+            return Some(DirectValue::Now(now?.timestamp_micros()));
         }
         let value = match e {
             Expr::BinaryOp { left, op, right } => {
@@ -390,6 +390,10 @@ mod tests {
                 );
             }
         }
+        // NULL is NULL for a timestamp column too.
+        let target = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let null = DirectValue::parse(&expr("NULL"), &target, None, None, Some(start)).unwrap();
+        assert!(null.compute(&target, None).unwrap().is_null(0));
         // now() for a column of another type is DataFusion's cast.
         assert!(DirectValue::parse(&expr("now()"), &DataType::Date32, None, None, Some(start)).is_none());
     }
