@@ -9,9 +9,10 @@
 //! completion), `kill -9` of the coordinator mid-copy, and `kill -9` of the
 //! target slice server mid-move with a `minimal_move` map, and `kill -9` of a
 //! source slice server mid-copy. And transactions left open across a
-//! cut-over: they commit on the new owner or abort with 40001.
+//! cut-over: they commit on the new owner or abort with 40001. And a table
+//! with a unique and a non-unique index, whose entries move with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,24 @@ async fn load(client: &Client) -> Vec<BTreeMap<i64, String>> {
     models
 }
 
+/// The next value of a xorshift generator: writers pick operations and
+/// rows with it, reproducibly.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// Fails the test with a writer's first failed statements, if any.
+fn assert_no_errors(errors: &[String]) {
+    assert!(
+        errors.is_empty(),
+        "writer statements failed: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+}
+
 /// What one writer did.
 struct WriterReport {
     model: BTreeMap<i64, String>,
@@ -80,9 +99,7 @@ async fn writer(pg: SocketAddr, w: i64, mut model: BTreeMap<i64, String>, stop: 
     };
     let deadline = Instant::now() + Duration::from_secs(240);
     while !stop.load(Ordering::Relaxed) && report.ops < 200_000 && Instant::now() < deadline {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        xorshift(&mut seed);
         let n = report.ops;
         let started = Instant::now();
         let result = match seed % 10 {
@@ -159,11 +176,7 @@ impl Writers {
         let mut slowest = Duration::ZERO;
         for h in self.handles {
             let r = h.await.unwrap();
-            assert!(
-                r.errors.is_empty(),
-                "writer statements failed: {:?}",
-                &r.errors[..r.errors.len().min(5)]
-            );
+            assert_no_errors(&r.errors);
             ops += r.ops;
             slowest = slowest.max(r.slowest);
             models.push(r.model);
@@ -543,4 +556,270 @@ async fn transactions_spanning_a_cut_over_commit_on_the_new_owner_or_abort() {
     assert_eq!(count(&client, "SELECT count(*) FROM t WHERE v = 'after'").await, 200);
     assert_eq!(count(&client, "SELECT count(*) FROM t").await, ROWS);
     assert_stored_once(&client, &[1, 2, 3, 4]).await;
+}
+
+/// Rows of the indexed table `u` that no writer touches: a reader looks
+/// them up by their unique email throughout the move.
+const STATIC_ROWS: i64 = 1_000;
+/// Rows of `u` loaded before the move.
+const U_ROWS: i64 = 12_000;
+/// Distinct `grp` values (the non-unique index).
+const GROUPS: i64 = 40;
+
+/// A row of `u`: (email, grp).
+type URow = (String, i64);
+
+/// What one writer of `u` did: its rows, and emails it gave up.
+struct UReport {
+    model: BTreeMap<i64, URow>,
+    retired: Vec<String>,
+    errors: Vec<String>,
+    ops: u64,
+}
+
+/// Inserts, deletes and updates (email or grp) its own rows of `u`, and
+/// tries duplicates of its own emails (which must fail with 23505), until
+/// `stop`. Bounded in operations and time.
+async fn u_writer(pg: SocketAddr, w: i64, mut model: BTreeMap<i64, URow>, stop: Arc<AtomicBool>) -> UReport {
+    let client = connect(pg).await;
+    let insert = client
+        .prepare("INSERT INTO u (id, email, grp, pad) VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    let set_email = client.prepare("UPDATE u SET email = $2 WHERE id = $1").await.unwrap();
+    let set_grp = client.prepare("UPDATE u SET grp = $2 WHERE id = $1").await.unwrap();
+    let delete = client.prepare("DELETE FROM u WHERE id = $1").await.unwrap();
+    let mut keys: Vec<i64> = model.keys().copied().collect();
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D ^ (w as u64 + 7);
+    let mut next_id = 1_000_000 * (w + 1);
+    let mut report = UReport {
+        model: BTreeMap::new(),
+        retired: Vec::new(),
+        errors: Vec::new(),
+        ops: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !stop.load(Ordering::Relaxed) && report.ops < 100_000 && Instant::now() < deadline {
+        xorshift(&mut seed);
+        let n = report.ops;
+        let pick = (seed >> 8) as usize % keys.len().max(1);
+        let outcome: Result<(), String> = match seed % 10 {
+            0..=2 => {
+                let (id, email, grp) = (next_id, format!("w{w}n{n}@x"), (n as i64) % GROUPS);
+                next_id += 1;
+                match client.execute(&insert, &[&id, &email, &grp, &value("p")]).await {
+                    Ok(1) => {
+                        model.insert(id, (email, grp));
+                        keys.push(id);
+                        Ok(())
+                    }
+                    other => Err(format!("insert: {other:?}")),
+                }
+            }
+            3..=4 if !keys.is_empty() => {
+                let id = keys[pick];
+                let email = format!("w{w}e{n}@x");
+                match client.execute(&set_email, &[&id, &email]).await {
+                    Ok(1) => {
+                        let old = model.get_mut(&id).map(|r| std::mem::replace(&mut r.0, email));
+                        report.retired.extend(old);
+                        Ok(())
+                    }
+                    other => Err(format!("update email: {other:?}")),
+                }
+            }
+            5..=6 if !keys.is_empty() => {
+                let id = keys[pick];
+                let grp = (seed >> 20) as i64 % GROUPS;
+                match client.execute(&set_grp, &[&id, &grp]).await {
+                    Ok(1) => {
+                        if let Some(r) = model.get_mut(&id) {
+                            r.1 = grp;
+                        }
+                        Ok(())
+                    }
+                    other => Err(format!("update grp: {other:?}")),
+                }
+            }
+            7..=8 if !keys.is_empty() => {
+                let id = keys.swap_remove(pick);
+                match client.execute(&delete, &[&id]).await {
+                    Ok(1) => {
+                        report.retired.extend(model.remove(&id).map(|r| r.0));
+                        Ok(())
+                    }
+                    other => Err(format!("delete: {other:?}")),
+                }
+            }
+            _ if !keys.is_empty() => {
+                // A duplicate of one of its own emails: 23505, wherever the
+                // two rows and the entry live, in whatever phase of the move.
+                let email = model[&keys[pick]].0.clone();
+                let id = next_id;
+                next_id += 1;
+                match client.execute(&insert, &[&id, &email, &0i64, &value("d")]).await {
+                    Err(e) if e.code().map(|c| c.code()) == Some("23505") => Ok(()),
+                    other => Err(format!("duplicate insert of {email}: {other:?}")),
+                }
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = outcome {
+            report.errors.push(format!("op {n}: {e}"));
+        }
+        report.ops += 1;
+    }
+    report.model = model;
+    report
+}
+
+/// `SHOW SLICES FOR <table>` as node → rows.
+async fn rows_per_node(client: &Client, table: &str) -> BTreeMap<i64, i64> {
+    query(client, &format!("SHOW SLICES FOR {table}"))
+        .await
+        .into_iter()
+        .map(|r| (r[2].parse().unwrap(), r[4].parse().unwrap()))
+        .collect()
+}
+
+/// A table with a unique and a non-unique global index moves with its
+/// index entries while two writers insert, delete, change indexed values and
+/// try duplicates, and a reader looks rows up by email. Afterwards every
+/// row is found through each index exactly as a scan finds it, no retired
+/// email finds a row, a duplicate still fails with 23505, and every row is
+/// stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexed_table_moves_with_its_index_entries() {
+    let cluster = TestCluster::start(3, 1);
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE u (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, grp bigint NOT NULL, pad text);
+             CREATE INDEX u_grp ON u (grp);
+             INSERT INTO u SELECT g, 'l' || g || '@x', g % {GROUPS}, repeat('p', 150)
+               FROM generate_series(1, {U_ROWS}) AS s(g)"
+        ))
+        .await
+        .unwrap();
+    let mut models = vec![BTreeMap::new(), BTreeMap::new()];
+    for id in STATIC_ROWS + 1..=U_ROWS {
+        models[(id % 2) as usize].insert(id, (format!("l{id}@x"), id % GROUPS));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = models
+        .into_iter()
+        .enumerate()
+        .map(|(w, m)| tokio::spawn(u_writer(cluster.pg, w as i64, m, stop.clone())))
+        .collect();
+    client
+        .batch_execute(&format!("ADD NODE '{}'", cluster.spares[0]))
+        .await
+        .unwrap();
+    let (job, _) = redistribute(&client, "REDISTRIBUTE TABLE u WITH (max_rate_mb = 1)").await;
+
+    // While it moves, what would change its indexes is refused with 55006.
+    for sql in ["CREATE INDEX u_pad ON u (pad)", "DROP INDEX u_grp"] {
+        let e = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("55006"), "{sql}: {e:?}");
+    }
+    // A reader finds static rows by email in every phase of the move.
+    let reader = cluster.client().await;
+    let by_email = reader.prepare("SELECT id FROM u WHERE email = $1").await.unwrap();
+    let (mut reads, mut seed) = (0i64, 88_172_645_463_325_252u64);
+    let mut states = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = job_status(&client, &job).await;
+        states.insert(s["state"].clone());
+        if s["state"] == "done" {
+            break;
+        }
+        assert!(s["state"] != "failed", "{s:?}");
+        assert!(Instant::now() < deadline, "not done in time: {s:?}");
+        for _ in 0..20 {
+            xorshift(&mut seed);
+            let id = 1 + (seed % STATIC_ROWS as u64) as i64;
+            let rows = reader.query(&by_email, &[&format!("l{id}@x")]).await.unwrap();
+            let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            assert_eq!(got, vec![id], "lookup of l{id}@x during the move ({})", s["state"]);
+            reads += 1;
+        }
+    }
+    assert!(
+        states.contains("copying") || states.contains("catching up"),
+        "{states:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut expected: BTreeMap<i64, URow> = (1..=STATIC_ROWS)
+        .map(|id| (id, (format!("l{id}@x"), id % GROUPS)))
+        .collect();
+    let mut retired = Vec::new();
+    let mut ops = 0;
+    for h in writers {
+        let r = h.await.unwrap();
+        assert_no_errors(&r.errors);
+        ops += r.ops;
+        expected.extend(r.model);
+        retired.extend(r.retired);
+    }
+    eprintln!(
+        "u: {ops} writes, {reads} lookups during the move; {} emails retired",
+        retired.len()
+    );
+    assert!(ops > 0 && !retired.is_empty());
+
+    // The rows, by a scan.
+    let rows = client.query("SELECT id, email, grp FROM u", &[]).await.unwrap();
+    let actual: BTreeMap<i64, URow> = rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+    assert_eq!(actual.len(), rows.len());
+    assert!(actual == expected, "u differs from the writers' models");
+    // Through the unique index: every row by its email, no retired email.
+    for (id, (email, _)) in expected
+        .iter()
+        .filter(|(id, (email, _))| **id % 7 == 0 || !email.starts_with('l'))
+    {
+        let got: Vec<i64> = reader
+            .query(&by_email, &[email])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, vec![*id], "lookup of {email}");
+    }
+    for email in &retired {
+        assert!(
+            reader.query(&by_email, &[email]).await.unwrap().is_empty(),
+            "{email} is retired"
+        );
+    }
+    // Through the non-unique index: each group's rows.
+    let explain = query(&client, "EXPLAIN SELECT id FROM u WHERE grp = 3").await;
+    assert!(format!("{explain:?}").contains("IndexLookupExec"), "{explain:?}");
+    let by_grp = client.prepare("SELECT id FROM u WHERE grp = $1").await.unwrap();
+    for g in 0..GROUPS {
+        let mut got: Vec<i64> = client
+            .query(&by_grp, &[&g])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        got.sort_unstable();
+        let want: Vec<i64> = expected.iter().filter(|(_, r)| r.1 == g).map(|(id, _)| *id).collect();
+        assert_eq!(got, want, "grp {g}");
+    }
+    // Uniqueness holds on the new map, and every row is stored once.
+    let e = client
+        .execute("INSERT INTO u VALUES (99, 'l7@x', 1, '')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("23505"), "{e:?}");
+    let placed = rows_per_node(&client, "u").await;
+    assert_eq!(
+        placed.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "{placed:?}"
+    );
+    assert_eq!(placed.values().sum::<i64>(), expected.len() as i64, "{placed:?}");
 }

@@ -1,7 +1,9 @@
 //! Redistribution jobs as the catalog records them (SPEC §4, step 1).
 //!
 //! A job moves one table from its hash map (`from_map`) to another
-//! (`to_map`). Its moving buckets are grouped by (source, target) node
+//! (`to_map`), and with it the same buckets of the table's index entry
+//! tables (`index_tables`: entries are hash-distributed over the table's
+//! buckets, so a bucket's rows and entries always have one owner). Its moving buckets are grouped by (source, target) node
 //! pair; each [`MovePair`] records how far its snapshot copy got, so that a
 //! restarted coordinator resumes the copy where it stopped. `moved` lists the
 //! buckets already cut over: while a job is active the table's placement is
@@ -66,7 +68,12 @@ pub struct MovePair {
     pub buckets: Vec<(u16, u16)>,
     /// The snapshot copy is complete.
     pub copied: bool,
-    /// The last row key the target stored durably; the copy resumes after it.
+    /// Which of the job's tables ([`RedistributionJob::tables`]) the copy
+    /// is at: the table's rows first, then each index's entries.
+    #[serde(default)]
+    pub table_at: usize,
+    /// The last row key of that table the target stored durably; the copy
+    /// resumes after it.
     pub cursor: Option<Vec<u8>>,
     pub rows_copied: u64,
     pub bytes_copied: u64,
@@ -84,6 +91,10 @@ pub struct RedistributionJob {
     pub id: u64,
     pub table: String,
     pub table_id: TableId,
+    /// The storage ids of the table's index entry tables when the job was
+    /// planned (no index is created or dropped while the job runs).
+    #[serde(default)]
+    pub index_tables: Vec<TableId>,
     pub from_map: String,
     pub to_map: String,
     /// Copy throttle in MB/s (`WITH (max_rate_mb = …)`); `None` is unthrottled.
@@ -105,6 +116,13 @@ pub struct RedistributionJob {
 }
 
 impl RedistributionJob {
+    /// Every storage table the job moves: the table, then its index entry tables.
+    pub fn tables(&self) -> Vec<TableId> {
+        std::iter::once(self.table_id)
+            .chain(self.index_tables.iter().copied())
+            .collect()
+    }
+
     /// The number of buckets the job moves.
     pub fn buckets_total(&self) -> u64 {
         self.pairs.iter().map(MovePair::bucket_count).sum()

@@ -41,6 +41,9 @@ pub enum TxnStatus {
 }
 
 /// Which buckets of a table move, and where: what a source captures.
+///
+/// The same buckets of the table's index entry tables (`also`) move with
+/// it: their entries are hash-distributed over the table's buckets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureSpec {
     /// The redistribution job.
@@ -48,13 +51,76 @@ pub struct CaptureSpec {
     pub table: TableId,
     /// Inclusive bucket runs and the node each moves to.
     pub moves: Vec<(u16, u16, NodeId)>,
+    /// Storage ids of the table's index entry tables (last, so that a spec
+    /// written before they existed decodes: [`CaptureSpec::decode`]).
+    pub also: Vec<TableId>,
+}
+
+impl CaptureSpec {
+    /// Is `table` the captured table or one of its index entry tables?
+    pub fn covers(&self, table: TableId) -> bool {
+        self.table == table || self.also.contains(&table)
+    }
+
+    /// Decodes a persisted spec, also one written before `also` existed
+    /// (it ends after `moves`; nothing then moved with the table).
+    ///
+    /// ```
+    /// use slicedb_codec::CaptureSpec;
+    /// let spec = CaptureSpec { job: 7, table: 3, moves: vec![(0, 9, 2)], also: vec![5] };
+    /// let bytes = postcard::to_stdvec(&spec).unwrap();
+    /// assert_eq!(CaptureSpec::decode(&bytes).unwrap(), spec);
+    /// let old = postcard::to_stdvec(&(7u64, 3u32, vec![(0u16, 9u16, 2u32)])).unwrap();
+    /// assert_eq!(CaptureSpec::decode(&old).unwrap(), CaptureSpec { also: vec![], ..spec });
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<CaptureSpec, postcard::Error> {
+        type Before = (u64, TableId, Vec<(u16, u16, NodeId)>);
+        let ((job, table, moves), rest) = postcard::take_from_bytes::<Before>(bytes)?;
+        let also = match rest.is_empty() {
+            true => Vec::new(),
+            false => postcard::from_bytes(rest)?,
+        };
+        Ok(CaptureSpec {
+            job,
+            table,
+            moves,
+            also,
+        })
+    }
 }
 
 /// One captured write: a full row image (`value` is the stored value
 /// bytes) or a delete (`value` is `None`), of the row at `key` (a row key:
-/// bucket and primary key, without the table id).
+/// bucket and primary key, without the table id) of `table` (the moving
+/// table or one of its index entry tables).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// Last, so that an entry written before it existed decodes:
+    /// [`QueueEntry::decode`].
+    pub table: TableId,
+}
+
+impl QueueEntry {
+    /// Decodes a persisted entry, also one written before `table` existed
+    /// (it ends after `value`; it is then of the capture's own `table`).
+    ///
+    /// ```
+    /// use slicedb_codec::QueueEntry;
+    /// let entry = QueueEntry { key: vec![1, 2], value: None, table: 9 };
+    /// let bytes = postcard::to_stdvec(&entry).unwrap();
+    /// assert_eq!(QueueEntry::decode(&bytes, 3).unwrap(), entry);
+    /// let old = postcard::to_stdvec(&(vec![1u8, 2], None::<Vec<u8>>)).unwrap();
+    /// assert_eq!(QueueEntry::decode(&old, 3).unwrap(), QueueEntry { table: 3, ..entry });
+    /// ```
+    pub fn decode(bytes: &[u8], table: TableId) -> Result<QueueEntry, postcard::Error> {
+        type Before = (Vec<u8>, Option<Vec<u8>>);
+        let ((key, value), rest) = postcard::take_from_bytes::<Before>(bytes)?;
+        let table = match rest.is_empty() {
+            true => table,
+            false => postcard::from_bytes(rest)?,
+        };
+        Ok(QueueEntry { key, value, table })
+    }
 }

@@ -267,6 +267,7 @@ impl Coordinator {
             if t.id != table.id {
                 return Err(err!(UndefinedTable, "relation \"{}\" was dropped", spec.table));
             }
+            crate::redistribute::not_moving(state, &t.name, "index")?;
             let name = match &spec.name {
                 Some(n) => n.clone(),
                 None => default_index_name(state, &t.name, &spec.columns, spec.constraint),
@@ -419,6 +420,7 @@ impl Coordinator {
         let hold = gates.hold(0).await;
         self.catalog.update(|state| {
             let mut t = (*state.table(table)?).clone();
+            crate::redistribute::not_moving(state, &t.name, "drop an index of")?;
             t.indexes.retain(|i| i.id != index.id);
             crate::foreign_key::check_still_referencable(state, &t, &index.name)?;
             Ok(vec![Change::PutTable(t)])

@@ -2,7 +2,11 @@
 //! and `CANCEL REDISTRIBUTION` (SPEC §4).
 //!
 //! A job moves one table from its hash map to another while reads and
-//! writes go on. Each job has one runner task on the coordinator, which
+//! writes go on, and with it the entries of the table's global indexes:
+//! they are hash-distributed over the table's buckets, so every step below
+//! treats a bucket's rows and its index entries as one (the capture, the
+//! copy, the queue, the gates, the cut-over records and the clean-up).
+//! Each job has one runner task on the coordinator, which
 //! drives it through its states and persists every completed step in the
 //! catalog, so a restarted coordinator resumes where it stopped:
 //!
@@ -48,7 +52,7 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use slicedb_catalog::redistribution::add_run;
 use slicedb_catalog::{Catalog, Change, JobState, MovePair, RedistributionJob};
-use slicedb_common::{err, Error, NodeId, Result, TableDef};
+use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 use slicedb_planner::write_hold::{TableGates, WriteHolds};
 use slicedb_storage::{CaptureSpec, QueueEntry};
@@ -223,6 +227,7 @@ pub fn plan_pairs(from: &HashMap, to: &HashMap) -> Vec<MovePair> {
             target,
             buckets: runs(&buckets),
             copied: false,
+            table_at: 0,
             cursor: None,
             rows_copied: 0,
             bytes_copied: 0,
@@ -281,26 +286,33 @@ impl Runner {
     /// holds nothing, and no range delete is written: one in the target's
     /// memtable would keep the copy's SST files from being ingested.
     async fn clear_leftovers(&self, job: &RedistributionJob, pair: &MovePair) -> Result<()> {
-        let probe = SliceRequest::ReadRows {
-            table_id: job.table_id,
-            ranges: pair.buckets.clone(),
-            after: None,
-            max_bytes: 1,
-        };
-        match self.call(pair.target, probe).await? {
-            SliceResponse::Rows(chunk) if chunk.rows.is_empty() => Ok(()),
-            SliceResponse::Rows(_) => self.clear_target(job, pair).await,
-            other => Err(Error::internal(format!("unexpected copy response {other:?}"))),
+        for table_id in job.tables() {
+            let probe = SliceRequest::ReadRows {
+                table_id,
+                ranges: pair.buckets.clone(),
+                after: None,
+                max_bytes: 1,
+            };
+            match self.call(pair.target, probe).await? {
+                SliceResponse::Rows(chunk) if chunk.rows.is_empty() => {}
+                SliceResponse::Rows(_) => self.clear_table(pair.target, table_id, pair.buckets.clone()).await?,
+                other => return Err(Error::internal(format!("unexpected copy response {other:?}"))),
+            }
         }
+        Ok(())
     }
 
     /// Deletes whatever a target holds of a pair's buckets (a partial copy).
     async fn clear_target(&self, job: &RedistributionJob, pair: &MovePair) -> Result<()> {
-        let request = SliceRequest::DeleteBuckets {
-            table_id: job.table_id,
-            ranges: pair.buckets.clone(),
-        };
-        self.done(pair.target, request).await
+        for table_id in job.tables() {
+            self.clear_table(pair.target, table_id, pair.buckets.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Range-deletes `ranges` of one of the job's tables on `node`.
+    async fn clear_table(&self, node: NodeId, table_id: TableId, ranges: Vec<(u16, u16)>) -> Result<()> {
+        self.done(node, SliceRequest::DeleteBuckets { table_id, ranges }).await
     }
 
     fn job(&self, id: u64) -> Result<RedistributionJob> {
@@ -403,10 +415,15 @@ impl Runner {
                 job: job.id,
                 table: job.table_id,
                 moves,
+                also: job.index_tables.clone(),
             };
             self.done(source, SliceRequest::StartCapture(spec)).await?;
         }
-        for p in job.pairs.iter().filter(|p| !p.copied && p.cursor.is_none()) {
+        for p in job
+            .pairs
+            .iter()
+            .filter(|p| !p.copied && p.table_at == 0 && p.cursor.is_none())
+        {
             self.clear_leftovers(&job, p).await?;
         }
         job.state = JobState::Copying;
@@ -427,7 +444,8 @@ impl Runner {
         self.registry.set_live(job.id, |l| l.queue_depth = depth);
     }
 
-    /// Copies every pair's buckets, chunk by chunk, throttled.
+    /// Copies every pair's buckets, chunk by chunk, throttled: the table's
+    /// rows, then each index's entries.
     async fn copy(&self, mut job: RedistributionJob) -> Result<()> {
         let started = Instant::now();
         let mut sent: u64 = 0;
@@ -435,14 +453,18 @@ impl Runner {
         let mut last_save = Instant::now();
         let mut window = (Instant::now(), job.bytes_copied());
         let estimate = self.estimate_bytes(&job).await.unwrap_or(0);
+        let tables = job.tables();
         for i in 0..job.pairs.len() {
             while !job.pairs[i].copied {
                 if self.registry.cancelled(job.id) {
                     return Ok(());
                 }
                 let (source, target) = (job.pairs[i].source, job.pairs[i].target);
+                let Some(&table_id) = tables.get(job.pairs[i].table_at) else {
+                    return Err(Error::internal("a copy past the job's last table"));
+                };
                 let request = SliceRequest::ReadRows {
-                    table_id: job.table_id,
+                    table_id,
                     ranges: job.pairs[i].buckets.clone(),
                     after: job.pairs[i].cursor.clone(),
                     max_bytes: CHUNK_BYTES,
@@ -457,7 +479,7 @@ impl Runner {
                     self.done(
                         target,
                         SliceRequest::PutRows {
-                            table_id: job.table_id,
+                            table_id,
                             rows: chunk.rows,
                         },
                     )
@@ -468,6 +490,10 @@ impl Runner {
                 pair.bytes_copied += bytes;
                 match chunk.next {
                     Some(next) => pair.cursor = Some(next),
+                    None if pair.table_at + 1 < tables.len() => {
+                        pair.table_at += 1;
+                        pair.cursor = None;
+                    }
                     None => pair.copied = true,
                 }
                 // The cursor is saved (an fsync of the catalog) at most every
@@ -536,7 +562,7 @@ impl Runner {
                 .call(
                     s,
                     SliceRequest::TableStats {
-                        table_ids: vec![job.table_id],
+                        table_ids: job.tables(),
                     },
                 )
                 .await?
@@ -579,14 +605,7 @@ impl Runner {
             let n = entries.len() as u64;
             if let Some(seq) = entries.last().map(|(seq, _)| *seq) {
                 let entries: Vec<QueueEntry> = entries.into_iter().map(|(_, e)| e).collect();
-                self.done(
-                    pair.target,
-                    SliceRequest::ApplyQueue {
-                        table_id: job.table_id,
-                        entries,
-                    },
-                )
-                .await?;
+                self.done(pair.target, SliceRequest::ApplyQueue { entries }).await?;
                 if trim {
                     self.trim_queue(job, pair, seq).await?;
                 }
@@ -734,14 +753,9 @@ impl Runner {
                 given.extend(&p.buckets);
             }
             given.sort_unstable();
-            self.done(
-                *s,
-                SliceRequest::DeleteBuckets {
-                    table_id: job.table_id,
-                    ranges: given,
-                },
-            )
-            .await?;
+            for table_id in job.tables() {
+                self.clear_table(*s, table_id, given.clone()).await?;
+            }
         }
         job.state = JobState::Done;
         job.finished_at = Some(now_ms());
@@ -804,6 +818,21 @@ impl Runner {
         });
         tracing::info!(job = job.id, table = %job.table, "redistribution {} {}; {} stays on hash map {}", job.id, to.name(), job.table, job.from_map);
         Ok(())
+    }
+}
+
+/// Fails with 55006 when a redistribution moves `table`: `what` (an index
+/// build, say) would change what the job moves. Check it inside the
+/// catalog update that makes the change, so the two cannot cross.
+pub(crate) fn not_moving(state: &slicedb_catalog::CatalogState, table: &str, what: &str) -> Result<()> {
+    match state.active_job(table) {
+        Some(j) => Err(err!(
+            ObjectInUse,
+            "cannot {what} \"{table}\" while redistribution {} moves it (CANCEL REDISTRIBUTION {} or wait for it)",
+            j.id,
+            j.id
+        )),
+        None => Ok(()),
     }
 }
 
@@ -938,6 +967,7 @@ impl Coordinator {
                     id,
                     table: def.name.clone(),
                     table_id: def.id,
+                    index_tables: def.indexes.iter().map(|i| i.id).collect(),
                     from_map: from.name.clone(),
                     to_map: target.name.clone(),
                     max_rate_mb,
@@ -959,13 +989,12 @@ impl Coordinator {
                         def.name
                     ));
                 }
-                if !job.pairs.is_empty() && !def.indexes.is_empty() {
-                    let names: Vec<&str> = def.indexes.iter().map(|i| i.name.as_str()).collect();
+                if let Some(index) = def.indexes.iter().find(|i| i.building) {
                     return Err(err!(
-                        FeatureNotSupported,
-                        "cannot redistribute table \"{}\": it has indexes ({}), and moving index entries is not supported yet; drop them, redistribute, and create them again",
+                        ObjectInUse,
+                        "cannot redistribute table \"{}\": index \"{}\" is being built",
                         def.name,
-                        names.join(", ")
+                        index.name
                     ));
                 }
                 if job.pairs.is_empty() {
@@ -1082,15 +1111,7 @@ impl Coordinator {
 
     /// Refuses statements that would break a running redistribution of `table`.
     pub(crate) fn check_not_moving(&self, table: &str, what: &str) -> Result<()> {
-        match self.catalog.snapshot().active_job(table) {
-            Some(j) => Err(err!(
-                ObjectInUse,
-                "cannot {what} \"{table}\" while redistribution {} moves it (CANCEL REDISTRIBUTION {} or wait for it)",
-                j.id,
-                j.id
-            )),
-            None => Ok(()),
-        }
+        not_moving(&self.catalog.snapshot(), table, what)
     }
 
     /// The schema of `slicedb.redistributions`.
@@ -1174,6 +1195,7 @@ mod tests {
             id: 1,
             table: "t".into(),
             table_id: 1,
+            index_tables: vec![],
             from_map: "a".into(),
             to_map: "b".into(),
             max_rate_mb: None,

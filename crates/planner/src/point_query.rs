@@ -367,6 +367,12 @@ impl PointQuery {
             dropped: Vec::new(),
         };
         let map = table.routing.placement(def)?;
+        // The entry moves with its bucket of the table: a snapshot older
+        // than that bucket's cut-over cannot read it on the new owner.
+        table
+            .routing
+            .cutovers
+            .check(def.id, &def.name, at.ts, std::iter::once(bucket))?;
         let client = table.cluster.client(map.owner(bucket))?;
         let found: Vec<RecordBatch> = client.scan(request).await?.try_collect().await?;
         let key = found.iter().find(|b| b.num_rows() > 0).and_then(|b| {

@@ -37,6 +37,7 @@ use slicedb_transport::{SliceRequest, SliceResponse};
 
 use crate::table::SliceTable;
 use crate::txn::StatementTxn;
+use crate::write_hold::WritePermit;
 
 /// Rows buffered before a flush to the slice servers.
 const FLUSH_ROWS: usize = 16_384;
@@ -141,7 +142,7 @@ impl RowRouter {
         let txn = self.txn.writer()?;
         let routing = self.target.routing.clone();
         let table = self.target.table.clone();
-        let _permit = match self.gated {
+        let mut permit = match self.gated {
             true => Some(routing.holds.enter(table.id, pending.iter().map(|(b, _)| *b)).await),
             false => None,
         };
@@ -198,7 +199,7 @@ impl RowRouter {
             let entries = async {
                 match indexes.is_empty() {
                     true => Ok(0),
-                    false => self.maintain_indexes(txn, &live, &placement, &after, &seen).await,
+                    false => self.maintain_indexes(txn, &live, &mut permit, &after, &seen).await,
                 }
             };
             let (rows, entries) = futures::join!(rows, entries);
@@ -214,7 +215,7 @@ impl RowRouter {
             }
             let taken_back = match indexes.is_empty() {
                 true => 0,
-                false => self.maintain_indexes(txn, &live, &placement, &after, &seen).await?,
+                false => self.maintain_indexes(txn, &live, &mut permit, &after, &seen).await?,
             };
             (affected - taken_back, seen)
         };
@@ -256,11 +257,15 @@ impl RowRouter {
     /// entries are inserted "if absent" too, and a row one of them could
     /// not take is deleted again with the entries it did take. Returns how
     /// many rows were taken back so.
+    ///
+    /// Entries live in the table's buckets and move with them: the writer's
+    /// `permit` is widened to the entries' buckets, and they are routed by
+    /// the placement read after that.
     async fn maintain_indexes(
         &self,
         txn: TxnWrite,
         table: &TableDef,
-        placement: &slicedb_hashmap::HashMap,
+        permit: &mut Option<WritePermit>,
         after: &[After],
         seen: &[Option<Seen>],
     ) -> Result<u64> {
@@ -268,7 +273,7 @@ impl RowRouter {
         // Rows to take back, and the entries each has taken (index, write).
         let mut skipped: BTreeSet<usize> = BTreeSet::new();
         let mut taken: Vec<(usize, usize, u16, RowKey)> = Vec::new();
-        let mut sends = Vec::new();
+        let mut planned = Vec::new();
         for (ix, index) in table.indexes.iter().enumerate() {
             let entries = index.entry_table(table);
             let mut deletes: Vec<(u16, RowWrite)> = Vec::new();
@@ -317,11 +322,30 @@ impl RowRouter {
                     _ => (*b, Vec::new()),
                 })
                 .collect();
-            let batches = Batch::by_owner(placement, deletes.into_iter().chain(inserts));
-            if !batches.is_empty() {
-                sends.push((ix, batches, if_absent, inserted_by, keys, first_insert));
+            let writes: Vec<(u16, RowWrite)> = deletes.into_iter().chain(inserts).collect();
+            if !writes.is_empty() {
+                planned.push((ix, writes, if_absent, inserted_by, keys, first_insert));
             }
         }
+        let mut buckets: Vec<u16> = Vec::new();
+        for (_, writes, ..) in &planned {
+            buckets.extend(writes.iter().map(|(b, _)| *b));
+        }
+        if let Some(permit) = permit.as_mut() {
+            permit.extend(buckets.iter().copied()).await;
+        }
+        let routing = &self.target.routing;
+        let placement = routing.placement(&self.target.table)?;
+        let placement = &*placement;
+        routing
+            .cutovers
+            .check(table.id, &table.name, txn.start_ts, buckets.into_iter())?;
+        let sends = planned
+            .into_iter()
+            .map(|(ix, writes, if_absent, inserted_by, keys, first_insert)| {
+                let batches = Batch::by_owner(placement, writes);
+                (ix, batches, if_absent, inserted_by, keys, first_insert)
+            });
         // The indexes are written in parallel.
         let (plans, sends): (Vec<_>, Vec<_>) = sends
             .into_iter()

@@ -12,6 +12,12 @@
 //! writers to those buckets wait (and then route to the new owner), and
 //! writers to any other bucket go on.
 //!
+//! A table's index entries are hash-distributed over the table's buckets
+//! and move with them, so they pass the same gates: a writer that learns
+//! which entry buckets it writes only after sending its rows (an UPDATE
+//! finds the old values) widens its permit to them
+//! ([`WritePermit::extend`]) before reading the placement again.
+//!
 //! Gates are `tokio::sync::RwLock`s, which queue fairly: once a hold is
 //! requested, later writers wait behind it, so a hold is never starved.
 //! When a job installs new gates, the old ones are retired: every writer
@@ -75,7 +81,34 @@ impl TableGates {
 
 /// A writer's pass through the gates of the buckets it writes.
 pub struct WritePermit {
+    gates: Arc<TableGates>,
+    /// The gates passed, ascending, and their guards.
+    held: Vec<usize>,
     _guards: Vec<OwnedRwLockReadGuard<()>>,
+}
+
+impl WritePermit {
+    /// Widens the permit to `buckets` too, passing the gates it does not
+    /// hold yet (of the same generation of gates: a job that installs new
+    /// ones waits for this permit). Read the placement again afterwards.
+    ///
+    /// A gate already held is not entered again: a second shared entry
+    /// queued behind a waiting hold would wait for itself. Any other gate
+    /// is safe to wait for while holding some: a hold is taken on one gate
+    /// at a time, and its holder waits for no writer.
+    pub async fn extend(&mut self, buckets: impl Iterator<Item = u16>) {
+        let mut needed: Vec<usize> = buckets
+            .map(|b| self.gates.gate_of(b))
+            .filter(|g| self.held.binary_search(g).is_err())
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        for i in needed {
+            self._guards.push(self.gates.gates[i].clone().read_owned().await);
+            let at = self.held.partition_point(|h| *h < i);
+            self.held.insert(at, i);
+        }
+    }
 }
 
 /// The gates of every table, by table id.
@@ -111,11 +144,15 @@ impl WriteHolds {
             // Ascending order: the orchestrator holds one gate at a time, so
             // no writer can wait in a cycle.
             let mut guards = Vec::with_capacity(needed.len());
-            for i in needed {
-                guards.push(gates.gates[i].clone().read_owned().await);
+            for i in &needed {
+                guards.push(gates.gates[*i].clone().read_owned().await);
             }
             if !gates.retired.load(Ordering::Acquire) {
-                return WritePermit { _guards: guards };
+                return WritePermit {
+                    gates,
+                    held: needed,
+                    _guards: guards,
+                };
             }
         }
     }
@@ -175,6 +212,35 @@ mod tests {
             .await
             .expect("released")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_permit_widens_to_other_batches_without_entering_its_own_twice() {
+        let holds = Arc::new(WriteHolds::new());
+        let gates = holds.install(1, &[vec![(0, 9)], vec![(10, 19)]]).await;
+        let mut permit = holds.enter(1, [3u16].into_iter()).await;
+        // A hold of batch 0 queues behind the permit (on this one-thread
+        // runtime, yielding lets it run until it waits).
+        let g = gates.clone();
+        let hold = tokio::spawn(async move {
+            let _h = g.hold(0).await;
+        });
+        tokio::task::yield_now().await;
+        assert!(!hold.is_finished());
+        // Widening to a bucket of the batch it holds, and to batch 1, does
+        // not wait behind that hold (it would wait for itself).
+        tokio::time::timeout(Duration::from_secs(5), permit.extend([4u16, 12].into_iter()))
+            .await
+            .expect("no second entry into the held batch");
+        assert_eq!(permit.held, vec![0, 1]);
+        // The widened permit keeps batch 1 from being held.
+        assert!(gates.gates[1].clone().try_write_owned().is_err());
+        drop(permit);
+        tokio::time::timeout(Duration::from_secs(5), hold)
+            .await
+            .expect("held after the permit went")
+            .unwrap();
+        assert!(gates.gates[1].clone().try_write_owned().is_ok());
     }
 
     #[tokio::test]

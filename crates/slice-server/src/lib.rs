@@ -299,8 +299,8 @@ impl SliceService for SliceServer {
                 self.blocking(move |s| s.trim_queue(job, target, upto)).await?;
                 Ok(SliceResponse::Done)
             }
-            SliceRequest::ApplyQueue { table_id, entries } => {
-                self.blocking(move |s| s.apply_queue(table_id, &entries)).await?;
+            SliceRequest::ApplyQueue { entries } => {
+                self.blocking(move |s| s.apply_queue(&entries)).await?;
                 Ok(SliceResponse::Done)
             }
             SliceRequest::QueueDepths { job } => {

@@ -99,11 +99,12 @@ pub(crate) fn capture(
     new: &[u8],
 ) -> Result<()> {
     let table = TableId::from_be_bytes(k[..4].try_into().map_err(|_| Error::internal("short storage key"))?);
-    for c in captures.iter().filter(|c| c.spec.table == table) {
+    for c in captures.iter().filter(|c| c.spec.covers(table)) {
         if let Some(target) = c.target(table, k) {
             let entry = QueueEntry {
                 key: k[4..].to_vec(),
                 value: Some(new.to_vec()),
+                table,
             };
             batch.put_cf(
                 rows,
@@ -215,7 +216,7 @@ impl SliceStore {
             if !k.starts_with(&prefix) {
                 break;
             }
-            captures.push(Capture::new(write_queue::decode(&v)?));
+            captures.push(Capture::new(write_queue::decode_spec(&v)?));
         }
         // Prepared transactions survive a restart, with their locks.
         let txns = TxnTable::default();
@@ -756,6 +757,13 @@ impl SliceStore {
         let upper = write_queue::queue_key(job, target + 1, 0);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(upper);
+        // Entries written before entries named their table are the
+        // captured table's.
+        let table = self
+            .capture_guard()?
+            .iter()
+            .find(|c| c.spec.job == job)
+            .map_or(0, |c| c.spec.table);
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut iter = self
@@ -764,7 +772,7 @@ impl SliceStore {
         for item in iter.by_ref() {
             let (k, v) = item.map_err(rocks)?;
             bytes += v.len();
-            out.push((write_queue::seq_of(&k)?, write_queue::decode(&v)?));
+            out.push((write_queue::seq_of(&k)?, write_queue::decode_entry(&v, table)?));
             if out.len() >= max_entries || bytes >= max_bytes {
                 let at_end = iter.next().is_none();
                 return Ok((out, at_end));
@@ -810,13 +818,16 @@ impl SliceStore {
         Ok(depths)
     }
 
-    /// Applies write-queue entries to `table`, in order, durably, as one
-    /// write batch. Idempotent: entries are full row images or deletes.
-    pub fn apply_queue(&self, table: TableId, entries: &[QueueEntry]) -> Result<()> {
+    /// Applies write-queue entries, each to its table, in order, durably,
+    /// as one write batch. Idempotent: entries are full row images or deletes.
+    pub fn apply_queue(&self, entries: &[QueueEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         let rows = self.rows()?;
         for e in entries {
-            let k = storage_key(table, &e.key);
+            if e.table == META_TABLE {
+                return Err(Error::internal("a write queue entry without its table"));
+            }
+            let k = storage_key(e.table, &e.key);
             match &e.value {
                 Some(v) => batch.put_cf(rows, k, v),
                 None => batch.delete_cf(rows, k),
@@ -1536,6 +1547,8 @@ mod tests {
                 job: 9,
                 table: 1,
                 moves: vec![(0, 3, 2)],
+                // An index entry table of t: its buckets 0–3 move too.
+                also: vec![4],
             })
             .unwrap();
             src.write(1, "t", &[w(1, 1, "after"), w(2, 2, "new"), w(5, 5, "local")])
@@ -1549,11 +1562,13 @@ mod tests {
             )
             .unwrap();
             src.write(2, "u", &[w(1, 1, "other table")]).unwrap();
+            src.write(4, "t_v", &[w(3, 3, "entry"), w(6, 6, "entry stays")])
+                .unwrap();
         }
         // The capture and its queue survive a restart.
         let src = SliceStore::open(src_dir.path()).unwrap();
         assert_eq!(src.captures().unwrap().len(), 1);
-        assert_eq!(src.queue_depths(9).unwrap(), vec![(2, 3)]);
+        assert_eq!(src.queue_depths(9).unwrap(), vec![(2, 4)]);
         let dst = SliceStore::open(dst_dir.path()).unwrap();
         // Copy the moving buckets in two chunks, then replay the queue twice
         // (replay is idempotent).
@@ -1584,16 +1599,23 @@ mod tests {
         assert!(at_end);
         let (two, at_end) = src.read_queue(9, 2, None, 2, 1 << 20).unwrap();
         assert_eq!((two.len(), at_end), (2, false));
-        assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        let tables: Vec<TableId> = entries.iter().map(|e| e.1.table).collect();
+        assert_eq!(tables, vec![1, 1, 1, 4], "each entry names its table");
         let only: Vec<QueueEntry> = entries.into_iter().map(|e| e.1).collect();
-        dst.apply_queue(1, &only).unwrap();
-        dst.apply_queue(1, &only).unwrap();
+        dst.apply_queue(&only).unwrap();
+        dst.apply_queue(&only).unwrap();
         assert_eq!(
             rows(&dst, 1, &[(0, 65535)]),
             vec![vec![Datum::Int64(1), Datum::Text("after".into())]]
         );
+        assert_eq!(
+            rows(&dst, 4, &[(0, 65535)]),
+            vec![vec![Datum::Int64(3), Datum::Text("entry".into())]],
+            "the entry table's moving bucket came along, the other did not"
+        );
         src.trim_queue(9, 2, 1).unwrap();
-        assert_eq!(src.read_queue(9, 2, None, 100, 1 << 20).unwrap().0.len(), 1);
+        assert_eq!(src.read_queue(9, 2, None, 100, 1 << 20).unwrap().0.len(), 2);
         src.stop_capture(9).unwrap();
         assert!(src.queue_depths(9).unwrap().is_empty());
         src.write(1, "t", &[w(1, 1, "later")]).unwrap();

@@ -67,10 +67,15 @@ pub(crate) fn upgrade(db: &DB, families: &Families, path: &std::path::Path) -> R
                 rewriter.put(ROWS_CF, &k, legacy::upgrade_value(&v)?)?;
             }
         } else if k.starts_with(&queues) {
-            let mut entry: QueueEntry = write_queue::decode(&v)?;
+            // An entry that names no table (META_TABLE here) keeps that shape.
+            let mut entry: QueueEntry = write_queue::decode_entry(&v, META_TABLE)?;
             if let Some(value) = entry.value.as_mut().filter(|v| legacy::is_v1(v)) {
                 *value = legacy::upgrade_value(value)?;
-                rewriter.put(ROWS_CF, &k, write_queue::encode(&entry)?)?;
+                let bytes = match entry.table {
+                    META_TABLE => write_queue::encode(&(entry.key, entry.value))?,
+                    _ => write_queue::encode(&entry)?,
+                };
+                rewriter.put(ROWS_CF, &k, bytes)?;
             }
         }
     }
@@ -182,10 +187,8 @@ mod tests {
             let mut tombstone = legacy::encode_row_v1(6, &[]);
             tombstone[9] = row::FLAG_TOMBSTONE;
             db.put(storage_key(7, &gone), tombstone).unwrap();
-            let entry = QueueEntry {
-                key: k.clone(),
-                value: Some(legacy::encode_row_v1(5, &[Datum::Int64(1)])),
-            };
+            // As entries were written before they named their table.
+            let entry = (k.clone(), Some(legacy::encode_row_v1(5, &[Datum::Int64(1)])));
             db.put(write_queue::queue_key(1, 2, 0), write_queue::encode(&entry).unwrap())
                 .unwrap();
         }
@@ -211,7 +214,8 @@ mod tests {
         drop(store);
         let db = old_directory(dir.path());
         let entry: QueueEntry =
-            write_queue::decode(&db.get(write_queue::queue_key(1, 2, 0)).unwrap().unwrap()).unwrap();
+            write_queue::decode_entry(&db.get(write_queue::queue_key(1, 2, 0)).unwrap().unwrap(), 7).unwrap();
+        assert_eq!(entry.table, 7, "it kept the shape that names no table");
         assert_eq!(
             row::decode_row(&entry.value.unwrap()).unwrap().values,
             vec![Datum::Int64(1)]

@@ -10,7 +10,10 @@
 //!
 //! A [`QueueEntry`] is the row's new stored version (a tombstone for a
 //! delete; entries written before transactions may carry `None` for a
-//! delete), keyed by its row key. Applying entries in queue order on the target is idempotent:
+//! delete), keyed by its row key and naming its table: the moving table,
+//! or one of its index entry tables, whose same buckets move with it
+//! ([`CaptureSpec::also`]). One queue per target carries both, in commit
+//! order. Applying entries in queue order on the target is idempotent:
 //! applying one twice, or applying an entry for a row the snapshot copy
 //! already carried, leaves the same result.
 //!
@@ -26,7 +29,7 @@
 //! reads it forward, trimming range-deletes its applied prefix, and ending
 //! the job range-deletes all its queues at once.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use slicedb_common::{Error, NodeId, Result, TableId};
 
 use crate::key::table_prefix;
@@ -48,9 +51,10 @@ impl Capture {
         Capture { spec, target_of }
     }
 
-    /// The target of a storage key of the captured table, if its bucket moves.
+    /// The target of a storage key of the captured table or of one of its
+    /// index entry tables, if its bucket moves.
     pub fn target(&self, table: TableId, storage_key: &[u8]) -> Option<NodeId> {
-        if table != self.spec.table || storage_key.len() < 6 {
+        if !self.spec.covers(table) || storage_key.len() < 6 {
             return None;
         }
         let bucket = u16::from_be_bytes([storage_key[4], storage_key[5]]);
@@ -125,8 +129,15 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(|e| Error::internal(format!("write queue encoding: {e}")))
 }
 
-pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::internal(format!("corrupt write queue entry: {e}")))
+/// Decodes a persisted capture spec (see [`CaptureSpec::decode`]).
+pub(crate) fn decode_spec(bytes: &[u8]) -> Result<CaptureSpec> {
+    CaptureSpec::decode(bytes).map_err(|e| Error::internal(format!("corrupt capture spec: {e}")))
+}
+
+/// Decodes a persisted queue entry; one written before entries named
+/// their table is of `table` (see [`QueueEntry::decode`]).
+pub(crate) fn decode_entry(bytes: &[u8], table: TableId) -> Result<QueueEntry> {
+    QueueEntry::decode(bytes, table).map_err(|e| Error::internal(format!("corrupt write queue entry: {e}")))
 }
 
 #[cfg(test)]
@@ -149,11 +160,12 @@ mod tests {
     }
 
     #[test]
-    fn capture_targets_only_its_table_and_moving_buckets() {
+    fn capture_targets_only_its_tables_and_moving_buckets() {
         let c = Capture::new(CaptureSpec {
             job: 1,
             table: 7,
             moves: vec![(10, 20, 4)],
+            also: vec![9],
         });
         let key = |table: TableId, bucket: u16| {
             let mut k = table.to_be_bytes().to_vec();
@@ -165,5 +177,8 @@ mod tests {
         assert_eq!(c.target(7, &key(7, 20)), Some(4));
         assert_eq!(c.target(7, &key(7, 21)), None);
         assert_eq!(c.target(8, &key(8, 15)), None);
+        // An index entry table of 7 moves the same buckets.
+        assert_eq!(c.target(9, &key(9, 15)), Some(4));
+        assert_eq!(c.target(9, &key(9, 21)), None);
     }
 }

@@ -300,11 +300,8 @@ pub enum SliceRequest {
     },
     /// On a source: drop queue entries up to `upto`, which the target applied.
     TrimQueue { job: u64, target: NodeId, upto: u64 },
-    /// On a target: apply queue entries in order.
-    ApplyQueue {
-        table_id: TableId,
-        entries: Vec<QueueEntry>,
-    },
+    /// On a target: apply queue entries in order, each to its table.
+    ApplyQueue { entries: Vec<QueueEntry> },
     /// On a source: entries waiting in each of `job`'s queues.
     QueueDepths { job: u64 },
     /// Make these phase-two commits durable: commit those still prepared,
@@ -316,8 +313,10 @@ pub enum SliceRequest {
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another. 9: stored rows copied between slice
-/// servers and queued in write queues are in row format 2.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// servers and queued in write queues are in row format 2. 10: a capture
+/// covers the table's index entry tables, and queue entries name their
+/// table.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slicedb_catalog::{Catalog, CommitDecision};
-use slicedb_common::{err, Error, NodeId, Result, SqlState};
+use slicedb_common::{err, Error, NodeId, Result, SqlState, TableId};
 use slicedb_planner::table::LiveRouting;
 use slicedb_planner::txn::{StatementTxn, TxnWrites};
 use slicedb_storage::{OwnWrites, ReadAt, Timestamp, TxnId, TxnStatus, TxnWrite};
@@ -444,10 +444,20 @@ impl TxnManager {
         // No cut-over of a written bucket may start until the commit is
         // applied, and none may have happened since the writes were sent.
         let mut permits = Vec::with_capacity(writes.placed.len());
-        for (table, buckets) in &writes.placed {
-            if gated {
-                permits.push(self.routing.holds.enter(*table, buckets.keys().copied()).await);
+        if gated {
+            // Index entries pass their table's gates (they move with its
+            // buckets): one permit per table, in ascending table order.
+            let catalog = self.catalog.snapshot();
+            let mut gated: BTreeMap<TableId, BTreeSet<u16>> = BTreeMap::new();
+            for (table, buckets) in &writes.placed {
+                let owner = catalog.table_by_storage_id(*table).map_or(*table, |def| def.id);
+                gated.entry(owner).or_default().extend(buckets.keys().copied());
             }
+            for (table, buckets) in &gated {
+                permits.push(self.routing.holds.enter(*table, buckets.iter().copied()).await);
+            }
+        }
+        for (table, buckets) in &writes.placed {
             let catalog = self.catalog.snapshot();
             let moved = match catalog.table_by_storage_id(*table) {
                 Some(def) => {
