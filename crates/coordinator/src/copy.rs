@@ -345,6 +345,15 @@ fn parse_column<'a>(values: impl Iterator<Item = Option<&'a str>>, ty: SqlType, 
     if target == DataType::Utf8 {
         return Ok(Arc::new(strings));
     }
+    let strings = match target {
+        // PostgreSQL's timestamp text that Arrow's parser refuses as written.
+        DataType::Timestamp(..) => StringArray::from_iter(
+            strings
+                .iter()
+                .map(|v| v.map(slicedb_planner::timestamp_text::pg_timestamp_text)),
+        ),
+        _ => strings,
+    };
     let strict = CastOptions {
         safe: false,
         ..Default::default()

@@ -345,7 +345,7 @@ impl Coordinator {
             .with_physical_optimizer_rules(physical_rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.add_analyzer_rule(Arc::new(slicedb_planner::bytea::ByteaInput));
+        ctx.add_analyzer_rule(Arc::new(slicedb_planner::text_input::TextInput));
         ctx.add_analyzer_rule(Arc::new(slicedb_planner::scalar_subquery::NullableScalarSubquery));
         ctx.add_analyzer_rule(Arc::new(slicedb_common::int_arith::CheckedIntegerArithmetic));
         let ctx = Arc::new(ctx);

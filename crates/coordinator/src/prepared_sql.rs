@@ -80,20 +80,22 @@ impl Coordinator {
         )?;
         let mut params = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            let expr = state.create_logical_expr(&v.to_string(), &empty)?;
-            let value = state
-                .create_physical_expr(expr, &empty)?
-                .evaluate(&one)?
-                .into_array(1)?;
-            let mut value = ScalarValue::try_from_array(&value, 0)?;
+            let mut expr = state.create_logical_expr(&v.to_string(), &empty)?;
             let target = match stored.types.get(i) {
                 Some(t) => Some(t.arrow_type()),
                 None => inferred.get(i).cloned().flatten(),
             };
             if let Some(t) = target {
-                value = value.cast_to(&t)?;
+                // Text read as PostgreSQL reads it (bytea's hex form,
+                // timestamps without seconds), as in any other cast.
+                let cast = datafusion::logical_expr::cast(expr, t);
+                expr = slicedb_planner::text_input::pg_text_input(cast, &empty)?;
             }
-            params.push(value);
+            let value = state
+                .create_physical_expr(expr, &empty)?
+                .evaluate(&one)?
+                .into_array(1)?;
+            params.push(ScalarValue::try_from_array(&value, 0)?);
         }
         Box::pin(self.execute_prepared_statement(session, &stored.prepared, params.into())).await
     }

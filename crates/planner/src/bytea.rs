@@ -2,24 +2,17 @@
 //! `de ad be ef`, not the ten characters.
 //!
 //! Arrow's cast from a string to binary copies the characters. The
-//! [`ByteaInput`] analyzer rule replaces every text → bytea cast (which
-//! DataFusion inserts for `INSERT … VALUES ('\x…')`, comparisons and
-//! `'…'::bytea`) with [`ByteaIn`], which decodes the hex form.
+//! text-input analyzer rule (`crate::text_input`) replaces every text →
+//! bytea cast (which DataFusion inserts for `INSERT … VALUES ('\x…')`,
+//! comparisons and `'…'::bytea`) with [`ByteaIn`], which decodes the hex form.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryBuilder, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result as DfResult};
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
-};
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use slicedb_common::{err, Result};
 
 /// Decodes PostgreSQL's bytea text input (hex form `\x…`; anything else is taken as is).
@@ -95,62 +88,6 @@ impl ScalarUDFImpl for ByteaIn {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
-    }
-}
-
-/// Rewrites text → bytea casts into [`ByteaIn`] calls.
-#[derive(Debug, Default)]
-pub struct ByteaInput;
-
-fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-fn rewrite(e: Expr, schema: &DFSchema, udf: &Arc<ScalarUDF>) -> DfResult<Transformed<Expr>> {
-    if let Expr::Cast(c) = &e {
-        if matches!(
-            c.field.data_type(),
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
-        ) && c.expr.get_type(schema).map(|t| is_text(&t)).unwrap_or(false)
-        {
-            let arg = Expr::Cast(datafusion::logical_expr::Cast::new(c.expr.clone(), DataType::Utf8));
-            let call = Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), vec![arg]));
-            let call = if c.field.data_type() == &DataType::Binary {
-                call
-            } else {
-                Expr::Cast(datafusion::logical_expr::Cast::new(
-                    Box::new(call),
-                    c.field.data_type().clone(),
-                ))
-            };
-            return Ok(Transformed::yes(call));
-        }
-    }
-    Ok(Transformed::no(e))
-}
-
-/// Rewrites the text → bytea casts of one expression over `schema` (for
-/// expressions evaluated outside a plan, such as the write router's).
-pub fn decode_bytea_casts(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
-    let udf = Arc::new(ScalarUDF::from(ByteaIn::default()));
-    expr.transform_up(|e| rewrite(e, schema, &udf)).map(|t| t.data)
-}
-
-impl AnalyzerRule for ByteaInput {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let udf = Arc::new(ScalarUDF::from(ByteaIn::default()));
-        plan.transform_up_with_subqueries(|node| {
-            let schema = match node.inputs().as_slice() {
-                [input] => input.schema().clone(),
-                _ => Arc::new(DFSchema::empty()),
-            };
-            node.map_expressions(|e| e.transform_up(|e| rewrite(e, &schema, &udf)))
-        })
-        .map(|t| t.data)
-    }
-
-    fn name(&self) -> &str {
-        "slicedb_bytea_input"
     }
 }
 

@@ -48,10 +48,10 @@ use slicedb_codec::key::row_key;
 use slicedb_codec::RowWrite;
 use slicedb_common::{ColumnDef, Result};
 
-use crate::bytea::decode_bytea_casts;
 use crate::direct_value::{DirectValue, OldRow};
 use crate::point_query::{equalities, ident_name, object_table, plain_table, PointQuery};
 use crate::table::SliceTable;
+use crate::text_input::pg_text_input;
 use crate::txn::StatementTxn;
 use crate::write::{check_rows, insert_write, row_from_batch, values_batch, RowRouter};
 
@@ -383,7 +383,7 @@ fn evaluate(
         .config_options()
         .cloned()
         .unwrap_or_else(|| Arc::clone(state.config_options()));
-    let expr = decode_bytea_casts(cast(expr, target), schema)?;
+    let expr = pg_text_input(cast(expr, target), schema)?;
     // Coerced, then simplified as the optimizer would: functions such as
     // `now()` are only ever evaluated by the simplifier.
     let simplifier = ExprSimplifier::new(

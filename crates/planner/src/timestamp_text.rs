@@ -1,0 +1,152 @@
+//! PostgreSQL's text input for `timestamp` and `timestamptz` where Arrow's
+//! parser is stricter: `'2024-01-31 10:00'` (no seconds) and
+//! `'2024-01-31 9:05'` (a one-digit hour) are timestamps to PostgreSQL,
+//! and errors ("error parsing time") to Arrow.
+//!
+//! [`pg_timestamp_text`] rewrites such text into the form Arrow reads
+//! (`2024-01-31 10:00:00`, `2024-01-31 09:05:00`), leaving everything else
+//! as it is for Arrow to accept or refuse. The text-input analyzer rule
+//! (`crate::text_input`) puts [`TimestampText`] in front of every text →
+//! timestamp cast, and COPY applies the function to its fields.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+/// Timestamp text in the form Arrow's parser reads: seconds added to a
+/// time of day written as `H:MM` or `HH:MM`, and a one-digit hour padded.
+///
+/// ```
+/// use slicedb_planner::timestamp_text::pg_timestamp_text;
+/// assert_eq!(pg_timestamp_text("2024-01-31 10:00"), "2024-01-31 10:00:00");
+/// assert_eq!(pg_timestamp_text("2024-01-31T9:05+02"), "2024-01-31T09:05:00+02");
+/// assert_eq!(pg_timestamp_text("2024-01-31 10:00:07.5"), "2024-01-31 10:00:07.5");
+/// assert_eq!(pg_timestamp_text("2024-01-31"), "2024-01-31");
+/// ```
+pub fn pg_timestamp_text(s: &str) -> Cow<'_, str> {
+    let b = s.as_bytes();
+    // A date of the form YYYY-MM-DD, then ' ' or 'T', then the time.
+    let date_ok = b.len() > 11
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+        && matches!(b[10], b' ' | b'T');
+    if !date_ok {
+        return Cow::Borrowed(s);
+    }
+    let time = &s[11..];
+    let t = time.as_bytes();
+    let hour_digits = t.iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(1..=2).contains(&hour_digits) || t.get(hour_digits) != Some(&b':') {
+        return Cow::Borrowed(s);
+    }
+    let minutes = &t[hour_digits + 1..];
+    if minutes.len() < 2
+        || !minutes[..2].iter().all(u8::is_ascii_digit)
+        || minutes.get(2).is_some_and(u8::is_ascii_digit)
+    {
+        return Cow::Borrowed(s);
+    }
+    let has_seconds = minutes.get(2) == Some(&b':');
+    if hour_digits == 2 && has_seconds {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    out.push_str(&s[..11]);
+    if hour_digits == 1 {
+        out.push('0');
+    }
+    out.push_str(&time[..hour_digits + 3]);
+    if !has_seconds {
+        out.push_str(":00");
+    }
+    out.push_str(&time[hour_digits + 3..]);
+    Cow::Owned(out)
+}
+
+/// `slicedb_timestamp_text(text) → text`: [`pg_timestamp_text`] of each value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimestampText {
+    signature: Signature,
+}
+
+impl Default for TimestampText {
+    fn default() -> Self {
+        TimestampText {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TimestampText {
+    fn name(&self) -> &str {
+        "slicedb_timestamp_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let input = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
+        let strings = input.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("slicedb_timestamp_text expects text".into())
+        })?;
+        let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+        for v in strings.iter() {
+            out.append_option(v.map(pg_timestamp_text));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    /// Each rewritten text parses with Arrow to the instant PostgreSQL 15
+    /// gives the original; text Arrow reads already is left alone.
+    #[test]
+    fn rewritten_text_parses_as_postgres_reads_the_original() {
+        let cases = [
+            ("2024-01-31 10:00", Some("2024-01-31T10:00:00")),
+            ("2024-01-31 9:05", Some("2024-01-31T09:05:00")),
+            ("2024-01-31T23:59", Some("2024-01-31T23:59:00")),
+            ("2024-01-31 10:00+02:00", Some("2024-01-31T08:00:00")),
+            ("2024-01-31 10:00:01", Some("2024-01-31T10:00:01")),
+            ("2024-01-31 10:00:01.25", Some("2024-01-31T10:00:01.250")),
+            ("2024-01-31", Some("2024-01-31T00:00:00")),
+        ];
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        for (text, want) in cases {
+            let fixed = pg_timestamp_text(text);
+            let array = StringArray::from(vec![fixed.as_ref()]);
+            let parsed = cast(&array, &ts).unwrap_or_else(|e| panic!("{text} → {fixed}: {e}"));
+            let shown = datafusion::arrow::util::display::array_value_to_string(&parsed, 0).unwrap();
+            assert_eq!(Some(shown.as_str()), want, "{text}");
+        }
+        for untouched in [
+            "2024-01-31 10:00:00",
+            "10:00",
+            "2024-01-31 100:00",
+            "2024-01-31 10:0",
+            "now",
+            "",
+        ] {
+            assert!(matches!(pg_timestamp_text(untouched), Cow::Borrowed(_)), "{untouched}");
+        }
+    }
+}
