@@ -258,6 +258,20 @@ async fn serial_values_survive_kill9_and_copy_fills_defaults() {
     sink.send(bytes::Bytes::from_static(b"ok\t1\nbad\t9\n")).await.unwrap();
     let e = sink.finish().await.unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("23514"), "{e}");
+    // Timestamps as PostgreSQL reads them, also without seconds.
+    let sink = client.copy_in("COPY log (msg, at, local) FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"ts\t2024-01-31 10:00+02\t2024-01-31 9:05\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 1);
+    let r = rows(
+        &client,
+        "SELECT count(*) FROM log WHERE msg = 'ts' AND local = timestamp '2024-01-31 09:05:00'
+           AND at = timestamptz '2024-01-31 08:00:00+00'",
+    )
+    .await;
+    assert_eq!(r[0][0].as_deref(), Some("1"));
     let before = ints(&rows(&client, "SELECT max(id) FROM log").await)[0];
 
     server.kill9();
@@ -267,7 +281,7 @@ async fn serial_values_survive_kill9_and_copy_fills_defaults() {
     assert!(after > before, "{after} must follow {before}");
     let r = rows(&client, "SELECT count(*), count(DISTINCT id) FROM log").await;
     assert_eq!(r[0][0], r[0][1], "no id handed out twice");
-    assert_eq!(r[0][0].as_deref(), Some("1004"));
+    assert_eq!(r[0][0].as_deref(), Some("1005"));
 }
 
 /// ALTER TABLE as migrations use it: adding columns to a table with rows
