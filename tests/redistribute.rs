@@ -10,7 +10,9 @@
 //! target slice server mid-move with a `minimal_move` map, and `kill -9` of a
 //! source slice server mid-copy. And transactions left open across a
 //! cut-over: they commit on the new owner or abort with 40001. And a table
-//! with a unique and a non-unique index, whose entries move with it.
+//! with a unique and a non-unique index, whose entries move with it, and a
+//! parent and child table that move while children are inserted and
+//! parents deleted with cascade.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -822,4 +824,127 @@ async fn an_indexed_table_moves_with_its_index_entries() {
         "{placed:?}"
     );
     assert_eq!(placed.values().sum::<i64>(), expected.len() as i64, "{placed:?}");
+}
+
+/// Parents in the foreign-key test; writers delete those above half.
+const PARENTS: i64 = 6_000;
+
+/// Inserts children of random parents (each acknowledged insert must find
+/// its parent; 23503 only when the parent may be gone) until `stop`;
+/// returns the acknowledged children of parents no one deletes.
+async fn child_writer(pg: SocketAddr, w: i64, stop: Arc<AtomicBool>) -> (BTreeMap<i64, i64>, Vec<String>) {
+    let client = connect(pg).await;
+    let insert = client.prepare("INSERT INTO c VALUES ($1, $2)").await.unwrap();
+    let mut seed = 0x51_7CC1_B727_220A ^ (w as u64 + 3);
+    let (mut kept, mut errors) = (BTreeMap::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut n = 0i64;
+    while !stop.load(Ordering::Relaxed) && n < 100_000 && Instant::now() < deadline {
+        let pid = 1 + (xorshift(&mut seed) % PARENTS as u64) as i64;
+        let id = 1_000_000 * (w + 1) + n;
+        n += 1;
+        match client.execute(&insert, &[&id, &pid]).await {
+            Ok(1) if pid <= PARENTS / 2 => {
+                kept.insert(id, pid);
+            }
+            Ok(1) => {}
+            Err(e) if pid > PARENTS / 2 && e.code().map(|c| c.code()) == Some("23503") => {}
+            other => errors.push(format!("child {id} of {pid}: {other:?}")),
+        }
+    }
+    (kept, errors)
+}
+
+/// A parent and a child table with `ON DELETE CASCADE` move (both, by
+/// `REDISTRIBUTE ALL`) while children are inserted and parents deleted:
+/// afterwards no child is an orphan, every acknowledged child of a kept
+/// parent is there, and no deleted parent is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_with_foreign_keys_move_under_writers() {
+    let cluster = TestCluster::start(3, 1);
+    let client = cluster.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE p (id bigint PRIMARY KEY, pad text);
+             CREATE TABLE c (id bigint PRIMARY KEY, pid bigint NOT NULL REFERENCES p ON DELETE CASCADE);
+             INSERT INTO p SELECT g, repeat('p', 1000) FROM generate_series(1, {PARENTS}) AS s(g);
+             INSERT INTO c SELECT g, 1 + g % {PARENTS} FROM generate_series(1, 6000) AS s(g)"
+        ))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let children: Vec<_> = (0..2)
+        .map(|w| tokio::spawn(child_writer(cluster.pg, w, stop.clone())))
+        .collect();
+    // A deleter removes parents above half, one at a time, with their children.
+    let deleter = {
+        let (pg, stop) = (cluster.pg, stop.clone());
+        tokio::spawn(async move {
+            let client = connect(pg).await;
+            let delete = client.prepare("DELETE FROM p WHERE id = $1").await.unwrap();
+            let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+            let mut id = PARENTS;
+            while !stop.load(Ordering::Relaxed) && id > PARENTS / 2 {
+                match client.execute(&delete, &[&id]).await {
+                    Ok(1) => deleted.push(id),
+                    other => errors.push(format!("delete {id}: {other:?}")),
+                }
+                id -= 1;
+            }
+            (deleted, errors)
+        })
+    };
+    client
+        .batch_execute(&format!("ADD NODE '{}'", cluster.spares[0]))
+        .await
+        .unwrap();
+    let started = query(&client, "REDISTRIBUTE ALL WITH (max_rate_mb = 1)").await;
+    assert_eq!(started.len(), 2, "both tables move: {started:?}");
+    for job in started.iter().map(|r| r[0].clone()) {
+        wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut kept: BTreeMap<i64, i64> = (1..=6000).map(|g| (g, 1 + g % PARENTS)).collect();
+    kept.retain(|_, pid| *pid <= PARENTS / 2);
+    let mut ops = 0;
+    for h in children {
+        let (mine, errors) = h.await.unwrap();
+        assert_no_errors(&errors);
+        ops += mine.len();
+        kept.extend(mine);
+    }
+    let (deleted, errors) = deleter.await.unwrap();
+    assert_no_errors(&errors);
+    eprintln!(
+        "{ops} kept children inserted, {} parents deleted during the moves",
+        deleted.len()
+    );
+    assert!(ops > 0 && !deleted.is_empty());
+
+    let orphans = count(&client, "SELECT count(*) FROM c WHERE pid NOT IN (SELECT id FROM p)").await;
+    assert_eq!(orphans, 0, "a child outlived its parent");
+    let rows = client
+        .query("SELECT id, pid FROM c WHERE pid <= $1", &[&(PARENTS / 2)])
+        .await
+        .unwrap();
+    let actual: BTreeMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        actual == kept,
+        "children of kept parents differ: {} vs {}",
+        actual.len(),
+        kept.len()
+    );
+    let listed: Vec<String> = deleted.iter().map(i64::to_string).collect();
+    let gone = count(
+        &client,
+        &format!("SELECT count(*) FROM p WHERE id IN ({})", listed.join(", ")),
+    )
+    .await;
+    assert_eq!(gone, 0, "a deleted parent is back");
+    // The constraint still holds on the new map.
+    let e = client
+        .execute("INSERT INTO c VALUES (999999999, 999999)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("23503"), "{e:?}");
 }

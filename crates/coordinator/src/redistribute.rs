@@ -980,15 +980,6 @@ impl Coordinator {
                     started_at: now_ms(),
                     finished_at: None,
                 };
-                let fks = !def.foreign_keys.is_empty()
-                    || !slicedb_planner::foreign_key::referencing(s, def.id).is_empty();
-                if !job.pairs.is_empty() && fks {
-                    return Err(err!(
-                        FeatureNotSupported,
-                        "cannot redistribute table \"{}\": it has or is referenced by foreign keys, and their row locks do not move with the buckets yet; drop the constraints, redistribute, and add them again",
-                        def.name
-                    ));
-                }
                 if let Some(index) = def.indexes.iter().find(|i| i.building) {
                     return Err(err!(
                         ObjectInUse,
