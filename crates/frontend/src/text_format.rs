@@ -13,6 +13,14 @@
 //!   `double precision` and 10^6 for `real`
 //!   (`slicedb_common::datum::float8_text`).
 //!
+//! - **Intervals.** arrow-pg 0.16 encodes a NULL `interval` as the value
+//!   in its slot (`00:00:00`); an interval column is printed here, with
+//!   pgwire's own interval text (the session's `IntervalStyle`; in the
+//!   `postgres` style without trailing zeros of the fraction), and NULL
+//!   stays NULL. (The binary format still has that bug.) A duration (what
+//!   DataFusion makes of `timestamp - timestamp`) is printed as PostgreSQL
+//!   prints that difference, in days and time.
+//!
 //! [`for_text`] turns such columns of text-format fields into PostgreSQL's
 //! strings before they are encoded; the field keeps its type.
 //!
@@ -24,13 +32,18 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Schema, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+    DataType, DurationMicrosecondType, Field, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit, Schema,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::arrow::temporal_conversions::timestamp_us_to_datetime;
+use pg_interval::Interval as PgInterval;
 use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::types::ToSqlText;
 use slicedb_common::datum::{float4_text, float8_text};
 use slicedb_common::Error;
 
@@ -77,6 +90,47 @@ pub fn time(micros: i64) -> String {
 }
 
 /// Whether the date style `style` (the `DateStyle` setting) prints ISO.
+/// The values of an interval or duration column as PostgreSQL intervals.
+/// A duration (DataFusion's `timestamp - timestamp`) is split into days
+/// and time as PostgreSQL's `timestamp - timestamp` splits it (both parts
+/// truncated toward zero: `-31 days -05:30:00`, not `-749:30:00`).
+fn pg_intervals(column: &ArrayRef) -> Result<Vec<Option<PgInterval>>, datafusion::arrow::error::ArrowError> {
+    const DAY: i64 = 86_400_000_000;
+    if let DataType::Duration(_) = column.data_type() {
+        let micros = cast(column, &DataType::Duration(TimeUnit::Microsecond))?;
+        let micros = micros.as_primitive::<DurationMicrosecondType>();
+        return Ok(micros
+            .iter()
+            .map(|v| v.map(|us| PgInterval::new(0, (us / DAY) as i32, us % DAY)))
+            .collect());
+    }
+    let mdn = cast(column, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    Ok(mdn
+        .as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|v| v.map(|v| PgInterval::new(v.months, v.days, v.nanoseconds / 1000)))
+        .collect())
+}
+
+/// An interval printed in the `postgres` style with the fractional
+/// seconds' trailing zeros dropped, as PostgreSQL prints it
+/// (`00:00:04.5`, not pgwire's `00:00:04.500000`).
+///
+/// ```
+/// use slicedb_frontend::text_format::trim_fraction;
+/// assert_eq!(trim_fraction("1 day 00:00:04.500000"), "1 day 00:00:04.5");
+/// assert_eq!(trim_fraction("-00:00:01.000000"), "-00:00:01");
+/// assert_eq!(trim_fraction("1 year 2 mons"), "1 year 2 mons");
+/// ```
+pub fn trim_fraction(interval: &str) -> &str {
+    let time_at = interval.rfind(':').unwrap_or(0);
+    if !interval[time_at..].contains('.') {
+        return interval;
+    }
+    let trimmed = interval.trim_end_matches('0');
+    trimmed.strip_suffix('.').unwrap_or(trimmed)
+}
+
 fn iso(style: &str) -> bool {
     style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
 }
@@ -91,6 +145,7 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
         match t {
             DataType::Float32 | DataType::Float64 => true,
             DataType::Timestamp(..) | DataType::Time64(_) | DataType::Time32(_) => iso(&f.format_options().date_style),
+            DataType::Interval(_) | DataType::Duration(_) => true,
             _ => false,
         }
     };
@@ -139,6 +194,27 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
                                 .unwrap_or_default(),
                         ),
                     }
+                }
+            }
+            DataType::Interval(_) | DataType::Duration(_) => {
+                let format = fields[i].format_options();
+                let style = format.interval_style.trim().to_ascii_lowercase();
+                let postgres_style = style.is_empty() || style == "postgres";
+                let intervals = pg_intervals(column).map_err(internal)?;
+                let mut buf = BytesMut::new();
+                for v in intervals {
+                    let Some(v) = v else {
+                        text.append_null();
+                        continue;
+                    };
+                    buf.clear();
+                    v.to_sql_text(&Type::INTERVAL, &mut buf, format)
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                    let printed = String::from_utf8_lossy(&buf);
+                    text.append_value(match postgres_style {
+                        true => trim_fraction(&printed),
+                        false => &printed,
+                    });
                 }
             }
             _ => {
