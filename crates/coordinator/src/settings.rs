@@ -29,6 +29,15 @@ impl Coordinator {
                 {
                     timeout::parse_duration_ms(&name.to_ascii_lowercase(), &value)?;
                 }
+                if ["role", "session_authorization"]
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&name))
+                    && !["default", "none"].iter().any(|v| v.eq_ignore_ascii_case(&value))
+                {
+                    // The same statements as SET ROLE / SET SESSION AUTHORIZATION.
+                    check_own_role(session, &format!("SET {name}"), &value)?;
+                    return Ok(Output::Command(CommandTag::new("SET")));
+                }
                 if value.eq_ignore_ascii_case("default") {
                     session.reset(&name);
                 } else {
@@ -49,12 +58,36 @@ impl Coordinator {
             } => {
                 crate::txn_statements::check_modes(&modes)?;
             }
-            ast::Set::SetSessionParam(_) | ast::Set::SetRole { .. } => {}
-            ast::Set::SetSessionAuthorization(_) => {}
+            ast::Set::SetSessionParam(_) => {}
+            ast::Set::SetRole { role_name, .. } => {
+                if let Some(role) = role_name {
+                    check_own_role(session, "SET ROLE", &crate::ddl::normalize(&role))?;
+                }
+            }
+            ast::Set::SetSessionAuthorization(param) => {
+                if let ast::SetSessionAuthorizationParamKind::User(user) = param.kind {
+                    check_own_role(session, "SET SESSION AUTHORIZATION", &crate::ddl::normalize(&user))?;
+                }
+            }
             other => return Err(err!(FeatureNotSupported, "unsupported SET: {other}")),
         }
         Ok(Output::Command(CommandTag::new("SET")))
     }
+}
+
+/// slicedb has no roles yet: every session is its session user
+/// (`session_authorization`). Switching to that user is a no-op, as in
+/// PostgreSQL; switching to any other is refused (0A000), never ignored,
+/// so that a client relying on another role's privileges learns it.
+fn check_own_role(session: &Session, statement: &str, role: &str) -> Result<()> {
+    let own = session.get("session_authorization").unwrap_or("postgres").to_string();
+    if role == own {
+        return Ok(());
+    }
+    Err(err!(
+        FeatureNotSupported,
+        "{statement} \"{role}\" is not supported: slicedb has no roles yet, every session acts as \"{own}\""
+    ))
 }
 
 /// `RESET name` / `RESET ALL`.
