@@ -89,7 +89,6 @@ pub fn time(micros: i64) -> String {
     )
 }
 
-/// Whether the date style `style` (the `DateStyle` setting) prints ISO.
 /// The values of an interval or duration column as PostgreSQL intervals.
 /// A duration (DataFusion's `timestamp - timestamp`) is split into days
 /// and time as PostgreSQL's `timestamp - timestamp` splits it (both parts
@@ -131,6 +130,7 @@ pub fn trim_fraction(interval: &str) -> &str {
     trimmed.strip_suffix('.').unwrap_or(trimmed)
 }
 
+/// Whether the date style `style` (the `DateStyle` setting) prints ISO.
 fn iso(style: &str) -> bool {
     style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
 }

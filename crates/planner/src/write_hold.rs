@@ -84,7 +84,7 @@ pub struct WritePermit {
     gates: Arc<TableGates>,
     /// The gates passed, ascending, and their guards.
     held: Vec<usize>,
-    _guards: Vec<OwnedRwLockReadGuard<()>>,
+    guards: Vec<OwnedRwLockReadGuard<()>>,
 }
 
 impl WritePermit {
@@ -95,7 +95,8 @@ impl WritePermit {
     /// A gate already held is not entered again: a second shared entry
     /// queued behind a waiting hold would wait for itself. Any other gate
     /// is safe to wait for while holding some: a hold is taken on one gate
-    /// at a time, and its holder waits for no writer.
+    /// at a time, and while its holder has it, it waits only for commits
+    /// that passed their gates already.
     pub async fn extend(&mut self, buckets: impl Iterator<Item = u16>) {
         let mut needed: Vec<usize> = buckets
             .map(|b| self.gates.gate_of(b))
@@ -104,7 +105,7 @@ impl WritePermit {
         needed.sort_unstable();
         needed.dedup();
         for i in needed {
-            self._guards.push(self.gates.gates[i].clone().read_owned().await);
+            self.guards.push(self.gates.gates[i].clone().read_owned().await);
             let at = self.held.partition_point(|h| *h < i);
             self.held.insert(at, i);
         }
@@ -151,7 +152,7 @@ impl WriteHolds {
                 return WritePermit {
                     gates,
                     held: needed,
-                    _guards: guards,
+                    guards,
                 };
             }
         }

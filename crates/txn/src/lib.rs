@@ -448,12 +448,12 @@ impl TxnManager {
             // Index entries pass their table's gates (they move with its
             // buckets): one permit per table, in ascending table order.
             let catalog = self.catalog.snapshot();
-            let mut gated: BTreeMap<TableId, BTreeSet<u16>> = BTreeMap::new();
+            let mut per_table: BTreeMap<TableId, BTreeSet<u16>> = BTreeMap::new();
             for (table, buckets) in &writes.placed {
                 let owner = catalog.table_by_storage_id(*table).map_or(*table, |def| def.id);
-                gated.entry(owner).or_default().extend(buckets.keys().copied());
+                per_table.entry(owner).or_default().extend(buckets.keys().copied());
             }
-            for (table, buckets) in &gated {
+            for (table, buckets) in &per_table {
                 permits.push(self.routing.holds.enter(*table, buckets.iter().copied()).await);
             }
         }
