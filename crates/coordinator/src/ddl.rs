@@ -596,7 +596,7 @@ impl Coordinator {
             let mut taken = crate::foreign_key::constraint_names(&table);
             for spec in &foreign_keys {
                 if spec.parent != table.name {
-                    crate::foreign_key::check_not_moving(state, &spec.parent)?;
+                    crate::redistribute::not_moving(state, &spec.parent, "reference table")?;
                 }
                 let fk = crate::foreign_key::resolve(state, &table, spec, &taken)?;
                 taken.push(fk.name.clone());

@@ -680,7 +680,7 @@ impl Coordinator {
         let mut added = None;
         self.catalog.update(|state| {
             let mut t = (*state.table(child)?).clone();
-            check_not_moving(state, &spec.parent)?;
+            crate::redistribute::not_moving(state, &spec.parent, "reference table")?;
             let def = resolve(state, &t, spec, &constraint_names(&t))?;
             added = Some(def.clone());
             t.foreign_keys.push(def);
@@ -751,19 +751,6 @@ pub fn check_still_referencable(state: &CatalogState, parent: &TableDef, index: 
                 child.name
             ));
         }
-    }
-    Ok(())
-}
-
-/// A foreign key may not reference a table that a redistribution is
-/// moving (55006).
-pub fn check_not_moving(state: &CatalogState, parent: &str) -> Result<()> {
-    if let Some(j) = state.active_job(parent) {
-        return Err(err!(
-            ObjectInUse,
-            "cannot reference table \"{parent}\" while redistribution {} moves it",
-            j.id
-        ));
     }
     Ok(())
 }
