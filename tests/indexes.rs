@@ -204,9 +204,10 @@ async fn index_entries_agree_with_the_rows_after_a_random_mix_of_writes() {
     assert_eq!(scanned[0][0], model.len().to_string());
 }
 
-/// CREATE INDEX on a table that four sessions keep writing to: no writer
-/// fails, the build finishes, and afterwards every row is found through
-/// the index.
+/// CREATE INDEX on a table that four sessions keep writing to (inserting
+/// rows, changing the indexed column of rows that were there before, and
+/// deleting some): no writer fails, the build finishes, and afterwards the
+/// index finds exactly the rows a scan finds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_built_while_writers_run_finds_every_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +217,7 @@ async fn an_index_built_while_writers_run_finds_every_row() {
         .await
         .unwrap();
     c.execute(
-        "INSERT INTO log SELECT g, 't' || (g % 7) FROM generate_series(100000, 101999) AS s(g)",
+        "INSERT INTO log SELECT g, 't' || (g % 7) FROM generate_series(100000, 119999) AS s(g)",
         &[],
     )
     .await
@@ -231,19 +232,33 @@ async fn an_index_built_while_writers_run_finds_every_row() {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
                 let id = w * 10_000 + n;
-                // Some in explicit transactions, so that a build meets open writers.
-                if n % 3 == 0 {
-                    wc.batch_execute(&format!(
-                        "BEGIN; INSERT INTO log VALUES ({id}, 't{}'); UPDATE log SET tag = 't{}' WHERE id = {id}; COMMIT",
-                        n % 7,
-                        (n + 1) % 7
-                    ))
-                    .await
-                    .unwrap();
-                } else {
-                    wc.execute("INSERT INTO log VALUES ($1, $2)", &[&id, &format!("t{}", n % 7)])
+                // Rows that were there before the build, each writer its own.
+                let old = 100_000 + w * 500 + (n / 4) % 500;
+                match n % 4 {
+                    // In an explicit transaction, so that a build meets open writers.
+                    0 => wc
+                        .batch_execute(&format!(
+                            "BEGIN; INSERT INTO log VALUES ({id}, 't{}'); UPDATE log SET tag = 't{}' WHERE id = {id}; COMMIT",
+                            n % 7,
+                            (n + 1) % 7
+                        ))
                         .await
-                        .unwrap();
+                        .unwrap(),
+                    1 => {
+                        wc.execute("INSERT INTO log VALUES ($1, $2)", &[&id, &format!("t{}", n % 7)])
+                            .await
+                            .unwrap();
+                    }
+                    2 => {
+                        wc.execute("UPDATE log SET tag = $1 WHERE id = $2", &[&format!("t{}", n % 5), &old])
+                            .await
+                            .unwrap();
+                    }
+                    _ => {
+                        wc.execute("DELETE FROM log WHERE id = $1", &[&(old + 250)])
+                            .await
+                            .unwrap();
+                    }
                 }
                 n += 1;
             }
@@ -274,9 +289,18 @@ async fn an_index_built_while_writers_run_finds_every_row() {
     for w in writers {
         assert!(w.await.unwrap() > 0);
     }
-    let plan = format!("{:?}", rows(&c, "EXPLAIN SELECT id FROM log WHERE tag = 't3'").await);
+    let found = tags_agree(&c, 7).await;
+    assert!(found.iter().all(|n| *n > 0), "{found:?}");
+}
+
+/// For tags `t0` … `t{n-1}` of table `log`, which has an index on `tag`:
+/// the rows the index finds and those a scan finds are as many. Returns
+/// how many each tag has.
+async fn tags_agree(c: &tokio_postgres::Client, n: usize) -> Vec<i64> {
+    let plan = format!("{:?}", rows(c, "EXPLAIN SELECT id FROM log WHERE tag = 't3'").await);
     assert!(plan.contains("IndexLookupExec"), "{plan}");
-    for t in 0..7 {
+    let mut found = Vec::new();
+    for t in 0..n {
         let tag = format!("t{t}");
         let via_index: i64 = c
             .query_one("SELECT count(*) FROM log WHERE tag = $1", &[&tag])
@@ -290,8 +314,16 @@ async fn an_index_built_while_writers_run_finds_every_row() {
             .unwrap()
             .get(0);
         assert_eq!(via_index, scanned, "tag {tag}");
-        assert!(scanned > 0);
+        found.push(scanned);
     }
+    found
+}
+
+/// A cluster of two slice servers where `sql` has run.
+async fn cluster_with(sql: &str) -> TestCluster {
+    let cluster = TestCluster::start(2, 0);
+    cluster.client().await.batch_execute(sql).await.unwrap();
+    cluster
 }
 
 /// Whether a lookup by `email` in table `t` reads an index.
@@ -300,26 +332,21 @@ async fn uses_index(pg: std::net::SocketAddr) -> bool {
     format!("{plan:?}").contains("IndexLookupExec")
 }
 
-/// kill -9 of the coordinator during a build (before its entries commit,
-/// and after, before the index is published usable), and of a slice server
-/// during one: each time the table is left with no index (the name is
+/// kill -9 of the coordinator during a build (in the middle of its
+/// back-fill, and after it, before the index is published usable), and of a
+/// slice server during one: each time the table is left with no index (the name is
 /// free, a duplicate can be inserted, nothing reads the half-built one),
 /// and a new build afterwards gives a usable unique index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_interrupted_by_a_crash_leaves_no_index() {
-    let mut cluster = TestCluster::start(2, 0);
+    let mut cluster = cluster_with(
+        "CREATE TABLE t (id int PRIMARY KEY, email text);
+         INSERT INTO t SELECT g, 'e' || g || '@x' FROM generate_series(1, 300) AS s(g)",
+    )
+    .await;
     let pg = cluster.pg;
-    cluster
-        .client()
-        .await
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, email text);
-             INSERT INTO t SELECT g, 'e' || g || '@x' FROM generate_series(1, 300) AS s(g)",
-        )
-        .await
-        .unwrap();
     let build = "CREATE UNIQUE INDEX t_email ON t (email)";
-    for failpoint in ["index-build-before-commit", "index-build-before-ready"] {
+    for failpoint in ["index-build-backfill", "index-build-before-ready"] {
         cluster.coordinator.restart_with_failpoint(Some(failpoint));
         eventually(pg, "SELECT 1").await;
         let client = connect(pg).await;
@@ -346,17 +373,17 @@ async fn a_build_interrupted_by_a_crash_leaves_no_index() {
         assert_eq!(e.code().map(|c| c.code()), Some("23505"));
         client.batch_execute("DROP INDEX t_email").await.unwrap();
     }
-    // A slice server dies while a build holds its entries uncommitted: the
-    // build fails and leaves no index; once it is back, a build succeeds.
+    // A slice server dies in the middle of a build's back-fill: the build
+    // fails and leaves no index; once it is back, a build succeeds.
     cluster
         .coordinator
-        .restart_with_failpoint(Some("index-build-before-commit=sleep(3000)"));
+        .restart_with_failpoint(Some("index-build-backfill=sleep(3000)"));
     eventually(pg, "SELECT 1").await;
     let client = connect(pg).await;
     let building = tokio::spawn(async move { client.batch_execute(build).await });
     assert!(cluster
         .coordinator
-        .wait_for_output("slicedb failpoint: index-build-before-commit", Duration::from_secs(30)));
+        .wait_for_output("slicedb failpoint: index-build-backfill", Duration::from_secs(30)));
     cluster.slices[1].kill9();
     assert!(building.await.unwrap().is_err(), "the build lost a slice server");
     cluster.slices[1].restart();
@@ -366,4 +393,99 @@ async fn a_build_interrupted_by_a_crash_leaves_no_index() {
     assert!(uses_index(pg).await);
     let found = eventually(pg, "SELECT id FROM t WHERE email = 'e77@x'").await;
     assert_eq!(found, vec![vec!["77".to_string()]]);
+}
+
+/// CREATE INDEX does not hold writers up. While a build is held in the
+/// middle of its back-fill (a failpoint), inserts, updates of the indexed
+/// column and deletes of rows that were there before the build all
+/// complete, and the index then agrees with the rows. A unique build meets
+/// values written twice while it runs: either the writer's insert fails
+/// with 23505 (its value's entry was back-filled already), or the build
+/// does; never is a unique index left over duplicates. A cancelled build
+/// leaves no index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_on_while_an_index_is_built() {
+    let mut cluster = cluster_with(
+        "CREATE TABLE log (id int PRIMARY KEY, tag text, email text);
+         INSERT INTO log SELECT g, 't' || (g % 7), 'e' || g || '@x' FROM generate_series(1, 3000) AS s(g)",
+    )
+    .await;
+    let pg = cluster.pg;
+    let held = "index-build-backfill=sleep(8000)";
+    cluster.coordinator.restart_with_failpoint(Some(held));
+    eventually(pg, "SELECT 1").await;
+    let builder = connect(pg).await;
+    let build = tokio::spawn(async move { builder.batch_execute("CREATE INDEX log_tag ON log (tag)").await });
+    assert!(cluster
+        .coordinator
+        .wait_for_output("slicedb failpoint: index-build-backfill", Duration::from_secs(30)));
+    let c = connect(pg).await;
+    c.batch_execute(
+        "INSERT INTO log VALUES (5000, 't3', 'n1@x');
+         UPDATE log SET tag = 't9' WHERE id % 10 = 1;
+         DELETE FROM log WHERE id % 10 = 2;
+         BEGIN; UPDATE log SET tag = 't8' WHERE id = 3; INSERT INTO log VALUES (5001, 't8', 'n2@x'); COMMIT",
+    )
+    .await
+    .unwrap();
+    assert!(!build.is_finished(), "the writes waited for the build");
+    let progress = rows(&c, "SELECT index, \"table\", phase FROM slicedb.index_builds").await;
+    assert_eq!(
+        progress,
+        vec![vec!["log_tag".to_string(), "log".into(), "back-filling".into()]]
+    );
+    build.await.unwrap().unwrap();
+    assert!(rows(&c, "SELECT * FROM slicedb.index_builds").await.is_empty());
+    let found = tags_agree(&c, 10).await;
+    // t7 has no row; t8 and t9 only those the writes gave them.
+    assert!(found.iter().enumerate().all(|(t, n)| (*n > 0) == (t != 7)), "{found:?}");
+
+    // A unique build, and values written twice while it is held.
+    cluster.coordinator.restart_with_failpoint(Some(held));
+    eventually(pg, "SELECT 1").await;
+    let builder = connect(pg).await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("CREATE UNIQUE INDEX log_email ON log (email)")
+            .await
+    });
+    assert!(cluster
+        .coordinator
+        .wait_for_output("slicedb failpoint: index-build-backfill", Duration::from_secs(30)));
+    let c = connect(pg).await;
+    let mut taken = 0;
+    for id in (5..3000).step_by(100) {
+        let sql = format!("INSERT INTO log VALUES ({}, 'dup', 'e{id}@x')", 10_000 + id);
+        match c.batch_execute(&sql).await {
+            Ok(()) => taken += 1,
+            Err(e) => assert_eq!(sqlstate(&e), "23505", "{e:?}"),
+        }
+    }
+    assert!(!build.is_finished(), "the writes waited for the build");
+    let built = build.await.unwrap();
+    // A build whose statement is cancelled (here by its timeout, while it
+    // is held) leaves no index.
+    let e = c
+        .batch_execute("SET statement_timeout = 2000; CREATE INDEX log_later ON log (tag)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    c.batch_execute("RESET statement_timeout").await.unwrap();
+    assert!(rows(&c, "SELECT * FROM slicedb.index_builds").await.is_empty());
+    let later = rows(&c, "SELECT count(*) FROM pg_indexes WHERE indexname = 'log_later'").await;
+    assert_eq!(later, vec![vec!["0".to_string()]]);
+    cluster.coordinator.restart_with_failpoint(None);
+    let indexes = eventually(
+        pg,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'log' ORDER BY 1",
+    )
+    .await;
+    if taken > 0 {
+        let e = built.unwrap_err();
+        assert_eq!(sqlstate(&e), "23505", "{e:?}");
+        assert!(!indexes.concat().contains(&"log_email".to_string()), "{indexes:?}");
+    } else {
+        built.unwrap();
+        assert!(indexes.concat().contains(&"log_email".to_string()), "{indexes:?}");
+    }
 }

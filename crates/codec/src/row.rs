@@ -13,6 +13,10 @@
 //! marks a tombstone: a delete, kept as a version so that older snapshots
 //! still see the row and later writers see that it changed. Bit 1 says the
 //! end offsets are four bytes wide (a row of more than 64 KiB of data).
+//! Bit 2 marks a *back-filled* version: an index entry that an online
+//! index build wrote beneath later writes, at the timestamp of the
+//! snapshot it read (`slicedb_storage`'s `backfill`). It records no change
+//! of the row, so it is never a write conflict.
 //!
 //! A value's position is its **column id** (its place in
 //! `TableDef::columns`; ids only grow, see `docs/architecture.md`). A row
@@ -46,6 +50,8 @@ pub const HEADER: usize = 10;
 pub const FLAG_TOMBSTONE: u8 = 1;
 /// End offsets are `u32`.
 const FLAG_WIDE: u8 = 2;
+/// The version was back-filled by an index build (see the module comment).
+pub const FLAG_BACKFILLED: u8 = 4;
 
 mod tag {
     pub const NULL: u8 = 0;
@@ -214,6 +220,36 @@ pub fn peek(bytes: &[u8]) -> Result<(u64, bool)> {
     check_header(bytes)?;
     let version = u64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes"));
     Ok((version, bytes[9] & FLAG_TOMBSTONE != 0))
+}
+
+/// Was the stored value back-filled by an index build (see the module
+/// comment)?
+pub fn is_backfilled(bytes: &[u8]) -> Result<bool> {
+    check_header(bytes)?;
+    Ok(bytes[9] & FLAG_BACKFILLED != 0)
+}
+
+/// Marks an encoded value as back-filled, stamped with `version`.
+///
+/// ```
+/// use slicedb_codec::row::{encode_row, is_backfilled, mark_backfilled, peek};
+/// use slicedb_common::Datum;
+/// let mut v = encode_row(0, &[Datum::Int64(7)]).unwrap();
+/// mark_backfilled(&mut v, 42).unwrap();
+/// assert_eq!(peek(&v).unwrap(), (42, false));
+/// assert!(is_backfilled(&v).unwrap());
+/// ```
+pub fn mark_backfilled(bytes: &mut [u8], version: u64) -> Result<()> {
+    set_version(bytes, version)?;
+    bytes[9] |= FLAG_BACKFILLED;
+    Ok(())
+}
+
+/// The stored values of a row after its header (its tags, offsets and
+/// data): equal for two versions that hold the same values.
+pub fn payload(bytes: &[u8]) -> Result<&[u8]> {
+    check_header(bytes)?;
+    Ok(&bytes[HEADER..])
 }
 
 /// Stamps an encoded value with its commit timestamp.

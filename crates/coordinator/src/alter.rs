@@ -652,13 +652,23 @@ impl Coordinator {
         source: &slicedb_planner::table::SliceTable,
         stmt: std::sync::Arc<slicedb_planner::txn::StatementTxn>,
     ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        self.rows_of(source.with_row_key(), stmt).await
+    }
+
+    /// Every row of `source`, at `stmt`'s snapshot.
+    pub(crate) async fn rows_of(
+        &self,
+        source: slicedb_planner::table::SliceTable,
+        stmt: std::sync::Arc<slicedb_planner::txn::StatementTxn>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
         use datafusion::dataframe::DataFrame;
         use datafusion::datasource::provider_as_source;
         use datafusion::logical_expr::LogicalPlanBuilder;
         let mut state = self.ctx.state();
         state.config_mut().set_extension(stmt);
-        let provider = provider_as_source(std::sync::Arc::new(source.with_row_key()));
-        let plan = LogicalPlanBuilder::scan(source.table.name.as_str(), provider, None)?.build()?;
+        let name = source.table.name.clone();
+        let provider = provider_as_source(std::sync::Arc::new(source));
+        let plan = LogicalPlanBuilder::scan(name.as_str(), provider, None)?.build()?;
         Ok(DataFrame::new(state, plan).execute_stream().await?)
     }
 

@@ -9,34 +9,15 @@
 //! planner reads them for equalities on the indexed columns
 //! (`planner::index_lookup`).
 //!
-//! A build (`add_index`) holds the table's write gates for its whole
-//! length, as PostgreSQL's `CREATE INDEX` holds a lock that blocks writers:
-//!
-//! 1. take the gates; if a transaction that wrote to the table is still
-//!    open, let go, wait for it to end (up to [`OPEN_WRITERS_LIMIT`]) and
-//!    start over, so that no uncommitted row escapes the back-fill;
-//! 2. publish the index as *building* (a coordinator that restarts drops
-//!    such an index: [`Coordinator::drop_unfinished_indexes`]);
-//! 3. in a transaction of its own, read every row at its snapshot and write
-//!    the entries (a unique index meets a duplicate as 23505 and the build
-//!    fails, leaving no index);
-//! 4. commit, publish the index as usable from the next timestamp, and let
-//!    the writers go: they find it in the catalog and maintain it.
-//!
-//! Readers are never held up. Writers wait for the build (`CONCURRENTLY` is
-//! accepted but builds the same way).
-
-use std::time::Duration;
+//! A build runs online, while the table takes writes: see
+//! [`crate::index_build`].
 
 use datafusion::sql::sqlparser::ast;
 use slicedb_catalog::Change;
-use slicedb_common::{err, Datum, IndexDef, Result, TableDef};
+use slicedb_common::{err, IndexDef, Result, TableDef};
 
 use crate::ddl::{normalize, relation_name};
 use crate::{CommandTag, Coordinator, Output};
-
-/// How long a build waits for transactions that wrote to its table to end.
-pub const OPEN_WRITERS_LIMIT: Duration = Duration::from_secs(30);
 
 /// What to build: an index or a `UNIQUE` constraint.
 #[derive(Debug, Clone)]
@@ -152,7 +133,7 @@ pub fn new_table_indexes(
     Ok(out)
 }
 
-fn resolve_columns(table: &TableDef, columns: &[String]) -> Result<Vec<usize>> {
+pub(crate) fn resolve_columns(table: &TableDef, columns: &[String]) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
         let i = table
@@ -207,187 +188,6 @@ impl Coordinator {
         Ok(Output::Command(CommandTag::new("CREATE INDEX")))
     }
 
-    /// Builds an index on a table that may hold rows and take writes (see
-    /// the module comment). Returns `false` when it existed already (`IF
-    /// NOT EXISTS`).
-    pub async fn add_index(&self, session: Option<&crate::Session>, spec: IndexSpec) -> Result<bool> {
-        let snapshot = self.catalog.snapshot();
-        let table = snapshot.table(&spec.table)?;
-        if let Some(name) = &spec.name {
-            if snapshot.relation_exists(name) {
-                if spec.if_not_exists {
-                    tracing::info!("relation \"{name}\" already exists, skipping");
-                    return Ok(false);
-                }
-                return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
-            }
-        }
-        let columns = resolve_columns(&table, &spec.columns)?;
-        if spec.unique && table.has_primary_key() && columns == table.primary_key && spec.constraint {
-            return Ok(false);
-        }
-        self.check_not_moving(&table.name, "index")?;
-        let open = session.and_then(|s| s.txn.as_ref());
-        let own = open.map(|t| t.id()).unwrap_or(0);
-        if let Some(t) = open {
-            if t.writes.lock().is_ok_and(|w| w.placed.contains_key(&table.id)) {
-                return Err(err!(
-                    FeatureNotSupported,
-                    "cannot index \"{}\" in a transaction that wrote to it",
-                    table.name
-                ));
-            }
-        }
-        // 1. The gates, with no open writer of the table behind them.
-        let gates = self.holds.current(table.id);
-        let mut attempts = 0;
-        let _hold = loop {
-            let hold = gates.hold(0).await;
-            let writers = self.txns.open_writers(table.id, own)?;
-            if writers.is_empty() {
-                break hold;
-            }
-            drop(hold);
-            attempts += 1;
-            if attempts > 100 {
-                return Err(err!(
-                    LockNotAvailable,
-                    "could not create index on \"{}\": transactions keep writing to it",
-                    table.name
-                ));
-            }
-            self.txns
-                .wait_finished(&writers, OPEN_WRITERS_LIMIT, "could not create index")
-                .await?;
-        };
-        // 2. Publish it as building, under the gates.
-        let mut index = None;
-        self.catalog.update(|state| {
-            let mut t = (*state.table(&spec.table)?).clone();
-            if t.id != table.id {
-                return Err(err!(UndefinedTable, "relation \"{}\" was dropped", spec.table));
-            }
-            crate::redistribute::not_moving(state, &t.name, "index")?;
-            let name = match &spec.name {
-                Some(n) => n.clone(),
-                None => default_index_name(state, &t.name, &spec.columns, spec.constraint),
-            };
-            if state.relation_exists(&name) {
-                return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
-            }
-            let def = IndexDef {
-                name,
-                id: state.next_table_id(),
-                columns: resolve_columns(&t, &spec.columns)?,
-                unique: spec.unique,
-                constraint: spec.constraint,
-                building: true,
-                usable_from: 0,
-            };
-            t.indexes.push(def.clone());
-            index = Some(def);
-            Ok(vec![Change::PutTable(t)])
-        })?;
-        let index = index.ok_or_else(|| slicedb_common::Error::internal("index not published"))?;
-        // 3 and 4.
-        match self.backfill(&spec.table, &index).await {
-            Ok(()) => {
-                slicedb_common::failpoint::failpoint_async("index-build-before-ready").await;
-                let usable_from = self.txns.now()?;
-                self.catalog.update(|state| {
-                    let mut t = (*state.table(&spec.table)?).clone();
-                    for i in t.indexes.iter_mut().filter(|i| i.id == index.id) {
-                        i.building = false;
-                        i.usable_from = usable_from;
-                    }
-                    Ok(vec![Change::PutTable(t)])
-                })?;
-                Ok(true)
-            }
-            Err(e) => {
-                self.forget_index(&spec.table, &index).await;
-                Err(match e.state {
-                    slicedb_common::SqlState::UniqueViolation => err!(
-                        UniqueViolation,
-                        "could not create unique index \"{}\": a key value of ({}) is duplicated",
-                        index.name,
-                        spec.columns.join(", ")
-                    ),
-                    _ => e,
-                })
-            }
-        }
-    }
-
-    /// Writes the entries of every row of `table` into `index`, in a
-    /// transaction of its own, holding the table's gates.
-    async fn backfill(&self, table: &str, index: &IndexDef) -> Result<()> {
-        use futures::StreamExt;
-
-        let source = self.slice_table(table)?;
-        let def = source.table.clone();
-        let mut txn = self.txns.begin().await?;
-        let fill = async {
-            let stmt = txn.statement();
-            let mut rows = self.rows_with_keys(&source, stmt.clone()).await?;
-            let router = slicedb_planner::write::RowRouter::new(source.clone(), stmt).holding_gates();
-            let types = def.column_types();
-            while let Some(batch) = rows.next().await {
-                let batch = batch?;
-                let keys = crate::alter::row_keys(&batch, types.len())?;
-                let mut entries = Vec::with_capacity(batch.num_rows());
-                for i in 0..batch.num_rows() {
-                    let row: Vec<Datum> = index
-                        .columns
-                        .iter()
-                        .map(|c| Datum::from_array(batch.column(*c).as_ref(), i, types[*c]))
-                        .collect::<Result<_>>()?;
-                    let full: Vec<Datum> = (0..types.len())
-                        .map(|c| match index.columns.iter().position(|x| *x == c) {
-                            Some(p) => row[p].clone(),
-                            None => Datum::Null,
-                        })
-                        .collect();
-                    entries.push((keys.value(i).to_vec(), full));
-                }
-                router.backfill(index, &entries).await?;
-            }
-            Ok::<(), slicedb_common::Error>(())
-        };
-        match fill.await {
-            Ok(()) => {
-                slicedb_common::failpoint::failpoint_async("index-build-before-commit").await;
-                self.txns.commit_holding_gates(&mut txn).await
-            }
-            Err(e) => {
-                self.txns.rollback(&mut txn).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Removes an index from its table's definition, then its entries.
-    async fn forget_index(&self, table: &str, index: &IndexDef) {
-        let map = self.catalog.update(|state| {
-            let Ok(t) = state.table(table) else {
-                return Ok(vec![]);
-            };
-            let mut t = (*t).clone();
-            t.indexes.retain(|i| i.id != index.id);
-            Ok(vec![Change::PutTable(t)])
-        });
-        if let Err(e) = map {
-            tracing::warn!("could not drop index \"{}\": {e}", index.name);
-            return;
-        }
-        let map_name = self.catalog.snapshot().table(table).map(|t| t.hash_map.clone());
-        if let Ok(m) = map_name {
-            if let Err(e) = self.delete_table_rows(index.id, &m).await {
-                tracing::warn!("entries of index \"{}\" stay behind: {e}", index.name);
-            }
-        }
-    }
-
     /// `DROP INDEX [IF EXISTS] name, …`. An index behind a `UNIQUE`
     /// constraint goes with `ALTER TABLE … DROP CONSTRAINT` only.
     pub async fn drop_indexes(&self, names: &[String], if_exists: bool) -> Result<Output> {
@@ -428,45 +228,5 @@ impl Coordinator {
         drop(hold);
         let map = self.catalog.snapshot().table(table)?.hash_map.clone();
         self.delete_table_rows(index.id, &map).await
-    }
-
-    /// Drops the indexes a build left unfinished (the coordinator stopped
-    /// during it): out of the catalog at once, their entries in the
-    /// background (ids are never reused, so entries left behind by a
-    /// failure here are unreachable). Called at start.
-    pub fn drop_unfinished_indexes(&self) -> Result<()> {
-        let mut dropped: Vec<(String, slicedb_common::TableId, String)> = Vec::new();
-        self.catalog.update(|state| {
-            let mut changes = Vec::new();
-            for t in state.tables.values().filter(|t| t.indexes.iter().any(|i| i.building)) {
-                let mut t = (**t).clone();
-                for i in t.indexes.iter().filter(|i| i.building) {
-                    dropped.push((i.name.clone(), i.id, t.hash_map.clone()));
-                }
-                t.indexes.retain(|i| !i.building);
-                changes.push(Change::PutTable(t));
-            }
-            Ok(changes)
-        })?;
-        for (name, id, map) in dropped {
-            tracing::info!("dropped index \"{name}\", whose build did not finish");
-            let (catalog, cluster) = (self.catalog.clone(), self.cluster.clone());
-            tokio::spawn(async move {
-                let Ok(map) = catalog.snapshot().hash_map(&map) else {
-                    return;
-                };
-                for node in &map.nodes {
-                    let request = slicedb_transport::SliceRequest::DropTable { table_id: id };
-                    let sent = match cluster.client(*node) {
-                        Ok(c) => c.call(request).await.map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = sent {
-                        tracing::warn!("entries of index \"{name}\" stay on node {node}: {e}");
-                    }
-                }
-            });
-        }
-        Ok(())
     }
 }

@@ -27,6 +27,7 @@ pub mod ddl;
 pub mod execute;
 pub mod foreign_key;
 pub mod index;
+pub mod index_build;
 pub mod information_schema;
 pub mod keyed;
 pub mod names;
@@ -169,6 +170,8 @@ pub struct Coordinator {
     pub holds: Arc<WriteHolds>,
     /// Redistribution runners and the statements cleanup waits for.
     pub redistributions: Arc<redistribute::Redistributions>,
+    /// Index builds running here (`slicedb.index_builds`).
+    pub index_builds: Arc<index_build::IndexBuilds>,
     /// Where writers route now, and when each table last cut buckets over.
     pub routing: Arc<slicedb_planner::table::LiveRouting>,
     /// The clock, snapshots and two-phase commit.
@@ -429,6 +432,7 @@ impl Coordinator {
             membership: tokio::sync::Mutex::new(()),
             holds,
             redistributions,
+            index_builds: Arc::default(),
             routing,
             txns,
         };
@@ -452,6 +456,15 @@ impl Coordinator {
             .register_table(
                 "redistributions".into(),
                 Arc::new(system::SystemView::new(Coordinator::redistributions_schema(), rows)),
+            )
+            .map_err(Error::from)?;
+        let builds = self.index_builds.clone();
+        system
+            .register_table(
+                "index_builds".into(),
+                Arc::new(system::SystemView::new(index_build::IndexBuilds::schema(), move || {
+                    builds.rows()
+                })),
             )
             .map_err(Error::from)?;
         db.register_schema(SYSTEM_SCHEMA, system).map_err(Error::from)?;

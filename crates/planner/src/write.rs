@@ -31,7 +31,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use slicedb_codec::key::{bucket_of_row_key, row_key};
 use slicedb_codec::{RowKey, RowWrite, Seen, TxnWrite};
-use slicedb_common::{err, pad_row, Datum, Error, IndexDef, NodeId, Result, SqlType, TableDef, TableId};
+use slicedb_common::{err, pad_row, Datum, Error, NodeId, Result, SqlType, TableDef, TableId};
 use slicedb_hashmap::bucket_of;
 use slicedb_transport::{SliceRequest, SliceResponse};
 
@@ -225,26 +225,6 @@ impl RowRouter {
         }
         self.txn.add_rows(affected)?;
         Ok(affected)
-    }
-
-    /// Writes the entries of `rows` (row key, row in table column order)
-    /// into `index`, which is being built: for `CREATE INDEX`, which holds
-    /// the table's gates.
-    pub async fn backfill(&self, index: &IndexDef, rows: &[(RowKey, Vec<Datum>)]) -> Result<()> {
-        let txn = self.txn.writer()?;
-        let placement = self.target.routing.placement(&self.target.table)?;
-        let entries = index.entry_table(&self.target.table);
-        let mut writes = Vec::with_capacity(rows.len());
-        for (key, row) in rows {
-            if let Some(entry) = index.entry(row, key) {
-                writes.push(insert_write(&entries, entry)?);
-            }
-        }
-        let batches = Batch::by_owner(&placement, writes);
-        if !batches.is_empty() {
-            self.send(txn, index.id, &index.name, batches, false).await?;
-        }
-        Ok(())
     }
 
     /// Writes the index entries that the base writes call for: for each

@@ -303,6 +303,20 @@ impl SliceService for SliceServer {
                 self.blocking(move |s| s.apply_queue(&entries)).await?;
                 Ok(SliceResponse::Done)
             }
+            SliceRequest::Backfill {
+                table_id,
+                version,
+                unique,
+                entries,
+            } => {
+                let done = self
+                    .blocking(move |s| s.backfill(table_id, version, unique.as_deref(), &entries))
+                    .await?;
+                Ok(SliceResponse::Backfilled {
+                    written: done.written,
+                    busy: done.busy,
+                })
+            }
             SliceRequest::QueueDepths { job } => {
                 let depths = self.blocking(move |s| s.queue_depths(job)).await?;
                 Ok(SliceResponse::QueueDepths(depths))

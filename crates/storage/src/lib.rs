@@ -30,6 +30,7 @@
 //! rewrites a directory of an earlier format when it is opened).
 
 pub use slicedb_codec::{key, row};
+mod backfill;
 mod lock_table;
 pub mod mvcc;
 pub mod slice_db;
@@ -39,6 +40,7 @@ mod upgrade;
 mod wal_sync;
 pub mod write_queue;
 
+pub use backfill::Backfilled;
 pub use key::RowKey;
 pub use mvcc::{OwnWrites, ReadAt, Timestamp, TxnId, TxnWrite};
 pub use slice_db::SliceDb;

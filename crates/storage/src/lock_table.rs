@@ -35,6 +35,18 @@ use crate::mvcc::TxnId;
 /// deletes their tombstones (see [`crate::SliceStore::gc`]). It never waits.
 pub(crate) const GC_TXN: TxnId = TxnId::MAX;
 
+/// The pseudo-transaction an index build's back-fill locks rows under
+/// while it writes their entries (see `crate::backfill`). It never waits
+/// either.
+pub(crate) const BACKFILL_TXN: TxnId = TxnId::MAX - 1;
+
+/// Is `txn` one of the pseudo-transactions that take only free locks and
+/// hold them for one batch? Others wait for them without recording an
+/// edge of the wait graph.
+fn never_waits(txn: TxnId) -> bool {
+    txn >= BACKFILL_TXN
+}
+
 const SHARDS: usize = 64;
 
 /// How often a waiter looks again for a cancellation: cancellations wake
@@ -62,8 +74,8 @@ pub enum LockError {
     Deadlock(TxnId),
     /// The waiter's transaction was rolled back meanwhile.
     Cancelled,
-    /// The holder is one that never waits for others ([`GC_TXN`] only
-    /// takes free locks).
+    /// The caller is one that never waits for others ([`GC_TXN`] and
+    /// [`BACKFILL_TXN`] only take free locks).
     Busy(TxnId),
 }
 
@@ -144,7 +156,7 @@ impl LockTable {
             };
             // Garbage collection holds a lock for one batch and never
             // waits; others wait for it without recording an edge.
-            if txn == GC_TXN {
+            if never_waits(txn) {
                 break Err(LockError::Busy(holder));
             }
             if let Some(reason) = self.cancelled(txn) {
@@ -153,7 +165,7 @@ impl LockTable {
                     CancelReason::RolledBack | CancelReason::StatementRolledBack => LockError::Cancelled,
                 });
             }
-            if holder != GC_TXN && self.closes_cycle(txn, holder) {
+            if !never_waits(holder) && self.closes_cycle(txn, holder) {
                 break Err(LockError::Deadlock(holder));
             }
             let wait = match deadline {

@@ -47,6 +47,9 @@ pub struct SliceStore {
     cluster: AtomicU64,
     /// Serializes [`SliceStore::register`]'s check and write.
     identity_lock: Mutex<()>,
+    /// Serializes index back-fills, whose row locks share one holder
+    /// ([`crate::backfill`]).
+    pub(crate) backfills: Mutex<()>,
     /// Hidden row ids (see [`RowIds`]).
     row_ids: RowIds,
     /// Open transactions (see [`crate::txn`]).
@@ -256,6 +259,7 @@ impl SliceStore {
             node: AtomicU32::new(node),
             cluster: AtomicU64::new(cluster),
             identity_lock: Mutex::new(()),
+            backfills: Mutex::new(()),
             row_ids: RowIds {
                 next: AtomicU64::new(rowid_start),
                 reserved: AtomicU64::new(rowid_start),

@@ -480,8 +480,10 @@ impl SliceStore {
                     // First updater wins; an insert conflicts with the
                     // row that exists now, whenever it was committed (a
                     // unique violation, as in PostgreSQL at every level).
+                    // A back-filled index entry changed nothing
+                    // (`crate::backfill`).
                     let inserts = matches!(w, RowWrite::Insert { .. } | RowWrite::InsertIfAbsent { .. });
-                    if version > start_ts && !inserts {
+                    if version > start_ts && !inserts && !row::is_backfilled(&v)? {
                         return Err(concurrent_update());
                     }
                     if let (Some(found), false) = (found, tombstone) {

@@ -309,14 +309,25 @@ pub enum SliceRequest {
     Settle { commits: Vec<(TxnId, Timestamp)> },
     /// How a transaction stands here ([`SliceResponse::TxnStatus`]).
     TxnStatus { txn: TxnId },
+    /// Write entries (row key, entry) of an index being built online, as
+    /// of the build's snapshot `version`, beneath later writes; `unique`
+    /// names a unique index ([`SliceResponse::Backfilled`]). Repeating it
+    /// is harmless.
+    Backfill {
+        table_id: TableId,
+        version: Timestamp,
+        unique: Option<String>,
+        entries: Vec<(RowKey, Vec<Datum>)>,
+    },
 }
 
 /// The version of the node-to-node protocol. A coordinator refuses slice
 /// servers that speak another. 9: stored rows copied between slice
 /// servers and queued in write queues are in row format 2. 10: a capture
 /// covers the table's index entry tables, and queue entries name their
-/// table.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// table. 11: online index builds back-fill entries
+/// ([`SliceRequest::Backfill`]).
+pub const PROTOCOL_VERSION: u32 = 11;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -348,4 +359,10 @@ pub enum SliceResponse {
     /// Versions a garbage collection deleted.
     Collected(u64),
     TxnStatus(TxnStatus),
+    /// Entries a back-fill wrote, and the positions of those whose row
+    /// another transaction held locked (to send again).
+    Backfilled {
+        written: u64,
+        busy: Vec<u32>,
+    },
 }
