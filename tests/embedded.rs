@@ -274,3 +274,71 @@ async fn malformed_message_closes_only_its_connection() {
     let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
 }
+
+/// `--log-format json` writes every log event as one JSON object per line,
+/// with its level, target and fields (the message among them), from start-up
+/// on; a redistribution of a table logs its steps with the job's id as a
+/// field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_with_log_format_json() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let port = slicedb_e2e::free_port();
+    let mut child = Command::new(slicedb_e2e::slicedb_binary())
+        .args(["start", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "slicedb did not start");
+        assert!(child.try_wait().unwrap().is_none(), "slicedb exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let c = slicedb_e2e::connect(addr).await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT g FROM generate_series(1, 100) AS s(g);
+         CREATE HASH MAP hm2 ON NODES (1, 2);
+         REDISTRIBUTE TABLE t TO HASH MAP hm2",
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state = c
+            .query_one("SELECT state FROM slicedb.redistributions WHERE \"table\" = 't'", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        if state == "done" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the redistribution is {state}");
+        tokio::task::yield_now().await;
+    }
+    drop(c);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut text = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(e["level"].is_string() && e["target"].is_string(), "{e}");
+        assert!(e["fields"]["message"].is_string(), "{e}");
+    }
+    assert!(
+        events.iter().any(|e| e["fields"]["job"].is_u64()),
+        "a redistribution step with its job: {text}"
+    );
+}

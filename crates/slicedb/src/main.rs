@@ -35,6 +35,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log events are written on stderr: `text` for people, `json`
+    /// (one object per line: timestamp, level, target, fields, spans) for
+    /// a log collector.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLICEDB_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -138,11 +149,14 @@ enum CertsCommand {
 type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     // SQL planning recurses over deep syntax trees and plans (and debug
     // builds keep large futures on the stack): 8 MiB per worker thread
     // rather than tokio's 2.
