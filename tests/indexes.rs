@@ -319,6 +319,22 @@ async fn tags_agree(c: &tokio_postgres::Client, n: usize) -> Vec<i64> {
     found
 }
 
+/// Waits (up to 30 s) until `slicedb.index_builds` shows the build of
+/// `index` back-filling, with rows read.
+async fn wait_backfilling(c: &tokio_postgres::Client, index: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM slicedb.index_builds WHERE index = '{index}' AND phase = 'back-filling' AND rows_done > 0"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rows(c, &sql).await != vec![vec!["1".to_string()]] {
+        assert!(
+            Instant::now() < deadline,
+            "the build of {index} did not start back-filling"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A cluster of two slice servers where `sql` has run.
 async fn cluster_with(sql: &str) -> TestCluster {
     let cluster = TestCluster::start(2, 0);
@@ -401,7 +417,8 @@ async fn a_build_interrupted_by_a_crash_leaves_no_index() {
 /// complete, and the index then agrees with the rows. A unique build meets
 /// values written twice while it runs: either the writer's insert fails
 /// with 23505 (its value's entry was back-filled already), or the build
-/// does; never is a unique index left over duplicates. A cancelled build
+/// does; never is a unique index left over duplicates. Values that rows
+/// give up while a unique build runs are free afterwards. A cancelled build
 /// leaves no index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_go_on_while_an_index_is_built() {
@@ -440,18 +457,29 @@ async fn writes_go_on_while_an_index_is_built() {
     // t7 has no row; t8 and t9 only those the writes gave them.
     assert!(found.iter().enumerate().all(|(t, n)| (*n > 0) == (t != 7)), "{found:?}");
 
-    // A unique build, and values written twice while it is held.
+    // A unique build while the values of rows it is reading change: the
+    // values they had are free afterwards (a writer's delete of an entry
+    // not back-filled yet keeps it from being back-filled).
     cluster.coordinator.restart_with_failpoint(Some(held));
     eventually(pg, "SELECT 1").await;
+    let unique = "CREATE UNIQUE INDEX log_email ON log (email)";
     let builder = connect(pg).await;
-    let build = tokio::spawn(async move {
-        builder
-            .batch_execute("CREATE UNIQUE INDEX log_email ON log (email)")
-            .await
-    });
-    assert!(cluster
-        .coordinator
-        .wait_for_output("slicedb failpoint: index-build-backfill", Duration::from_secs(30)));
+    let build = tokio::spawn(async move { builder.batch_execute(unique).await });
+    let c = connect(pg).await;
+    wait_backfilling(&c, "log_email").await;
+    c.batch_execute("UPDATE log SET email = 'moved' || id WHERE id % 10 = 3")
+        .await
+        .unwrap();
+    assert!(!build.is_finished(), "the writes waited for the build");
+    build.await.unwrap().unwrap();
+    c.batch_execute("INSERT INTO log VALUES (20013, 'x', 'e13@x'); DROP INDEX log_email")
+        .await
+        .unwrap();
+
+    // A unique build, and values written twice while it is held.
+    let builder = connect(pg).await;
+    let build = tokio::spawn(async move { builder.batch_execute(unique).await });
+    wait_backfilling(&c, "log_email").await;
     let c = connect(pg).await;
     let mut taken = 0;
     for id in (5..3000).step_by(100) {

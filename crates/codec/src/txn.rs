@@ -103,6 +103,11 @@ pub enum RowWrite {
     /// own pending image, else the latest committed version) in
     /// [`Seen::old`].
     Lock { key: RowKey },
+    /// Delete a row, leaving a tombstone even when no row is there: the
+    /// delete of an entry of an index that is being built, whose back-fill
+    /// may still write that entry beneath later versions
+    /// (`slicedb_storage`'s `backfill`), and must find that it was deleted.
+    Erase { key: RowKey },
 }
 
 /// What one [`RowWrite`] found and did, reported to a writer that asked

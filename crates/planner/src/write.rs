@@ -277,7 +277,15 @@ impl RowRouter {
                 if let Some(old) = old_entry {
                     let (bucket, w) = insert_write(&entries, old)?;
                     if let RowWrite::Insert { key, .. } = w {
-                        deletes.push((bucket, RowWrite::Delete { key }));
+                        // An index being built may not have this entry
+                        // yet: its back-fill must find it deleted.
+                        deletes.push((
+                            bucket,
+                            match index.building {
+                                true => RowWrite::Erase { key },
+                                false => RowWrite::Delete { key },
+                            },
+                        ));
                     }
                 }
                 if let Some(new) = new_entry {
@@ -496,7 +504,7 @@ fn write_after(w: &RowWrite) -> After {
             (Some(key.clone()), Some(row.clone()))
         }
         RowWrite::InsertWithRowId { row, .. } => (None, Some(row.clone())),
-        RowWrite::Delete { key } | RowWrite::Lock { key } => (Some(key.clone()), None),
+        RowWrite::Delete { key } | RowWrite::Erase { key } | RowWrite::Lock { key } => (Some(key.clone()), None),
     };
     After {
         key,

@@ -11,7 +11,9 @@
 //!
 //! - no version at the key: the entry becomes its newest version, stamped
 //!   `S`;
-//! - a newer version (written by a writer after `S`): the entry goes to
+//! - a newer version (written by a writer after `S`; a writer deletes an
+//!   entry of a building index with `RowWrite::Erase`, which leaves a
+//!   tombstone even where the entry is not back-filled yet): the entry goes to
 //!   `history` beneath it, where only snapshots between `S` and that
 //!   version see it (no reader uses the index there: it is usable from a
 //!   timestamp after the build), and the writer's version stays in force;
@@ -206,11 +208,9 @@ mod tests {
         commit(&store, 120, 130, &[RowWrite::Delete { key: key(3) }]);
         let snapshot = 200;
         commit(&store, 300, 310, &[put(4, "writer's")]);
-        commit(&store, 320, 330, &[RowWrite::Delete { key: key(5) }]);
-        // Key 5 had no version: the delete wrote none either. A writer that
-        // replaced a version of it since the snapshot leaves a tombstone.
-        commit(&store, 340, 350, &[put(5, "briefly")]);
-        commit(&store, 360, 370, &[RowWrite::Delete { key: key(5) }]);
+        // A writer deletes an entry not back-filled yet: an erase leaves a
+        // tombstone all the same.
+        commit(&store, 320, 330, &[RowWrite::Erase { key: key(5) }]);
 
         let entries = [
             entry(1, "kept"),

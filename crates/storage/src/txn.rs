@@ -381,6 +381,7 @@ impl SliceStore {
                 | RowWrite::InsertIfAbsent { key, .. }
                 | RowWrite::Put { key, .. }
                 | RowWrite::Delete { key }
+                | RowWrite::Erase { key }
                 | RowWrite::Lock { key } => storage_key(table, key),
             };
             // Row lock (waiting for its holder), then first-updater-wins
@@ -507,6 +508,7 @@ impl SliceStore {
             RowWrite::InsertIfAbsent { row, .. } => (!exists).then(|| encode_row(0, row)).transpose()?.map(Some),
             RowWrite::Put { row, .. } => Some(Some(encode_row(0, row)?)),
             RowWrite::Delete { .. } => exists.then_some(None),
+            RowWrite::Erase { .. } => Some(None),
             RowWrite::InsertWithRowId { .. } | RowWrite::Lock { .. } => {
                 return Err(Error::internal("this write has no key image"))
             }
@@ -690,9 +692,10 @@ impl SliceStore {
             let Some(old) = self.newest(k, nowait)? else {
                 return Ok(None);
             };
-            if old.is_none() && image.is_none() {
-                continue;
-            }
+            // A delete of a key with no version still leaves a tombstone:
+            // an `Erase` of an index entry that a back-fill may write
+            // beneath it later (`crate::backfill`), or a row inserted and
+            // deleted by this transaction.
             if let Some(old) = &old {
                 let (version, _) = row::peek(old)?;
                 let hk = mvcc::history_key(k, version);
