@@ -326,7 +326,8 @@ pub enum SliceRequest {
 /// servers and queued in write queues are in row format 2. 10: a capture
 /// covers the table's index entry tables, and queue entries name their
 /// table. 11: online index builds back-fill entries
-/// ([`SliceRequest::Backfill`]).
+/// ([`SliceRequest::Backfill`]), and writers erase their entries
+/// (`RowWrite::Erase`).
 pub const PROTOCOL_VERSION: u32 = 11;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
