@@ -153,8 +153,11 @@ impl IndexBuilds {
 }
 
 /// Takes an unfinished index back when dropped before [`Abandon::keep`]:
-/// out of the catalog at once, its entries in the background (index ids are
-/// never reused, so entries a failure leaves behind are unreachable).
+/// out of the catalog at once, its entries in the background. A drop cannot
+/// wait for the write gates, so a writer that read the catalog just before
+/// may still write an entry after the entries are deleted: index ids are
+/// never reused, so such an entry, like one a failure leaves behind, is
+/// unreachable.
 /// Dropping covers every way a build ends early: an error, and the
 /// statement's future dropped by a cancel or a lost session.
 struct Abandon {
