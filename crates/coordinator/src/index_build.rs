@@ -56,6 +56,10 @@ pub const OPEN_WRITERS_LIMIT: Duration = Duration::from_secs(30);
 /// holds locked before it gives up (55P03).
 pub const LOCKED_ROW_LIMIT: Duration = Duration::from_secs(60);
 
+/// Entries of a row batch sent in one round of back-fill requests (spread
+/// over the slice servers that own them).
+const BACKFILL_REQUEST_ENTRIES: usize = 1024;
+
 /// The builds running on this coordinator, for `slicedb.index_builds`.
 #[derive(Debug, Default)]
 pub struct IndexBuilds {
@@ -383,7 +387,13 @@ impl Coordinator {
                         writes.push(insert_write(&entries_def, entry)?);
                     }
                 }
-                self.send_backfill(&def, index.id, at, &unique, writes).await?;
+                // In small requests: each holds its entries' row locks
+                // while it writes them, and a writer may wait for one.
+                let mut writes = writes.into_iter().peekable();
+                while writes.peek().is_some() {
+                    let chunk: Vec<_> = writes.by_ref().take(BACKFILL_REQUEST_ENTRIES).collect();
+                    self.send_backfill(&def, index.id, at, &unique, chunk).await?;
+                }
                 self.index_builds
                     .update(index.id, |p| p.rows_done += batch.num_rows() as u64);
                 if first {
