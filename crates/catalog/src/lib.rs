@@ -12,6 +12,7 @@
 //! table/<name>      → TableDef
 //! view/<name>       → ViewDef
 //! sequence/<name>   → SequenceDef (with its high-water mark: [`sequence`])
+//! role/<name>       → RoleDef (attributes and SCRAM verifier: [`role`])
 //! redistribution/<id, 20 digits> → RedistributionJob
 //! txn/<id, 20 digits>, clock      → the transaction log ([`txn_log`])
 //! ```
@@ -27,6 +28,7 @@
 //! only then publishes it, so what a client saw acknowledged survives a crash.
 
 pub mod redistribution;
+pub mod role;
 pub mod sequence;
 pub mod txn_log;
 
@@ -41,6 +43,7 @@ use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 
 pub use redistribution::{JobState, MovePair, RedistributionJob};
+pub use role::RoleDef;
 pub use sequence::SequenceDef;
 pub use txn_log::CommitDecision;
 
@@ -57,6 +60,9 @@ pub struct NodeInfo {
 pub struct ViewDef {
     pub name: String,
     pub sql: String,
+    /// Its owner and the privileges granted on it.
+    #[serde(default)]
+    pub acl: slicedb_common::acl::Acl,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +77,8 @@ struct Meta {
     cluster_id: u64,
     #[serde(default)]
     next_job_id: u64,
+    #[serde(default)]
+    next_role_oid: u32,
 }
 
 /// An immutable view of the catalog at one version.
@@ -82,6 +90,7 @@ pub struct CatalogState {
     pub tables: BTreeMap<String, Arc<TableDef>>,
     pub views: BTreeMap<String, ViewDef>,
     pub sequences: BTreeMap<String, SequenceDef>,
+    pub roles: BTreeMap<String, RoleDef>,
     /// Redistribution jobs, finished ones included, by id.
     pub jobs: BTreeMap<u64, RedistributionJob>,
     /// Placements of tables in the middle of a redistribution (derived
@@ -183,6 +192,18 @@ impl CatalogState {
         }
     }
 
+    /// The role called `name`.
+    pub fn role(&self, name: &str) -> Result<&RoleDef> {
+        self.roles
+            .get(name)
+            .ok_or_else(|| err!(UndefinedObject, "role \"{name}\" does not exist"))
+    }
+
+    /// The object id the next created role gets.
+    pub fn next_role_oid(&self) -> u32 {
+        self.meta.next_role_oid.max(role::FIRST_ROLE_OID)
+    }
+
     /// The id the next redistribution job gets.
     pub fn next_job_id(&self) -> u64 {
         self.meta.next_job_id.max(1)
@@ -238,6 +259,8 @@ pub enum Change {
     PutJob(RedistributionJob),
     PutSequence(SequenceDef),
     DropSequence(String),
+    PutRole(RoleDef),
+    DropRole(String),
 }
 
 /// The persistent catalog.
@@ -271,6 +294,16 @@ impl Catalog {
             wo.set_sync(true);
             db.put_opt("meta", json(&state.meta)?, &wo)
                 .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+        }
+        if state.roles.is_empty() {
+            // A new catalog, or one from before roles, when every session
+            // acted as `postgres`: that superuser, without a password.
+            let role = RoleDef::bootstrap();
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            db.put_opt(format!("role/{}", role.name), json(&role)?, &wo)
+                .map_err(|e| Error::io(format!("writing catalog: {e}")))?;
+            state.roles.insert(role.name.clone(), role);
         }
         Ok(Catalog {
             db,
@@ -358,6 +391,15 @@ impl Catalog {
                 Change::DropSequence(name) => {
                     batch.delete(format!("sequence/{name}"));
                     new.sequences.remove(&name);
+                }
+                Change::PutRole(role) => {
+                    new.meta.next_role_oid = new.meta.next_role_oid.max(role.oid + 1);
+                    batch.put(format!("role/{}", role.name), json(&role)?);
+                    new.roles.insert(role.name.clone(), role);
+                }
+                Change::DropRole(name) => {
+                    batch.delete(format!("role/{name}"));
+                    new.roles.remove(&name);
                 }
                 Change::PutJob(job) => {
                     new.meta.next_job_id = new.meta.next_job_id.max(job.id + 1);
@@ -517,6 +559,9 @@ fn load(db: &DB) -> Result<CatalogState> {
         } else if key.starts_with("sequence/") {
             let seq: SequenceDef = serde_json::from_slice(&v).map_err(bad)?;
             state.sequences.insert(seq.name.clone(), seq);
+        } else if key.starts_with("role/") {
+            let role: RoleDef = serde_json::from_slice(&v).map_err(bad)?;
+            state.roles.insert(role.name.clone(), role);
         } else if key.starts_with("redistribution/") {
             let job: RedistributionJob = serde_json::from_slice(&v).map_err(bad)?;
             state.jobs.insert(job.id, job);

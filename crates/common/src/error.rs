@@ -111,6 +111,17 @@ pub enum SqlState {
     InFailedSqlTransaction,
     ReadOnlySqlTransaction,
     InvalidSavepointSpecification,
+    /// 3F000
+    InvalidSchemaName,
+    /// 42939: a name reserved for the system (`public`, `none` as a role).
+    ReservedName,
+    /// 42501: the role lacks a privilege the statement needs.
+    InsufficientPrivilege,
+    /// 28000: no host rule admits the connection, the role does not
+    /// exist, or it may not log in.
+    InvalidAuthorizationSpecification,
+    /// 28P01: a wrong password.
+    InvalidPassword,
     /// 58030
     IoError,
     /// XX000
@@ -173,6 +184,11 @@ impl SqlState {
             InFailedSqlTransaction => "25P02",
             ReadOnlySqlTransaction => "25006",
             InvalidSavepointSpecification => "3B001",
+            InvalidSchemaName => "3F000",
+            ReservedName => "42939",
+            InsufficientPrivilege => "42501",
+            InvalidAuthorizationSpecification => "28000",
+            InvalidPassword => "28P01",
             IoError => "58030",
             InternalError => "XX000",
         }

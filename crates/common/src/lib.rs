@@ -5,6 +5,7 @@
 //! lets the slice servers (which know nothing of SQL planning) and the
 //! coordinator (which knows nothing of RocksDB) agree on what a row is.
 
+pub mod acl;
 pub mod blocking;
 pub mod datum;
 pub mod error;

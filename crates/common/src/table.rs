@@ -106,6 +106,9 @@ pub struct TableDef {
     /// comment). Slots are never reused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<u32>,
+    /// Its owner and the privileges granted on it.
+    #[serde(default)]
+    pub acl: crate::acl::Acl,
 }
 
 /// The stored-row slot of visible column `c` of a table whose dropped
@@ -334,6 +337,7 @@ impl TableDef {
             foreign_keys: Vec::new(),
             comments: Default::default(),
             dropped: Vec::new(),
+            acl: Default::default(),
         }
     }
 
@@ -438,6 +442,7 @@ mod tests {
             foreign_keys: Vec::new(),
             comments: Default::default(),
             dropped,
+            acl: Default::default(),
         }
     }
 

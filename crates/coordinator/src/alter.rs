@@ -633,6 +633,7 @@ impl Coordinator {
             dropped: Vec::new(),
             primary_key_name: None,
             indexes: Vec::new(),
+            acl: Default::default(),
         };
         slicedb_planner::write::check_value(&table, 0, value)
     }

@@ -445,11 +445,13 @@ fn view_cycle(state: &slicedb_catalog::CatalogState, name: &str, sql: &str) -> R
 }
 
 impl Coordinator {
+    /// `CREATE TABLE`, the table owned by role `owner`.
     pub async fn create_table(
         &self,
         create: ast::CreateTable,
         distributed_by: Option<Vec<String>>,
         hash_map: Option<String>,
+        owner: &str,
     ) -> Result<Output> {
         if create.temporary {
             return Err(err!(FeatureNotSupported, "temporary tables are not supported"));
@@ -591,6 +593,7 @@ impl Coordinator {
                 foreign_keys: Vec::new(),
                 comments: Default::default(),
                 dropped: Vec::new(),
+                acl: slicedb_common::acl::Acl::owned_by(owner),
             };
             table.indexes = crate::index::new_table_indexes(state, &table, &uniques)?;
             let mut taken = crate::foreign_key::constraint_names(&table);
@@ -827,7 +830,9 @@ impl Coordinator {
         }
     }
 
-    pub async fn create_view(&self, view: ast::CreateView) -> Result<Output> {
+    /// `CREATE [OR REPLACE] VIEW`, owned by role `owner` (a replaced
+    /// view keeps its owner and grants).
+    pub async fn create_view(&self, view: ast::CreateView, owner: &str) -> Result<Output> {
         if view.materialized {
             return Err(err!(FeatureNotSupported, "materialized views are not supported"));
         }
@@ -844,9 +849,14 @@ impl Coordinator {
             if state.tables.contains_key(&name) || (state.views.contains_key(&name) && !or_replace) {
                 return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
             }
+            let acl = match state.views.get(&name) {
+                Some(old) => old.acl.clone(),
+                None => slicedb_common::acl::Acl::owned_by(owner),
+            };
             Ok(vec![Change::PutView(ViewDef {
                 name: name.clone(),
                 sql: sql.clone(),
+                acl,
             })])
         })?;
         Ok(Output::Command(CommandTag::new("CREATE VIEW")))

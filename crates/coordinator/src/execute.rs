@@ -679,6 +679,10 @@ impl Coordinator {
         check_not_failed(session, prepared.statement.as_ref())?;
         let deadline = timeout::deadline(session.statement_timeout_ms());
         let assumed = assume_failure(session, prepared.statement.as_ref());
+        // A refusal fails an open block, as any error does.
+        if let Some(stmt) = &prepared.statement {
+            self.check_privileges(session, stmt)?;
+        }
         let out = timeout::within(deadline, self.execute_prepared_statement(session, prepared, params))
             .await
             .map(|out| timeout::bound_output(out, deadline));
@@ -765,6 +769,8 @@ impl Coordinator {
         check_not_failed(session, Some(&stmt))?;
         let deadline = timeout::deadline(session.statement_timeout_ms());
         let assumed = assume_failure(session, Some(&stmt));
+        // A refusal fails an open block, as any error does.
+        self.check_privileges(session, &stmt)?;
         let out = timeout::within(deadline, self.execute_statement(session, stmt))
             .await
             .map(|out| timeout::bound_output(out, deadline));
@@ -787,7 +793,9 @@ impl Coordinator {
                 distributed_by,
                 hash_map,
             } => {
-                return self.create_table(*create, distributed_by, hash_map).await;
+                return self
+                    .create_table(*create, distributed_by, hash_map, &session.user)
+                    .await;
             }
             Statement::CreateHashMap {
                 name,
@@ -795,10 +803,20 @@ impl Coordinator {
                 strategy,
                 as_current,
             } => {
+                self.require_superuser(session, "create hash maps")?;
                 return self.create_hash_map(&name, nodes, strategy, as_current);
             }
-            Statement::SetCurrentHashMap(name) => return self.set_current_hash_map(&name),
-            Statement::DropHashMap { name, if_exists } => return self.drop_hash_map(&name, if_exists),
+            Statement::SetCurrentHashMap(name) => {
+                self.require_superuser(session, "set the current hash map")?;
+                return self.set_current_hash_map(&name);
+            }
+            Statement::DropHashMap { name, if_exists } => {
+                self.require_superuser(session, "drop hash maps")?;
+                return self.drop_hash_map(&name, if_exists);
+            }
+            Statement::CreateRole { name, options } => return self.create_role(session, name, options).await,
+            Statement::AlterRole { name, options } => return self.alter_role(session, name, options).await,
+            Statement::DropRole { names, if_exists } => return self.drop_role(session, names, if_exists).await,
             Statement::ShowHashMaps => return self.show_hash_maps(),
             Statement::ShowHashMap(name) => return self.show_hash_map(&name),
             Statement::ShowNodes => return self.show_nodes().await,
@@ -810,16 +828,23 @@ impl Coordinator {
                 address,
                 new_map,
                 strategy,
-            } => return self.add_node(&address, new_map, strategy).await,
-            Statement::RemoveNode(node) => return self.remove_node(node).await,
+            } => {
+                self.require_superuser(session, "add nodes")?;
+                return self.add_node(&address, new_map, strategy).await;
+            }
+            Statement::RemoveNode(node) => {
+                self.require_superuser(session, "remove nodes")?;
+                return self.remove_node(node).await;
+            }
             Statement::Redistribute {
                 table,
                 to_map,
                 max_rate_mb,
             } => {
+                self.require_superuser(session, "redistribute tables")?;
                 return self
                     .redistribute(table.as_deref(), to_map.as_deref(), max_rate_mb)
-                    .await
+                    .await;
             }
             Statement::ShowRedistributions => return self.show_redistributions(),
             Statement::Maintenance { command, tables } => {
@@ -832,7 +857,10 @@ impl Coordinator {
                 }
                 return Ok(Output::Command(CommandTag::new(command)));
             }
-            Statement::CancelRedistribution(job) => return self.cancel_redistribution(job).await,
+            Statement::CancelRedistribution(job) => {
+                self.require_superuser(session, "cancel redistributions")?;
+                return self.cancel_redistribution(job).await;
+            }
         };
         // `SELECT … INTO t` is `CREATE TABLE t AS SELECT …`.
         if let ast::Statement::Query(q) = &sql {
@@ -915,7 +943,7 @@ impl Coordinator {
                 cascade,
                 ..
             } => self.drop_objects(object_type, if_exists, &names, cascade).await,
-            S::CreateView(view) => self.create_view(view).await,
+            S::CreateView(view) => self.create_view(view, &session.user).await,
             S::CreateExtension(ext) => crate::ddl::create_extension(&ext),
             S::Comment {
                 object_type,
@@ -923,8 +951,32 @@ impl Coordinator {
                 comment,
                 ..
             } => self.comment_on(object_type, &object_name, comment).await,
+            S::AlterTable(alter)
+                if alter
+                    .operations
+                    .iter()
+                    .any(|op| matches!(op, ast::AlterTableOperation::OwnerTo { .. })) =>
+            {
+                let [ast::AlterTableOperation::OwnerTo { new_owner }] = alter.operations.as_slice() else {
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "ALTER TABLE … OWNER TO cannot be combined with other changes"
+                    ));
+                };
+                let name = crate::ddl::relation_name(&alter.name)?;
+                self.alter_owner(session, &name, new_owner)?;
+                Ok(Output::Command(CommandTag::new("ALTER TABLE")))
+            }
             // Boxed: ALTER TABLE runs queries of its own through `execute`.
             S::AlterTable(alter) => Box::pin(self.alter_table(alter)).await,
+            S::Grant(g) => {
+                self.grant_or_revoke(session, true, &g.privileges, g.objects.as_ref(), &g.grantees)
+                    .await
+            }
+            S::Revoke(r) => {
+                self.grant_or_revoke(session, false, &r.privileges, r.objects.as_ref(), &r.grantees)
+                    .await
+            }
             S::Truncate(t) => self.truncate(&t).await,
             S::CreateSequence {
                 temporary,

@@ -86,6 +86,43 @@ pub enum Statement {
         names: Option<Vec<String>>,
         deferred: bool,
     },
+    /// `CREATE ROLE name [[WITH] option …]`; `CREATE USER` is the same
+    /// with `LOGIN` by default.
+    CreateRole {
+        name: String,
+        options: RoleOptions,
+    },
+    /// `ALTER ROLE name [WITH] option …` (or `ALTER USER`).
+    AlterRole {
+        name: String,
+        options: RoleOptions,
+    },
+    /// `DROP ROLE [IF EXISTS] name [, …]` (or `DROP USER`).
+    DropRole {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+}
+
+/// The role attributes a `CREATE ROLE` or `ALTER ROLE` sets; `None`
+/// leaves one as it is (or at its default).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RoleOptions {
+    pub login: Option<bool>,
+    pub superuser: Option<bool>,
+    /// `PASSWORD 'text'` (`Some(Some)`), `PASSWORD NULL` (`Some(None)`).
+    pub password: Option<Option<String>>,
+}
+
+impl std::fmt::Debug for RoleOptions {
+    /// Never a password in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleOptions")
+            .field("login", &self.login)
+            .field("superuser", &self.superuser)
+            .field("password", &self.password.as_ref().map(|p| p.as_ref().map(|_| "…")))
+            .finish()
+    }
 }
 
 /// Parses one or more `;`-separated statements.
@@ -680,6 +717,9 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
         c.end()?;
         return Ok(Some(Statement::CancelRedistribution(job as u64)));
     }
+    if let Some(stmt) = c.role_statement()? {
+        return Ok(Some(stmt));
+    }
     if c.eat_words(&["SET", "CONSTRAINTS"]) {
         let names = if c.eat_words(&["ALL"]) {
             None
@@ -987,6 +1027,79 @@ impl Cursor<'_> {
         } else {
             Err(self.unexpected("end of statement"))
         }
+    }
+
+    /// `CREATE`, `ALTER` or `DROP` of a `ROLE` (or `USER`), if that is
+    /// what the statement is.
+    fn role_statement(&mut self) -> Result<Option<Statement>> {
+        let verb = ["CREATE", "ALTER", "DROP"]
+            .into_iter()
+            .find(|v| ["ROLE", "USER"].iter().any(|o| self.peek_words(&[v, o])));
+        let Some(verb) = verb else {
+            return Ok(None);
+        };
+        let user = self
+            .word_at(self.pos + 1)
+            .is_some_and(|w| w.eq_ignore_ascii_case("USER"));
+        self.pos += 2;
+        if verb == "DROP" {
+            let if_exists = self.eat_words(&["IF", "EXISTS"]);
+            let mut names = vec![self.ident()?];
+            while self.eat(&Token::Comma) {
+                names.push(self.ident()?);
+            }
+            self.end()?;
+            return Ok(Some(Statement::DropRole { names, if_exists }));
+        }
+        let name = self.ident()?;
+        if verb == "CREATE"
+            && ["public", "none", "current_user", "session_user", "current_role"].contains(&name.as_str())
+        {
+            return Err(err!(ReservedName, "role name \"{name}\" is reserved"));
+        }
+        self.eat_words(&["WITH"]);
+        let mut options = RoleOptions {
+            login: (verb == "CREATE" && user).then_some(true),
+            ..RoleOptions::default()
+        };
+        while self.pos < self.tokens.len() {
+            let word = self.ident()?.to_ascii_uppercase();
+            match word.as_str() {
+                "LOGIN" => options.login = Some(true),
+                "NOLOGIN" => options.login = Some(false),
+                "SUPERUSER" => options.superuser = Some(true),
+                "NOSUPERUSER" => options.superuser = Some(false),
+                "ENCRYPTED" | "PASSWORD" => {
+                    if word == "ENCRYPTED" {
+                        self.expect_word("PASSWORD")?;
+                    }
+                    options.password = Some(if self.eat_words(&["NULL"]) {
+                        None
+                    } else {
+                        Some(self.string()?)
+                    });
+                }
+                // What every role without SUPERUSER is in slicedb: it can
+                // create neither databases nor roles, nor replicate, nor
+                // bypass row security (there is none); it inherits nothing
+                // (there are no role memberships).
+                "NOCREATEDB" | "NOCREATEROLE" | "NOREPLICATION" | "NOBYPASSRLS" | "INHERIT" | "NOINHERIT" => {}
+                other => {
+                    return Err(err!(
+                        FeatureNotSupported,
+                        "role option {other} is not supported (slicedb has LOGIN, SUPERUSER and PASSWORD)"
+                    ))
+                }
+            }
+        }
+        Ok(Some(if verb == "CREATE" {
+            Statement::CreateRole { name, options }
+        } else {
+            if options == RoleOptions::default() {
+                return Err(self.unexpected("a role option"));
+            }
+            Statement::AlterRole { name, options }
+        }))
     }
 
     /// `VACUUM …` or `ANALYZE …` (PostgreSQL's forms).

@@ -15,6 +15,8 @@
 //! | `pg_index`      | primary keys, unique constraints and `CREATE INDEX` indexes |
 //! | `pg_constraint` | primary key (`p`), unique (`u`), foreign key (`f`), check (`c`) |
 //!
+//! `pg_roles` and `pg_authid` list the catalog's roles ([`roles`]).
+//!
 //! It also serves the `pg_indexes` view (slicedb's primary keys and
 //! indexes with their `CREATE INDEX`), which datafusion-pg-catalog lacks,
 //! and the tables behind `information_schema`'s constraint views
@@ -297,6 +299,9 @@ impl PgCatalog {
             .collect();
         for t in state.tables.values() {
             let mut row = relation(Oids::relation(t.id), &t.name, "r", t.columns.len());
+            if let Some(owner) = state.roles.get(&t.acl.owner) {
+                row.insert("relowner", int(owner.oid as i64));
+            }
             row.insert(
                 "relhastriggers",
                 boolean(!t.foreign_keys.is_empty() || referenced.contains(&t.id)),
@@ -479,7 +484,15 @@ impl PgCatalog {
 }
 
 /// The tables [`PgCatalog`] answers itself.
-const OWN_TABLES: [&str; 5] = ["pg_class", "pg_attribute", "pg_attrdef", "pg_index", "pg_constraint"];
+const OWN_TABLES: [&str; 7] = [
+    "pg_class",
+    "pg_attribute",
+    "pg_attrdef",
+    "pg_index",
+    "pg_constraint",
+    "pg_roles",
+    "pg_authid",
+];
 
 #[async_trait]
 impl SchemaProvider for PgCatalog {
@@ -589,6 +602,7 @@ impl TableProvider for CatalogTable {
             "pg_index" => c.pg_index(&state_now).await?,
             "pg_constraint" => c.pg_constraint(&state_now, &self.schema).await?,
             "pg_indexes" => pg_indexes(&state_now, &self.schema)?,
+            "pg_roles" | "pg_authid" => roles(&state_now, &self.schema, self.name == "pg_roles")?,
             view => {
                 let all = constraints(&state_now);
                 crate::information_schema::rows(view, &state_now, &all, c.public().await?)?
@@ -601,6 +615,36 @@ impl TableProvider for CatalogTable {
 }
 
 /// `pg_constraint.confupdtype` / `confdeltype` of an action.
+/// `pg_roles` (or `pg_authid`): the catalog's roles. A superuser has
+/// every attribute a role can have; no role has a connection limit or an
+/// expiry. `pg_roles` shows a password as `********`, as PostgreSQL does;
+/// `pg_authid` shows none (slicedb does not give verifiers out over SQL).
+fn roles(state: &CatalogState, schema: &SchemaRef, masked: bool) -> DfResult<RecordBatch> {
+    let rows: Vec<Row> = state
+        .roles
+        .values()
+        .map(|r| {
+            let mut row = Row::from([
+                ("oid", oid(r.oid as i64)),
+                ("rolname", text(r.name.clone())),
+                ("rolsuper", boolean(r.superuser)),
+                ("rolinherit", boolean(true)),
+                ("rolcreaterole", boolean(r.superuser)),
+                ("rolcreatedb", boolean(r.superuser)),
+                ("rolcanlogin", boolean(r.login)),
+                ("rolreplication", boolean(false)),
+                ("rolbypassrls", boolean(r.superuser)),
+                ("rolconnlimit", int(-1)),
+            ]);
+            if masked && r.password.is_some() {
+                row.insert("rolpassword", text("********"));
+            }
+            row
+        })
+        .collect();
+    batch(schema, &rows)
+}
+
 fn action_code(action: FkAction) -> &'static str {
     match action {
         FkAction::NoAction => "a",
@@ -1041,6 +1085,10 @@ enum Kind {
     ObjDescription,
     /// `col_description(table oid, column number)`.
     ColDescription,
+    /// `pg_get_userbyid(role oid)`: the role's name (psql's `\dt`
+    /// shows owners with it); `unknown (OID=n)` for no role, as in
+    /// PostgreSQL.
+    UserById,
 }
 
 /// A function over slicedb's catalog (see the module comment).
@@ -1106,6 +1154,7 @@ impl ScalarUDFImpl for CatalogFunction {
             Kind::RegclassName => REGCLASS_NAME,
             Kind::ObjDescription => "obj_description",
             Kind::ColDescription => "col_description",
+            Kind::UserById => "pg_get_userbyid",
         }
     }
 
@@ -1173,6 +1222,14 @@ impl ScalarUDFImpl for CatalogFunction {
                 Kind::RegclassName => {
                     int_arg(&arrays, 0, row)?.map(|o| relation_name(&state, o).unwrap_or(o.to_string()))
                 }
+                Kind::UserById => int_arg(&arrays, 0, row)?.map(|o| {
+                    state
+                        .roles
+                        .values()
+                        .find(|r| r.oid as i64 == o)
+                        .map(|r| r.name.clone())
+                        .unwrap_or_else(|| format!("unknown (OID={o})"))
+                }),
                 Kind::TypeOf => unreachable!("answered above"),
             };
             out.append_option(value);
@@ -1227,6 +1284,7 @@ pub fn functions(catalog: Arc<Catalog>) -> Vec<ScalarUDF> {
         make(Kind::RegclassName, exact(oids(&[]))),
         make(Kind::ObjDescription, exact([oids(&[]), oids(&[Utf8])].concat())),
         make(Kind::ColDescription, exact([oids(&[Int32]), oids(&[Int64])].concat())),
+        make(Kind::UserById, exact(oids(&[]))),
     ]
 }
 

@@ -62,6 +62,9 @@ impl Coordinator {
             .get(&name)
             .cloned()
             .ok_or_else(|| err!(InvalidSqlStatementName, "prepared statement \"{name}\" does not exist"))?;
+        if let Some(stmt) = &stored.prepared.statement {
+            self.check_privileges(session, stmt)?;
+        }
         let inferred = Coordinator::parameter_types(&stored.prepared)?;
         let wanted = inferred.len().max(stored.types.len());
         if values.len() != wanted {

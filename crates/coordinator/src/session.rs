@@ -71,6 +71,10 @@ pub fn default_settings() -> BTreeMap<String, String> {
 
 /// Per-connection state.
 pub struct Session {
+    /// The role the connection authenticated as (the startup packet's
+    /// user, admitted by the front end's host rules). Privilege checks
+    /// read this, never a setting a client can change.
+    pub user: String,
     settings: BTreeMap<String, String>,
     /// The open `BEGIN … COMMIT` block's transaction.
     pub txn: Option<Transaction>,
@@ -101,6 +105,7 @@ impl std::fmt::Debug for Session {
 impl Default for Session {
     fn default() -> Self {
         Session {
+            user: slicedb_catalog::role::BOOTSTRAP_ROLE.to_string(),
             settings: default_settings(),
             txn: None,
             sequences: Default::default(),
@@ -114,6 +119,19 @@ impl Default for Session {
 }
 
 impl Session {
+    /// A session of role `user` (whose `superuser` attribute is reported
+    /// as `is_superuser`).
+    pub fn authenticated(user: &str, superuser: bool) -> Session {
+        let mut session = Session {
+            user: user.to_string(),
+            ..Session::default()
+        };
+        session.set("session_authorization", user);
+        session.set("is_superuser", if superuser { "on" } else { "off" });
+        session.changed.clear();
+        session
+    }
+
     /// Inside a `BEGIN … COMMIT` block (failed or not).
     pub fn in_block(&self) -> bool {
         self.txn.is_some()

@@ -75,18 +75,19 @@ impl Coordinator {
     }
 }
 
-/// slicedb has no roles yet: every session is its session user
-/// (`session_authorization`). Switching to that user is a no-op, as in
-/// PostgreSQL; switching to any other is refused (0A000), never ignored,
-/// so that a client relying on another role's privileges learns it.
+/// slicedb has roles but no role membership, so a session acts as its
+/// login role throughout ([`Session::user`]). Switching to that role is a
+/// no-op, as in PostgreSQL; switching to any other is refused (0A000),
+/// never ignored, so that a client relying on another role's privileges
+/// learns it.
 fn check_own_role(session: &Session, statement: &str, role: &str) -> Result<()> {
-    let own = session.get("session_authorization").unwrap_or("postgres").to_string();
-    if role == own {
+    if role == session.user {
         return Ok(());
     }
     Err(err!(
         FeatureNotSupported,
-        "{statement} \"{role}\" is not supported: slicedb has no roles yet, every session acts as \"{own}\""
+        "{statement} \"{role}\" is not supported: slicedb has no role membership, every session acts as its login role \"{}\"",
+        session.user
     ))
 }
 

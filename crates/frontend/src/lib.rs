@@ -12,9 +12,14 @@
 //! Arrow results reach the wire through `arrow-pg`. Every error carries
 //! its slicedb SQLSTATE ([`error_info`]). A malformed message ends only its
 //! own connection: each connection runs in its own task.
+//!
+//! Before any of that, a connection may switch to TLS ([`tls`]) and must
+//! pass the host rules and authenticate ([`auth`]).
 
+pub mod auth;
 pub mod text_format;
 mod text_types;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -24,7 +29,6 @@ use arrow_pg::datatypes::{encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use futures::{stream, Sink, SinkExt, StreamExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
@@ -43,7 +47,7 @@ use pgwire::messages::extendedquery::{Describe, Execute, TARGET_TYPE_BYTE_STATEM
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use slicedb_common::Error;
 use slicedb_coordinator::session::REPORTED;
@@ -91,12 +95,13 @@ async fn start_from_session_status<C: ClientInfo>(client: &mut C) {
 pub struct Handlers {
     coordinator: Arc<Coordinator>,
     service: Arc<SliceDbService>,
-    startup: Arc<Startup>,
+    startup: Arc<auth::Startup>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+    /// Handlers that admit clients by `rules`.
+    pub fn new(coordinator: Arc<Coordinator>, rules: auth::hba::HostRules) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         Handlers {
             coordinator: coordinator.clone(),
@@ -106,9 +111,11 @@ impl Handlers {
                     coordinator: coordinator.clone(),
                 }),
             }),
-            startup: Arc::new(Startup {
-                manager: manager.clone(),
-            }),
+            startup: Arc::new(auth::Startup::new(
+                manager.clone(),
+                coordinator.clone(),
+                Arc::new(rules),
+            )),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
         }
     }
@@ -145,77 +152,23 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// Accepts connections until the listener fails; one task per connection.
-pub async fn serve(listener: TcpListener, handlers: Arc<Handlers>) -> std::io::Result<()> {
+/// With `tls`, a client that asks for TLS (an SSLRequest, or a direct TLS
+/// handshake) gets it; without, it is told TLS is not offered.
+pub async fn serve(
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+) -> std::io::Result<()> {
     loop {
         let (socket, peer) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, "connection closed: {e}");
             }
         });
-    }
-}
-
-struct Startup {
-    manager: Arc<ConnectionManager>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.manager.clone())
-    }
-
-    /// Adopts the settings the client sent in its startup packet (drivers
-    /// send `application_name`, `DateStyle`, `extra_float_digits`, …) and
-    /// reports slicedb's own values where pgwire's defaults differ.
-    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let conn = connection(client);
-        let mut guard = conn.lock().await;
-        for (name, value) in client.metadata() {
-            match name.as_str() {
-                "user" | "database" | "replication" => {}
-                // `PGOPTIONS='-c name=value …'`, as PostgreSQL reads it.
-                "options" => {
-                    for (name, value) in startup_options(value) {
-                        guard.session.set(&name, &value);
-                    }
-                }
-                _ => {
-                    guard.session.set(name, value);
-                }
-            }
-        }
-        // Reported below in full; nothing is pending after start-up.
-        guard.session.take_changed();
-        let mut report = Vec::new();
-        for name in [
-            "server_version",
-            "TimeZone",
-            "DateStyle",
-            "IntervalStyle",
-            "application_name",
-            "client_encoding",
-        ] {
-            report.push((
-                name.to_string(),
-                guard.session.get(name).unwrap_or_default().to_string(),
-            ));
-        }
-        drop(guard);
-        for (name, value) in report {
-            client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(name, value)))
-                .await?;
-        }
-        Ok(())
     }
 }
 
@@ -650,7 +603,7 @@ impl CopyHandler for SliceDbService {
 /// `--name=value`, separated by spaces; a backslash keeps the next
 /// character, so `read\ committed` is one value). Other switches are
 /// ignored.
-fn startup_options(options: &str) -> Vec<(String, String)> {
+pub(crate) fn startup_options(options: &str) -> Vec<(String, String)> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut chars = options.chars();

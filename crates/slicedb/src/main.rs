@@ -4,7 +4,8 @@
 //!   slice servers in one process, with the PostgreSQL protocol on `--listen`.
 //! - `slicedb coordinator` and `slicedb slice-server` run a cluster's
 //!   processes, which talk over QUIC with mutual TLS.
-//! - `slicedb certs` creates the cluster CA and node certificates.
+//! - `slicedb certs` creates the cluster CA, node certificates, and
+//!   certificates for the PostgreSQL port (`certs server`).
 //! - `slicedb ping` checks that a slice server answers and who it is.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use slicedb_coordinator::Coordinator;
+use slicedb_frontend::auth::hba::HostRules;
 use slicedb_frontend::Handlers;
 use slicedb_slice_server::SliceServer;
 use slicedb_transport::quic::{QuicEndpoint, Timeouts};
@@ -48,6 +50,21 @@ enum LogFormat {
     Json,
 }
 
+/// How the PostgreSQL port admits clients (`docs/operations.md`, "Securing a cluster").
+#[derive(clap::Args)]
+struct PgSecurity {
+    /// Host rules in `pg_hba.conf`'s form (default: trust loopback
+    /// clients, ask every other client for its password).
+    #[arg(long, env = "SLICEDB_HBA_FILE")]
+    hba_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the PostgreSQL port (with --tls-key).
+    #[arg(long, env = "SLICEDB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the PostgreSQL port (with --tls-cert).
+    #[arg(long, env = "SLICEDB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the embedded database: a coordinator and slice servers in one process.
@@ -65,6 +82,8 @@ enum Command {
         /// with ADD NODE (port 0: any).
         #[arg(long, default_value = "0.0.0.0:0")]
         quic_listen: SocketAddr,
+        #[command(flatten)]
+        security: PgSecurity,
     },
     /// Run a cluster's coordinator: PostgreSQL clients on --pg-listen, slice
     /// servers over QUIC.
@@ -88,6 +107,8 @@ enum Command {
         /// for each. Later starts use the catalog's nodes.
         #[arg(long = "slice-server")]
         slice_servers: Vec<String>,
+        #[command(flatten)]
+        security: PgSecurity,
     },
     /// Run a slice server: stores slices in RocksDB, serves the coordinator over QUIC.
     SliceServer {
@@ -135,6 +156,19 @@ enum CertsCommand {
         /// certificates that are missing (for container start-up).
         #[arg(long)]
         if_missing: bool,
+    },
+    /// Issue a certificate for the PostgreSQL port from the CA in --dir,
+    /// naming the host names and addresses clients connect to (what
+    /// `sslmode=verify-full` checks); clients trust `ca.crt`.
+    Server {
+        #[arg(long)]
+        dir: PathBuf,
+        /// File name of the certificate and key (`<name>.crt`, `<name>.key`).
+        #[arg(long, default_value = "postgres")]
+        name: String,
+        /// A host name or IP address clients use; repeat for each.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
     },
     /// Issue more node certificates from the CA in --dir.
     Issue {
@@ -219,14 +253,51 @@ fn endpoint(dir: &Path, name: &str, listen: SocketAddr) -> Result<Arc<QuicEndpoi
     Ok(Arc::new(QuicEndpoint::bind(listen, &identity, Timeouts::default())?))
 }
 
-async fn serve_pg(coordinator: Arc<Coordinator>, listen: SocketAddr) -> Result<(), BoxError> {
+/// The PostgreSQL port's host rules and TLS acceptor, read and checked
+/// before anything is opened: an insecure set-up stops the start at once.
+struct PgAccess {
+    rules: HostRules,
+    tls: Option<slicedb_frontend::tls::TlsAcceptor>,
+}
+
+impl PgSecurity {
+    fn load(&self, listen: SocketAddr) -> Result<PgAccess, BoxError> {
+        let rules = match &self.hba_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                HostRules::parse(&text)?
+            }
+            None => HostRules::default(),
+        };
+        rules.check_listen(listen)?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(slicedb_frontend::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        Ok(PgAccess { rules, tls })
+    }
+}
+
+/// Serves PostgreSQL clients on `listen`, admitting them by `access`.
+async fn serve_pg(coordinator: Arc<Coordinator>, listen: SocketAddr, access: PgAccess) -> Result<(), BoxError> {
+    if let Ok(password) = std::env::var("SLICEDB_PASSWORD") {
+        if coordinator.set_initial_password(&password)? {
+            tracing::info!("the postgres role's password is set from SLICEDB_PASSWORD");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!("slicedb is ready: psql -h {} -p {}", addr.ip(), addr.port());
+    let tls = access.tls.is_some();
+    tracing::info!(
+        tls,
+        "slicedb is ready: psql -h {} -p {} -U postgres",
+        addr.ip(),
+        addr.port()
+    );
     announce(&format!("postgres on {addr}"));
-    let handlers = Arc::new(Handlers::new(coordinator));
+    let handlers = Arc::new(Handlers::new(coordinator, access.rules));
     tokio::select! {
-        r = slicedb_frontend::serve(listener, handlers) => r?,
+        r = slicedb_frontend::serve(listener, handlers, access.tls) => r?,
         _ = shutdown_signal() => {},
     }
     Ok(())
@@ -239,10 +310,12 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             listen,
             slice_servers,
             quic_listen,
+            security,
         } => {
             if slice_servers == 0 {
                 return Err("--slice-servers must be at least 1".into());
             }
+            let access = security.load(listen)?;
             // The embedded database is its own cluster: it makes its CA on
             // first start, so that slice servers on other hosts can be
             // given certificates (`slicedb certs issue --dir <data-dir>/certs …`)
@@ -256,7 +329,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             let endpoint = endpoint(&certs.dir, "coordinator", quic_listen)?;
             let coordinator = Arc::new(Coordinator::open_embedded(&data_dir, slice_servers, Some(endpoint))?);
-            serve_pg(coordinator, listen).await
+            serve_pg(coordinator, listen, access).await
         }
         Command::Coordinator {
             listen,
@@ -265,12 +338,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             certs,
             cert_name,
             slice_servers,
+            security,
         } => {
+            let access = security.load(pg_listen)?;
             let certs = certs.unwrap_or_else(|| data_dir.join("certs"));
             let endpoint = endpoint(&certs, &cert_name, listen)?;
             tracing::info!(quic = %endpoint.local_addr()?, "coordinator endpoint bound");
             let coordinator = Arc::new(Coordinator::open_cluster(&data_dir, endpoint.clone(), &slice_servers).await?);
-            let r = serve_pg(coordinator, pg_listen).await;
+            let r = serve_pg(coordinator, pg_listen, access).await;
             endpoint.close();
             r
         }
@@ -315,6 +390,15 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 }
                 println!(
                     "created a cluster CA and certificates for coordinator and slice-server-1..{slice_servers} in {}",
+                    dir.display()
+                );
+                Ok(())
+            }
+            CertsCommand::Server { dir, name, hosts } => {
+                CertDir::new(&dir).issue_server(&name, &hosts)?;
+                println!(
+                    "issued {name}.crt for {} in {} (clients trust ca.crt)",
+                    hosts.join(", "),
                     dir.display()
                 );
                 Ok(())

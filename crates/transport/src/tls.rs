@@ -98,29 +98,51 @@ impl CertDir {
 
     /// Issues a certificate for node `name`, signed by the directory's CA.
     pub fn issue(&self, name: &str) -> Result<()> {
+        self.sign(
+            name,
+            vec![name.to_string(), CLUSTER_SERVER_NAME.to_string()],
+            vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    /// Issues a server certificate `name` for the PostgreSQL port, signed by
+    /// the directory's CA, for the host names and IP addresses in `hosts`
+    /// (a client with `sslmode=verify-full` checks the one it connected to).
+    pub fn issue_server(&self, name: &str, hosts: &[String]) -> Result<()> {
+        if hosts.is_empty() {
+            return Err(err!(
+                InvalidParameterValue,
+                "a server certificate needs at least one host name"
+            ));
+        }
+        self.sign(name, hosts.to_vec(), vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// Writes `<name>.crt` and `<name>.key`: a new key, and a certificate
+    /// for `sans` (an IP address is an IP name) signed by the CA.
+    fn sign(&self, name: &str, sans: Vec<String>, usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> Result<()> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             return Err(err!(
                 InvalidParameterValue,
-                "invalid node certificate name \"{name}\" (letters, digits, '-' and '.')"
+                "invalid certificate name \"{name}\" (letters, digits, '-' and '.')"
             ));
         }
         let ca_pem = std::fs::read_to_string(self.path("ca.key"))
             .map_err(|e| err!(UndefinedObject, "no CA key in {}: {e}", self.dir.display()))?;
         let ca_key = KeyPair::from_pem(&ca_pem).map_err(|e| tls_error("reading ca.key", e))?;
         let issuer = Issuer::new(Self::ca_params()?, ca_key);
-        let key = KeyPair::generate().map_err(|e| tls_error("generating a node key", e))?;
-        let mut params = CertificateParams::new(vec![name.to_string(), CLUSTER_SERVER_NAME.to_string()])
-            .map_err(|e| tls_error("node certificate parameters", e))?;
+        let key = KeyPair::generate().map_err(|e| tls_error("generating a key", e))?;
+        let mut params = CertificateParams::new(sans).map_err(|e| tls_error("certificate parameters", e))?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages;
         let cert = params
             .signed_by(&key, &issuer)
-            .map_err(|e| tls_error("signing a node certificate", e))?;
+            .map_err(|e| tls_error("signing a certificate", e))?;
         write_private(&self.path(&format!("{name}.key")), &key.serialize_pem())?;
         std::fs::write(self.path(&format!("{name}.crt")), cert.pem())?;
         Ok(())
