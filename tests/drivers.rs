@@ -103,6 +103,36 @@ async fn prepared_statements_with_parameters() {
     );
 }
 
+/// A parameter under a cast has the cast's type, as PostgreSQL infers it:
+/// drivers that encode by the described type (asyncpg, pgjdbc) then send
+/// a number where the statement wants one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_parameters_take_the_cast_type() {
+    use tokio_postgres::types::Type;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE cp (id bigint PRIMARY KEY, u uuid, at timestamptz)")
+        .await
+        .unwrap();
+    for (sql, types) in [
+        ("SELECT $1::int + 1", vec![Type::INT4]),
+        ("SELECT CAST($1 AS bigint) * 2, $2::text", vec![Type::INT8, Type::TEXT]),
+        ("SELECT id FROM cp WHERE u = $1::uuid", vec![Type::UUID]),
+        (
+            "UPDATE cp SET at = $1::timestamptz WHERE id = $2",
+            vec![Type::TIMESTAMPTZ, Type::INT8],
+        ),
+        ("SELECT 1 WHERE $1::numeric > 0", vec![Type::NUMERIC]),
+    ] {
+        let stmt = client.prepare(sql).await.unwrap();
+        assert_eq!(stmt.params(), types.as_slice(), "{sql}");
+    }
+    let row = client.query_one("SELECT $1::int + 1", &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_csv_in_and_text_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -83,6 +83,8 @@ async def asyncpg_checks(host, port):
         except asyncpg.exceptions.UndefinedTableError:
             pass
         check(await conn.fetchval("SELECT count(*) FROM apg") == 50, "asyncpg usable after error")
+        # asyncpg encodes by the type the server describes: `$1::int` must be an integer.
+        check(await conn.fetchval("SELECT $1::int + 1", 41) == 42, "asyncpg cast parameter")
         await binary_copy(conn)
     finally:
         await conn.close()

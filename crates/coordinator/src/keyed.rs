@@ -191,11 +191,12 @@ impl Coordinator {
             Some(Statement::Sql(q)) => *q,
             _ => return Err(Error::internal("a keyed query did not parse")),
         };
-        Ok(self
+        let plan = self
             .ctx
             .state()
             .statement_to_plan(DfStatement::Statement(Box::new(query)))
-            .await?)
+            .await?;
+        Ok(slicedb_planner::param_casts::type_cast_parameters(plan)?)
     }
 
     /// Runs `stmt` (see the module documentation) in the statement's

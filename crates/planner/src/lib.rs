@@ -28,6 +28,7 @@ pub mod interval_mul;
 pub mod json_agg;
 pub mod json_functions;
 pub mod local_time;
+pub mod param_casts;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;
