@@ -676,6 +676,18 @@ impl Coordinator {
         prepared: &Prepared,
         params: ParamValues,
     ) -> Result<Output> {
+        let started = std::time::Instant::now();
+        let out = self.execute_prepared_checked(session, prepared, params).await;
+        crate::observe::statement_done(crate::observe::kind(prepared.statement.as_ref()), started, &out);
+        out
+    }
+
+    async fn execute_prepared_checked(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: ParamValues,
+    ) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, prepared.statement.as_ref())?;
         let deadline = timeout::deadline(session.statement_timeout_ms());
@@ -766,6 +778,14 @@ impl Coordinator {
     /// Runs one parsed statement. In a failed transaction block only the
     /// end of the block runs (25P02 otherwise); an error fails the block.
     pub async fn execute(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
+        let started = std::time::Instant::now();
+        let kind = crate::observe::kind(Some(&stmt));
+        let out = self.execute_checked(session, stmt).await;
+        crate::observe::statement_done(kind, started, &out);
+        out
+    }
+
+    async fn execute_checked(&self, session: &mut Session, stmt: Statement) -> Result<Output> {
         let guard = self.begin_query();
         check_not_failed(session, Some(&stmt))?;
         let deadline = timeout::deadline(session.statement_timeout_ms());

@@ -32,6 +32,7 @@ pub mod information_schema;
 pub mod keyed;
 pub mod names;
 pub mod not_in;
+pub mod observe;
 pub mod parser;
 pub mod pg_catalog;
 pub mod prepared_sql;

@@ -347,18 +347,31 @@ pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Resul
             batches.push(Ok(b));
             true
         })?;
+        for b in batches.iter().flatten() {
+            count_scanned(b);
+        }
         if complete {
             return Ok(futures::stream::iter(batches).boxed());
         }
     }
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
     tokio::task::spawn_blocking(move || {
-        let result = run_scan(&store, &request, false, &mut |b| tx.blocking_send(Ok(b)).is_ok());
+        let result = run_scan(&store, &request, false, &mut |b| {
+            count_scanned(&b);
+            tx.blocking_send(Ok(b)).is_ok()
+        });
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(e));
         }
     });
     Ok(tokio_stream(rx).boxed())
+}
+
+/// Rows a scan read, and the size of the Arrow batches it made of them
+/// (`slicedb_rows_scanned_total`, `slicedb_scan_bytes_total`).
+fn count_scanned(batch: &RecordBatch) {
+    metrics::counter!("slicedb_rows_scanned_total").increment(batch.num_rows() as u64);
+    metrics::counter!("slicedb_scan_bytes_total").increment(batch.get_array_memory_size() as u64);
 }
 
 fn tokio_stream(mut rx: mpsc::Receiver<Result<RecordBatch>>) -> impl futures::Stream<Item = Result<RecordBatch>> {

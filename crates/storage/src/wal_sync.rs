@@ -161,8 +161,11 @@ fn sync_loop(db: &DB, shared: &Shared, publish: &watch::Sender<Durable>) {
         // appended to the log (RocksDB publishes a sequence number after
         // the batch's log record is written), so this sync covers it.
         let upto = db.latest_sequence_number();
+        let started = std::time::Instant::now();
         match db.flush_wal(true) {
             Ok(()) => {
+                metrics::counter!("slicedb_wal_syncs_total").increment(1);
+                metrics::histogram!("slicedb_wal_sync_seconds").record(started.elapsed().as_secs_f64());
                 synced = upto.max(synced);
                 publish.send_modify(|d| d.upto = synced);
             }

@@ -430,13 +430,21 @@ impl TxnManager {
         }
         let mgr = txn.snapshot.mgr.clone();
         let hold = (txn.active.take(), txn.pin());
-        tokio::spawn(async move {
+        let phases = if writes.nodes().len() == 1 { "one" } else { "two" };
+        let result = tokio::spawn(async move {
             let result = mgr.commit_writes(id, writes, gated).await;
             drop(hold);
             result
         })
         .await
-        .map_err(|e| Error::internal(format!("commit task failed: {e}")))?
+        .map_err(|e| Error::internal(format!("commit task failed: {e}")))?;
+        // Transactions that wrote: committed, by the number of phases, or
+        // failed, by SQLSTATE (40001 for a conflict, 08006 for a lost node).
+        match &result {
+            Ok(()) => metrics::counter!("slicedb_commits_total", "phases" => phases).increment(1),
+            Err(e) => metrics::counter!("slicedb_commit_failures_total", "sqlstate" => e.state.code()).increment(1),
+        }
+        result
     }
 
     async fn commit_writes(&self, id: TxnId, writes: TxnWrites, gated: bool) -> Result<()> {
@@ -700,6 +708,9 @@ impl TxnManager {
     pub async fn rollback(&self, txn: &mut Transaction) {
         txn.finished = true;
         let nodes = txn.written().nodes();
+        if !nodes.is_empty() {
+            metrics::counter!("slicedb_rollbacks_total").increment(1);
+        }
         self.abort_on(txn.id(), &nodes).await;
     }
 

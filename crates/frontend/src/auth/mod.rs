@@ -73,6 +73,28 @@ impl Startup {
     }
 }
 
+/// Counts a refused login (`slicedb_login_failures_total`), by why.
+fn refused(reason: &'static str) {
+    metrics::counter!("slicedb_login_failures_total", "reason" => reason).increment(1);
+}
+
+/// Counts an admitted connection in `slicedb_connections` while it lives
+/// (kept in its session extensions, dropped with it).
+struct Connected;
+
+impl Connected {
+    fn new() -> Connected {
+        metrics::gauge!("slicedb_connections").increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("slicedb_connections").decrement(1.0);
+    }
+}
+
 fn fatal(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
 }
@@ -117,6 +139,7 @@ impl StartupHandler for Startup {
                 let tls = client.is_secure();
                 match self.rules.method(peer, tls, &database, &user) {
                     None => {
+                        refused("no_rule");
                         tracing::warn!(%peer, user, database, tls, "connection refused: no host rule matches");
                         Err(fatal(
                             "28000",
@@ -127,6 +150,7 @@ impl StartupHandler for Startup {
                         ))
                     }
                     Some(Method::Reject) => {
+                        refused("reject");
                         tracing::warn!(%peer, user, database, tls, "connection refused by a reject rule");
                         Err(fatal(
                             "28000",
@@ -211,10 +235,12 @@ impl Startup {
         let peer = client.socket_addr().ip();
         match e {
             ScramError::WrongPassword => {
+                refused("password");
                 tracing::warn!(%peer, user, "password authentication failed");
                 fatal("28P01", format!("password authentication failed for user \"{user}\""))
             }
             ScramError::Malformed(why) => {
+                refused("protocol");
                 tracing::warn!(%peer, user, "malformed SCRAM exchange: {why}");
                 fatal("08P01", format!("malformed SCRAM message: {why}"))
             }
@@ -231,9 +257,11 @@ impl Startup {
     {
         let role = self.coordinator.catalog.snapshot().roles.get(user).cloned();
         let Some(role) = role else {
+            refused("no_role");
             return Err(fatal("28000", format!("role \"{user}\" does not exist")));
         };
         if !role.login {
+            refused("no_login");
             return Err(fatal("28000", format!("role \"{user}\" is not permitted to log in")));
         }
         let (pid, secret_key) = self.pids.generate(&*client);
@@ -241,6 +269,7 @@ impl Startup {
         let (handle, guard) = self.manager.register(pid, secret_key.clone());
         client.session_extensions().insert(handle);
         client.session_extensions().insert(guard);
+        client.session_extensions().insert(Connected::new());
 
         let mut session = Session::authenticated(&role.name, role.superuser);
         // The settings the client sent (drivers send `application_name`,
