@@ -103,10 +103,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<(Tag, 
     if len > MAX_FRAME {
         return Err(Error::connection(format!("protocol error: frame of {len} bytes")));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await.map_err(lost)?;
+    // The buffer grows with the bytes that arrive, not with the length the
+    // header claims: a peer that announces 512 MiB and sends ten bytes
+    // costs ten bytes (and a first read of at most FIRST_READ).
+    let mut payload = Vec::with_capacity(len.min(FIRST_READ));
+    r.take(len as u64).read_to_end(&mut payload).await.map_err(lost)?;
+    if payload.len() != len {
+        return Err(Error::connection(format!(
+            "stream failed: a frame of {len} bytes ended after {}",
+            payload.len()
+        )));
+    }
     Ok(Some((tag, payload)))
 }
+
+/// What [`read_frame`] reserves before a frame's bytes arrive.
+const FIRST_READ: usize = 64 << 10;
 
 fn lost(e: std::io::Error) -> Error {
     Error::connection(format!("stream failed: {e}"))
@@ -195,6 +207,45 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    /// A reader that remembers the largest buffer it was asked to fill.
+    struct Watched<R> {
+        inner: R,
+        largest: usize,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.largest = self.largest.max(buf.remaining());
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_header_does_not_make_the_reader_allocate_what_it_claims() {
+        let mut bytes = vec![Tag::Request as u8];
+        bytes.extend_from_slice(&(MAX_FRAME as u32).to_be_bytes());
+        bytes.extend_from_slice(b"ten bytes!");
+        let mut r = Watched {
+            inner: &bytes[..],
+            largest: 0,
+        };
+        let e = read_frame(&mut r).await.unwrap_err();
+        assert_eq!(e.state.code(), "08006", "{e}");
+        assert!(e.message.contains("ended after 10"), "{e}");
+        assert!(r.largest <= 1 << 20, "asked to fill {} bytes at once", r.largest);
+        // Frames that do arrive whole still read, large or empty.
+        for len in [0usize, 10, 3 << 20] {
+            let mut out = Vec::new();
+            write_frame(&mut out, Tag::Reply, &vec![7u8; len]).await.unwrap();
+            let (tag, payload) = read_frame(&mut &out[..]).await.unwrap().unwrap();
+            assert_eq!((tag, payload.len()), (Tag::Reply, len));
+        }
+    }
 
     #[tokio::test]
     async fn frames_and_ipc_round_trip() {
