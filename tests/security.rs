@@ -114,6 +114,13 @@ async fn passwords_roles_and_host_rules() {
     assert_eq!(query(&alice, "SELECT v FROM t").await, [["one"]]);
     assert_eq!(query(&alice, "SHOW session_authorization").await, [["alice"]]);
     assert_eq!(query(&alice, "SHOW is_superuser").await, [["off"]]);
+    assert_eq!(
+        query(&alice, "SELECT current_user, session_user").await,
+        [["alice", "alice"]]
+    );
+    let who = alice.prepare("SELECT current_user").await.unwrap();
+    assert_eq!(alice.query_one(&who, &[]).await.unwrap().get::<_, String>(0), "alice");
+    assert_eq!(query(&admin, "SELECT current_user").await, [["postgres"]]);
     assert!(login(addr, "carol", Some("c4r0l")).await.is_ok());
     assert_eq!(
         login(addr, "alice", Some("looking-glass")).await.err().unwrap(),

@@ -20,7 +20,7 @@ use slicedb_storage::ReadAt;
 use crate::parser::{self, Statement};
 use crate::redistribute::QueryGuard;
 use crate::rewrite::{Returning, Upsert};
-use crate::sequence::SessionSequences;
+use crate::sequence::SessionValues;
 use crate::session::Session;
 use crate::timeout;
 use crate::{CommandTag, Coordinator, Output};
@@ -1201,7 +1201,7 @@ impl Coordinator {
         work: &Work<'_>,
         kind: PlanKind,
         stmt: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
     ) -> Result<Output> {
         if !work.writes(kind) {
             return self.run_work_in(work, kind, stmt, sequences).await;
@@ -1224,7 +1224,7 @@ impl Coordinator {
         work: &Work<'_>,
         kind: PlanKind,
         stmt: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
     ) -> Result<Output> {
         let (plan, returning, do_nothing) = match work {
             Work::Plan {
@@ -1295,7 +1295,7 @@ impl Coordinator {
     fn statement_state(
         &self,
         stmt: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         do_nothing: bool,
     ) -> datafusion::execution::SessionState {
         let mut state = self.ctx.state();
@@ -1318,7 +1318,7 @@ impl Coordinator {
         plan: LogicalPlan,
         kind: PlanKind,
         stmt: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         do_nothing: bool,
         keep_rows: bool,
     ) -> Result<(u64, Vec<RecordBatch>)> {

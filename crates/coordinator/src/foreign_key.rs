@@ -36,7 +36,7 @@ use slicedb_storage::{OwnWrites, ReadAt};
 use crate::ddl::{normalize, relation_name};
 use crate::execute::PlanKind;
 use crate::parser::{self, Statement};
-use crate::sequence::SessionSequences;
+use crate::sequence::SessionValues;
 use crate::Coordinator;
 
 /// Rounds of cascaded work after one statement (a chain of `CASCADE`
@@ -399,7 +399,7 @@ impl Coordinator {
     pub(crate) async fn keep_foreign_keys(
         &self,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         at_commit: bool,
     ) -> Result<()> {
         for _ in 0..MAX_ROUNDS {
@@ -498,7 +498,7 @@ impl Coordinator {
     async fn act_on_removed(
         &self,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         parent: &TableDef,
         child: &TableDef,
         fk: &ForeignKeyDef,
@@ -604,7 +604,7 @@ impl Coordinator {
         sql: &str,
         params: Vec<ScalarValue>,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         table: &TableDef,
         columns: &[usize],
     ) -> Result<Vec<Vec<Datum>>> {
@@ -632,7 +632,7 @@ impl Coordinator {
         params: Vec<ScalarValue>,
         kind: PlanKind,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
     ) -> Result<u64> {
         let statement = single(sql)?;
         let params = ParamValues::List(params.into_iter().map(Into::into).collect());

@@ -39,7 +39,7 @@ use slicedb_planner::txn::StatementTxn;
 use crate::ddl::{normalize, relation_name};
 use crate::execute::PlanKind;
 use crate::parser::{self, Statement};
-use crate::sequence::SessionSequences;
+use crate::sequence::SessionValues;
 use crate::Coordinator;
 
 /// A one-row write, ready for a row's parameters.
@@ -207,7 +207,7 @@ impl Coordinator {
         kind: PlanKind,
         params: Option<&ParamValues>,
         txn: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         keep_rows: bool,
     ) -> Result<(u64, Vec<RecordBatch>)> {
         let user: Vec<_> = match params {
@@ -253,7 +253,7 @@ impl Coordinator {
         query: ast::Statement,
         params: Option<&ParamValues>,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
     ) -> Result<Vec<RecordBatch>> {
         let mut state = self.ctx.state();
         let mut plan = state.statement_to_plan(DfStatement::Statement(Box::new(query))).await?;
@@ -299,7 +299,7 @@ impl Coordinator {
         write: &RowWrite,
         params: &ParamValues,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         kind: PlanKind,
         keep_rows: bool,
     ) -> Result<(u64, Vec<RecordBatch>)> {

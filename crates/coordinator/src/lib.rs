@@ -420,6 +420,7 @@ impl Coordinator {
             ctx.register_udf(f);
         }
         ctx.register_udf(version_udf());
+        ctx.register_udf(roles::SessionUser::udf());
         let sequences = Arc::new(sequence::Sequences::new(catalog.clone()));
         for f in sequence::functions(sequences.clone()) {
             ctx.register_udf(f);

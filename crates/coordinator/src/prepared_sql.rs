@@ -131,12 +131,12 @@ impl Coordinator {
         match what {
             ast::DiscardObject::ALL => {
                 session.statements.clear();
-                session.sequences = Default::default();
+                session.sequences = crate::session::SessionValues::of(&session.user);
                 session.reset_all();
                 Ok(Output::Command(CommandTag::new("DISCARD ALL")))
             }
             ast::DiscardObject::SEQUENCES => {
-                session.sequences = Default::default();
+                session.sequences = crate::session::SessionValues::of(&session.user);
                 Ok(Output::Command(CommandTag::new("DISCARD SEQUENCES")))
             }
             // No temporary tables and no cached plans outside prepared statements.

@@ -12,13 +12,19 @@
 //! cluster's shape: `ADD NODE`, `REMOVE NODE`, `CREATE`/`DROP HASH MAP`,
 //! `SET CURRENT HASH MAP`, `REDISTRIBUTE` and `CANCEL REDISTRIBUTION`.
 //! Anything else is refused with 42501.
+//!
+//! `session_user` and `current_user` (which the parser turns into it)
+//! answer the session's role ([`SessionUser`]).
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use slicedb_catalog::role::{password_verifier, BOOTSTRAP_ROLE};
 use slicedb_catalog::{Change, RoleDef};
 use slicedb_common::{err, Result};
 
 use crate::parser::RoleOptions;
-use crate::session::Session;
+use crate::session::{Session, SessionValues};
 use crate::{CommandTag, Coordinator, Output};
 
 impl Coordinator {
@@ -144,5 +150,43 @@ impl Coordinator {
             Ok(vec![Change::PutRole(role)])
         })?;
         Ok(set)
+    }
+}
+
+/// `session_user` (and `current_user`): the role of the statement's
+/// session, read from its [`SessionValues`]; registered over
+/// datafusion-pg-catalog's, which always answers `postgres`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SessionUser {
+    signature: Signature,
+}
+
+impl SessionUser {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(SessionUser {
+            signature: Signature::exact(vec![], Volatility::Stable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for SessionUser {
+    fn name(&self) -> &str {
+        "session_user"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let user = match args.config_options.extensions.get::<SessionValues>() {
+            Some(values) => values.user.to_string(),
+            None => BOOTSTRAP_ROLE.to_string(),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user))))
     }
 }

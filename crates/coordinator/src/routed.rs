@@ -20,7 +20,7 @@ use slicedb_planner::point_write::{PointWrite, Written};
 use slicedb_planner::txn::StatementTxn;
 
 use crate::rewrite::Rewritten;
-use crate::sequence::SessionSequences;
+use crate::sequence::SessionValues;
 use crate::Coordinator;
 
 impl Coordinator {
@@ -48,7 +48,7 @@ impl Coordinator {
         write: &PointWrite,
         params: Option<&ParamValues>,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         keep_rows: bool,
     ) -> Result<Option<Written>> {
         let Ok(table) = self.slice_table(write.table()) else {

@@ -10,18 +10,17 @@
 //! `setval` and `ALTER SEQUENCE` drop the cached range.
 //!
 //! `currval` and `lastval` are per session: the functions find the
-//! session's [`SessionSequences`] among the statement's config extensions,
+//! session's [`SessionValues`](crate::session::SessionValues) among the statement's config extensions,
 //! which the coordinator sets for each statement it runs.
 
-use std::any::Any;
+pub use crate::session::SessionValues;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
@@ -149,14 +148,9 @@ pub struct SessionSequenceValues {
     last: Option<i64>,
 }
 
-/// The session's sequence values, carried to the sequence functions as a
-/// DataFusion config extension of each statement.
-#[derive(Debug, Clone, Default)]
-pub struct SessionSequences(pub Arc<Mutex<SessionSequenceValues>>);
-
-impl SessionSequences {
+impl SessionValues {
     fn record(&self, name: &str, value: i64) {
-        if let Ok(mut v) = self.0.lock() {
+        if let Ok(mut v) = self.sequences.lock() {
             v.current.insert(name.to_string(), value);
             v.last = Some(value);
         }
@@ -164,7 +158,7 @@ impl SessionSequences {
 
     fn current(&self, name: &str) -> Result<i64> {
         let v = self
-            .0
+            .sequences
             .lock()
             .map_err(|_| Error::internal("session sequences poisoned"))?;
         v.current.get(name).copied().ok_or_else(|| {
@@ -177,7 +171,7 @@ impl SessionSequences {
 
     fn last(&self) -> Result<i64> {
         let v = self
-            .0
+            .sequences
             .lock()
             .map_err(|_| Error::internal("session sequences poisoned"))?;
         v.last.ok_or_else(|| {
@@ -187,34 +181,6 @@ impl SessionSequences {
             )
         })
     }
-}
-
-impl ExtensionOptions for SessionSequences {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-
-    fn cloned(&self) -> Box<dyn ExtensionOptions> {
-        Box::new(self.clone())
-    }
-
-    fn set(&mut self, key: &str, _value: &str) -> datafusion::common::Result<()> {
-        Err(DataFusionError::Configuration(format!(
-            "unknown setting slicedb_sequences.{key}"
-        )))
-    }
-
-    fn entries(&self) -> Vec<ConfigEntry> {
-        Vec::new()
-    }
-}
-
-impl ConfigExtension for SessionSequences {
-    const PREFIX: &'static str = "slicedb_sequences";
 }
 
 /// The name of the sequence a `regclass`-like text argument names:
@@ -302,10 +268,10 @@ impl std::fmt::Debug for Sequences {
 }
 
 /// The session's values, or a fresh set for a statement run without one.
-fn session_of(args: &ScalarFunctionArgs) -> SessionSequences {
+fn session_of(args: &ScalarFunctionArgs) -> SessionValues {
     args.config_options
         .extensions
-        .get::<SessionSequences>()
+        .get::<SessionValues>()
         .cloned()
         .unwrap_or_default()
 }

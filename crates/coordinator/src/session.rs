@@ -10,7 +10,12 @@
 //! whether an error has failed it (then every statement but the end of the
 //! block gets 25P02).
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::DataFusionError;
 
 use slicedb_txn::Transaction;
 
@@ -69,6 +74,61 @@ pub fn default_settings() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// What a statement's functions read of its session, carried to them as a
+/// DataFusion config extension of each statement the coordinator runs:
+/// the values `currval` and `lastval` return ([`crate::sequence`]), and
+/// the session's role, which `current_user` and `session_user` return
+/// ([`crate::roles`]).
+#[derive(Debug, Clone)]
+pub struct SessionValues {
+    pub sequences: Arc<Mutex<crate::sequence::SessionSequenceValues>>,
+    pub user: Arc<str>,
+}
+
+impl Default for SessionValues {
+    fn default() -> Self {
+        SessionValues::of(slicedb_catalog::role::BOOTSTRAP_ROLE)
+    }
+}
+
+impl SessionValues {
+    /// Fresh values for a session of role `user`.
+    pub fn of(user: &str) -> SessionValues {
+        SessionValues {
+            sequences: Arc::default(),
+            user: Arc::from(user),
+        }
+    }
+}
+
+impl ExtensionOptions for SessionValues {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, _value: &str) -> datafusion::common::Result<()> {
+        Err(DataFusionError::Configuration(format!(
+            "unknown setting slicedb_session.{key}"
+        )))
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        Vec::new()
+    }
+}
+
+impl ConfigExtension for SessionValues {
+    const PREFIX: &'static str = "slicedb_session";
+}
+
 /// Per-connection state.
 pub struct Session {
     /// The role the connection authenticated as (the startup packet's
@@ -78,8 +138,8 @@ pub struct Session {
     settings: BTreeMap<String, String>,
     /// The open `BEGIN … COMMIT` block's transaction.
     pub txn: Option<Transaction>,
-    /// The values `currval` and `lastval` return.
-    pub sequences: crate::sequence::SessionSequences,
+    /// The values `currval`, `lastval` and `current_user` return.
+    pub sequences: SessionValues,
     /// Statements of SQL-level `PREPARE`, by name.
     pub statements: std::collections::HashMap<String, crate::prepared_sql::SqlPrepared>,
     /// An error failed the open block: statements get 25P02 until it ends.
@@ -124,6 +184,7 @@ impl Session {
     pub fn authenticated(user: &str, superuser: bool) -> Session {
         let mut session = Session {
             user: user.to_string(),
+            sequences: SessionValues::of(user),
             ..Session::default()
         };
         session.set("session_authorization", user);

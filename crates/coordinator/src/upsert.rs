@@ -48,7 +48,7 @@ use crate::ddl::{normalize, relation_name};
 use crate::execute::PlanKind;
 use crate::keyed::quoted;
 use crate::rewrite::{default_expr, Upsert};
-use crate::sequence::SessionSequences;
+use crate::sequence::SessionValues;
 use crate::Coordinator;
 
 /// How many times a row whose conflicting row vanished before its update
@@ -97,7 +97,7 @@ impl Coordinator {
         action: &Upsert,
         params: Option<&ParamValues>,
         stmt: Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
         keep_rows: bool,
     ) -> Result<(u64, Vec<RecordBatch>)> {
         let ast::Statement::Insert(ins) = insert else {
@@ -297,7 +297,7 @@ impl Coordinator {
         ins: &ast::Insert,
         params: Option<&ParamValues>,
         stmt: &Arc<StatementTxn>,
-        sequences: &SessionSequences,
+        sequences: &SessionValues,
     ) -> Result<Vec<RecordBatch>> {
         let Some(source) = &ins.source else {
             return Err(err!(
