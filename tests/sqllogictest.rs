@@ -181,10 +181,12 @@ fn sqllogictest_files() {
     assert!(!files.is_empty(), "no .slt files in sql/");
     let filter = std::env::var("SLT").ok();
     let mut failures = Vec::new();
+    let mut ran = 0;
     for file in &files {
         let Some(name) = selected(file, filter.as_deref()) else {
             continue;
         };
+        ran += 1;
         let dir = tempfile::tempdir().expect("tempdir");
         let server = Server::start(dir.path());
         let result = runtime.block_on(async {
@@ -197,5 +199,7 @@ fn sqllogictest_files() {
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
+    // A filter that names no file must not pass as if it had run one.
+    assert!(ran > 0, "SLT={} names no .slt file", filter.unwrap_or_default());
     assert!(failures.is_empty(), "sqllogictest failures:\n{}", failures.join("\n\n"));
 }
