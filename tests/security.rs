@@ -176,7 +176,11 @@ async fn passwords_roles_and_host_rules() {
     assert_eq!(refused(&ops, "DROP ROLE postgres").await, "2BP01");
     assert_eq!(query(&ops, "SHOW is_superuser").await, [["on"]]);
     assert_eq!(refused(&admin, "DROP ROLE nobody").await, "42704");
-    admin.batch_execute("DROP ROLE IF EXISTS alice, nobody").await.unwrap();
+    assert_eq!(refused(&admin, "DROP ROLE alice").await, "2BP01"); // SELECT on t
+    admin
+        .batch_execute("REVOKE SELECT ON t FROM alice; DROP ROLE IF EXISTS alice, nobody")
+        .await
+        .unwrap();
     assert_eq!(login(addr, "alice", Some("through")).await.err().unwrap(), "28P01");
     // A role the trust rule names but that does not exist.
     assert_eq!(
@@ -299,7 +303,12 @@ async fn table_privileges_and_owners() {
     // Giving a table away is a superuser's to do.
     assert_eq!(refused(&app, "ALTER TABLE own OWNER TO reader").await, "42501");
     admin.batch_execute("ALTER TABLE own OWNER TO reader").await.unwrap();
+    // A role that owns a table, or holds a privilege on one, stays.
+    assert_eq!(refused(&admin, "DROP ROLE reader").await, "2BP01");
     reader.batch_execute("DROP TABLE own").await.unwrap();
+    assert_eq!(refused(&admin, "DROP ROLE reader").await, "2BP01"); // SELECT on v
+    admin.batch_execute("REVOKE ALL ON v FROM reader").await.unwrap();
+    admin.batch_execute("DROP ROLE reader").await.unwrap();
 }
 
 /// A cluster CA in `dir/certs` with a certificate for the PostgreSQL port

@@ -127,6 +127,27 @@ impl Coordinator {
                         "cannot drop role {name} because it is required by the database system"
                     ));
                 }
+                // As in PostgreSQL: not while it owns a relation or holds a
+                // privilege on one (a new role of the same name would
+                // inherit them).
+                let acls = s
+                    .tables
+                    .values()
+                    .map(|t| (t.name.as_str(), &t.acl))
+                    .chain(s.views.values().map(|v| (v.name.as_str(), &v.acl)));
+                for (relation, acl) in acls {
+                    let what = if acl.owner == *name {
+                        "owner of"
+                    } else if acl.grants.contains_key(name) {
+                        "privileges for"
+                    } else {
+                        continue;
+                    };
+                    return Err(err!(
+                        DependentObjectsStillExist,
+                        "role \"{name}\" cannot be dropped because some objects depend on it: {what} {relation}"
+                    ));
+                }
                 changes.push(Change::DropRole(name.clone()));
             }
             Ok(changes)
