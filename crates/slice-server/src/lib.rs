@@ -367,8 +367,9 @@ pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Resul
     Ok(tokio_stream(rx).boxed())
 }
 
-/// Rows a scan read, and the size of the Arrow batches it made of them
-/// (`slicedb_rows_scanned_total`, `slicedb_scan_bytes_total`).
+/// Rows a scan returned (after its pushed-down filters), and the size of
+/// the Arrow batches it made of them (`slicedb_rows_scanned_total`,
+/// `slicedb_scan_bytes_total`).
 fn count_scanned(batch: &RecordBatch) {
     metrics::counter!("slicedb_rows_scanned_total").increment(batch.num_rows() as u64);
     metrics::counter!("slicedb_scan_bytes_total").increment(batch.get_array_memory_size() as u64);
