@@ -80,6 +80,24 @@ fn reads_besides<V: ast::Visit>(node: &V, target: Option<&str>, out: &mut Vec<(S
     out.extend(names.into_iter().map(|n| (n, Need::Privileges(Privileges::SELECT))));
 }
 
+/// `wanted` on a write's `target` (with `SELECT` too when `reads`), and
+/// `SELECT` on every other relation `node` mentions.
+fn write_needs<V: ast::Visit>(
+    node: &V,
+    target: Option<String>,
+    mut wanted: Privileges,
+    reads: bool,
+    out: &mut Vec<(String, Need)>,
+) {
+    if reads {
+        wanted |= Privileges::SELECT;
+    }
+    if let Some(t) = &target {
+        out.push((t.clone(), Need::Privileges(wanted)));
+    }
+    reads_besides(node, target.as_deref(), out);
+}
+
 /// What `stmt` needs of which relations (see the module comment).
 pub(crate) fn needs(stmt: &Statement) -> Vec<(String, Need)> {
     let mut out = Vec::new();
@@ -102,33 +120,21 @@ pub(crate) fn needs(stmt: &Statement) -> Vec<(String, Need)> {
                 ast::TableObject::TableName(n) => public_name(n),
                 _ => None,
             };
-            if let Some(t) = &target {
-                let mut wanted = Privileges::INSERT;
-                if insert.returning.is_some() {
-                    wanted |= Privileges::SELECT;
+            let mut wanted = Privileges::INSERT;
+            if let Some(ast::OnInsert::OnConflict(c)) = &insert.on {
+                if matches!(c.action, ast::OnConflictAction::DoUpdate(_)) {
+                    wanted |= Privileges::UPDATE;
                 }
-                if let Some(ast::OnInsert::OnConflict(c)) = &insert.on {
-                    if matches!(c.action, ast::OnConflictAction::DoUpdate(_)) {
-                        wanted |= Privileges::UPDATE;
-                    }
-                }
-                out.push((t.clone(), Need::Privileges(wanted)));
             }
-            reads_besides(insert, target.as_deref(), &mut out);
+            write_needs(insert, target, wanted, insert.returning.is_some(), &mut out);
         }
         S::Update(update) => {
             let target = match &update.table.relation {
                 ast::TableFactor::Table { name, .. } => public_name(name),
                 _ => None,
             };
-            if let Some(t) = &target {
-                let mut wanted = Privileges::UPDATE;
-                if update.selection.is_some() || update.from.is_some() || update.returning.is_some() {
-                    wanted |= Privileges::SELECT;
-                }
-                out.push((t.clone(), Need::Privileges(wanted)));
-            }
-            reads_besides(update, target.as_deref(), &mut out);
+            let reads = update.selection.is_some() || update.from.is_some() || update.returning.is_some();
+            write_needs(update, target, Privileges::UPDATE, reads, &mut out);
         }
         S::Delete(delete) => {
             let from = match &delete.from {
@@ -138,14 +144,8 @@ pub(crate) fn needs(stmt: &Statement) -> Vec<(String, Need)> {
                 ast::TableFactor::Table { name, .. } => public_name(name),
                 _ => None,
             });
-            if let Some(t) = &target {
-                let mut wanted = Privileges::DELETE;
-                if delete.selection.is_some() || delete.using.is_some() || delete.returning.is_some() {
-                    wanted |= Privileges::SELECT;
-                }
-                out.push((t.clone(), Need::Privileges(wanted)));
-            }
-            reads_besides(delete, target.as_deref(), &mut out);
+            let reads = delete.selection.is_some() || delete.using.is_some() || delete.returning.is_some();
+            write_needs(delete, target, Privileges::DELETE, reads, &mut out);
         }
         S::Truncate(t) => {
             for target in &t.table_names {
