@@ -12,7 +12,9 @@
 //! cut-over: they commit on the new owner or abort with 40001. And a table
 //! with a unique and a non-unique index, whose entries move with it, and a
 //! parent and child table that move while children are inserted and
-//! parents deleted with cascade.
+//! parents deleted with cascade. And `DRAIN NODE` then `REMOVE NODE`: the
+//! cluster shrinks under the writers; and `REBALANCE` fills a node that
+//! joined empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -310,6 +312,12 @@ async fn wait_until_copying(client: &Client, job: &str) {
     .await;
 }
 
+/// Waits until the job reports the error it is retrying after (a slice
+/// server it needs is gone): it waits for the node instead of failing.
+async fn wait_until_retrying(client: &Client, job: &str) -> BTreeMap<String, String> {
+    wait_for(client, job, Duration::from_secs(60), |s| !s["error"].is_empty()).await
+}
+
 /// Waits for the job to finish, stops the writers, and checks the table
 /// against their models and that every row is stored once on nodes 1–4.
 async fn finish_and_check(client: &Client, job: &str, writers: Writers) {
@@ -471,8 +479,7 @@ async fn a_killed_target_is_waited_for_and_minimal_move_moves_the_optimum() {
     wait_for(&client, &job, Duration::from_secs(60), |s| number(s, "rows_copied") > 0).await;
     let target = cluster.slices.last_mut().unwrap();
     target.kill9();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = job_status(&client, &job).await;
+    let s = wait_until_retrying(&client, &job).await;
     assert!(s["state"] != "done" && s["state"] != "failed", "{s:?}");
     target.restart();
     let fin = wait_for(&client, &job, Duration::from_secs(180), |s| s["state"] == "done").await;
@@ -491,8 +498,7 @@ async fn a_killed_source_is_waited_for() {
     let models = writers.finish().await;
     let source = &mut cluster.slices[0];
     source.kill9();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let s = job_status(&client, &job).await;
+    let s = wait_until_retrying(&client, &job).await;
     assert!(s["state"] != "done" && s["state"] != "failed", "{s:?}");
     source.restart();
     // The coordinator notices the old connection is dead within its QUIC
@@ -504,6 +510,120 @@ async fn a_killed_source_is_waited_for() {
     .await;
     let writers = Writers::start(cluster.pg, models);
     finish_and_check(&client, &job, writers).await;
+}
+
+/// `DRAIN NODE` of one node of four under the writers: `t` (on the
+/// cluster's map) and `s` (on a map over nodes 2 and 4 only) both leave
+/// node 4, each through a map derived from its own, moving only node 4's
+/// buckets. No statement fails, `t` equals the writers' models, every row
+/// is stored once on nodes 1–3, new tables avoid node 4, and `REMOVE NODE`
+/// (refused before) then succeeds and drops the maps that named it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_node_then_remove_node_under_writers() {
+    use tokio_postgres::error::SqlState;
+    let cluster = TestCluster::start(4, 0);
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    client
+        .batch_execute(
+            "CREATE HASH MAP pair ON NODES (2, 4);
+             CREATE TABLE s (id bigint PRIMARY KEY, g int NOT NULL) HASH MAP pair;
+             INSERT INTO s SELECT i, i % 10 FROM generate_series(1, 5000) AS x(i)",
+        )
+        .await
+        .unwrap();
+    let s_expected = vec![vec!["5000".to_string(), (5000 * 5001 / 2).to_string()]];
+    let e = client.batch_execute("REMOVE NODE 4").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST), "{e:?}");
+
+    let writers = Writers::start(cluster.pg, models);
+    let started = query(&client, "DRAIN NODE 4 WITH (max_rate_mb = 2)").await;
+    let moving: BTreeMap<String, i64> = started.iter().map(|r| (r[1].clone(), r[4].parse().unwrap())).collect();
+    // Node 4's quarter of t, its half of s, and nothing else.
+    assert_eq!(moving, BTreeMap::from([("s".into(), 32768), ("t".into(), 16384)]));
+    let e = client.batch_execute("DRAIN NODE 3").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::OBJECT_IN_USE), "{e:?}");
+    for r in &started {
+        wait_for(&client, &r[0], Duration::from_secs(180), |s| s["state"] == "done").await;
+    }
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3]).await;
+    assert_eq!(query(&client, "SELECT count(*), sum(id) FROM s").await, s_expected);
+    let s_nodes: BTreeSet<String> = query(&client, "SHOW SLICES FOR s")
+        .await
+        .into_iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(s_nodes, BTreeSet::from(["1".into(), "2".into(), "3".into()]));
+
+    client
+        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let fresh: Vec<String> = query(&client, "SHOW SLICES FOR fresh")
+        .await
+        .into_iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(fresh, ["1", "2", "3"]);
+    client.batch_execute("REMOVE NODE 4").await.unwrap();
+    let nodes: Vec<String> = query(&client, "SHOW NODES")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(nodes, ["1", "2", "3"]);
+    let maps = query(&client, "SHOW HASH MAPS").await;
+    assert!(maps.iter().all(|m| !m[1].split(',').any(|n| n == "4")), "{maps:?}");
+    assert_table_equals(&client, &models).await;
+    assert_eq!(query(&client, "SELECT count(*), sum(id) FROM s").await, s_expected);
+}
+
+/// `REBALANCE` after a node joined empty (`ADD NODE … WITHOUT HASH MAP`):
+/// the dry run plans about node 4's share of `t`, all onto node 4, and
+/// moves nothing; the real run moves it under the writers, no statement
+/// fails, `t` equals the writers' models, and each node then holds about a
+/// quarter of the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_fills_an_empty_node_under_writers() {
+    let cluster = TestCluster::start(3, 1);
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    client
+        .batch_execute(&format!("ADD NODE '{}' WITHOUT HASH MAP", cluster.spares[0]))
+        .await
+        .unwrap();
+    let plan = query(&client, "REBALANCE DRY RUN").await;
+    assert!(
+        !plan.is_empty() && plan.iter().all(|r| r[0] == "t" && r[2] == "4"),
+        "{plan:?}"
+    );
+    // Enough for node 4 to come within 10% of a quarter of the bytes, and
+    // not much more: 65,536 × 0.25 × (1 − 0.095) buckets.
+    let buckets: i64 = plan.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
+    assert!((14_500..=15_500).contains(&buckets), "{buckets}: {plan:?}");
+    assert_eq!(slices(&client).await.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+
+    let writers = Writers::start(cluster.pg, models);
+    let started = query(&client, "REBALANCE WITH (max_rate_mb = 2)").await;
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0][4].parse::<i64>().unwrap(), buckets);
+    wait_for(&client, &started[0][0], Duration::from_secs(180), |s| {
+        s["state"] == "done"
+    })
+    .await;
+    let models = writers.finish().await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
+    let placed = slices(&client).await;
+    let quarter = placed.values().map(|(_, r)| *r).sum::<i64>() as f64 / 4.0;
+    for (node, (_, rows)) in &placed {
+        assert!(
+            (*rows as f64 - quarter).abs() <= 0.15 * quarter,
+            "node {node}: {placed:?}"
+        );
+    }
 }
 
 /// Transactions open across a cut-over: one that wrote rows whose buckets

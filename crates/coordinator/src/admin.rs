@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use slicedb_catalog::{Change, NodeInfo};
+use slicedb_catalog::{CatalogState, Change, NodeInfo};
 use slicedb_common::{err, Error, NodeId, Result, TableId};
 use slicedb_hashmap::{HashMap, Strategy};
 use slicedb_storage::TableStats;
@@ -17,6 +17,18 @@ use crate::{CommandTag, Coordinator, Output};
 
 fn node_list(nodes: &[NodeId]) -> String {
     nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// A new map over `nodes` by a strategy a user names (`range` unless given).
+fn build_map(state: &CatalogState, name: &str, nodes: &[NodeId], strategy: Option<Strategy>) -> Result<HashMap> {
+    match strategy.unwrap_or(Strategy::Range) {
+        Strategy::Range => HashMap::range(name, nodes),
+        Strategy::MinimalMove => HashMap::minimal_move(name, state.current_map()?.as_ref(), nodes),
+        Strategy::Derived => Err(err!(
+            InvalidParameterValue,
+            "derived hash maps are made by DRAIN NODE and REBALANCE"
+        )),
+    }
 }
 
 impl Coordinator {
@@ -81,10 +93,7 @@ impl Coordinator {
                 let mut nodes: Vec<NodeId> = state.nodes.keys().copied().collect();
                 nodes.push(node);
                 let name = state.unused_map_name();
-                let map = match strategy.unwrap_or(Strategy::Range) {
-                    Strategy::Range => HashMap::range(&name, &nodes)?,
-                    Strategy::MinimalMove => HashMap::minimal_move(&name, state.current_map()?.as_ref(), &nodes)?,
-                };
+                let map = build_map(state, &name, &nodes, strategy)?;
                 changes.push(Change::PutHashMap(map));
                 changes.push(Change::SetCurrentMap(name.clone()));
                 map_name = Some(name);
@@ -161,10 +170,7 @@ impl Coordinator {
                     return Err(err!(UndefinedObject, "node {n} does not exist"));
                 }
             }
-            let map = match strategy.unwrap_or(Strategy::Range) {
-                Strategy::Range => HashMap::range(name, &nodes)?,
-                Strategy::MinimalMove => HashMap::minimal_move(name, state.current_map()?.as_ref(), &nodes)?,
-            };
+            let map = build_map(state, name, &nodes, strategy)?;
             let mut changes = vec![Change::PutHashMap(map)];
             if as_current {
                 changes.push(Change::SetCurrentMap(name.to_string()));
@@ -262,7 +268,7 @@ impl Coordinator {
     }
 
     /// Asks one slice server for its rows and bytes of `tables`.
-    async fn node_stats(&self, node: NodeId, tables: Vec<TableId>) -> Result<BTreeMap<TableId, TableStats>> {
+    pub(crate) async fn node_stats(&self, node: NodeId, tables: Vec<TableId>) -> Result<BTreeMap<TableId, TableStats>> {
         match self
             .cluster
             .client(node)?

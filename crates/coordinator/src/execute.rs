@@ -867,6 +867,21 @@ impl Coordinator {
                     .redistribute(table.as_deref(), to_map.as_deref(), max_rate_mb)
                     .await;
             }
+            Statement::Rebalance {
+                table,
+                max_rate_mb,
+                threshold_pct,
+                dry_run,
+            } => {
+                self.require_superuser(session, "rebalance tables")?;
+                return self
+                    .rebalance(table.as_deref(), max_rate_mb, threshold_pct, dry_run)
+                    .await;
+            }
+            Statement::DrainNode { node, max_rate_mb } => {
+                self.require_superuser(session, "drain nodes")?;
+                return self.drain_node(node, max_rate_mb).await;
+            }
             Statement::ShowRedistributions => return self.show_redistributions(),
             Statement::Maintenance { command, tables } => {
                 // Versions are collected by the MVCC garbage collector on

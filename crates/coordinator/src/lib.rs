@@ -24,6 +24,7 @@ pub mod alter;
 pub mod copy;
 pub mod copy_binary;
 pub mod ddl;
+pub mod elastic;
 pub mod execute;
 pub mod foreign_key;
 pub mod index;

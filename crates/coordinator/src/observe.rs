@@ -64,6 +64,8 @@ pub(crate) fn kind(stmt: Option<&Statement>) -> &'static str {
             | Statement::AddNode { .. }
             | Statement::RemoveNode(_)
             | Statement::Redistribute { .. }
+            | Statement::DrainNode { .. }
+            | Statement::Rebalance { .. }
             | Statement::CancelRedistribution(_),
         ) => "cluster",
         Some(_) => "other",

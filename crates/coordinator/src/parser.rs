@@ -17,6 +17,7 @@
 //! statements pay for no walk. `CREATE TABLE … DISTRIBUTED BY (…) [HASH MAP m]` is
 //! split: the standard part goes to sqlparser, the tail is read here.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
@@ -69,6 +70,18 @@ pub enum Statement {
     Redistribute {
         table: Option<String>,
         to_map: Option<String>,
+        max_rate_mb: Option<f64>,
+    },
+    /// `REBALANCE [TABLE t | ALL] [WITH (max_rate_mb = N, threshold_pct = P)] [DRY RUN]`
+    Rebalance {
+        table: Option<String>,
+        max_rate_mb: Option<f64>,
+        threshold_pct: Option<f64>,
+        dry_run: bool,
+    },
+    /// `DRAIN NODE n [WITH (max_rate_mb = N)]`
+    DrainNode {
+        node: u32,
         max_rate_mb: Option<f64>,
     },
     ShowRedistributions,
@@ -676,35 +689,37 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
         } else {
             None
         };
-        let mut max_rate_mb = None;
-        if c.eat_words(&["WITH"]) {
-            c.expect(&Token::LParen)?;
-            loop {
-                let option = c.ident()?;
-                c.expect(&Token::Eq)?;
-                let value = c.decimal()?;
-                match option.as_str() {
-                    "max_rate_mb" if value > 0.0 && value.is_finite() => max_rate_mb = Some(value),
-                    "max_rate_mb" => return Err(err!(InvalidParameterValue, "max_rate_mb must be positive")),
-                    other => {
-                        return Err(err!(
-                            InvalidParameterValue,
-                            "unknown REDISTRIBUTE option \"{other}\" (use max_rate_mb)"
-                        ))
-                    }
-                }
-                if !c.eat(&Token::Comma) {
-                    break;
-                }
-            }
-            c.expect(&Token::RParen)?;
-        }
+        let max_rate_mb = c.max_rate_option("REDISTRIBUTE")?;
         c.end()?;
         return Ok(Some(Statement::Redistribute {
             table,
             to_map,
             max_rate_mb,
         }));
+    }
+    if c.eat_words(&["REBALANCE"]) {
+        let table = if c.eat_words(&["TABLE"]) {
+            Some(c.ident()?)
+        } else {
+            c.eat_words(&["ALL"]);
+            None
+        };
+        let options = c.with_options("REBALANCE", &["max_rate_mb", "threshold_pct"])?;
+        let dry_run = c.eat_words(&["DRY", "RUN"]);
+        c.end()?;
+        return Ok(Some(Statement::Rebalance {
+            table,
+            max_rate_mb: options.get("max_rate_mb").copied(),
+            threshold_pct: options.get("threshold_pct").copied(),
+            dry_run,
+        }));
+    }
+    if c.peek_words(&["DRAIN", "NODE"]) {
+        c.pos += 2;
+        let node = c.number()?;
+        let max_rate_mb = c.max_rate_option("DRAIN NODE")?;
+        c.end()?;
+        return Ok(Some(Statement::DrainNode { node, max_rate_mb }));
     }
     if c.peek_words(&["SHOW", "REDISTRIBUTIONS"]) {
         c.pos += 2;
@@ -1019,6 +1034,45 @@ impl Cursor<'_> {
             }
             _ => Err(self.unexpected("a number")),
         }
+    }
+
+    /// `[WITH (name = N, …)]` after a statement that moves buckets: each
+    /// option one of `allowed`, each value a positive number.
+    fn with_options(&mut self, statement: &str, allowed: &[&str]) -> Result<BTreeMap<String, f64>> {
+        let mut options = BTreeMap::new();
+        if !self.eat_words(&["WITH"]) {
+            return Ok(options);
+        }
+        self.expect(&Token::LParen)?;
+        loop {
+            let option = self.ident()?;
+            self.expect(&Token::Eq)?;
+            let value = self.decimal()?;
+            if !allowed.contains(&option.as_str()) {
+                return Err(err!(
+                    InvalidParameterValue,
+                    "unknown {statement} option \"{option}\" (use {})",
+                    allowed.join(", ")
+                ));
+            }
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(err!(InvalidParameterValue, "{option} must be positive"));
+            }
+            options.insert(option, value);
+            if !self.eat(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(&Token::RParen)?;
+        Ok(options)
+    }
+
+    /// `[WITH (max_rate_mb = N)]`.
+    fn max_rate_option(&mut self, statement: &str) -> Result<Option<f64>> {
+        Ok(self
+            .with_options(statement, &["max_rate_mb"])?
+            .get("max_rate_mb")
+            .copied())
     }
 
     fn end(&self) -> Result<()> {
@@ -1367,6 +1421,32 @@ mod tests {
             }]
         );
         assert_eq!(parse("REMOVE NODE 4").unwrap(), vec![Statement::RemoveNode(4)]);
+        assert_eq!(
+            parse("DRAIN NODE 3 WITH (max_rate_mb = 2)").unwrap(),
+            vec![Statement::DrainNode {
+                node: 3,
+                max_rate_mb: Some(2.0)
+            }]
+        );
+        assert!(parse("DRAIN NODE 3 WITH (speed = 2)").is_err());
+        assert_eq!(
+            parse("REBALANCE TABLE t WITH (threshold_pct = 5) DRY RUN").unwrap(),
+            vec![Statement::Rebalance {
+                table: Some("t".into()),
+                max_rate_mb: None,
+                threshold_pct: Some(5.0),
+                dry_run: true
+            }]
+        );
+        assert_eq!(
+            parse("REBALANCE").unwrap(),
+            vec![Statement::Rebalance {
+                table: None,
+                max_rate_mb: None,
+                threshold_pct: None,
+                dry_run: false
+            }]
+        );
         assert_eq!(
             parse("redistribute table T to hash map hm2 with (max_rate_mb = 0.5)").unwrap(),
             vec![Statement::Redistribute {

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use slicedb_catalog::redistribution::add_run;
-use slicedb_catalog::{Catalog, Change, JobState, MovePair, RedistributionJob};
+use slicedb_catalog::{Catalog, CatalogState, Change, JobState, MovePair, RedistributionJob};
 use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
 use slicedb_hashmap::HashMap;
 use slicedb_planner::write_hold::{TableGates, WriteHolds};
@@ -836,6 +836,85 @@ pub(crate) fn not_moving(state: &slicedb_catalog::CatalogState, table: &str, wha
     }
 }
 
+/// Redistribution jobs planned inside one catalog update, started once
+/// the update is persisted ([`Coordinator::start_jobs`]).
+#[derive(Default)]
+pub(crate) struct NewJobs {
+    pub created: Vec<RedistributionJob>,
+    /// Tables whose maps agreed with their targets: (table, map) bound at once.
+    bound_now: Vec<(String, String)>,
+}
+
+impl NewJobs {
+    /// One job per `(table, target map)`, numbered from the catalog's next
+    /// job id; their catalog changes are appended to `changes`.
+    pub(crate) fn plan(
+        &mut self,
+        s: &CatalogState,
+        moves: impl IntoIterator<Item = (Arc<TableDef>, Arc<HashMap>)>,
+        max_rate_mb: Option<f64>,
+        changes: &mut Vec<Change>,
+    ) -> Result<()> {
+        for (id, (def, target)) in (s.next_job_id()..).zip(moves) {
+            let (job, rebound) = new_job(s, id, &def, &target, max_rate_mb)?;
+            if let Some(rebound) = rebound {
+                self.bound_now.push((def.name.clone(), target.name.clone()));
+                changes.push(Change::PutTable(rebound));
+            }
+            changes.push(Change::PutJob(job.clone()));
+            self.created.push(job);
+        }
+        Ok(())
+    }
+}
+
+/// Job `id`, which moves `def` from its hash map to `target`, in state
+/// planning; or, when the two maps agree on every bucket, done already,
+/// with the table rebound to `target` as its second element.
+fn new_job(
+    s: &CatalogState,
+    id: u64,
+    def: &TableDef,
+    target: &HashMap,
+    max_rate_mb: Option<f64>,
+) -> Result<(RedistributionJob, Option<TableDef>)> {
+    if let Some(index) = def.indexes.iter().find(|i| i.building) {
+        return Err(err!(
+            ObjectInUse,
+            "cannot redistribute table \"{}\": index \"{}\" is being built",
+            def.name,
+            index.name
+        ));
+    }
+    let from = s.hash_map(&def.hash_map)?;
+    let mut job = RedistributionJob {
+        id,
+        table: def.name.clone(),
+        table_id: def.id,
+        index_tables: def.indexes.iter().map(|i| i.id).collect(),
+        from_map: from.name.clone(),
+        to_map: target.name.clone(),
+        max_rate_mb,
+        state: JobState::Planning,
+        pairs: plan_pairs(&from, target),
+        moved: Vec::new(),
+        cutover_version: 0,
+        error: None,
+        cancel_requested: false,
+        started_at: now_ms(),
+        finished_at: None,
+    };
+    if !job.pairs.is_empty() {
+        return Ok((job, None));
+    }
+    // The maps agree on every bucket: nothing to copy.
+    let mut bound = def.clone();
+    bound.hash_map = target.name.clone();
+    job.state = JobState::Done;
+    job.finished_at = Some(job.started_at);
+    Ok((job, Some(bound)))
+}
+
 fn redistributions_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("job", DataType::Int64, false),
@@ -917,8 +996,7 @@ impl Coordinator {
         max_rate_mb: Option<f64>,
     ) -> Result<Output> {
         let _membership = self.membership.lock().await;
-        let mut created: Vec<RedistributionJob> = Vec::new();
-        let mut bound_now: Vec<(String, String)> = Vec::new();
+        let mut jobs = NewJobs::default();
         self.catalog.update(|s| {
             let target = match to_map {
                 Some(m) => s.hash_map(m)?,
@@ -960,48 +1038,18 @@ impl Coordinator {
                     .collect(),
             };
             let mut changes = Vec::new();
-            for (id, def) in (s.next_job_id()..).zip(tables) {
-                let from = s.hash_map(&def.hash_map)?;
-                let pairs = plan_pairs(&from, &target);
-                let mut job = RedistributionJob {
-                    id,
-                    table: def.name.clone(),
-                    table_id: def.id,
-                    index_tables: def.indexes.iter().map(|i| i.id).collect(),
-                    from_map: from.name.clone(),
-                    to_map: target.name.clone(),
-                    max_rate_mb,
-                    state: JobState::Planning,
-                    pairs,
-                    moved: Vec::new(),
-                    cutover_version: 0,
-                    error: None,
-                    cancel_requested: false,
-                    started_at: now_ms(),
-                    finished_at: None,
-                };
-                if let Some(index) = def.indexes.iter().find(|i| i.building) {
-                    return Err(err!(
-                        ObjectInUse,
-                        "cannot redistribute table \"{}\": index \"{}\" is being built",
-                        def.name,
-                        index.name
-                    ));
-                }
-                if job.pairs.is_empty() {
-                    // The maps agree on every bucket: nothing to copy.
-                    let mut bound = (*def).clone();
-                    bound.hash_map = target.name.clone();
-                    job.state = JobState::Done;
-                    job.finished_at = Some(job.started_at);
-                    changes.push(Change::PutTable(bound));
-                    bound_now.push((def.name.clone(), target.name.clone()));
-                }
-                changes.push(Change::PutJob(job.clone()));
-                created.push(job);
-            }
+            let moves = tables.into_iter().map(|def| (def, target.clone()));
+            jobs.plan(s, moves, max_rate_mb, &mut changes)?;
             Ok(changes)
         })?;
+        self.start_jobs(jobs)
+    }
+
+    /// Starts the runners of jobs just persisted, logs them, and returns
+    /// them as `REDISTRIBUTE` shows them: job, table, from_map, to_map,
+    /// buckets_to_move.
+    pub(crate) fn start_jobs(&self, jobs: NewJobs) -> Result<Output> {
+        let NewJobs { created, bound_now } = jobs;
         for job in &created {
             if job.state.is_active() {
                 tracing::info!(

@@ -14,6 +14,9 @@ pub enum Strategy {
     Range,
     /// Derived from a base map, moving only the surplus buckets.
     MinimalMove,
+    /// A base map with some buckets given to other nodes by the
+    /// rebalancer (`DRAIN NODE`, `REBALANCE`): see [`HashMap::reassign`].
+    Derived,
 }
 
 impl Strategy {
@@ -21,6 +24,7 @@ impl Strategy {
         match self {
             Strategy::Range => "range",
             Strategy::MinimalMove => "minimal_move",
+            Strategy::Derived => "derived",
         }
     }
 
@@ -184,6 +188,41 @@ impl HashMap {
             nodes,
             owners,
         })
+    }
+
+    /// A copy of this map named `name` in which each `(bucket, node)` of
+    /// `moves` belongs to `node`; every other bucket keeps its owner. The
+    /// map's nodes are the nodes that own buckets afterwards.
+    ///
+    /// ```
+    /// use slicedb_hashmap::HashMap;
+    /// let m = HashMap::range("hm1", &[1, 2]).unwrap();
+    /// let d = m.reassign("hm2", (32768..=65535).map(|b| (b as u16, 1)));
+    /// assert_eq!(d.nodes, vec![1]);
+    /// assert_eq!(m.moved_buckets(&d).len(), 32768);
+    /// ```
+    pub fn reassign(&self, name: &str, moves: impl IntoIterator<Item = (Bucket, NodeId)>) -> HashMap {
+        let mut owners = self.owners.clone();
+        for (bucket, node) in moves {
+            owners[bucket as usize] = node;
+        }
+        let mut nodes = owners.clone();
+        nodes.sort_unstable();
+        nodes.dedup();
+        HashMap {
+            name: name.to_string(),
+            strategy: Strategy::Derived,
+            nodes,
+            owners,
+        }
+    }
+
+    /// The buckets `node` owns, ascending.
+    pub fn buckets_of(&self, node: NodeId) -> Vec<Bucket> {
+        (0..BUCKET_COUNT)
+            .filter(|b| self.owners[*b] == node)
+            .map(|b| b as Bucket)
+            .collect()
     }
 
     /// The node that owns `bucket`.
