@@ -584,7 +584,8 @@ async fn drain_node_then_remove_node_under_writers() {
 /// the dry run plans about node 4's share of `t`, all onto node 4, and
 /// moves nothing; the real run moves it under the writers, no statement
 /// fails, `t` equals the writers' models, and each node then holds about a
-/// quarter of the rows.
+/// quarter of the rows. Then node 4 gets three times the others' capacity,
+/// and a dry run plans to fill it further.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_fills_an_empty_node_under_writers() {
     let cluster = TestCluster::start(3, 1);
@@ -624,6 +625,19 @@ async fn rebalance_fills_an_empty_node_under_writers() {
             "node {node}: {placed:?}"
         );
     }
+    // Node 4 can hold three times what the others can: it should have half
+    // the bytes, and the plan fills it from the others.
+    client
+        .batch_execute(
+            "ALTER NODE 1 SET (capacity_gb = 1); ALTER NODE 2 SET (capacity_gb = 1);
+             ALTER NODE 3 SET (capacity_gb = 1); ALTER NODE 4 SET (capacity_gb = 3)",
+        )
+        .await
+        .unwrap();
+    let plan = query(&client, "REBALANCE DRY RUN").await;
+    assert!(!plan.is_empty() && plan.iter().all(|r| r[2] == "4"), "{plan:?}");
+    let buckets: i64 = plan.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
+    assert!((11_000..=15_500).contains(&buckets), "{buckets}: {plan:?}");
 }
 
 /// Transactions open across a cut-over: one that wrote rows whose buckets

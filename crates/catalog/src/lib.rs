@@ -53,6 +53,11 @@ pub struct NodeInfo {
     pub id: NodeId,
     /// `embedded` for slice servers inside the coordinator process, else `host:port`.
     pub address: String,
+    /// What the node can store, in MiB (`ALTER NODE n SET (capacity_gb =
+    /// …)`): `REBALANCE` gives each node a share of the bytes in
+    /// proportion to it.
+    #[serde(default)]
+    pub capacity_mb: Option<u64>,
 }
 
 /// A view, persisted as its defining query.
@@ -588,6 +593,7 @@ mod tests {
                     Change::PutNode(NodeInfo {
                         id: 1,
                         address: "embedded".into(),
+                        capacity_mb: None,
                     }),
                     Change::PutHashMap(HashMap::range("hm1", &[1]).unwrap()),
                     Change::SetCurrentMap("hm1".into()),

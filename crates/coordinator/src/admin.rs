@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use slicedb_catalog::{CatalogState, Change, NodeInfo};
 use slicedb_common::{err, Error, NodeId, Result, TableId};
@@ -88,6 +88,7 @@ impl Coordinator {
             let mut changes = vec![Change::PutNode(NodeInfo {
                 id: node,
                 address: address.to_string(),
+                capacity_mb: None,
             })];
             if new_map {
                 let mut nodes: Vec<NodeId> = state.nodes.keys().copied().collect();
@@ -280,7 +281,8 @@ impl Coordinator {
         }
     }
 
-    /// `SHOW NODES`: id, address, state, buckets (in the current map), rows, bytes.
+    /// `SHOW NODES`: id, address, state, buckets (in the current map), rows,
+    /// bytes, capacity_gb.
     pub async fn show_nodes(&self) -> Result<Output> {
         let s = self.catalog.snapshot();
         let current = s.current_map().ok();
@@ -299,7 +301,16 @@ impl Coordinator {
                 .as_ref()
                 .and_then(|m| m.bucket_counts().get(&node.id).copied())
                 .unwrap_or(0) as i64;
-            rows.push((node.id as i64, node.address.clone(), state, buckets, rows_n, bytes));
+            let capacity = node.capacity_mb.map(|mb| mb as f64 / 1024.0);
+            rows.push((
+                node.id as i64,
+                node.address.clone(),
+                state,
+                buckets,
+                rows_n,
+                bytes,
+                capacity,
+            ));
         }
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -308,6 +319,7 @@ impl Coordinator {
             Field::new("buckets", DataType::Int64, false),
             Field::new("rows", DataType::Int64, false),
             Field::new("bytes", DataType::Int64, false),
+            Field::new("capacity_gb", DataType::Float64, true),
         ]));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
@@ -316,6 +328,7 @@ impl Coordinator {
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.6))),
         ];
         batch_rows(RecordBatch::try_new(schema, columns)?)
     }

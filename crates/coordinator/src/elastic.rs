@@ -42,6 +42,27 @@ fn refuse_while_moving(s: &CatalogState, what: &str) -> Result<()> {
     }
 }
 
+/// Each node's weight for `REBALANCE`: its capacity in MiB; a node with
+/// none weighs the average of those that have one, and if none has one,
+/// every node weighs the same.
+pub fn node_weights(s: &CatalogState) -> BTreeMap<NodeId, f64> {
+    let set: Vec<f64> = s
+        .nodes
+        .values()
+        .filter_map(|n| n.capacity_mb)
+        .map(|c| c as f64)
+        .collect();
+    let default = if set.is_empty() {
+        1.0
+    } else {
+        set.iter().sum::<f64>() / set.len() as f64
+    };
+    s.nodes
+        .values()
+        .map(|n| (n.id, n.capacity_mb.map_or(default, |c| c as f64)))
+        .collect()
+}
+
 /// Names for new hash maps: `hmN` for the lowest N not taken yet.
 fn map_names(s: &CatalogState) -> impl FnMut() -> String {
     let mut taken: BTreeSet<String> = s.hash_maps.keys().cloned().collect();
@@ -121,8 +142,8 @@ impl Coordinator {
     /// bytes of the tables named ([`slicedb_rebalance::balance`]). `DRY RUN`
     /// returns the plan (table, from_node, to_node, buckets, bytes);
     /// otherwise each table with moves gets a map derived from its own and
-    /// a redistribution job, returned as `REDISTRIBUTE` returns them. Every
-    /// node weighs the same.
+    /// a redistribution job, returned as `REDISTRIBUTE` returns them. A
+    /// node's share is in proportion to its capacity ([`node_weights`]).
     pub async fn rebalance(
         &self,
         table: Option<&str>,
@@ -171,7 +192,7 @@ impl Coordinator {
                     .collect(),
             })
             .collect();
-        let weights: BTreeMap<NodeId, f64> = s.nodes.keys().map(|n| (*n, 1.0)).collect();
+        let weights = node_weights(&s);
         let plan = slicedb_rebalance::balance(&layouts, &weights, threshold);
         tracing::info!(
             threshold_pct = threshold,
@@ -228,5 +249,22 @@ impl Coordinator {
             Ok(changes)
         })?;
         self.start_jobs(jobs)
+    }
+
+    /// `ALTER NODE n SET (capacity_gb = N)`: the node's share in
+    /// `REBALANCE`.
+    pub fn alter_node(&self, node: NodeId, capacity_gb: Option<f64>) -> Result<Output> {
+        self.catalog.update(|s| {
+            let mut info = s
+                .nodes
+                .get(&node)
+                .cloned()
+                .ok_or_else(|| err!(UndefinedObject, "node {node} does not exist"))?;
+            if let Some(gb) = capacity_gb {
+                info.capacity_mb = Some((gb * 1024.0).round().max(1.0) as u64);
+            }
+            Ok(vec![Change::PutNode(info)])
+        })?;
+        Ok(Output::Command(crate::CommandTag::new("ALTER NODE")))
     }
 }

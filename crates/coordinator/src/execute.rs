@@ -878,6 +878,10 @@ impl Coordinator {
                     .rebalance(table.as_deref(), max_rate_mb, threshold_pct, dry_run)
                     .await;
             }
+            Statement::AlterNode { node, capacity_gb } => {
+                self.require_superuser(session, "alter nodes")?;
+                return self.alter_node(node, capacity_gb);
+            }
             Statement::DrainNode { node, max_rate_mb } => {
                 self.require_superuser(session, "drain nodes")?;
                 return self.drain_node(node, max_rate_mb).await;

@@ -244,6 +244,7 @@ impl Coordinator {
                         Change::PutNode(NodeInfo {
                             id: *id,
                             address: EMBEDDED_ADDRESS.into(),
+                            capacity_mb: None,
                         })
                     })
                     .collect();
@@ -277,6 +278,7 @@ impl Coordinator {
                 infos.push(NodeInfo {
                     id: node,
                     address: address.clone(),
+                    capacity_mb: None,
                 });
             }
             let ids: Vec<NodeId> = infos.iter().map(|n| n.id).collect();

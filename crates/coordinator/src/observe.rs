@@ -66,6 +66,7 @@ pub(crate) fn kind(stmt: Option<&Statement>) -> &'static str {
             | Statement::Redistribute { .. }
             | Statement::DrainNode { .. }
             | Statement::Rebalance { .. }
+            | Statement::AlterNode { .. }
             | Statement::CancelRedistribution(_),
         ) => "cluster",
         Some(_) => "other",

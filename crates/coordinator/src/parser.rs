@@ -72,6 +72,11 @@ pub enum Statement {
         to_map: Option<String>,
         max_rate_mb: Option<f64>,
     },
+    /// `ALTER NODE n SET (capacity_gb = N)`
+    AlterNode {
+        node: u32,
+        capacity_gb: Option<f64>,
+    },
     /// `REBALANCE [TABLE t | ALL] [WITH (max_rate_mb = N, threshold_pct = P)] [DRY RUN]`
     Rebalance {
         table: Option<String>,
@@ -697,6 +702,17 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
             max_rate_mb,
         }));
     }
+    if c.peek_words(&["ALTER", "NODE"]) {
+        c.pos += 2;
+        let node = c.number()?;
+        c.expect_word("SET")?;
+        let options = c.option_list("ALTER NODE", &["capacity_gb"])?;
+        c.end()?;
+        return Ok(Some(Statement::AlterNode {
+            node,
+            capacity_gb: options.get("capacity_gb").copied(),
+        }));
+    }
     if c.eat_words(&["REBALANCE"]) {
         let table = if c.eat_words(&["TABLE"]) {
             Some(c.ident()?)
@@ -1039,10 +1055,16 @@ impl Cursor<'_> {
     /// `[WITH (name = N, …)]` after a statement that moves buckets: each
     /// option one of `allowed`, each value a positive number.
     fn with_options(&mut self, statement: &str, allowed: &[&str]) -> Result<BTreeMap<String, f64>> {
-        let mut options = BTreeMap::new();
         if !self.eat_words(&["WITH"]) {
-            return Ok(options);
+            return Ok(BTreeMap::new());
         }
+        self.option_list(statement, allowed)
+    }
+
+    /// `(name = N, …)`: each option one of `allowed`, each value a
+    /// positive number.
+    fn option_list(&mut self, statement: &str, allowed: &[&str]) -> Result<BTreeMap<String, f64>> {
+        let mut options = BTreeMap::new();
         self.expect(&Token::LParen)?;
         loop {
             let option = self.ident()?;
@@ -1429,6 +1451,14 @@ mod tests {
             }]
         );
         assert!(parse("DRAIN NODE 3 WITH (speed = 2)").is_err());
+        assert_eq!(
+            parse("ALTER NODE 2 SET (capacity_gb = 1.5)").unwrap(),
+            vec![Statement::AlterNode {
+                node: 2,
+                capacity_gb: Some(1.5)
+            }]
+        );
+        assert!(parse("ALTER NODE 2 SET (capacity_gb = 0)").is_err());
         assert_eq!(
             parse("REBALANCE TABLE t WITH (threshold_pct = 5) DRY RUN").unwrap(),
             vec![Statement::Rebalance {

@@ -53,10 +53,12 @@ fn harness() -> Arc<Harness> {
                 Change::PutNode(NodeInfo {
                     id: 1,
                     address: "embedded".into(),
+                    capacity_mb: None,
                 }),
                 Change::PutNode(NodeInfo {
                     id: 2,
                     address: "embedded".into(),
+                    capacity_mb: None,
                 }),
                 Change::PutHashMap(HashMap::range("hm", &[1, 2])?),
                 Change::SetCurrentMap("hm".into()),
