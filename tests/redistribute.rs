@@ -584,8 +584,9 @@ async fn drain_node_then_remove_node_under_writers() {
 /// the dry run plans about node 4's share of `t`, all onto node 4, and
 /// moves nothing; the real run moves it under the writers, no statement
 /// fails, `t` equals the writers' models, and each node then holds about a
-/// quarter of the rows. Then node 4 gets three times the others' capacity,
-/// and a dry run plans to fill it further.
+/// quarter of the rows. Then node 4 gets three times the others' capacity:
+/// a dry run plans to fill it further, and the rebalance does, dropping the
+/// map the first one derived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_fills_an_empty_node_under_writers() {
     let cluster = TestCluster::start(3, 1);
@@ -638,6 +639,24 @@ async fn rebalance_fills_an_empty_node_under_writers() {
     assert!(!plan.is_empty() && plan.iter().all(|r| r[2] == "4"), "{plan:?}");
     let buckets: i64 = plan.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
     assert!((11_000..=15_500).contains(&buckets), "{buckets}: {plan:?}");
+    // For real: node 4 ends with about half the rows, and hm2 (which the
+    // first rebalance derived, and no table uses now) is dropped.
+    let started = query(&client, "REBALANCE").await;
+    assert_eq!(started[0][3], "hm3", "{started:?}");
+    wait_for(&client, &started[0][0], Duration::from_secs(120), |s| {
+        s["state"] == "done"
+    })
+    .await;
+    assert_table_equals(&client, &models).await;
+    let placed = slices(&client).await;
+    let half = placed.values().map(|(_, r)| *r).sum::<i64>() as f64 / 2.0;
+    assert!((placed[&4].1 as f64 - half).abs() <= 0.15 * half, "{placed:?}");
+    let maps: Vec<String> = query(&client, "SHOW HASH MAPS")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(maps, ["hm1", "hm3"]);
 }
 
 /// Transactions open across a cut-over: one that wrote rows whose buckets

@@ -53,7 +53,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use slicedb_catalog::redistribution::add_run;
 use slicedb_catalog::{Catalog, CatalogState, Change, JobState, MovePair, RedistributionJob};
 use slicedb_common::{err, Error, NodeId, Result, TableDef, TableId};
-use slicedb_hashmap::HashMap;
+use slicedb_hashmap::{HashMap, Strategy};
 use slicedb_planner::write_hold::{TableGates, WriteHolds};
 use slicedb_storage::{CaptureSpec, QueueEntry};
 use slicedb_transport::{Cluster, SliceRequest, SliceResponse};
@@ -765,7 +765,37 @@ impl Runner {
             l.eta_secs = None;
         });
         tracing::info!(job = job.id, table = %job.table, "redistribution {} done: {} buckets, {} rows moved", job.id, job.buckets_total(), job.rows_copied());
+        self.drop_if_derived_and_unused(&job.from_map);
         Ok(())
+    }
+
+    /// Drops hash map `name` if the rebalancer derived it (`DRAIN NODE`,
+    /// `REBALANCE`) and no table, running job or the current map uses it
+    /// any more, so that derived maps do not pile up. Maps a user made stay.
+    fn drop_if_derived_and_unused(&self, name: &str) {
+        let mut dropped = false;
+        let result = self.catalog.update(|s| {
+            let unused = s.tables_on_map(name).is_empty()
+                && s.jobs_using_map(name).is_empty()
+                && s.current_map_name() != Some(name);
+            match s.hash_maps.get(name) {
+                Some(m) if m.strategy == Strategy::Derived && unused => {
+                    dropped = true;
+                    Ok(vec![Change::DropHashMap(name.to_string())])
+                }
+                _ => Ok(vec![]),
+            }
+        });
+        match result {
+            Ok(_) if dropped => {
+                tracing::info!(
+                    map = name,
+                    "hash map {name} was derived by the rebalancer and is no longer used; dropped"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(map = name, "dropping unused hash map {name}: {e}"),
+        }
     }
 
     /// Undoes a job that has not cut over: capture stopped, queues and
@@ -817,6 +847,7 @@ impl Runner {
             l.rate = 0.0;
         });
         tracing::info!(job = job.id, table = %job.table, "redistribution {} {}; {} stays on hash map {}", job.id, to.name(), job.table, job.from_map);
+        self.drop_if_derived_and_unused(&job.to_map);
         Ok(())
     }
 }
