@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slicedb_e2e::{connect, eventually, query, Server, TestCluster};
+use slicedb_e2e::{connect, eventually, eventually_affected, query, Server, TestCluster};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -830,8 +830,8 @@ async fn two_phase_commit_is_all_or_nothing_across_crashes() {
     crash_coordinator_during(&mut cluster, "coordinator-before-decision", update).await;
     assert_eq!(eventually(pg, sum).await, total(2 * ACCOUNTS));
     assert_eq!(
-        eventually(pg, "UPDATE accounts SET balance = balance - 2 WHERE id > 0").await,
-        Vec::<Vec<String>>::new()
+        eventually_affected(pg, "UPDATE accounts SET balance = balance - 2 WHERE id > 0").await,
+        ACCOUNTS as u64
     );
     assert_eq!(eventually(pg, sum).await, total(0));
 }
@@ -878,8 +878,8 @@ async fn embedded_two_phase_commits_are_all_or_nothing_across_crashes() {
     }
     // The aborted transaction's row locks went with it.
     assert_eq!(
-        eventually(pg, "UPDATE accounts SET balance = balance - 1 WHERE id > 0").await,
-        Vec::<Vec<String>>::new()
+        eventually_affected(pg, "UPDATE accounts SET balance = balance - 1 WHERE id > 0").await,
+        ACCOUNTS as u64
     );
     assert_eq!(eventually(pg, sum).await, vec![vec![TOTAL.to_string()]]);
 }

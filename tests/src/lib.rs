@@ -414,8 +414,27 @@ pub fn pgbench(addr: SocketAddr, env: &[(&str, &str)], args: &[&str]) -> String 
 
 /// Runs `sql` until it succeeds (at most 30 s), on a new connection each
 /// time: across a restart, a statement may fail while a slice server or the
-/// coordinator comes back.
+/// coordinator comes back. Returns its rows.
 pub async fn eventually(pg: SocketAddr, sql: &str) -> Vec<Vec<String>> {
+    rows(retrying(pg, sql).await)
+}
+
+/// [`eventually`] for a statement that returns no rows: the number of rows
+/// it affected (its command tag's count).
+pub async fn eventually_affected(pg: SocketAddr, sql: &str) -> u64 {
+    let messages = retrying(pg, sql).await;
+    let counts: Vec<u64> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts.len(), 1, "{sql}: one statement, one command tag");
+    counts[0]
+}
+
+async fn retrying(pg: SocketAddr, sql: &str) -> Vec<tokio_postgres::SimpleQueryMessage> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
@@ -428,7 +447,7 @@ pub async fn eventually(pg: SocketAddr, sql: &str) -> Vec<Vec<String>> {
             client.simple_query(sql).await
         };
         match attempt.await {
-            Ok(rows) => return self::rows(rows),
+            Ok(messages) => return messages,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("{sql}: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -191,6 +191,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// On these one-thread runtimes, lets every spawned task run until it
+    /// waits: a task still unfinished afterwards is blocked, not just slow.
+    async fn run_until_blocked() {
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_hold_blocks_its_batch_only() {
         let holds = Arc::new(WriteHolds::new());
@@ -206,7 +214,7 @@ mod tests {
         // A writer to the held batch waits until the hold ends.
         let h = holds.clone();
         let waiting = tokio::spawn(async move { h.enter(1, [3u16, 15].into_iter()).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        run_until_blocked().await;
         assert!(!waiting.is_finished());
         drop(hold);
         tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -250,7 +258,7 @@ mod tests {
         let permit = holds.enter(1, [1u16].into_iter()).await;
         let h = holds.clone();
         let install = tokio::spawn(async move { h.install(1, &[vec![(0, 9)]]).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        run_until_blocked().await;
         assert!(!install.is_finished(), "an old writer is still sending");
         drop(permit);
         tokio::time::timeout(Duration::from_secs(5), install)
