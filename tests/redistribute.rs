@@ -13,8 +13,8 @@
 //! with a unique and a non-unique index, whose entries move with it, and a
 //! parent and child table that move while children are inserted and
 //! parents deleted with cascade. And `DRAIN NODE` then `REMOVE NODE`: the
-//! cluster shrinks under the writers; and `REBALANCE` fills a node that
-//! joined empty.
+//! cluster shrinks under the writers, and a drain resumes after `kill -9`
+//! of the coordinator; and `REBALANCE` fills a node that joined empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -512,6 +512,21 @@ async fn a_killed_source_is_waited_for() {
     finish_and_check(&client, &job, writers).await;
 }
 
+/// Creates table `fresh` and asserts it is placed on nodes 1–3 only: the
+/// current map no longer gives node 4 buckets.
+async fn assert_new_tables_avoid_node_4(client: &Client) {
+    client
+        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let fresh: Vec<String> = query(client, "SHOW SLICES FOR fresh")
+        .await
+        .into_iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(fresh, ["1", "2", "3"]);
+}
+
 /// `DRAIN NODE` of one node of four under the writers: `t` (on the
 /// cluster's map) and `s` (on a map over nodes 2 and 4 only) both leave
 /// node 4, each through a map derived from its own, moving only node 4's
@@ -557,16 +572,7 @@ async fn drain_node_then_remove_node_under_writers() {
         .collect();
     assert_eq!(s_nodes, BTreeSet::from(["1".into(), "2".into(), "3".into()]));
 
-    client
-        .batch_execute("CREATE TABLE fresh (id int PRIMARY KEY)")
-        .await
-        .unwrap();
-    let fresh: Vec<String> = query(&client, "SHOW SLICES FOR fresh")
-        .await
-        .into_iter()
-        .map(|r| r[2].clone())
-        .collect();
-    assert_eq!(fresh, ["1", "2", "3"]);
+    assert_new_tables_avoid_node_4(&client).await;
     client.batch_execute("REMOVE NODE 4").await.unwrap();
     let nodes: Vec<String> = query(&client, "SHOW NODES")
         .await
@@ -578,6 +584,32 @@ async fn drain_node_then_remove_node_under_writers() {
     assert!(maps.iter().all(|m| !m[1].split(',').any(|n| n == "4")), "{maps:?}");
     assert_table_equals(&client, &models).await;
     assert_eq!(query(&client, "SELECT count(*), sum(id) FROM s").await, s_expected);
+}
+
+/// `kill -9` of the coordinator in the middle of a `DRAIN NODE`: the
+/// derived maps, the new current map and the jobs were recorded together,
+/// so the restarted coordinator resumes the move, new tables avoid the
+/// node, and `REMOVE NODE` works once the job is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_resumes_after_the_coordinator_is_killed() {
+    let mut cluster = TestCluster::start(4, 0);
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    let started = query(&client, "DRAIN NODE 4 WITH (max_rate_mb = 0.5)").await;
+    assert_eq!(started.len(), 1, "{started:?}");
+    let job = started[0][0].clone();
+    wait_until_copying(&client, &job).await;
+    cluster.coordinator.kill9();
+    cluster.coordinator.restart();
+    let client = cluster.client().await;
+    let resumed = job_status(&client, &job).await;
+    assert!(resumed["state"] != "planning", "progress survived: {resumed:?}");
+    assert_new_tables_avoid_node_4(&client).await;
+    wait_for(&client, &job, Duration::from_secs(120), |s| s["state"] == "done").await;
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3]).await;
+    client.batch_execute("REMOVE NODE 4").await.unwrap();
+    assert_table_equals(&client, &models).await;
 }
 
 /// `REBALANCE` after a node joined empty (`ADD NODE … WITHOUT HASH MAP`):
