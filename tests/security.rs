@@ -139,6 +139,9 @@ async fn passwords_roles_and_host_rules() {
         "CREATE HASH MAP hm9",
         "ADD NODE '127.0.0.1:1'",
         "REMOVE NODE 1",
+        "DRAIN NODE 1",
+        "REBALANCE DRY RUN",
+        "ALTER NODE 1 SET (capacity_gb = 1)",
     ] {
         assert_eq!(refused(&alice, sql).await, "42501", "{sql}");
     }
