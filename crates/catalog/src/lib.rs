@@ -120,10 +120,21 @@ impl CatalogState {
 
     /// A hash map name not used yet: `hm1`, `hm2`, …
     pub fn unused_map_name(&self) -> String {
-        (1..)
-            .map(|i| format!("hm{i}"))
-            .find(|n| !self.hash_maps.contains_key(n))
-            .unwrap_or_else(|| "hm".into())
+        self.unused_map_names()()
+    }
+
+    /// Names for several new hash maps in one update: each call returns
+    /// the lowest `hmN` neither in the catalog nor returned before.
+    pub fn unused_map_names(&self) -> impl FnMut() -> String {
+        let mut taken: std::collections::BTreeSet<String> = self.hash_maps.keys().cloned().collect();
+        move || {
+            let name = (1..)
+                .map(|i| format!("hm{i}"))
+                .find(|n| !taken.contains(n))
+                .unwrap_or_else(|| "hm".into());
+            taken.insert(name.clone());
+            name
+        }
     }
 
     /// The current hash map: the one new tables bind to.

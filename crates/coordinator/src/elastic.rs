@@ -9,7 +9,7 @@
 //! the derived map, so a drain adds one map per map in use, and the maps it
 //! leaves behind name the drained node: `REMOVE NODE` drops them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -63,19 +63,6 @@ pub fn node_weights(s: &CatalogState) -> BTreeMap<NodeId, f64> {
         .collect()
 }
 
-/// Names for new hash maps: `hmN` for the lowest N not taken yet.
-fn map_names(s: &CatalogState) -> impl FnMut() -> String {
-    let mut taken: BTreeSet<String> = s.hash_maps.keys().cloned().collect();
-    move || {
-        let name = (1..)
-            .map(|i| format!("hm{i}"))
-            .find(|n| !taken.contains(n))
-            .unwrap_or_default();
-        taken.insert(name.clone());
-        name
-    }
-}
-
 impl Coordinator {
     /// `DRAIN NODE n [WITH (max_rate_mb = N)]`: moves every bucket of every
     /// table off node `n`, to the other nodes, and makes a map without `n`
@@ -93,7 +80,7 @@ impl Coordinator {
             }
             refuse_while_moving(s, &format!("drain node {node}"))?;
             let receivers: Vec<NodeId> = s.nodes.keys().copied().filter(|n| *n != node).collect();
-            let mut fresh = map_names(s);
+            let mut fresh = s.unused_map_names();
             // Source map name → the map derived from it without `node`.
             let mut derived: BTreeMap<String, Arc<HashMap>> = BTreeMap::new();
             let mut derive = |base: &HashMap| -> Result<Arc<HashMap>> {
@@ -230,7 +217,7 @@ impl Coordinator {
         let mut jobs = NewJobs::default();
         self.catalog.update(|now| {
             refuse_while_moving(now, "rebalance")?;
-            let mut fresh = map_names(now);
+            let mut fresh = now.unused_map_names();
             let mut changes = Vec::new();
             let mut moves = Vec::new();
             for (t, map) in plan.maps(&layouts, &mut fresh) {
