@@ -639,7 +639,10 @@ async fn rebalance_fills_an_empty_node_under_writers() {
     let writers = Writers::start(cluster.pg, models);
     let started = query(&client, "REBALANCE WITH (max_rate_mb = 2)").await;
     assert_eq!(started.len(), 1, "{started:?}");
-    assert_eq!(started[0][4].parse::<i64>().unwrap(), buckets);
+    // The writers have written meanwhile, and sizes are RocksDB's
+    // estimates: the real plan is the dry run's, give or take 1%.
+    let moving = started[0][4].parse::<i64>().unwrap();
+    assert!((moving - buckets).abs() * 100 <= buckets, "{moving} against {buckets}");
     wait_for(&client, &started[0][0], Duration::from_secs(180), |s| {
         s["state"] == "done"
     })

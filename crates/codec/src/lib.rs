@@ -19,5 +19,5 @@ pub mod slice;
 pub mod txn;
 
 pub use key::RowKey;
-pub use slice::{CaptureSpec, QueueEntry, RowChunk, TableStats, TxnStatus};
+pub use slice::{BucketLoad, CaptureSpec, QueueEntry, RowChunk, TableStats, TxnStatus};
 pub use txn::{OwnWrites, ReadAt, RowWrite, Seen, Timestamp, TxnId, TxnWrite};

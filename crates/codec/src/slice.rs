@@ -1,5 +1,6 @@
 //! What a slice server reports about what it holds: raw rows copied out
-//! of it ([`RowChunk`]), its size per table ([`TableStats`]), a
+//! of it ([`RowChunk`]), its size per table ([`TableStats`]), the load and
+//! size of each bucket ([`BucketLoad`]), a
 //! transaction's standing there ([`TxnStatus`]), and the capture of a
 //! moving table's writes into write queues ([`CaptureSpec`], [`QueueEntry`];
 //! `slicedb_storage::write_queue` says how they are kept).
@@ -21,6 +22,31 @@ pub struct RowChunk {
 pub struct TableStats {
     pub rows: u64,
     pub bytes: u64,
+}
+
+/// The load and size of one bucket of one table on a slice server
+/// (`slicedb_slice_server::load`): rates per second over the last 10
+/// seconds and averaged over 5 minutes, and RocksDB's estimate of its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketLoad {
+    pub table: TableId,
+    pub bucket: u16,
+    /// Rows read (a look-up that found nothing counts one).
+    pub reads_per_s: f64,
+    /// Rows written.
+    pub writes_per_s: f64,
+    pub write_bytes_per_s: f64,
+    pub reads_per_s_5m: f64,
+    pub writes_per_s_5m: f64,
+    pub bytes: u64,
+}
+
+impl BucketLoad {
+    /// The figure load balancing compares: rows read and written per
+    /// second over the last 10 seconds.
+    pub fn load(&self) -> f64 {
+        self.reads_per_s + self.writes_per_s
+    }
 }
 
 /// How a transaction stands on a slice server (`SliceStore::txn_status`).

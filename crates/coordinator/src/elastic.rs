@@ -149,20 +149,11 @@ impl Coordinator {
             None => s.tables.values().cloned().collect(),
         };
         let maps: Vec<Arc<HashMap>> = defs.iter().map(|d| s.hash_map(&d.hash_map)).collect::<Result<_>>()?;
-        // Bytes of each table and its index tables, per node.
-        let mut asked: BTreeMap<NodeId, Vec<TableId>> = BTreeMap::new();
-        for (def, map) in defs.iter().zip(&maps) {
-            for node in map.bucket_counts().keys() {
-                let ids = asked.entry(*node).or_default();
-                ids.push(def.id);
-                ids.extend(def.indexes.iter().map(|i| i.id));
-            }
-        }
+        // Bytes of each table and its index tables, per node: RocksDB's
+        // estimates of each bucket, which read no rows (`slice_load`).
         let mut stored: BTreeMap<(TableId, NodeId), u64> = BTreeMap::new();
-        for (node, ids) in asked {
-            for (id, st) in self.node_stats(node, ids).await? {
-                stored.insert((id, node), st.bytes);
-            }
+        for g in crate::slice_load::gather(&s, &self.cluster).await? {
+            *stored.entry((g.table.id, g.node)).or_default() += g.buckets.iter().map(|b| b.bytes).sum::<u64>();
         }
         let layouts: Vec<TableLayout> = defs
             .iter()
@@ -172,10 +163,7 @@ impl Coordinator {
                 bytes: map
                     .bucket_counts()
                     .keys()
-                    .map(|n| {
-                        let ids = std::iter::once(def.id).chain(def.indexes.iter().map(|i| i.id));
-                        (*n, ids.map(|id| stored.get(&(id, *n)).copied().unwrap_or(0)).sum())
-                    })
+                    .map(|n| (*n, stored.get(&(def.id, *n)).copied().unwrap_or(0)))
                     .collect(),
             })
             .collect();

@@ -845,6 +845,7 @@ impl Coordinator {
                 return self.set_constraints(session, names, deferred).await;
             }
             Statement::ShowSlices(table) => return self.show_slices(table.as_deref()).await,
+            Statement::ShowSliceLoad(table) => return self.show_slice_load(table.as_deref()).await,
             Statement::AddNode {
                 address,
                 new_map,

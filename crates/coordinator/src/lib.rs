@@ -45,6 +45,7 @@ pub mod routed;
 pub mod sequence;
 pub mod session;
 pub mod settings;
+pub mod slice_load;
 pub mod system;
 pub mod timeout;
 pub mod txn_statements;
@@ -453,7 +454,10 @@ impl Coordinator {
     }
 
     /// Registers slicedb's system views under the `slicedb` schema:
-    /// `slicedb.redistributions` reads the same rows as `SHOW REDISTRIBUTIONS`.
+    /// `slicedb.redistributions` reads the same rows as `SHOW REDISTRIBUTIONS`,
+    /// `slicedb.index_builds` the index builds running here, and
+    /// `slicedb.bucket_load` the load and bytes of every bucket
+    /// ([`slice_load`]).
     fn register_system_views(&self, db: &Arc<MemoryCatalogProvider>) -> Result<()> {
         let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
         let catalog = self.catalog.clone();
@@ -472,6 +476,19 @@ impl Coordinator {
                 Arc::new(system::SystemView::new(index_build::IndexBuilds::schema(), move || {
                     builds.rows()
                 })),
+            )
+            .map_err(Error::from)?;
+        let (catalog, cluster) = (self.catalog.clone(), self.cluster.clone());
+        system
+            .register_table(
+                "bucket_load".into(),
+                Arc::new(system::SystemView::new_async(
+                    slice_load::bucket_load_schema(),
+                    move || {
+                        let (s, cluster) = (catalog.snapshot(), cluster.clone());
+                        async move { slice_load::bucket_load_rows(&s, &cluster).await }
+                    },
+                )),
             )
             .map_err(Error::from)?;
         db.register_schema(SYSTEM_SCHEMA, system).map_err(Error::from)?;

@@ -57,6 +57,8 @@ pub enum Statement {
     ShowHashMap(String),
     ShowNodes,
     ShowSlices(Option<String>),
+    /// `SHOW SLICE LOAD [FOR t]`.
+    ShowSliceLoad(Option<String>),
     /// `ADD NODE 'host:port' [WITHOUT HASH MAP] [STRATEGY s]`
     AddNode {
         address: String,
@@ -778,6 +780,12 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
         c.end()?;
         return Ok(Some(Statement::ShowNodes));
     }
+    if c.peek_words(&["SHOW", "SLICE", "LOAD"]) {
+        c.pos += 3;
+        let table = if c.eat_words(&["FOR"]) { Some(c.ident()?) } else { None };
+        c.end()?;
+        return Ok(Some(Statement::ShowSliceLoad(table)));
+    }
     if c.peek_words(&["SHOW", "SLICES"]) {
         c.pos += 2;
         let table = if c.eat_words(&["FOR"]) { Some(c.ident()?) } else { None };
@@ -1420,6 +1428,11 @@ mod tests {
         assert_eq!(
             parse("show slices for T").unwrap(),
             vec![Statement::ShowSlices(Some("t".into()))]
+        );
+        assert_eq!(parse("show slice load").unwrap(), vec![Statement::ShowSliceLoad(None)]);
+        assert_eq!(
+            parse("SHOW SLICE LOAD FOR T;").unwrap(),
+            vec![Statement::ShowSliceLoad(Some("t".into()))]
         );
         assert_eq!(
             parse("SHOW HASH MAPS; SHOW NODES").unwrap(),

@@ -1,9 +1,11 @@
-//! System views: live coordinator state that `SELECT` can read, such as
-//! `slicedb.redistributions`.
+//! System views: live cluster state that `SELECT` can read, such as
+//! `slicedb.redistributions` (the coordinator's) and `slicedb.bucket_load`
+//! (gathered from the slice servers).
 //!
 //! A [`SystemView`] computes its rows when a query scans it, so two scans a
 //! second apart see the state of each moment.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,9 +16,11 @@ use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use slicedb_common::Result;
 
-type Rows = dyn Fn() -> Result<RecordBatch> + Send + Sync;
+type Rows = dyn Fn() -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync;
 
 /// A read-only table whose rows come from a function called at each scan.
 pub struct SystemView {
@@ -34,7 +38,18 @@ impl SystemView {
     pub fn new(schema: SchemaRef, rows: impl Fn() -> Result<RecordBatch> + Send + Sync + 'static) -> Self {
         SystemView {
             schema,
-            rows: Arc::new(rows),
+            rows: Arc::new(move || futures::future::ready(rows()).boxed()),
+        }
+    }
+
+    /// A view whose rows take asking other processes (the slice servers).
+    pub fn new_async<F>(schema: SchemaRef, rows: impl Fn() -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = Result<RecordBatch>> + Send + 'static,
+    {
+        SystemView {
+            schema,
+            rows: Arc::new(move || rows().boxed()),
         }
     }
 }
@@ -56,7 +71,7 @@ impl TableProvider for SystemView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = (self.rows)().map_err(|e| e.into_datafusion())?;
+        let batch = (self.rows)().await.map_err(|e| e.into_datafusion())?;
         let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
         table.scan(state, projection, filters, limit).await
     }

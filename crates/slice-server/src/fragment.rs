@@ -25,11 +25,10 @@ use datafusion::prelude::SessionContext;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use futures::{StreamExt, TryStreamExt};
 use slicedb_common::{Error, Result};
-use slicedb_storage::SliceStore;
 use slicedb_transport::message::FragmentScan;
 use slicedb_transport::{batches_as, wire, RecordBatchStream, ScanRequest};
 
-use crate::scan_stream;
+use crate::{scan_stream, ScanSource};
 
 /// The context fragments are decoded and run in: DataFusion's built-in
 /// functions, and slicedb's checked integer arithmetic
@@ -42,10 +41,10 @@ pub fn context() -> SessionContext {
     ctx
 }
 
-/// Decodes and runs one fragment against `store`.
-pub fn run_fragment(store: &Arc<SliceStore>, ctx: &SessionContext, plan: &[u8]) -> Result<RecordBatchStream> {
+/// Decodes and runs one fragment against `source`.
+pub fn run_fragment(source: &ScanSource, ctx: &SessionContext, plan: &[u8]) -> Result<RecordBatchStream> {
     let task = ctx.task_ctx();
-    let codec = LocalScanCodec { store: store.clone() };
+    let codec = LocalScanCodec { source: source.clone() };
     let plan = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(plan, &task, &codec)?;
     let plan: Arc<dyn ExecutionPlan> = if plan.output_partitioning().partition_count() > 1 {
         Arc::new(CoalescePartitionsExec::new(plan))
@@ -58,7 +57,7 @@ pub fn run_fragment(store: &Arc<SliceStore>, ctx: &SessionContext, plan: &[u8]) 
 
 /// Turns a fragment's [`FragmentScan`] leaves into [`LocalScanExec`]s.
 pub struct LocalScanCodec {
-    store: Arc<SliceStore>,
+    source: ScanSource,
 }
 
 impl fmt::Debug for LocalScanCodec {
@@ -77,7 +76,7 @@ impl PhysicalExtensionCodec for LocalScanCodec {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let scan: FragmentScan = wire::decode(buf).map_err(Error::into_datafusion)?;
         let schema = wire::schema_from_bytes(&scan.schema).map_err(Error::into_datafusion)?;
-        Ok(Arc::new(LocalScanExec::new(schema, scan.request, self.store.clone())))
+        Ok(Arc::new(LocalScanExec::new(schema, scan.request, self.source.clone())))
     }
 
     fn try_encode(
@@ -96,12 +95,12 @@ impl PhysicalExtensionCodec for LocalScanCodec {
 pub struct LocalScanExec {
     schema: SchemaRef,
     request: ScanRequest,
-    store: Arc<SliceStore>,
+    source: ScanSource,
     properties: Arc<PlanProperties>,
 }
 
 impl LocalScanExec {
-    pub fn new(schema: SchemaRef, request: ScanRequest, store: Arc<SliceStore>) -> Self {
+    pub fn new(schema: SchemaRef, request: ScanRequest, source: ScanSource) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(1),
@@ -111,7 +110,7 @@ impl LocalScanExec {
         LocalScanExec {
             schema,
             request,
-            store,
+            source,
             properties,
         }
     }
@@ -163,7 +162,7 @@ impl ExecutionPlan for LocalScanExec {
     }
 
     fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let batches = scan_stream(self.store.clone(), self.request.clone());
+        let batches = scan_stream(self.source.clone(), self.request.clone());
         Ok(batches_as(self.schema.clone(), async move { batches }))
     }
 }

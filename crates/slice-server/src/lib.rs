@@ -16,6 +16,7 @@
 //! coordinator sends to the data ([`fragment`]).
 
 pub mod fragment;
+pub mod load;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,9 +34,13 @@ use slicedb_transport::message::{PROTOCOL_VERSION, ROW_KEY_COLUMN};
 use slicedb_transport::{RecordBatchStream, ScanRequest, SliceRequest, SliceResponse, SliceService};
 use tokio::sync::mpsc;
 
+use crate::load::{BucketCounter, LoadTracker, Tally};
+
 /// One slice server and its storage.
 pub struct SliceServer {
     store: Arc<SliceStore>,
+    /// Reads and writes per bucket ([`load`]).
+    load: Arc<LoadTracker>,
     /// Executes plan fragments (DataFusion's built-in functions only).
     fragments: datafusion::prelude::SessionContext,
     /// Signalled whenever a transaction is decided here (see
@@ -70,6 +75,7 @@ impl SliceServer {
     fn new(store: SliceStore) -> SliceServer {
         SliceServer {
             store: Arc::new(store),
+            load: Arc::default(),
             fragments: fragment::context(),
             decided: tokio::sync::Notify::new(),
         }
@@ -113,6 +119,35 @@ impl SliceServer {
         }
     }
 
+    fn source(&self) -> ScanSource {
+        ScanSource {
+            store: self.store.clone(),
+            load: self.load.clone(),
+        }
+    }
+
+    /// Counts the writes of one request against their buckets.
+    fn count_writes(&self, table_id: slicedb_common::TableId, writes: &[slicedb_storage::RowWrite]) {
+        use slicedb_storage::RowWrite as W;
+        let mut counter = BucketCounter::new(&self.load, table_id);
+        for w in writes {
+            let (bucket, bytes) = match w {
+                W::Insert { key, row } | W::InsertIfAbsent { key, row } | W::Put { key, row } => {
+                    (key.get(..2), load::row_bytes(key.len(), row))
+                }
+                W::InsertWithRowId { bucket, row } => {
+                    counter.add_to(*bucket, write_tally(load::row_bytes(10, row)));
+                    continue;
+                }
+                W::Delete { key } | W::Erase { key } => (key.get(..2), key.len() as u64),
+                W::Lock { .. } => continue,
+            };
+            if let Some(b) = bucket {
+                counter.add(b, write_tally(bytes));
+            }
+        }
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&SliceStore) -> Result<T> + Send + 'static,
@@ -135,6 +170,8 @@ impl SliceService for SliceServer {
                 writes,
                 seen,
             } => {
+                // Counted as asked: a write that fails took its load too.
+                self.count_writes(table_id, &writes);
                 // Most writes take free row locks over rows in memory: done
                 // here, without a blocking thread's round trip.
                 let (n, found) = match self.store.try_txn_write(txn, table_id, &unique_name, &writes, seen) {
@@ -242,6 +279,11 @@ impl SliceService for SliceServer {
                     .await?;
                 Ok(SliceResponse::TableStats(stats))
             }
+            SliceRequest::BucketLoad { tables } => {
+                let load = self.load.clone();
+                let buckets = self.blocking(move |s| bucket_loads(s, &load, &tables)).await?;
+                Ok(SliceResponse::BucketLoad(buckets))
+            }
             SliceRequest::Ping => {
                 let identity = self.identity();
                 Ok(SliceResponse::Pong {
@@ -326,24 +368,82 @@ impl SliceService for SliceServer {
 
     async fn scan(&self, request: ScanRequest) -> Result<RecordBatchStream> {
         self.settled().await?;
-        scan_stream(self.store.clone(), request)
+        scan_stream(self.source(), request)
     }
 
     async fn fragment(&self, plan: Vec<u8>) -> Result<RecordBatchStream> {
         self.settled().await?;
-        fragment::run_fragment(&self.store, &self.fragments, &plan)
+        fragment::run_fragment(&self.source(), &self.fragments, &plan)
     }
 }
 
-/// Starts a scan of `store`: its batches as they are produced.
-pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Result<RecordBatchStream> {
+/// The load and approximate size of every bucket of `tables`' ranges.
+fn bucket_loads(
+    store: &SliceStore,
+    load: &LoadTracker,
+    tables: &[(slicedb_common::TableId, Vec<(u16, u16)>)],
+) -> Result<Vec<slicedb_codec::BucketLoad>> {
+    let mut out = Vec::new();
+    for (table, ranges) in tables {
+        for &(first, last) in ranges {
+            let sizes = store.bucket_sizes(*table, first, last)?;
+            let start = out.len();
+            out.extend(
+                (first..=last)
+                    .zip(sizes)
+                    .map(|(bucket, bytes)| slicedb_codec::BucketLoad {
+                        table: *table,
+                        bucket,
+                        bytes,
+                        ..Default::default()
+                    }),
+            );
+            for (bucket, r) in load.rates(*table, first, last) {
+                let b = &mut out[start + (bucket - first) as usize];
+                b.reads_per_s = r.reads_per_s;
+                b.writes_per_s = r.writes_per_s;
+                b.write_bytes_per_s = r.write_bytes_per_s;
+                b.reads_per_s_5m = r.reads_per_s_5m;
+                b.writes_per_s_5m = r.writes_per_s_5m;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_tally() -> Tally {
+    Tally {
+        reads: 1,
+        writes: 0,
+        write_bytes: 0,
+    }
+}
+
+fn write_tally(bytes: u64) -> Tally {
+    Tally {
+        reads: 0,
+        writes: 1,
+        write_bytes: bytes,
+    }
+}
+
+/// What a scan reads, and where it counts the rows it read.
+#[derive(Clone)]
+pub struct ScanSource {
+    pub store: Arc<SliceStore>,
+    pub load: Arc<LoadTracker>,
+}
+
+/// Starts a scan of `source`: its batches as they are produced.
+pub(crate) fn scan_stream(source: ScanSource, request: ScanRequest) -> Result<RecordBatchStream> {
+    let ScanSource { store, load } = source;
     // A handful of point reads costs less than handing them to a blocking
     // thread and back: answer them on this task when every row is in
     // memory (a block-cache read never touches the disk); else, and for
     // everything larger, a blocking thread reads.
     if request.keys.as_ref().is_some_and(|k| k.len() <= INLINE_POINT_READS) {
         let mut batches = Vec::new();
-        let complete = run_scan(&store, &request, true, &mut |b| {
+        let complete = run_scan(&store, &load, &request, true, &mut |b| {
             batches.push(Ok(b));
             true
         })?;
@@ -356,7 +456,7 @@ pub(crate) fn scan_stream(store: Arc<SliceStore>, request: ScanRequest) -> Resul
     }
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(2);
     tokio::task::spawn_blocking(move || {
-        let result = run_scan(&store, &request, false, &mut |b| {
+        let result = run_scan(&store, &load, &request, false, &mut |b| {
             count_scanned(&b);
             tx.blocking_send(Ok(b)).is_ok()
         });
@@ -448,6 +548,7 @@ const INLINE_POINT_READS: usize = 16;
 /// incomplete) at the first row that is not in memory.
 fn run_scan(
     store: &SliceStore,
+    load: &LoadTracker,
     request: &ScanRequest,
     cached_only: bool,
     emit: &mut dyn FnMut(RecordBatch) -> bool,
@@ -457,9 +558,17 @@ fn run_scan(
     let mut total = 0usize;
     let limit = request.limit.unwrap_or(usize::MAX);
     let mut closed = false;
+    // Rows read per bucket: a scan counts the rows it visits; point reads
+    // count their look-ups once all are done (a try that gives up on a
+    // row not in memory, `cached_only`, is run again and counted then).
+    let mut scanned = BucketCounter::new(load, request.table_id);
+    let scanning = request.keys.is_none();
     let mut visit = |key: &[u8], value: &[u8]| -> Result<bool> {
         if total >= limit {
             return Ok(false);
+        }
+        if scanning {
+            scanned.add(key, read_tally());
         }
         let row = RowView::new(value)?;
         if let Some(p) = &request.predicate {
@@ -477,6 +586,7 @@ fn run_scan(
     };
     match &request.keys {
         Some(keys) => {
+            let mut looked_up = 0;
             for key in keys {
                 let row = if cached_only {
                     match store.get_cached_encoded(request.table_id, key, &request.at)? {
@@ -486,11 +596,17 @@ fn run_scan(
                 } else {
                     store.get_encoded(request.table_id, key, &request.at)?
                 };
+                looked_up += 1;
                 if let Some(row) = row {
                     if !visit(key, &row)? {
                         break;
                     }
                 }
+            }
+            // A look-up that found nothing cost one read too.
+            let mut counted = BucketCounter::new(load, request.table_id);
+            for key in &keys[..looked_up] {
+                counted.add(key, read_tally());
             }
         }
         None if cached_only => return Ok(false),

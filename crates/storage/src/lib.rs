@@ -33,6 +33,7 @@ pub use slicedb_codec::{key, row};
 mod backfill;
 mod lock_table;
 pub mod mvcc;
+mod sizes;
 pub mod slice_db;
 pub mod store;
 mod txn;

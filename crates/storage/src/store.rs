@@ -581,7 +581,8 @@ impl SliceStore {
         }
     }
 
-    /// Deletes whole buckets of `table` (inclusive ranges) with range tombstones.
+    /// Deletes whole buckets of `table` (inclusive ranges) with range
+    /// tombstones, then compacts them away.
     pub fn delete_buckets(&self, table: TableId, ranges: &[(u16, u16)]) -> Result<()> {
         let (rows, history) = (self.rows()?, self.cf(HISTORY_CF)?);
         let mut batch = WriteBatch::default();
@@ -589,7 +590,18 @@ impl SliceStore {
             batch.delete_range_cf(rows, bucket_start(table, *start), bucket_end_exclusive(table, *end));
             batch.delete_range_cf(history, bucket_start(table, *start), bucket_end_exclusive(table, *end));
         }
-        self.write_durably(batch)
+        self.write_durably(batch)?;
+        // Range tombstones hide the rows at once, but their files keep the
+        // space (and RocksDB's size estimates count it) until a compaction
+        // drops what they cover: compact the ranges now, so a finished move
+        // or a dropped table gives its disk back and the sizes the
+        // rebalancer reads are true.
+        for (start, end) in ranges {
+            let (from, to) = (bucket_start(table, *start), bucket_end_exclusive(table, *end));
+            self.db.compact_range_cf(rows, Some(&from), Some(&to));
+            self.db.compact_range_cf(history, Some(&from), Some(&to));
+        }
+        Ok(())
     }
 
     /// Deletes every row of `table`.

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use slicedb_codec::row::{RowView, ValueRef};
 use slicedb_codec::{
-    CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, Seen, TableStats, Timestamp, TxnId, TxnStatus,
-    TxnWrite,
+    BucketLoad, CaptureSpec, QueueEntry, ReadAt, RowChunk, RowKey, RowWrite, Seen, TableStats, Timestamp, TxnId,
+    TxnStatus, TxnWrite,
 };
 use slicedb_common::{Datum, NodeId, Result, SqlType, TableId};
 
@@ -265,6 +265,9 @@ pub enum SliceRequest {
     DropTable { table_id: TableId },
     /// Rows and bytes held for each table.
     TableStats { table_ids: Vec<TableId> },
+    /// The load and approximate bytes of every bucket in the given
+    /// inclusive ranges of each table ([`BucketLoad`]).
+    BucketLoad { tables: Vec<(TableId, Vec<(u16, u16)>)> },
     /// Liveness and identity check.
     Ping,
     /// Makes a slice server node `node_id` of cluster `cluster_id`, for
@@ -327,8 +330,9 @@ pub enum SliceRequest {
 /// covers the table's index entry tables, and queue entries name their
 /// table. 11: online index builds back-fill entries
 /// ([`SliceRequest::Backfill`]), and writers erase their entries
-/// (`RowWrite::Erase`).
-pub const PROTOCOL_VERSION: u32 = 11;
+/// (`RowWrite::Erase`). 12: slice servers report load and size per
+/// bucket ([`SliceRequest::BucketLoad`]).
+pub const PROTOCOL_VERSION: u32 = 12;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
@@ -338,6 +342,8 @@ pub enum SliceResponse {
     WrittenSeen(u64, Vec<Seen>),
     Done,
     TableStats(Vec<(TableId, TableStats)>),
+    /// One entry per bucket asked for, in the order asked.
+    BucketLoad(Vec<BucketLoad>),
     /// Who the slice server is: its node id and cluster once registered,
     /// its build and its protocol version.
     Pong {
