@@ -14,7 +14,8 @@
 //! parent and child table that move while children are inserted and
 //! parents deleted with cascade. And `DRAIN NODE` then `REMOVE NODE`: the
 //! cluster shrinks under the writers, and a drain resumes after `kill -9`
-//! of the coordinator; and `REBALANCE` fills a node that joined empty.
+//! of the coordinator; and `REBALANCE` fills a node that joined empty, by
+//! hand and by itself above the high watermark.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -609,6 +610,31 @@ async fn a_drain_resumes_after_the_coordinator_is_killed() {
     assert_table_equals(&client, &models).await;
 }
 
+/// Three slice servers holding `t` ([`load`]), and a fourth added with
+/// `ADD NODE … WITHOUT HASH MAP`, so it holds nothing; `coordinator_env`
+/// goes to the coordinator.
+async fn with_empty_node_4(
+    coordinator_env: Vec<(String, String)>,
+) -> (TestCluster, Client, Vec<BTreeMap<i64, String>>) {
+    let cluster = TestCluster::start_with_env(3, 1, coordinator_env);
+    let client = cluster.client().await;
+    let models = load(&client).await;
+    client
+        .batch_execute(&format!("ADD NODE '{}' WITHOUT HASH MAP", cluster.spares[0]))
+        .await
+        .unwrap();
+    (cluster, client, models)
+}
+
+/// `ALTER NODE n SET (capacity_gb = …)` for each (node, capacity), in order.
+async fn set_capacities(client: &Client, capacities: &[(i64, f64)]) {
+    let sql: Vec<String> = capacities
+        .iter()
+        .map(|(n, gb)| format!("ALTER NODE {n} SET (capacity_gb = {gb})"))
+        .collect();
+    client.batch_execute(&sql.join("; ")).await.unwrap();
+}
+
 /// `REBALANCE` after a node joined empty (`ADD NODE … WITHOUT HASH MAP`):
 /// the dry run plans about node 4's share of `t`, all onto node 4, and
 /// moves nothing; the real run moves it under the writers, no statement
@@ -618,13 +644,7 @@ async fn a_drain_resumes_after_the_coordinator_is_killed() {
 /// map the first one derived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_fills_an_empty_node_under_writers() {
-    let cluster = TestCluster::start(3, 1);
-    let client = cluster.client().await;
-    let models = load(&client).await;
-    client
-        .batch_execute(&format!("ADD NODE '{}' WITHOUT HASH MAP", cluster.spares[0]))
-        .await
-        .unwrap();
+    let (cluster, client, models) = with_empty_node_4(Vec::new()).await;
     let plan = query(&client, "REBALANCE DRY RUN").await;
     assert!(
         !plan.is_empty() && plan.iter().all(|r| r[0] == "t" && r[2] == "4"),
@@ -660,13 +680,7 @@ async fn rebalance_fills_an_empty_node_under_writers() {
     }
     // Node 4 can hold three times what the others can: it should have half
     // the bytes, and the plan fills it from the others.
-    client
-        .batch_execute(
-            "ALTER NODE 1 SET (capacity_gb = 1); ALTER NODE 2 SET (capacity_gb = 1);
-             ALTER NODE 3 SET (capacity_gb = 1); ALTER NODE 4 SET (capacity_gb = 3)",
-        )
-        .await
-        .unwrap();
+    set_capacities(&client, &[(1, 1.0), (2, 1.0), (3, 1.0), (4, 3.0)]).await;
     let plan = query(&client, "REBALANCE DRY RUN").await;
     assert!(!plan.is_empty() && plan.iter().all(|r| r[2] == "4"), "{plan:?}");
     let buckets: i64 = plan.iter().map(|r| r[3].parse::<i64>().unwrap()).sum();
@@ -1132,4 +1146,41 @@ async fn tables_with_foreign_keys_move_under_writers() {
         .await
         .unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("23503"), "{e:?}");
+}
+
+/// Above the high watermark, the coordinator rebalances by itself: with
+/// checks every second, node 4 joined empty, and nodes 1 to 3 given
+/// capacities they overflow (1 MiB each, node 4 5 MiB), a rebalance starts
+/// without a statement, node 4 ends with most of the bytes (its share is
+/// five eighths), and `t` lost and doubled no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_starts_a_rebalance_by_itself() {
+    let (_cluster, client, models) = with_empty_node_4(vec![("SLICEDB_WATERMARK_CHECK_S".into(), "1".into())]).await;
+    assert!(query(&client, "SHOW REDISTRIBUTIONS").await.is_empty());
+    set_capacities(&client, &[(4, 0.005), (1, 0.001), (2, 0.001), (3, 0.001)]).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let held = loop {
+        assert!(Instant::now() < deadline, "no rebalance brought node 4 its share");
+        let jobs = query(&client, "SELECT state FROM slicedb.redistributions").await;
+        let held: BTreeMap<i64, f64> = query(
+            &client,
+            "SELECT node, sum(bytes) FROM slicedb.bucket_load WHERE \"table\" = 't' GROUP BY node",
+        )
+        .await
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+        .collect();
+        let total: f64 = held.values().sum();
+        let settled = !jobs.is_empty() && jobs.iter().all(|j| j[0] == "done");
+        if settled && held.get(&4).is_some_and(|b| *b >= 0.5 * total) {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let total: f64 = held.values().sum();
+    for node in [1, 2, 3] {
+        assert!(held[&node] < 0.25 * total, "node {node}: {held:?}");
+    }
+    assert_table_equals(&client, &models).await;
+    assert_stored_once(&client, &[1, 2, 3, 4]).await;
 }

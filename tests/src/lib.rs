@@ -318,6 +318,12 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(slice_servers: usize, spares: usize) -> TestCluster {
+        TestCluster::start_with_env(slice_servers, spares, Vec::new())
+    }
+
+    /// As [`TestCluster::start`], with `coordinator_env` in the
+    /// coordinator's environment.
+    pub fn start_with_env(slice_servers: usize, spares: usize, coordinator_env: Vec<(String, String)>) -> TestCluster {
         let total = slice_servers + spares;
         let dir = tempfile::tempdir().unwrap();
         let path = |p: &str| dir.path().join(p).display().to_string();
@@ -370,7 +376,7 @@ impl TestCluster {
             args.push("--slice-server".into());
             args.push(a.clone());
         }
-        let coordinator = Process::start("coordinator", &args);
+        let coordinator = Process::start_with_env("coordinator", &args, coordinator_env);
         TestCluster {
             _dir: dir,
             pg,

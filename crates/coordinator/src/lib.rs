@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod alter;
+pub mod auto_rebalance;
 pub mod copy;
 pub mod copy_binary;
 pub mod ddl;

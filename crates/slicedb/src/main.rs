@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use slicedb_coordinator::auto_rebalance::Watermark;
 use slicedb_coordinator::Coordinator;
 use slicedb_frontend::auth::hba::HostRules;
 use slicedb_frontend::Handlers;
@@ -69,6 +70,28 @@ struct PgSecurity {
     tls_key: Option<PathBuf>,
 }
 
+/// When the coordinator rebalances by itself (`docs/operations.md`, "When a
+/// node is full").
+#[derive(clap::Args)]
+struct Elasticity {
+    /// A node holding more than this percentage of its capacity (`ALTER
+    /// NODE n SET (capacity_gb = …)`) starts `REBALANCE ALL`; 0 turns it off.
+    #[arg(long, env = "SLICEDB_HIGH_WATERMARK_PCT", default_value_t = 85.0)]
+    high_watermark_pct: f64,
+    /// Seconds between two checks of the high watermark.
+    #[arg(long, env = "SLICEDB_WATERMARK_CHECK_S", default_value_t = 30)]
+    watermark_check_s: u64,
+}
+
+impl Elasticity {
+    fn watermark(&self) -> Watermark {
+        Watermark {
+            high_pct: self.high_watermark_pct,
+            every: std::time::Duration::from_secs(self.watermark_check_s.max(1)),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start the embedded database: a coordinator and slice servers in one process.
@@ -88,6 +111,8 @@ enum Command {
         quic_listen: SocketAddr,
         #[command(flatten)]
         security: PgSecurity,
+        #[command(flatten)]
+        elasticity: Elasticity,
     },
     /// Run a cluster's coordinator: PostgreSQL clients on --pg-listen, slice
     /// servers over QUIC.
@@ -113,6 +138,8 @@ enum Command {
         slice_servers: Vec<String>,
         #[command(flatten)]
         security: PgSecurity,
+        #[command(flatten)]
+        elasticity: Elasticity,
     },
     /// Run a slice server: stores slices in RocksDB, serves the coordinator over QUIC.
     SliceServer {
@@ -283,8 +310,14 @@ impl PgSecurity {
 }
 
 /// Serves PostgreSQL clients on `listen`, admitting them by `access`.
-async fn serve_pg(coordinator: Arc<Coordinator>, listen: SocketAddr, access: PgAccess) -> Result<(), BoxError> {
+async fn serve_pg(
+    coordinator: Arc<Coordinator>,
+    listen: SocketAddr,
+    access: PgAccess,
+    watermark: Watermark,
+) -> Result<(), BoxError> {
     coordinator.report_catalog_gauges();
+    slicedb_coordinator::auto_rebalance::spawn(&coordinator, watermark);
     if let Ok(password) = std::env::var("SLICEDB_PASSWORD") {
         if coordinator.set_initial_password(&password)? {
             tracing::info!("the postgres role's password is set from SLICEDB_PASSWORD");
@@ -334,6 +367,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             slice_servers,
             quic_listen,
             security,
+            elasticity,
         } => {
             if slice_servers == 0 {
                 return Err("--slice-servers must be at least 1".into());
@@ -352,7 +386,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             let endpoint = endpoint(&certs.dir, "coordinator", quic_listen)?;
             let coordinator = Arc::new(Coordinator::open_embedded(&data_dir, slice_servers, Some(endpoint))?);
-            serve_pg(coordinator, listen, access).await
+            serve_pg(coordinator, listen, access, elasticity.watermark()).await
         }
         Command::Coordinator {
             listen,
@@ -362,13 +396,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             cert_name,
             slice_servers,
             security,
+            elasticity,
         } => {
             let access = security.load(pg_listen)?;
             let certs = certs.unwrap_or_else(|| data_dir.join("certs"));
             let endpoint = endpoint(&certs, &cert_name, listen)?;
             tracing::info!(quic = %endpoint.local_addr()?, "coordinator endpoint bound");
             let coordinator = Arc::new(Coordinator::open_cluster(&data_dir, endpoint.clone(), &slice_servers).await?);
-            let r = serve_pg(coordinator, pg_listen, access).await;
+            let r = serve_pg(coordinator, pg_listen, access, elasticity.watermark()).await;
             endpoint.close();
             r
         }
