@@ -1184,3 +1184,84 @@ async fn a_full_node_starts_a_rebalance_by_itself() {
     assert_table_equals(&client, &models).await;
     assert_stored_once(&client, &[1, 2, 3, 4]).await;
 }
+
+/// Load-based split: all reads fall on a table whose map puts every bucket
+/// on node 1, while nodes 2 and 3 idle. With splits on (a node must stay
+/// hot 2 s), the coordinator starts a redistribution by itself that moves
+/// part of the table to another node; the readers see no failed statement
+/// and the same rows throughout, and afterwards another node serves part
+/// of the reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_node_splits_its_slice_by_itself() {
+    let env = [("SLICEDB_AUTO_SPLIT", "on"), ("SLICEDB_SPLIT_SUSTAIN_S", "2")];
+    let cluster = TestCluster::start_with_env(3, 0, env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let client = cluster.client().await;
+    client
+        .batch_execute(
+            "CREATE HASH MAP one ON NODES (1);
+             CREATE TABLE hot (id bigint PRIMARY KEY, v text NOT NULL) HASH MAP one;
+             INSERT INTO hot SELECT i, 'v' || i FROM generate_series(1, 5000) AS s(i);",
+        )
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2u64)
+        .map(|r| {
+            let (stop, pg) = (stop.clone(), cluster.pg);
+            tokio::spawn(async move {
+                let client = connect(pg).await;
+                let read = client.prepare("SELECT v FROM hot WHERE id = $1").await.unwrap();
+                let (mut seed, mut reads) = (r + 1, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let id = (xorshift(&mut seed) % 5000 + 1) as i64;
+                    let rows = client
+                        .query(&read, &[&id])
+                        .await
+                        .unwrap_or_else(|e| panic!("read {id}: {e}"));
+                    assert_eq!(rows.len(), 1, "row {id}");
+                    assert_eq!(rows[0].get::<_, String>(0), format!("v{id}"));
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    // The split starts by itself and finishes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        assert!(Instant::now() < deadline, "no split started");
+        let jobs = query(
+            &client,
+            "SELECT job, \"table\", from_map, state FROM slicedb.redistributions",
+        )
+        .await;
+        if let Some(j) = jobs.first() {
+            assert_eq!((j[1].as_str(), j[2].as_str()), ("hot", "one"), "{jobs:?}");
+            break j[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_for(&client, &job, Duration::from_secs(120), |s| s["state"] == "done").await;
+    // Another node now holds part of the table and serves its share of
+    // the reads.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no other node took reads");
+        let nodes = query(
+            &client,
+            "SELECT node FROM slicedb.bucket_load WHERE \"table\" = 'hot' AND node <> 1 AND reads_per_s > 0 LIMIT 1",
+        )
+        .await;
+        if !nodes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let placed = query(&client, "SHOW SLICES FOR hot").await;
+    assert!(placed.len() >= 2, "{placed:?}");
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM hot").await, 5000);
+}

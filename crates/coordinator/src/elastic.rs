@@ -29,7 +29,7 @@ pub const DEFAULT_THRESHOLD_PCT: f64 = 10.0;
 
 /// Refuses (55006) while a redistribution runs: a table mid-move has two
 /// maps, and a new move would race the running job's cut-over.
-fn refuse_while_moving(s: &CatalogState, what: &str) -> Result<()> {
+pub(crate) fn refuse_while_moving(s: &CatalogState, what: &str) -> Result<()> {
     match s.jobs.values().find(|j| j.state.is_active()) {
         Some(j) => Err(err!(
             ObjectInUse,

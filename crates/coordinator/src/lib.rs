@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod alter;
 pub mod auto_rebalance;
+pub mod auto_split;
 pub mod copy;
 pub mod copy_binary;
 pub mod ddl;

@@ -13,10 +13,14 @@
 //! - [`drain`]: every bucket of one node goes to the others (`DRAIN NODE`);
 //! - [`balance`]: buckets go from the nodes holding more than their share
 //!   of the bytes to those with room, as few bytes as reach the goal
-//!   (`REBALANCE`, GemFire's rebalance of seed 000).
+//!   (`REBALANCE`, GemFire's rebalance of seed 000);
+//! - [`split::pick`]: part of the hottest slice of a node well above the
+//!   mean load goes to the least-loaded node (Azure's load-based split,
+//!   seeds 003/004).
 
 pub mod balance;
 pub mod drain;
+pub mod split;
 
 pub use balance::{balance, Move, Plan, TableLayout};
 pub use drain::drain;

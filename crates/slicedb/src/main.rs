@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use slicedb_coordinator::auto_rebalance::Watermark;
+use slicedb_coordinator::auto_split::SplitSettings;
 use slicedb_coordinator::Coordinator;
 use slicedb_frontend::auth::hba::HostRules;
 use slicedb_frontend::Handlers;
@@ -70,8 +71,8 @@ struct PgSecurity {
     tls_key: Option<PathBuf>,
 }
 
-/// When the coordinator rebalances by itself (`docs/operations.md`, "When a
-/// node is full").
+/// When the coordinator rebalances and splits by itself
+/// (`docs/operations.md`, "When a node is full", "When a node is hot").
 #[derive(clap::Args)]
 struct Elasticity {
     /// A node holding more than this percentage of its capacity (`ALTER
@@ -81,9 +82,35 @@ struct Elasticity {
     /// Seconds between two checks of the high watermark.
     #[arg(long, env = "SLICEDB_WATERMARK_CHECK_S", default_value_t = 30)]
     watermark_check_s: u64,
+    /// Split hot slices by load by itself: `on` or `off`.
+    #[arg(long, env = "SLICEDB_AUTO_SPLIT", default_value = "on", value_parser = on_off)]
+    auto_split: bool,
+    /// Seconds a node must stay hot before a split.
+    #[arg(long, env = "SLICEDB_SPLIT_SUSTAIN_S", default_value_t = 10)]
+    split_sustain_s: u64,
+    /// The least seconds between two splits.
+    #[arg(long, env = "SLICEDB_SPLIT_COOLDOWN_S", default_value_t = 30)]
+    split_cooldown_s: u64,
+}
+
+fn on_off(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, not {v:?}")),
+    }
 }
 
 impl Elasticity {
+    fn split(&self) -> SplitSettings {
+        SplitSettings {
+            enabled: self.auto_split,
+            sustain: std::time::Duration::from_secs(self.split_sustain_s),
+            cooldown: std::time::Duration::from_secs(self.split_cooldown_s),
+            ..SplitSettings::default()
+        }
+    }
+
     fn watermark(&self) -> Watermark {
         Watermark {
             high_pct: self.high_watermark_pct,
@@ -314,10 +341,11 @@ async fn serve_pg(
     coordinator: Arc<Coordinator>,
     listen: SocketAddr,
     access: PgAccess,
-    watermark: Watermark,
+    elasticity: &Elasticity,
 ) -> Result<(), BoxError> {
     coordinator.report_catalog_gauges();
-    slicedb_coordinator::auto_rebalance::spawn(&coordinator, watermark);
+    slicedb_coordinator::auto_rebalance::spawn(&coordinator, elasticity.watermark());
+    slicedb_coordinator::auto_split::spawn(&coordinator, elasticity.split());
     if let Ok(password) = std::env::var("SLICEDB_PASSWORD") {
         if coordinator.set_initial_password(&password)? {
             tracing::info!("the postgres role's password is set from SLICEDB_PASSWORD");
@@ -386,7 +414,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             }
             let endpoint = endpoint(&certs.dir, "coordinator", quic_listen)?;
             let coordinator = Arc::new(Coordinator::open_embedded(&data_dir, slice_servers, Some(endpoint))?);
-            serve_pg(coordinator, listen, access, elasticity.watermark()).await
+            serve_pg(coordinator, listen, access, &elasticity).await
         }
         Command::Coordinator {
             listen,
@@ -403,7 +431,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let endpoint = endpoint(&certs, &cert_name, listen)?;
             tracing::info!(quic = %endpoint.local_addr()?, "coordinator endpoint bound");
             let coordinator = Arc::new(Coordinator::open_cluster(&data_dir, endpoint.clone(), &slice_servers).await?);
-            let r = serve_pg(coordinator, pg_listen, access, elasticity.watermark()).await;
+            let r = serve_pg(coordinator, pg_listen, access, &elasticity).await;
             endpoint.close();
             r
         }
