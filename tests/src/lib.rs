@@ -134,15 +134,11 @@ impl Process {
         Process::start_with_env(name, args, Vec::new())
     }
 
-    /// [`Process::start`] with extra environment variables. Splits by load
-    /// are off (`SLICEDB_AUTO_SPLIT=off`) unless `env` turns them on.
+    /// [`Process::start`] with extra environment variables.
     pub fn start_with_env(name: &str, args: &[String], env: Vec<(String, String)>) -> Process {
         use std::io::BufRead;
         let mut child = Command::new(slicedb_binary())
             .args(args)
-            // Tests that move tables count and name their jobs: a split by
-            // load would add its own. The test of splits turns it on.
-            .env("SLICEDB_AUTO_SPLIT", "off")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",

@@ -82,8 +82,9 @@ struct Elasticity {
     /// Seconds between two checks of the high watermark.
     #[arg(long, env = "SLICEDB_WATERMARK_CHECK_S", default_value_t = 30)]
     watermark_check_s: u64,
-    /// Split hot slices by load by itself: `on` or `off`.
-    #[arg(long, env = "SLICEDB_AUTO_SPLIT", default_value = "on", value_parser = on_off)]
+    /// Split hot slices by load by itself: `on` or `off` (the default: a
+    /// transaction open across the cut-over of its bucket fails with 40001).
+    #[arg(long, env = "SLICEDB_AUTO_SPLIT", default_value = "off", value_parser = on_off)]
     auto_split: bool,
     /// Seconds a node must stay hot before a split.
     #[arg(long, env = "SLICEDB_SPLIT_SUSTAIN_S", default_value_t = 10)]
