@@ -694,6 +694,10 @@ async fn rebalance_fills_an_empty_node_under_writers() {
     })
     .await;
     assert_table_equals(&client, &models).await;
+    // A rebalance a statement started is not an event of its own.
+    assert!(query(&client, "SELECT * FROM slicedb.rebalance_events")
+        .await
+        .is_empty());
     let placed = slices(&client).await;
     let half = placed.values().map(|(_, r)| *r).sum::<i64>() as f64 / 2.0;
     assert!((placed[&4].1 as f64 - half).abs() <= 0.15 * half, "{placed:?}");
@@ -1181,6 +1185,20 @@ async fn a_full_node_starts_a_rebalance_by_itself() {
     for node in [1, 2, 3] {
         assert!(held[&node] < 0.25 * total, "node {node}: {held:?}");
     }
+    // Each job it started says why.
+    let events = query(
+        &client,
+        "SELECT job, \"table\", reason, state FROM slicedb.rebalance_events",
+    )
+    .await;
+    let jobs = query(&client, "SELECT job FROM slicedb.redistributions").await;
+    assert_eq!(events.len(), jobs.len(), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e[1] == "t" && e[2].contains("above the high watermark of 85%") && e[3] == "done"),
+        "{events:?}"
+    );
     assert_table_equals(&client, &models).await;
     assert_stored_once(&client, &[1, 2, 3, 4]).await;
 }
@@ -1259,6 +1277,12 @@ async fn a_hot_node_splits_its_slice_by_itself() {
     }
     let placed = query(&client, "SHOW SLICES FOR hot").await;
     assert!(placed.len() >= 2, "{placed:?}");
+    let events = query(&client, "SELECT job, reason FROM slicedb.rebalance_events").await;
+    assert_eq!(events[0][0], job, "{events:?}");
+    assert!(
+        events[0][1].starts_with("split by load: node 1 carries") && events[0][1].contains("of hot"),
+        "{events:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         assert!(r.await.unwrap() > 0);

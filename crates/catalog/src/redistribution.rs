@@ -113,6 +113,10 @@ pub struct RedistributionJob {
     /// Unix milliseconds.
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// Why the coordinator started the job by itself (a high watermark, a
+    /// split by load); `None` for a job a statement started.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl RedistributionJob {

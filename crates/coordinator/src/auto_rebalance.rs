@@ -11,11 +11,18 @@
 //! rebalance finds nothing to move (every node within the threshold of its
 //! share: the cluster is full, not unbalanced; the log says so once per
 //! episode rather than at every check).
+//!
+//! Each job the coordinator starts by itself, here or in
+//! [`crate::auto_split`], keeps why in its catalog record; the view
+//! `slicedb.rebalance_events` lists them ([`events_rows`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use slicedb_catalog::CatalogState;
 use slicedb_common::{NodeId, Result, SqlState};
 
 use crate::elastic::node_weights;
@@ -114,7 +121,7 @@ impl Coordinator {
             bytes as f64 / 1048576.0,
             cap_bytes / 1048576.0
         );
-        match self.rebalance(None, None, None, false).await {
+        match self.rebalance_because(None, None, None, false, Some(why.clone())).await {
             Ok(_) => {}
             // A move started meanwhile: the next check looks again.
             Err(e) if e.state == SqlState::ObjectInUse => return Ok(Check::Fine),
@@ -127,4 +134,45 @@ impl Coordinator {
             Check::NothingToMove(why)
         })
     }
+}
+
+/// The columns of `slicedb.rebalance_events`.
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("job", DataType::Int64, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("table", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("from_map", DataType::Utf8, false),
+        Field::new("to_map", DataType::Utf8, false),
+        Field::new("buckets", DataType::Int64, false),
+        Field::new("state", DataType::Utf8, false),
+    ]))
+}
+
+/// The jobs the coordinator started by itself, oldest first: when, why,
+/// which map to which, how many buckets, and how the job stands.
+pub fn events_rows(s: &CatalogState) -> Result<RecordBatch> {
+    let jobs: Vec<_> = s.jobs.values().filter(|j| j.reason.is_some()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(jobs.iter().map(|j| j.id as i64))),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(jobs.iter().map(|j| j.started_at * 1000)).with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.table.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            jobs.iter().map(|j| j.reason.as_deref().unwrap_or_default()),
+        )),
+        Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.from_map.as_str()))),
+        Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.to_map.as_str()))),
+        Arc::new(Int64Array::from_iter_values(
+            jobs.iter().map(|j| j.buckets_total() as i64),
+        )),
+        Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.state.name()))),
+    ];
+    Ok(RecordBatch::try_new(events_schema(), columns)?)
 }

@@ -90,24 +90,23 @@ pub fn spawn(coordinator: &Arc<Coordinator>, settings: SplitSettings) {
                     if now - since < settings.sustain || !cooled {
                         continue;
                     }
-                    match coordinator.split(&table, &split).await {
+                    let why = format!(
+                        "split by load: node {} carries {:.0} rows/s against a mean of {:.0} for {:.0} s; buckets {}..={} of its slice {}..={} of {} ({:.0}% of the slice's load) move to node {}",
+                        split.node,
+                        split.node_load,
+                        split.mean_load,
+                        (now - since).as_secs_f64(),
+                        split.moving.0,
+                        split.moving.1,
+                        split.slice.0,
+                        split.slice.1,
+                        table.name,
+                        split.ratio * 100.0,
+                        split.receiver
+                    );
+                    match coordinator.split(&table, &split, why.clone()).await {
                         Ok(job) => {
-                            tracing::info!(
-                                job,
-                                table = %table.name,
-                                "split by load: node {} carries {:.0} rows/s against a mean of {:.0} for {:?}; buckets {}..={} of its slice {}..={} of {} ({:.0}% of the slice's load) move to node {} (redistribution {job})",
-                                split.node,
-                                split.node_load,
-                                split.mean_load,
-                                now - since,
-                                split.moving.0,
-                                split.moving.1,
-                                split.slice.0,
-                                split.slice.1,
-                                table.name,
-                                split.ratio * 100.0,
-                                split.receiver
-                            );
+                            tracing::info!(job, table = %table.name, "{why} (redistribution {job})");
                             last_split = Some(now);
                             hot_since = None;
                         }
@@ -185,9 +184,9 @@ impl Coordinator {
 
     /// Moves the buckets `split` names to its receiver: a map derived from
     /// the table's, and one redistribution job. Returns the job's id.
-    pub async fn split(&self, table: &TableDef, split: &Split) -> Result<u64> {
+    pub async fn split(&self, table: &TableDef, split: &Split, why: String) -> Result<u64> {
         let _membership = self.membership.lock().await;
-        let mut jobs = NewJobs::default();
+        let mut jobs = NewJobs::because(Some(why));
         self.catalog.update(|now| {
             refuse_while_moving(now, "split")?;
             let def = now.table(&table.name)?;

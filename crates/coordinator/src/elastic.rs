@@ -138,6 +138,20 @@ impl Coordinator {
         threshold_pct: Option<f64>,
         dry_run: bool,
     ) -> Result<Output> {
+        self.rebalance_because(table, max_rate_mb, threshold_pct, dry_run, None)
+            .await
+    }
+
+    /// [`Coordinator::rebalance`], recording in its jobs why the
+    /// coordinator started it by itself (`slicedb.rebalance_events`).
+    pub(crate) async fn rebalance_because(
+        &self,
+        table: Option<&str>,
+        max_rate_mb: Option<f64>,
+        threshold_pct: Option<f64>,
+        dry_run: bool,
+        reason: Option<String>,
+    ) -> Result<Output> {
         let threshold = threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT);
         let _membership = self.membership.lock().await;
         let s = self.catalog.snapshot();
@@ -202,7 +216,7 @@ impl Coordinator {
             ];
             return batch_rows(RecordBatch::try_new(schema, columns)?);
         }
-        let mut jobs = NewJobs::default();
+        let mut jobs = NewJobs::because(reason);
         self.catalog.update(|now| {
             refuse_while_moving(now, "rebalance")?;
             let mut fresh = now.unused_map_names();

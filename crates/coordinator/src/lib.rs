@@ -459,7 +459,8 @@ impl Coordinator {
     /// `slicedb.redistributions` reads the same rows as `SHOW REDISTRIBUTIONS`,
     /// `slicedb.index_builds` the index builds running here, and
     /// `slicedb.bucket_load` the load and bytes of every bucket
-    /// ([`slice_load`]).
+    /// ([`slice_load`]), `slicedb.rebalance_events` the moves the
+    /// coordinator started by itself ([`auto_rebalance`]).
     fn register_system_views(&self, db: &Arc<MemoryCatalogProvider>) -> Result<()> {
         let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
         let catalog = self.catalog.clone();
@@ -477,6 +478,15 @@ impl Coordinator {
                 "index_builds".into(),
                 Arc::new(system::SystemView::new(index_build::IndexBuilds::schema(), move || {
                     builds.rows()
+                })),
+            )
+            .map_err(Error::from)?;
+        let catalog = self.catalog.clone();
+        system
+            .register_table(
+                "rebalance_events".into(),
+                Arc::new(system::SystemView::new(auto_rebalance::events_schema(), move || {
+                    auto_rebalance::events_rows(&catalog.snapshot())
                 })),
             )
             .map_err(Error::from)?;

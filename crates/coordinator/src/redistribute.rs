@@ -872,11 +872,21 @@ pub(crate) fn not_moving(state: &slicedb_catalog::CatalogState, table: &str, wha
 #[derive(Default)]
 pub(crate) struct NewJobs {
     pub created: Vec<RedistributionJob>,
+    /// Why the coordinator plans these jobs by itself, if it does.
+    pub reason: Option<String>,
     /// Tables whose maps agreed with their targets: (table, map) bound at once.
     bound_now: Vec<(String, String)>,
 }
 
 impl NewJobs {
+    /// Jobs the coordinator plans by itself, for `reason`.
+    pub(crate) fn because(reason: Option<String>) -> NewJobs {
+        NewJobs {
+            reason,
+            ..NewJobs::default()
+        }
+    }
+
     /// One job per `(table, target map)`, numbered from the catalog's next
     /// job id; their catalog changes are appended to `changes`.
     pub(crate) fn plan(
@@ -887,7 +897,8 @@ impl NewJobs {
         changes: &mut Vec<Change>,
     ) -> Result<()> {
         for (id, (def, target)) in (s.next_job_id()..).zip(moves) {
-            let (job, rebound) = new_job(s, id, &def, &target, max_rate_mb)?;
+            let (mut job, rebound) = new_job(s, id, &def, &target, max_rate_mb)?;
+            job.reason.clone_from(&self.reason);
             if let Some(rebound) = rebound {
                 self.bound_now.push((def.name.clone(), target.name.clone()));
                 changes.push(Change::PutTable(rebound));
@@ -934,6 +945,7 @@ fn new_job(
         cancel_requested: false,
         started_at: now_ms(),
         finished_at: None,
+        reason: None,
     };
     if !job.pairs.is_empty() {
         return Ok((job, None));
@@ -1080,7 +1092,7 @@ impl Coordinator {
     /// them as `REDISTRIBUTE` shows them: job, table, from_map, to_map,
     /// buckets_to_move.
     pub(crate) fn start_jobs(&self, jobs: NewJobs) -> Result<Output> {
-        let NewJobs { created, bound_now } = jobs;
+        let NewJobs { created, bound_now, .. } = jobs;
         for job in &created {
             if job.state.is_active() {
                 tracing::info!(
@@ -1277,6 +1289,7 @@ mod tests {
             cancel_requested: false,
             started_at: 0,
             finished_at: None,
+            reason: None,
         };
         let batches = batches(&job);
         let mut seen = 0usize;
