@@ -385,27 +385,24 @@ fn bucket_loads(
 ) -> Result<Vec<slicedb_codec::BucketLoad>> {
     let mut out = Vec::new();
     for (table, ranges) in tables {
+        // Every counted bucket of the table at once: a fragmented map has
+        // many ranges, and each look at the counters walks them all.
+        let rates: std::collections::HashMap<u16, load::Rates> = load.rates(*table, 0, u16::MAX).into_iter().collect();
         for &(first, last) in ranges {
             let sizes = store.bucket_sizes(*table, first, last)?;
-            let start = out.len();
-            out.extend(
-                (first..=last)
-                    .zip(sizes)
-                    .map(|(bucket, bytes)| slicedb_codec::BucketLoad {
-                        table: *table,
-                        bucket,
-                        bytes,
-                        ..Default::default()
-                    }),
-            );
-            for (bucket, r) in load.rates(*table, first, last) {
-                let b = &mut out[start + (bucket - first) as usize];
-                b.reads_per_s = r.reads_per_s;
-                b.writes_per_s = r.writes_per_s;
-                b.write_bytes_per_s = r.write_bytes_per_s;
-                b.reads_per_s_5m = r.reads_per_s_5m;
-                b.writes_per_s_5m = r.writes_per_s_5m;
-            }
+            out.extend((first..=last).zip(sizes).map(|(bucket, bytes)| {
+                let r = rates.get(&bucket).copied().unwrap_or_default();
+                slicedb_codec::BucketLoad {
+                    table: *table,
+                    bucket,
+                    reads_per_s: r.reads_per_s,
+                    writes_per_s: r.writes_per_s,
+                    write_bytes_per_s: r.write_bytes_per_s,
+                    reads_per_s_5m: r.reads_per_s_5m,
+                    writes_per_s_5m: r.writes_per_s_5m,
+                    bytes,
+                }
+            }));
         }
     }
     Ok(out)
