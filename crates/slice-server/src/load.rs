@@ -18,7 +18,8 @@
 //! averages are), so it needs no ring of 30 slots per bucket.
 //!
 //! Counters live in sharded maps keyed by table and bucket, holding only
-//! buckets that saw traffic; a bucket idle for half an hour is forgotten.
+//! buckets that saw traffic; a bucket idle for half an hour is forgotten
+//! the next time the counters are read (at most 65,536 per table between).
 //! The coordinator gathers them with `SliceRequest::BucketLoad` (see
 //! `slicedb.bucket_load` and `SHOW SLICE LOAD`).
 
