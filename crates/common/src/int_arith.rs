@@ -221,10 +221,15 @@ pub fn numeric_sums(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<Logic
         })?
         .map_data(|node| node.recompute_schema())
     })?;
-    // Most plans sum no bigint and are done. Otherwise the nodes above a
-    // changed aggregate are typed again from their inputs, and the
-    // branches of a UNION, the two sides of a comparison… that met the
-    // `bigint` are coerced to the `numeric`, as the SQL planner would have.
+    retyped(out, config)
+}
+
+/// A plan whose expressions a rewrite may have given other types: most
+/// plans are untouched and done. Otherwise the nodes above a changed one
+/// are typed again from their inputs, and the branches of a UNION, the two
+/// sides of a comparison… that met the new type are coerced to it, as the
+/// SQL planner would have.
+pub(crate) fn retyped(out: Transformed<LogicalPlan>, config: &ConfigOptions) -> DfResult<LogicalPlan> {
     if !out.transformed {
         return Ok(out.data);
     }

@@ -11,6 +11,7 @@ pub mod datum;
 pub mod error;
 pub mod failpoint;
 pub mod int_arith;
+pub mod numeric;
 pub mod table;
 pub mod text_types;
 pub mod types;

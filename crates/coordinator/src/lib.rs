@@ -345,7 +345,9 @@ impl Coordinator {
             .with_target_partitions(4)
             // `now()` and `…::timestamptz` are timestamps with a time zone,
             // as in PostgreSQL (the session's TimeZone is UTC).
-            .set_str("datafusion.execution.time_zone", "+00:00");
+            .set_str("datafusion.execution.time_zone", "+00:00")
+            // `1.5` is `numeric`, as in PostgreSQL, not `double precision`.
+            .set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
         // DataFusion's physical rules, then ours: it sees the plan they settled on.
         let mut physical_rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         physical_rules.push(Arc::new(slicedb_planner::fragment::PushDownFragments::new(
@@ -406,6 +408,12 @@ impl Coordinator {
             *state.write() = rebuilt;
         }
         ctx.register_udaf(slicedb_planner::single_value::SingleValue::udaf());
+        for f in slicedb_common::numeric::udfs() {
+            ctx.register_udf(f);
+        }
+        for f in slicedb_common::numeric::udafs() {
+            ctx.register_udaf(f);
+        }
         ctx.register_udf(slicedb_planner::size_pretty::udf());
         for f in slicedb_planner::interval_mul::udfs() {
             ctx.register_udf(f);

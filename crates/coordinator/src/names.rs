@@ -192,7 +192,7 @@ pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
     let items = alias_apart(query)?;
     // Integer literals of select lists, once the names are taken (not in
     // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
-    type_int_literals(&mut query.body);
+    type_int_literals_of(query);
     Some(OutputNames { items })
 }
 
@@ -208,7 +208,7 @@ pub fn alias_apart(query: &mut ast::Query) -> Option<Vec<Option<String>>> {
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
                 let name = output_name(e);
-                let text = e.to_string();
+                let text = uncast(e).to_string();
                 if seen.contains(&text) || seen.contains(&name) {
                     *item = ast::SelectItem::ExprWithAlias {
                         expr: e.clone(),
@@ -233,6 +233,37 @@ pub fn alias_apart(query: &mut ast::Query) -> Option<Vec<Option<String>>> {
     Some(items)
 }
 
+/// Types the integer literals of a query's select lists `integer`, and
+/// those of the GROUP BY, HAVING and ORDER BY expressions beside them: an
+/// expression grouped by must read as the select list's (`SELECT a % 2 …
+/// GROUP BY a % 2`). A bare number there is a position and stays as it is.
+fn type_int_literals_of(query: &mut ast::Query) {
+    type_int_literals(&mut query.body);
+    if let (ast::SetExpr::Select(_), Some(order_by)) = (query.body.as_ref(), query.order_by.as_mut()) {
+        if let ast::OrderByKind::Expressions(exprs) = &mut order_by.kind {
+            for o in exprs {
+                type_int_literals_within(&mut o.expr);
+            }
+        }
+    }
+}
+
+/// [`type_int_literals_in`] of an expression that is not itself a number.
+fn type_int_literals_within(e: &mut Expr) {
+    if as_int4_literal(e).is_none() {
+        type_int_literals_in(e);
+    }
+}
+
+/// An expression without the casts around it: DataFusion names a cast
+/// after what it casts, so `x::int` and `x::bigint` have one name there.
+fn uncast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => uncast(expr),
+        other => other,
+    }
+}
+
 fn type_int_literals(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(s) => {
@@ -241,8 +272,16 @@ fn type_int_literals(body: &mut ast::SetExpr) {
                     type_int_literals_in(e);
                 }
             }
+            if let ast::GroupByExpr::Expressions(exprs, _) = &mut s.group_by {
+                for e in exprs {
+                    type_int_literals_within(e);
+                }
+            }
+            if let Some(having) = &mut s.having {
+                type_int_literals_within(having);
+            }
         }
-        ast::SetExpr::Query(q) => type_int_literals(&mut q.body),
+        ast::SetExpr::Query(q) => type_int_literals_of(q),
         ast::SetExpr::SetOperation { left, right, .. } => {
             type_int_literals(left);
             type_int_literals(right);
@@ -316,5 +355,33 @@ mod tests {
         assert_eq!(name("CAST(1 AS bigint)"), "int8");
         assert_eq!(name("upper(b)"), "upper");
         assert_eq!(name("CASE WHEN a THEN 1 END"), "case");
+    }
+
+    fn prepared(sql: &str) -> String {
+        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        let ast::Statement::Query(q) = &mut stmts[0] else {
+            panic!("a query")
+        };
+        prepare_query(q);
+        q.to_string()
+    }
+
+    #[test]
+    fn grouped_expressions_read_as_the_select_list() {
+        assert_eq!(
+            prepared("SELECT a % 2, count(*) FROM t GROUP BY a % 2 HAVING count(*) > 1 ORDER BY a % 2, 1"),
+            "SELECT a % 2::INTEGER, count(*) FROM t GROUP BY a % 2::INTEGER HAVING count(*) > 1::INTEGER \
+             ORDER BY a % 2::INTEGER, 1"
+        );
+        // Casts of one expression are told apart: DataFusion names them alike.
+        assert_eq!(
+            prepared("SELECT 2.5::int, 2.5::bigint"),
+            "SELECT 2.5::INT, 2.5::BIGINT AS \"int8__slicedb_1\""
+        );
+        // A position stays a position.
+        assert_eq!(
+            prepared("SELECT a, 1 FROM t GROUP BY 1"),
+            "SELECT a, 1::INTEGER FROM t GROUP BY 1"
+        );
     }
 }

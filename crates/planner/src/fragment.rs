@@ -278,7 +278,8 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, node: NodeId) -> DfResult<Arc<dyn Execu
 
 /// Scalar functions a slice server knows: DataFusion's built-ins, except
 /// those the coordinator replaces with its own of the same name, and
-/// slicedb's checked integer arithmetic (`slicedb_common::int_arith`).
+/// slicedb's checked integer arithmetic (`slicedb_common::int_arith`) and
+/// `numeric` division and rounding (`slicedb_common::numeric`).
 static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
     SessionContext::new()
         .state()
@@ -287,16 +288,19 @@ static BUILTIN_FUNCTIONS: LazyLock<std::collections::HashSet<String>> = LazyLock
         .filter(|name| !crate::to_char::REPLACES.contains(&name.as_str()))
         .cloned()
         .chain(slicedb_common::int_arith::udfs().iter().map(|f| f.name().to_string()))
+        .chain(slicedb_common::numeric::udfs().iter().map(|f| f.name().to_string()))
         .collect()
 });
 
-/// Aggregate functions a slice server knows: DataFusion's built-ins.
+/// Aggregate functions a slice server knows: DataFusion's built-ins, and
+/// `numeric_avg` (`slicedb_common::numeric`).
 static BUILTIN_AGGREGATES: LazyLock<std::collections::HashSet<String>> = LazyLock::new(|| {
     SessionContext::new()
         .state()
         .aggregate_functions()
         .keys()
         .cloned()
+        .chain(slicedb_common::numeric::udafs().iter().map(|f| f.name().to_string()))
         .collect()
 });
 

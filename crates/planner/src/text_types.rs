@@ -2,6 +2,8 @@
 //! `slicedb_common::text_types`): the cast targets, `gen_random_uuid()`,
 //! and jsonb's operators.
 //!
+//! - `x::float` is `double precision`, `x::float(24)` `real`, as in
+//!   PostgreSQL.
 //! - In queries and writes, `x::uuid`, `x::json` and `x::jsonb` become
 //!   calls that check the value, put it in canonical form and type it
 //!   ([`casts_as_functions`]); elsewhere [`TextTypePlanner`] lets them plan
@@ -52,6 +54,16 @@ impl TypePlanner for TextTypePlanner {
         };
         if text {
             return Ok(Some(Arc::new(Field::new("", DataType::Utf8, true))));
+        }
+        // `float` and `float(25)`…`float(53)` are `double precision` in
+        // PostgreSQL (DataFusion makes every `float` a `real`), as the
+        // catalog's column types have them (`SqlType::from_ast`).
+        if let SqlDataType::Float(_) = sql_type {
+            let t = match SqlType::from_ast(sql_type) {
+                Ok(SqlType::Real) => DataType::Float32,
+                _ => DataType::Float64,
+            };
+            return Ok(Some(Arc::new(Field::new("", t, true))));
         }
         self.oid_types.plan_type_field(sql_type)
     }

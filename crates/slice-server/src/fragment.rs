@@ -32,11 +32,18 @@ use crate::{scan_stream, ScanSource};
 
 /// The context fragments are decoded and run in: DataFusion's built-in
 /// functions, and slicedb's checked integer arithmetic
-/// (`slicedb_common::int_arith`), which the coordinator's plans call.
+/// (`slicedb_common::int_arith`) and `numeric` functions
+/// (`slicedb_common::numeric`), which the coordinator's plans call.
 pub fn context() -> SessionContext {
     let ctx = SessionContext::new();
     for udf in slicedb_common::int_arith::udfs() {
         ctx.register_udf(udf);
+    }
+    for udf in slicedb_common::numeric::udfs() {
+        ctx.register_udf(udf);
+    }
+    for udaf in slicedb_common::numeric::udafs() {
+        ctx.register_udaf(udaf);
     }
     ctx
 }

@@ -331,8 +331,10 @@ pub enum SliceRequest {
 /// table. 11: online index builds back-fill entries
 /// ([`SliceRequest::Backfill`]), and writers erase their entries
 /// (`RowWrite::Erase`). 12: slice servers report load and size per
-/// bucket ([`SliceRequest::BucketLoad`]).
-pub const PROTOCOL_VERSION: u32 = 12;
+/// bucket ([`SliceRequest::BucketLoad`]). 13: plan fragments may call
+/// `numeric_div`, `round_for_int` and `numeric_avg`
+/// (`slicedb_common::numeric`).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
