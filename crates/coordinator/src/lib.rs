@@ -391,15 +391,18 @@ impl Coordinator {
         }
         {
             // uuid, json and jsonb casts, then datafusion-pg-catalog's oid
-            // types; jsonb's operators before DataFusion's (`@>` of arrays).
+            // types; interval comparisons by length, and jsonb's operators,
+            // before DataFusion's (`@>` of arrays).
             // Rebuilt before slicedb's functions are registered: a rebuild
             // registers the functions again in no set order, and one of
             // DataFusion's under an alias (`date_format`, `to_char`) could
             // take back a name slicedb's replaced.
             let state = ctx.state_ref();
             let existing = state.read().clone();
-            let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
-                vec![Arc::new(slicedb_planner::text_types::JsonOperators)];
+            let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> = vec![
+                Arc::new(slicedb_planner::interval_cmp::IntervalComparison),
+                Arc::new(slicedb_planner::text_types::JsonOperators),
+            ];
             planners.extend(existing.expr_planners().iter().cloned());
             let rebuilt = datafusion::execution::SessionStateBuilder::new_from_existing(existing)
                 .with_type_planner(Arc::new(slicedb_planner::text_types::TextTypePlanner::default()))

@@ -6,7 +6,8 @@
 //!
 //! [`prepare_query`] also readies a query's select list for DataFusion the
 //! way PostgreSQL reads it: repeated names are aliased apart (the result is
-//! renamed back), and integer literals that fit are `integer`.
+//! renamed back), integer literals that fit are `integer`, and
+//! set-returning functions give rows.
 
 use datafusion::sql::sqlparser::ast::{self, Expr};
 
@@ -193,6 +194,7 @@ pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
     // Integer literals of select lists, once the names are taken (not in
     // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
     type_int_literals_of(query);
+    unnest_set_returning_in(query);
     Some(OutputNames { items })
 }
 
@@ -252,6 +254,67 @@ fn type_int_literals_of(query: &mut ast::Query) {
 fn type_int_literals_within(e: &mut Expr) {
     if as_int4_literal(e).is_none() {
         type_int_literals_in(e);
+    }
+}
+
+/// The set-returning functions DataFusion has as functions returning a
+/// list: in a select list they give one row per element, as in PostgreSQL.
+const SET_RETURNING: &[&str] = &["generate_series"];
+
+/// [`unnest_set_returning`] of a query and of every query within it (a
+/// derived table, a subquery).
+fn unnest_set_returning_in(query: &mut ast::Query) {
+    struct Queries;
+    impl ast::VisitorMut for Queries {
+        type Break = ();
+        fn post_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            unnest_set_returning(&mut q.body);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(query, &mut Queries);
+}
+
+/// Makes each call of a [`SET_RETURNING`] function in a query's select
+/// lists (alone, or under an operator or a cast) an `unnest` of it, so that
+/// `SELECT generate_series(1, 3)` is three rows, not one array.
+fn unnest_set_returning(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(s) => {
+            for item in &mut s.projection {
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                    unnest_calls(e);
+                }
+            }
+        }
+        ast::SetExpr::Query(q) => unnest_set_returning(&mut q.body),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            unnest_set_returning(left);
+            unnest_set_returning(right);
+        }
+        _ => {}
+    }
+}
+
+fn unnest_calls(e: &mut Expr) {
+    match e {
+        Expr::Function(f) => {
+            let name = f
+                .name
+                .0
+                .last()
+                .map(|p| p.to_string().to_lowercase())
+                .unwrap_or_default();
+            if SET_RETURNING.contains(&name.as_str()) {
+                *e = slicedb_planner::udf::call("unnest", vec![e.clone()]);
+            }
+        }
+        Expr::BinaryOp { left, right, .. } => {
+            unnest_calls(left);
+            unnest_calls(right);
+        }
+        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => unnest_calls(expr),
+        _ => {}
     }
 }
 
@@ -377,6 +440,15 @@ mod tests {
         assert_eq!(
             prepared("SELECT 2.5::int, 2.5::bigint"),
             "SELECT 2.5::INT, 2.5::BIGINT AS \"int8__slicedb_1\""
+        );
+        // A set-returning function gives rows.
+        assert_eq!(
+            prepared("SELECT generate_series(1, 3) * 2, unnest(generate_series(1, 2))"),
+            "SELECT unnest(generate_series(1, 3)) * 2::INTEGER, unnest(generate_series(1, 2))"
+        );
+        assert_eq!(
+            prepared("SELECT count(*) FROM (SELECT generate_series(1, 10)) s"),
+            "SELECT count(*) FROM (SELECT unnest(generate_series(1, 10))) s"
         );
         // A position stays a position.
         assert_eq!(

@@ -24,6 +24,7 @@ mod direct_value;
 pub mod foreign_key;
 pub mod fragment;
 pub mod index_lookup;
+pub mod interval_cmp;
 pub mod interval_mul;
 pub mod json_agg;
 pub mod json_functions;
