@@ -433,6 +433,17 @@ impl Coordinator {
         for f in slicedb_planner::text_types::functions() {
             ctx.register_udf(f);
         }
+        for f in slicedb_planner::pg_functions::functions() {
+            ctx.register_udf(f);
+        }
+        for (ours, theirs) in slicedb_planner::pg_functions::ALIASES {
+            use datafusion::execution::FunctionRegistry;
+            if let Ok(f) = ctx.udf(theirs) {
+                ctx.register_udf(f.as_ref().clone().with_aliases([*ours]));
+            } else if let Ok(f) = ctx.udaf(theirs) {
+                ctx.register_udaf(f.as_ref().clone().with_aliases([*ours]));
+            }
+        }
         for f in pg_catalog::functions(catalog.clone()) {
             ctx.register_udf(f);
         }

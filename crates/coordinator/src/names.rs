@@ -258,8 +258,11 @@ fn type_int_literals_within(e: &mut Expr) {
 }
 
 /// The set-returning functions DataFusion has as functions returning a
-/// list: in a select list they give one row per element, as in PostgreSQL.
-const SET_RETURNING: &[&str] = &["generate_series"];
+/// list (and slicedb's jsonb ones): in a select list they give one row per
+/// element, as in PostgreSQL.
+fn is_set_returning(name: &str) -> bool {
+    name == "generate_series" || slicedb_planner::json_functions::SET_RETURNING.contains(&name)
+}
 
 /// [`unnest_set_returning`] of a query and of every query within it (a
 /// derived table, a subquery).
@@ -275,7 +278,7 @@ fn unnest_set_returning_in(query: &mut ast::Query) {
     let _ = ast::VisitMut::visit(query, &mut Queries);
 }
 
-/// Makes each call of a [`SET_RETURNING`] function in a query's select
+/// Makes each call of a set-returning function ([`is_set_returning`]) in a query's select
 /// lists (alone, or under an operator or a cast) an `unnest` of it, so that
 /// `SELECT generate_series(1, 3)` is three rows, not one array.
 fn unnest_set_returning(body: &mut ast::SetExpr) {
@@ -305,7 +308,7 @@ fn unnest_calls(e: &mut Expr) {
                 .last()
                 .map(|p| p.to_string().to_lowercase())
                 .unwrap_or_default();
-            if SET_RETURNING.contains(&name.as_str()) {
+            if is_set_returning(&name) {
                 *e = slicedb_planner::udf::call("unnest", vec![e.clone()]);
             }
         }
@@ -313,7 +316,11 @@ fn unnest_calls(e: &mut Expr) {
             unnest_calls(left);
             unnest_calls(right);
         }
-        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => unnest_calls(expr),
+        Expr::UnaryOp { expr, .. }
+        | Expr::Nested(expr)
+        | Expr::Cast { expr, .. }
+        | Expr::IsNull(expr)
+        | Expr::IsNotNull(expr) => unnest_calls(expr),
         _ => {}
     }
 }

@@ -11,12 +11,18 @@
 //!   makes its elements (`crate::text_types`).
 //! - `jsonb_typeof(j)`, `jsonb_array_length(j)` (`22023` for a non-array),
 //!   `jsonb_set(j, path, new [, create_missing])`.
+//! - `jsonb_array_elements(j)`, `jsonb_array_elements_text(j)` and
+//!   `jsonb_object_keys(j)` (and their `json_` names): set-returning in
+//!   PostgreSQL, here functions returning a list, which a select list
+//!   unnests into rows (the coordinator's `names::unnest_set_returning`);
+//!   an object's keys come in `jsonb`'s order (shorter first). `22023` for
+//!   a document of the wrong kind.
 //!
 //! Errors are PostgreSQL's (`22023` "cannot delete from scalar", …).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int32Builder, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int32Builder, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::planner::RawBinaryExpr;
@@ -40,7 +46,20 @@ enum Kind {
     TypeOf,
     ArrayLength,
     Set,
+    ArrayElements,
+    ArrayElementsText,
+    ObjectKeys,
 }
+
+/// The set-returning functions of this module, by every name they have.
+pub const SET_RETURNING: &[&str] = &[
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "jsonb_object_keys",
+    "json_array_elements",
+    "json_array_elements_text",
+    "json_object_keys",
+];
 
 /// One of the functions of the module comment.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -53,6 +72,9 @@ impl JsonbFunction {
     fn udf(kind: Kind) -> ScalarUDF {
         let signature = match kind {
             Kind::ToJson | Kind::ToJsonb | Kind::TypeOf | Kind::ArrayLength => Signature::any(1, Volatility::Stable),
+            Kind::ArrayElements | Kind::ArrayElementsText | Kind::ObjectKeys => {
+                Signature::any(1, Volatility::Immutable)
+            }
             Kind::Concat | Kind::Delete => Signature::any(2, Volatility::Immutable),
             Kind::Set => Signature::variadic_any(Volatility::Immutable),
         };
@@ -63,10 +85,27 @@ impl JsonbFunction {
 /// The functions to register (the operators are planned by
 /// [`plan_operator`]).
 pub fn functions() -> Vec<ScalarUDF> {
-    [Kind::ToJson, Kind::ToJsonb, Kind::TypeOf, Kind::ArrayLength, Kind::Set]
-        .into_iter()
-        .map(JsonbFunction::udf)
-        .collect()
+    [
+        Kind::ToJson,
+        Kind::ToJsonb,
+        Kind::TypeOf,
+        Kind::ArrayLength,
+        Kind::Set,
+        Kind::ArrayElements,
+        Kind::ArrayElementsText,
+        Kind::ObjectKeys,
+    ]
+    .into_iter()
+    .map(|k| {
+        let f = JsonbFunction::udf(k);
+        match k {
+            Kind::ArrayElements => f.with_aliases(["json_array_elements"]),
+            Kind::ArrayElementsText => f.with_aliases(["json_array_elements_text"]),
+            Kind::ObjectKeys => f.with_aliases(["json_object_keys"]),
+            _ => f,
+        }
+    })
+    .collect()
 }
 
 fn is_jsonb(e: &Expr, schema: &DFSchema) -> DfResult<bool> {
@@ -206,6 +245,43 @@ fn set(doc: &mut Value, steps: &[String], new: Value, create_missing: bool) -> D
     Ok(())
 }
 
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Object(_) => "an object",
+        Value::Array(_) => "an array",
+        _ => "a scalar",
+    }
+}
+
+/// The rows a set-returning function of this module gives for `doc`: the
+/// elements of an array (as `jsonb`, or as text: a string unquoted, `null`
+/// as NULL), or the keys of an object in `jsonb`'s order.
+fn set_items(kind: Kind, doc: Value) -> DfResult<Vec<Option<String>>> {
+    match (kind, doc) {
+        (Kind::ArrayElements, Value::Array(items)) => {
+            Ok(items.iter().map(|v| Some(text_types::jsonb_text(v))).collect())
+        }
+        (Kind::ArrayElementsText, Value::Array(items)) => Ok(items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Some(s),
+                Value::Null => None,
+                other => Some(text_types::jsonb_text(&other)),
+            })
+            .collect()),
+        (Kind::ObjectKeys, Value::Object(map)) => {
+            let mut keys: Vec<String> = map.into_iter().map(|(k, _)| k).collect();
+            keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+            Ok(keys.into_iter().map(Some).collect())
+        }
+        (Kind::ObjectKeys, other) => Err(invalid(&format!(
+            "cannot call jsonb_object_keys on {}",
+            kind_name(&other)
+        ))),
+        (_, other) => Err(invalid(&format!("cannot extract elements from {}", kind_name(&other)))),
+    }
+}
+
 impl ScalarUDFImpl for JsonbFunction {
     fn name(&self) -> &str {
         match self.kind {
@@ -216,6 +292,9 @@ impl ScalarUDFImpl for JsonbFunction {
             Kind::TypeOf => "jsonb_typeof",
             Kind::ArrayLength => "jsonb_array_length",
             Kind::Set => "jsonb_set",
+            Kind::ArrayElements => "jsonb_array_elements",
+            Kind::ArrayElementsText => "jsonb_array_elements_text",
+            Kind::ObjectKeys => "jsonb_object_keys",
         }
     }
 
@@ -237,6 +316,11 @@ impl ScalarUDFImpl for JsonbFunction {
             Kind::ToJson => typed_text(self.name(), "json"),
             Kind::TypeOf => Arc::new(Field::new(self.name(), DataType::Utf8, true)),
             Kind::ArrayLength => Arc::new(Field::new(self.name(), DataType::Int32, true)),
+            Kind::ArrayElements | Kind::ArrayElementsText | Kind::ObjectKeys => Arc::new(Field::new(
+                self.name(),
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                true,
+            )),
             _ => typed_text(self.name(), "jsonb"),
         })
     }
@@ -265,6 +349,21 @@ impl ScalarUDFImpl for JsonbFunction {
                         Some(Value::Array(items)) => out.append_value(items.len() as i32),
                         Some(_) => return Err(invalid("cannot get array length of a non-array")),
                         None => out.append_null(),
+                    }
+                }
+                Arc::new(out.finish())
+            }
+            Kind::ArrayElements | Kind::ArrayElementsText | Kind::ObjectKeys => {
+                let mut out = ListBuilder::new(StringBuilder::new());
+                for row in 0..n {
+                    match doc(0, row)? {
+                        Some(v) => {
+                            for item in set_items(self.kind, v)? {
+                                out.values().append_option(item);
+                            }
+                            out.append(true);
+                        }
+                        None => out.append(false),
                     }
                 }
                 Arc::new(out.finish())
@@ -312,7 +411,9 @@ impl ScalarUDFImpl for JsonbFunction {
                                 _ => None,
                             }
                         }
-                        Kind::ArrayLength => unreachable!("handled above"),
+                        Kind::ArrayLength | Kind::ArrayElements | Kind::ArrayElementsText | Kind::ObjectKeys => {
+                            unreachable!("handled above")
+                        }
                     };
                     out.append_option(text);
                 }

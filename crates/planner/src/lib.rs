@@ -30,6 +30,7 @@ pub mod json_agg;
 pub mod json_functions;
 pub mod local_time;
 pub mod param_casts;
+pub mod pg_functions;
 pub mod point_query;
 pub mod point_write;
 pub mod pushdown;

@@ -9,7 +9,9 @@
 //!   Arrow; the cast becomes `bytea_in` (`crate::bytea`);
 //! - text → timestamp: a time without seconds (`10:00`) or with a one-digit
 //!   hour is refused by Arrow; the text goes through
-//!   `slicedb_timestamp_text` (`crate::timestamp_text`) before the cast.
+//!   `slicedb_timestamp_text` (`crate::timestamp_text`) before the cast,
+//!   which also reads PostgreSQL's special words (`epoch`, `now`,
+//!   `today`…); text → date goes through `slicedb_date_text` for those.
 //!
 //! Literals fold to constants in the optimizer afterwards, as before.
 
@@ -35,6 +37,7 @@ pub struct TextInput;
 struct Inputs {
     bytea: Arc<ScalarUDF>,
     timestamp: Arc<ScalarUDF>,
+    date: Arc<ScalarUDF>,
 }
 
 impl Inputs {
@@ -42,6 +45,7 @@ impl Inputs {
         Inputs {
             bytea: Arc::new(ScalarUDF::from(ByteaIn::default())),
             timestamp: Arc::new(ScalarUDF::from(TimestampText::default())),
+            date: Arc::new(ScalarUDF::from(TimestampText::for_dates())),
         }
     }
 }
@@ -71,6 +75,10 @@ fn rewrite(e: Expr, schema: &DFSchema, inputs: &Inputs) -> DfResult<Transformed<
         )))),
         DataType::Timestamp(_, _) => Ok(Transformed::yes(Expr::Cast(Cast::new(
             Box::new(call(&inputs.timestamp, c.expr.clone())),
+            target,
+        )))),
+        DataType::Date32 | DataType::Date64 => Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(call(&inputs.date, c.expr.clone())),
             target,
         )))),
         _ => Ok(Transformed::no(e)),

@@ -7,11 +7,19 @@
 //! (`2024-01-31 10:00:00`, `2024-01-31 09:05:00`), leaving everything else
 //! as it is for Arrow to accept or refuse. The text-input analyzer rule
 //! (`crate::text_input`) puts [`TimestampText`] in front of every text →
-//! timestamp cast, and COPY applies the function to its fields.
+//! timestamp or date cast, and COPY applies the function to its fields.
+//!
+//! The cast also reads PostgreSQL's special words ([`special_time_text`]):
+//! `epoch`, `now`, `today`, `tomorrow` and `yesterday` (the current time
+//! when the cast is evaluated: for a literal, when the statement is
+//! planned, as PostgreSQL freezes `'now'` when it parses it). Arrow's
+//! timestamps have no infinity, so `infinity` and `-infinity` are refused
+//! with 0A000 rather than misread.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use chrono::{DateTime, Duration, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -71,23 +79,84 @@ pub fn pg_timestamp_text(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `slicedb_timestamp_text(text) → text`: [`pg_timestamp_text`] of each value.
+/// PostgreSQL's special date and time words as text Arrow reads, at `now`:
+/// `None` for any other text; an error (0A000) for `infinity` and
+/// `-infinity`. A `date` takes the day alone.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use slicedb_planner::timestamp_text::special_time_text;
+/// let now = Utc.with_ymd_and_hms(2024, 1, 31, 10, 0, 0).unwrap();
+/// assert_eq!(special_time_text("epoch", now, false).unwrap().unwrap(), "1970-01-01 00:00:00");
+/// assert_eq!(special_time_text(" Today ", now, false).unwrap().unwrap(), "2024-01-31 00:00:00");
+/// assert_eq!(special_time_text("tomorrow", now, true).unwrap().unwrap(), "2024-02-01");
+/// assert_eq!(special_time_text("now", now, false).unwrap().unwrap(), "2024-01-31 10:00:00.000000");
+/// assert!(special_time_text("infinity", now, false).unwrap().is_err());
+/// assert!(special_time_text("2024-01-31", now, false).is_none());
+/// ```
+pub fn special_time_text(s: &str, now: DateTime<Utc>, date: bool) -> Option<Result<String, slicedb_common::Error>> {
+    let word = s.trim();
+    if word.len() > 9 || !word.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+        return None;
+    }
+    let day = |offset: i64| {
+        let d = (now + Duration::days(offset)).date_naive();
+        match date {
+            true => d.format("%Y-%m-%d").to_string(),
+            false => d.format("%Y-%m-%d 00:00:00").to_string(),
+        }
+    };
+    Some(Ok(match word.to_ascii_lowercase().as_str() {
+        "epoch" if date => "1970-01-01".to_string(),
+        "epoch" => "1970-01-01 00:00:00".to_string(),
+        "now" if date => day(0),
+        "now" => now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        "today" => day(0),
+        "tomorrow" => day(1),
+        "yesterday" => day(-1),
+        "infinity" | "-infinity" => {
+            return Some(Err(slicedb_common::Error::unsupported(
+                "infinite dates and timestamps are not supported",
+            )))
+        }
+        _ => return None,
+    }))
+}
+
+/// `slicedb_timestamp_text(text) → text` (and `slicedb_date_text` for a
+/// date): [`pg_timestamp_text`] of each value, or its
+/// [`special_time_text`].
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TimestampText {
     signature: Signature,
+    date: bool,
 }
 
 impl Default for TimestampText {
     fn default() -> Self {
         TimestampText {
             signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+            date: false,
+        }
+    }
+}
+
+impl TimestampText {
+    /// The function for text cast to a `date`.
+    pub fn for_dates() -> Self {
+        TimestampText {
+            date: true,
+            ..TimestampText::default()
         }
     }
 }
 
 impl ScalarUDFImpl for TimestampText {
     fn name(&self) -> &str {
-        "slicedb_timestamp_text"
+        match self.date {
+            true => "slicedb_date_text",
+            false => "slicedb_timestamp_text",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -104,8 +173,14 @@ impl ScalarUDFImpl for TimestampText {
             datafusion::error::DataFusionError::Internal("slicedb_timestamp_text expects text".into())
         })?;
         let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+        let now = Utc::now();
         for v in strings.iter() {
-            out.append_option(v.map(pg_timestamp_text));
+            match v.map(|v| (v, special_time_text(v, now, self.date))) {
+                None => out.append_null(),
+                Some((_, Some(special))) => out.append_value(special.map_err(|e| e.into_datafusion())?),
+                Some((v, None)) if self.date => out.append_value(v),
+                Some((v, None)) => out.append_value(pg_timestamp_text(v)),
+            }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
     }
