@@ -228,7 +228,10 @@ pub fn numeric_sums(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<Logic
 /// plans are untouched and done. Otherwise the nodes above a changed one
 /// are typed again from their inputs, and the branches of a UNION, the two
 /// sides of a comparison… that met the new type are coerced to it, as the
-/// SQL planner would have.
+/// SQL planner would have. Coercion casts literals (`round(x, 1)`'s `1` to
+/// `integer`); they are folded back into literals and the nodes typed once
+/// more, since a function may type its result by a literal argument
+/// (`round` of a `numeric` keeps that many digits) and must see it as one.
 pub(crate) fn retyped(out: Transformed<LogicalPlan>, config: &ConfigOptions) -> DfResult<LogicalPlan> {
     if !out.transformed {
         return Ok(out.data);
@@ -236,7 +239,39 @@ pub(crate) fn retyped(out: Transformed<LogicalPlan>, config: &ConfigOptions) -> 
     let retyped = out
         .data
         .transform_up_with_subqueries(|node| node.recompute_schema().map(Transformed::yes))?;
-    TypeCoercion::new().analyze(retyped.data, config)
+    let coerced = TypeCoercion::new().analyze(retyped.data, config)?;
+    let folded = coerced.transform_up_with_subqueries(|node| {
+        let names = NamePreserver::new(&node);
+        let node = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            Ok(e.transform_up(fold_literal_cast)?.update_data(|e| saved.restore(e)))
+        })?;
+        match node.transformed {
+            true => node.map_data(|n| n.recompute_schema()),
+            false => Ok(node),
+        }
+    })?;
+    Ok(folded.data)
+}
+
+/// `CAST(literal AS t)` as the literal of type `t`, when the value casts.
+fn fold_literal_cast(e: Expr) -> DfResult<Transformed<Expr>> {
+    match e {
+        Expr::Cast(datafusion::logical_expr::Cast { expr, field }) => match expr.as_ref() {
+            Expr::Literal(v, None) => match v.cast_to(field.data_type()) {
+                Ok(folded) => Ok(Transformed::yes(Expr::Literal(folded, None))),
+                Err(_) => Ok(Transformed::no(Expr::Cast(datafusion::logical_expr::Cast {
+                    expr,
+                    field,
+                }))),
+            },
+            _ => Ok(Transformed::no(Expr::Cast(datafusion::logical_expr::Cast {
+                expr,
+                field,
+            }))),
+        },
+        other => Ok(Transformed::no(other)),
+    }
 }
 
 /// The analyzer rule that applies [`checked_arithmetic`] to every

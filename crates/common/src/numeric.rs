@@ -4,7 +4,7 @@
 //! does, not as a `double precision`: so `0.1 + 0.2 = 0.3` is true and
 //! `price * 1.1` keeps its cents. DataFusion's decimal `+`, `-` and `*`
 //! already give PostgreSQL's result scales (the larger scale; the sum of
-//! the scales). Four things do not, and [`pg_numeric`] rewrites them in a
+//! the scales). Five things do not, and [`pg_numeric`] rewrites them in a
 //! plan as the SQL planner made it:
 //!
 //! - **Division.** DataFusion's quotient of decimals keeps a few digits
@@ -21,6 +21,9 @@
 //!   rounds, a `numeric` half away from zero (`2.5::int` is 3) and a
 //!   `double precision` half to even (`2.5::float8::int` is 2).
 //!   [`RoundForInt`] rounds the value before the cast.
+//! - **`ceil`, `floor` and `trunc` of a `numeric`** keep its scale in
+//!   DataFusion (`ceil(99.99)` is `100.00`); PostgreSQL's have none
+//!   (`100`).
 //! - **Exponent literals.** `1e3` is parsed as a decimal of scale −3, which
 //!   Arrow's casts and PostgreSQL's wire format do not take; it is
 //!   rescaled to scale 0 (`1000`).
@@ -470,6 +473,13 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema, divisions: bool) -> DfResult<Tran
                 field,
             })))
         }
+        Expr::ScalarFunction(f) if whole_number_of_numeric(&f, schema).is_some() => {
+            let t = whole_number_of_numeric(&f, schema).unwrap_or(DataType::Int64);
+            Ok(Transformed::yes(Expr::Cast(Cast::new(
+                Box::new(Expr::ScalarFunction(f)),
+                t,
+            ))))
+        }
         Expr::AggregateFunction(mut f) if is_exact_avg(&f, schema) => {
             f.func = Arc::new(AggregateUDF::from(NumericAvg::default()));
             Ok(Transformed::yes(Expr::AggregateFunction(f)))
@@ -501,6 +511,22 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema, divisions: bool) -> DfResult<Tran
 /// (the write router's values, which are not planned as a plan).
 pub fn pg_numeric_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     rewrite_expr(expr, schema, true)
+}
+
+/// The type of `ceil(n)`, `floor(n)` or `trunc(n)` of a `numeric` with a
+/// fraction: a `numeric` of scale 0 (`ceil(99.99)` is `100`), where
+/// DataFusion's keeps the argument's scale (`100.00`).
+fn whole_number_of_numeric(f: &ScalarFunction, schema: &DFSchema) -> Option<DataType> {
+    if !matches!(f.func.name(), "ceil" | "floor" | "trunc") || f.args.len() != 1 {
+        return None;
+    }
+    match f.args[0].get_type(schema) {
+        Ok(DataType::Decimal128(p, s)) if s > 0 => {
+            let digits = (i16::from(p) - i16::from(s) + 1).clamp(1, i16::from(MAX_PRECISION));
+            Some(DataType::Decimal128(digits as u8, 0))
+        }
+        _ => None,
+    }
 }
 
 fn is_exact_avg(f: &AggregateFunction, schema: &DFSchema) -> bool {

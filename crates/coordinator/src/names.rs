@@ -195,6 +195,7 @@ pub fn prepare_query(query: &mut ast::Query) -> Option<OutputNames> {
     // LIMIT, OFFSET or positional ORDER BY / GROUP BY).
     type_int_literals_of(query);
     unnest_set_returning_in(query);
+    exists_as_counts(&mut query.body);
     Some(OutputNames { items })
 }
 
@@ -215,6 +216,14 @@ pub fn alias_apart(query: &mut ast::Query) -> Option<Vec<Option<String>>> {
                     *item = ast::SelectItem::ExprWithAlias {
                         expr: e.clone(),
                         alias: ast::Ident::with_quote('"', format!("{name}__slicedb_{i}")),
+                    };
+                } else if !std::ptr::eq(uncast(e), e) {
+                    // A cast goes by PostgreSQL's name: DataFusion's is the
+                    // name of what it casts, which the column a sort adds
+                    // (`SELECT id::bigint … ORDER BY id`) would repeat.
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: ast::Ident::with_quote('"', name.clone()),
                     };
                 }
                 seen.push(text);
@@ -262,6 +271,53 @@ fn type_int_literals_within(e: &mut Expr) {
 /// element, as in PostgreSQL.
 fn is_set_returning(name: &str) -> bool {
     name == "generate_series" || slicedb_planner::json_functions::SET_RETURNING.contains(&name)
+}
+
+/// `EXISTS (q)` in the select list of a SELECT without FROM (SQLAlchemy's
+/// `SELECT EXISTS (SELECT … WHERE email = $1)`), which DataFusion plans only
+/// in a WHERE, as the scalar subquery `(SELECT count(*) > 0 FROM (SELECT 1
+/// FROM (q) LIMIT 1))`, which it plans anywhere (`NOT EXISTS`: `= 0`).
+/// Without FROM there is no row for `q` to be correlated with.
+fn exists_as_counts(body: &mut ast::SetExpr) {
+    fn rewrite(e: &mut Expr) {
+        match e {
+            Expr::Exists { subquery, negated } => {
+                let op = if *negated { "=" } else { ">" };
+                let sql = format!(
+                    "(SELECT count(*) {op} 0 FROM (SELECT 1 FROM ({subquery}) AS __slicedb_q LIMIT 1) AS __slicedb_exists)"
+                );
+                if let Ok(counted) = datafusion::sql::sqlparser::parser::Parser::new(
+                    &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                )
+                .try_with_sql(&sql)
+                .and_then(|mut p| p.parse_expr())
+                {
+                    *e = counted;
+                }
+            }
+            Expr::BinaryOp { left, right, .. } => {
+                rewrite(left);
+                rewrite(right);
+            }
+            Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => rewrite(expr),
+            _ => {}
+        }
+    }
+    match body {
+        ast::SetExpr::Select(s) if s.from.is_empty() => {
+            for item in &mut s.projection {
+                if let ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } = item {
+                    rewrite(e);
+                }
+            }
+        }
+        ast::SetExpr::Query(q) => exists_as_counts(&mut q.body),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            exists_as_counts(left);
+            exists_as_counts(right);
+        }
+        _ => {}
+    }
 }
 
 /// [`unnest_set_returning`] of a query and of every query within it (a
@@ -446,7 +502,12 @@ mod tests {
         // Casts of one expression are told apart: DataFusion names them alike.
         assert_eq!(
             prepared("SELECT 2.5::int, 2.5::bigint"),
-            "SELECT 2.5::INT, 2.5::BIGINT AS \"int8__slicedb_1\""
+            "SELECT 2.5::INT AS \"int4\", 2.5::BIGINT AS \"int8__slicedb_1\""
+        );
+        // A cast goes by its PostgreSQL name.
+        assert_eq!(
+            prepared("SELECT id::bigint FROM t ORDER BY id"),
+            "SELECT id::BIGINT AS \"id\" FROM t ORDER BY id"
         );
         // A set-returning function gives rows.
         assert_eq!(

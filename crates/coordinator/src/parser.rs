@@ -324,6 +324,8 @@ struct Hints {
     set_functions: bool,
     /// `INTERVAL` and a `*` or `/`: see `slicedb_planner::interval_mul`.
     interval_scaling: bool,
+    /// `INTERVAL`: see `slicedb_planner::interval_text`.
+    interval_literals: bool,
 }
 
 impl Hints {
@@ -367,6 +369,7 @@ impl Hints {
             set_functions: any_word(&|w| SET_FUNCTIONS.contains(&w)),
             interval_scaling: any_keyword(&[Keyword::INTERVAL])
                 && words.iter().any(|t| matches!(t, Token::Mul | Token::Div)),
+            interval_literals: any_keyword(&[Keyword::INTERVAL]),
         }
     }
 
@@ -387,6 +390,7 @@ impl Hints {
             distinct_from: true,
             set_functions: true,
             interval_scaling: true,
+            interval_literals: true,
         }
     }
 }
@@ -415,6 +419,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                     let to_reg = hints.to_reg && to_reg_casts(s);
                     hints.casts |= to_reg;
                     to_reg
+                        | (hints.interval_literals && slicedb_planner::interval_text::interval_literals(s))
                         | (hints.interval_scaling && slicedb_planner::interval_mul::interval_arithmetic(s))
                         | (hints.subqueries && slicedb_planner::single_value::aggregate_scalar_subqueries(s))
                         | (hints.casts && slicedb_planner::text_types::casts_as_functions(s))

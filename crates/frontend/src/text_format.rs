@@ -16,8 +16,9 @@
 //! - **Intervals.** arrow-pg 0.16 encodes a NULL `interval` as the value
 //!   in its slot (`00:00:00`); an interval column is printed here, with
 //!   pgwire's own interval text (the session's `IntervalStyle`; in the
-//!   `postgres` style without trailing zeros of the fraction), and NULL
-//!   stays NULL. (The binary format still has that bug.) A duration (what
+//!   `postgres` style without trailing zeros of the fraction, and with a
+//!   `+` before a positive time after a negative day: `-1 days +02:03:00`),
+//!   and NULL stays NULL. (The binary format still has that bug.) A duration (what
 //!   DataFusion makes of `timestamp - timestamp`) is printed as PostgreSQL
 //!   prints that difference, in days and time.
 //!
@@ -130,6 +131,27 @@ pub fn trim_fraction(interval: &str) -> &str {
     trimmed.strip_suffix('.').unwrap_or(trimmed)
 }
 
+/// An interval in the `postgres` style with PostgreSQL's `+` before a
+/// positive time that follows a negative day, month or year part
+/// (`-1 days +02:03:00`), which pgwire leaves out.
+///
+/// ```
+/// use pg_interval::Interval;
+/// use slicedb_frontend::text_format::signed_time;
+/// let v = Interval::new(0, -1, 2 * 3_600_000_000);
+/// assert_eq!(signed_time("-1 days 02:00:00", &v), "-1 days +02:00:00");
+/// let v = Interval::new(0, 1, 2 * 3_600_000_000);
+/// assert_eq!(signed_time("1 day 02:00:00", &v), "1 day 02:00:00");
+/// ```
+pub fn signed_time(printed: &str, v: &PgInterval) -> String {
+    let (years, months) = (v.months / 12, v.months % 12);
+    let last_date_part = [v.days, months, years].into_iter().find(|p| *p != 0);
+    match (last_date_part, printed.rfind(' ')) {
+        (Some(p), Some(at)) if p < 0 && v.microseconds > 0 => format!("{} +{}", &printed[..at], &printed[at + 1..]),
+        _ => printed.to_string(),
+    }
+}
+
 /// Whether the date style `style` (the `DateStyle` setting) prints ISO.
 fn iso(style: &str) -> bool {
     style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
@@ -211,10 +233,10 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
                     v.to_sql_text(&Type::INTERVAL, &mut buf, format)
                         .map_err(|e| Error::internal(e.to_string()))?;
                     let printed = String::from_utf8_lossy(&buf);
-                    text.append_value(match postgres_style {
-                        true => trim_fraction(&printed),
-                        false => &printed,
-                    });
+                    match postgres_style {
+                        true => text.append_value(signed_time(trim_fraction(&printed), &v)),
+                        false => text.append_value(&printed),
+                    }
                 }
             }
             _ => {

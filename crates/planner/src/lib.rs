@@ -26,6 +26,7 @@ pub mod fragment;
 pub mod index_lookup;
 pub mod interval_cmp;
 pub mod interval_mul;
+pub mod interval_text;
 pub mod json_agg;
 pub mod json_functions;
 pub mod local_time;

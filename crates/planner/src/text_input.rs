@@ -11,7 +11,9 @@
 //!   hour is refused by Arrow; the text goes through
 //!   `slicedb_timestamp_text` (`crate::timestamp_text`) before the cast,
 //!   which also reads PostgreSQL's special words (`epoch`, `now`,
-//!   `today`…); text → date goes through `slicedb_date_text` for those.
+//!   `today`…); text → date goes through `slicedb_date_text` for those;
+//! - text → interval: a time of day (`1 day 02:00:00`), `@ … ago` and ISO
+//!   8601 go through `slicedb_interval_text` (`crate::interval_text`).
 //!
 //! Literals fold to constants in the optimizer afterwards, as before.
 
@@ -38,6 +40,7 @@ struct Inputs {
     bytea: Arc<ScalarUDF>,
     timestamp: Arc<ScalarUDF>,
     date: Arc<ScalarUDF>,
+    interval: Arc<ScalarUDF>,
 }
 
 impl Inputs {
@@ -46,6 +49,7 @@ impl Inputs {
             bytea: Arc::new(ScalarUDF::from(ByteaIn::default())),
             timestamp: Arc::new(ScalarUDF::from(TimestampText::default())),
             date: Arc::new(ScalarUDF::from(TimestampText::for_dates())),
+            interval: Arc::new(ScalarUDF::from(crate::interval_text::IntervalText::default())),
         }
     }
 }
@@ -79,6 +83,10 @@ fn rewrite(e: Expr, schema: &DFSchema, inputs: &Inputs) -> DfResult<Transformed<
         )))),
         DataType::Date32 | DataType::Date64 => Ok(Transformed::yes(Expr::Cast(Cast::new(
             Box::new(call(&inputs.date, c.expr.clone())),
+            target,
+        )))),
+        DataType::Interval(_) => Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(call(&inputs.interval, c.expr.clone())),
             target,
         )))),
         _ => Ok(Transformed::no(e)),

@@ -20,8 +20,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -168,11 +167,7 @@ impl ScalarUDFImpl for TimestampText {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let input = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
-        let strings = input.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal("slicedb_timestamp_text expects text".into())
-        })?;
-        let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+        let (strings, mut out) = crate::udf::text_argument(&args)?;
         let now = Utc::now();
         for v in strings.iter() {
             match v.map(|v| (v, special_time_text(v, now, self.date))) {
@@ -189,6 +184,7 @@ impl ScalarUDFImpl for TimestampText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::StringArray;
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::TimeUnit;
 

@@ -50,3 +50,21 @@ pub fn arguments(args: &ScalarFunctionArgs) -> DfResult<(Vec<ArrayRef>, usize, b
         .collect::<DfResult<Vec<ArrayRef>>>()?;
     Ok((arrays, n, scalar))
 }
+
+/// A text function's one argument as text, and a builder for its result
+/// of about the same size.
+pub fn text_argument(
+    args: &ScalarFunctionArgs,
+) -> DfResult<(
+    datafusion::arrow::array::StringArray,
+    datafusion::arrow::array::StringBuilder,
+)> {
+    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    let input = datafusion::arrow::compute::cast(
+        &args.args[0].to_array(args.number_rows)?,
+        &datafusion::arrow::datatypes::DataType::Utf8,
+    )?;
+    let strings = input.as_string::<i32>().clone();
+    let out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    Ok((strings, out))
+}
