@@ -1301,7 +1301,15 @@ impl Coordinator {
             }
         };
         if matches!(kind, PlanKind::Query | PlanKind::Explain) {
-            let state = self.statement_state(stmt, sequences, false);
+            let state = match crate::relation_size::calls_size_functions(&plan) {
+                true => {
+                    let bytes = crate::slice_load::relation_bytes(&self.catalog.snapshot(), &self.cluster).await?;
+                    let mut values = sequences.clone();
+                    values.relation_bytes = Some(Arc::new(bytes));
+                    self.statement_state(stmt, &values, false)
+                }
+                false => self.statement_state(stmt, sequences, false),
+            };
             return Self::run_dataframe(DataFrame::new(state, plan), kind).await;
         }
         let keep_rows = returning.is_some();

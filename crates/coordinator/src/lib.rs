@@ -41,6 +41,7 @@ pub mod pg_catalog;
 pub mod prepared_sql;
 pub mod privileges;
 pub mod redistribute;
+pub mod relation_size;
 pub mod rewrite;
 pub mod roles;
 pub mod routed;
@@ -445,6 +446,9 @@ impl Coordinator {
             }
         }
         for f in pg_catalog::functions(catalog.clone()) {
+            ctx.register_udf(f);
+        }
+        for f in relation_size::functions(catalog.clone()) {
             ctx.register_udf(f);
         }
         ctx.register_udf(version_udf());

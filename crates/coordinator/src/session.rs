@@ -76,13 +76,17 @@ pub fn default_settings() -> BTreeMap<String, String> {
 
 /// What a statement's functions read of its session, carried to them as a
 /// DataFusion config extension of each statement the coordinator runs:
-/// the values `currval` and `lastval` return ([`crate::sequence`]), and
-/// the session's role, which `current_user` and `session_user` return
-/// ([`crate::roles`]).
+/// the values `currval` and `lastval` return ([`crate::sequence`]), the
+/// session's role, which `current_user` and `session_user` return
+/// ([`crate::roles`]), and a statement's relation sizes
+/// ([`crate::relation_size`]).
 #[derive(Debug, Clone)]
 pub struct SessionValues {
     pub sequences: Arc<Mutex<crate::sequence::SessionSequenceValues>>,
     pub user: Arc<str>,
+    /// Bytes per table and index, gathered for a statement that calls a
+    /// size function ([`crate::relation_size`]).
+    pub relation_bytes: Option<Arc<crate::relation_size::RelationBytes>>,
 }
 
 impl Default for SessionValues {
@@ -97,6 +101,7 @@ impl SessionValues {
         SessionValues {
             sequences: Arc::default(),
             user: Arc::from(user),
+            relation_bytes: None,
         }
     }
 }

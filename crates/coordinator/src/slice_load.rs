@@ -46,8 +46,12 @@ pub struct NodeBuckets {
 /// Inclusive bucket ranges of each table (or index table) asked of a node.
 type Asked = Vec<(TableId, Vec<(u16, u16)>)>;
 
-/// Asks every node for the load and bytes of its buckets of every table.
-pub async fn gather(s: &CatalogState, cluster: &Cluster) -> Result<Vec<NodeBuckets>> {
+/// Every node's answer for its buckets of every table and index table,
+/// and the table each asked id (a table's or an index's) belongs to.
+async fn ask(
+    s: &CatalogState,
+    cluster: &Cluster,
+) -> Result<(Vec<(NodeId, Vec<BucketLoad>)>, BTreeMap<TableId, Arc<TableDef>>)> {
     // What to ask each node: per table and index table, its ranges there.
     let mut asked: BTreeMap<NodeId, Asked> = BTreeMap::new();
     let mut base: BTreeMap<TableId, Arc<TableDef>> = BTreeMap::new();
@@ -72,10 +76,29 @@ pub async fn gather(s: &CatalogState, cluster: &Cluster) -> Result<Vec<NodeBucke
         }
     }))
     .await;
+    Ok((answers.into_iter().collect::<Result<Vec<_>>>()?, base))
+}
+
+/// The bytes each table and each index table holds over all nodes
+/// (RocksDB's estimates, as in `slicedb.bucket_load`), by id: what
+/// `pg_table_size` and its kin report.
+pub async fn relation_bytes(s: &CatalogState, cluster: &Cluster) -> Result<BTreeMap<TableId, u64>> {
+    let (answers, _) = ask(s, cluster).await?;
+    let mut bytes: BTreeMap<TableId, u64> = BTreeMap::new();
+    for (_, loads) in answers {
+        for l in loads {
+            *bytes.entry(l.table).or_default() += l.bytes;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Asks every node for the load and bytes of its buckets of every table.
+pub async fn gather(s: &CatalogState, cluster: &Cluster) -> Result<Vec<NodeBuckets>> {
+    let (answers, base) = ask(s, cluster).await?;
     type Folded = (Arc<TableDef>, BTreeMap<u16, BucketLoad>);
     let mut folded: BTreeMap<(String, NodeId), Folded> = BTreeMap::new();
-    for answer in answers {
-        let (node, loads) = answer?;
+    for (node, loads) in answers {
         for l in loads {
             let Some(def) = base.get(&l.table) else { continue };
             let (_, buckets) = folded

@@ -8,6 +8,8 @@
 //!   `%I` (an identifier, quoted when it must be), `%L` (a literal, as
 //!   `quote_nullable`), `%%`, argument positions (`%2$s`) and widths
 //!   (`%-10s`, `%5s`), as PostgreSQL's;
+//! - `shobj_description(oid, catalog)`: NULL, since slicedb keeps no
+//!   comments on shared objects (databases, roles); psql's `\l+` asks;
 //!
 //! and [`ALIASES`], PostgreSQL's names for functions DataFusion has under
 //! another (`sign` is `signum`, `variance` is `var_samp`).
@@ -171,6 +173,7 @@ enum Kind {
     QuoteLiteral,
     QuoteNullable,
     Format,
+    ShobjDescription,
 }
 
 /// One of the module's functions.
@@ -186,6 +189,7 @@ impl PgFunction {
             Kind::Mod => Signature::user_defined(Volatility::Immutable),
             Kind::QuoteLiteral | Kind::QuoteNullable => Signature::any(1, Volatility::Immutable),
             Kind::Format => Signature::variadic_any(Volatility::Immutable),
+            Kind::ShobjDescription => Signature::any(2, Volatility::Stable),
         };
         PgFunction { kind, signature }
     }
@@ -193,10 +197,16 @@ impl PgFunction {
 
 /// The module's functions, to register.
 pub fn functions() -> Vec<ScalarUDF> {
-    [Kind::Mod, Kind::QuoteLiteral, Kind::QuoteNullable, Kind::Format]
-        .into_iter()
-        .map(|k| ScalarUDF::new_from_impl(PgFunction::new(k)))
-        .collect()
+    [
+        Kind::Mod,
+        Kind::QuoteLiteral,
+        Kind::QuoteNullable,
+        Kind::Format,
+        Kind::ShobjDescription,
+    ]
+    .into_iter()
+    .map(|k| ScalarUDF::new_from_impl(PgFunction::new(k)))
+    .collect()
 }
 
 fn as_text(a: &ArrayRef) -> DfResult<StringArray> {
@@ -214,6 +224,7 @@ impl ScalarUDFImpl for PgFunction {
             Kind::QuoteLiteral => "quote_literal",
             Kind::QuoteNullable => "quote_nullable",
             Kind::Format => "format",
+            Kind::ShobjDescription => "shobj_description",
         }
     }
 
@@ -258,6 +269,7 @@ impl ScalarUDFImpl for PgFunction {
                 }
                 Arc::new(out.finish())
             }
+            Kind::ShobjDescription => Arc::new(StringArray::new_null(n)),
             Kind::Format => {
                 let texts = arrays.iter().map(as_text).collect::<DfResult<Vec<_>>>()?;
                 let Some((template, values)) = texts.split_first() else {
