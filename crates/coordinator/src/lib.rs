@@ -437,6 +437,9 @@ impl Coordinator {
         for f in slicedb_planner::pg_functions::functions() {
             ctx.register_udf(f);
         }
+        for f in slicedb_planner::age::udfs() {
+            ctx.register_udf(f);
+        }
         for (ours, theirs) in slicedb_planner::pg_functions::ALIASES {
             use datafusion::execution::FunctionRegistry;
             if let Ok(f) = ctx.udf(theirs) {

@@ -326,6 +326,8 @@ struct Hints {
     interval_scaling: bool,
     /// `INTERVAL`: see `slicedb_planner::interval_text`.
     interval_literals: bool,
+    /// `to_date` or `to_timestamp`: see `slicedb_planner::to_date`.
+    date_templates: bool,
 }
 
 impl Hints {
@@ -370,6 +372,7 @@ impl Hints {
             interval_scaling: any_keyword(&[Keyword::INTERVAL])
                 && words.iter().any(|t| matches!(t, Token::Mul | Token::Div)),
             interval_literals: any_keyword(&[Keyword::INTERVAL]),
+            date_templates: any_word(&|w| w == "to_date" || w == "to_timestamp"),
         }
     }
 
@@ -391,6 +394,7 @@ impl Hints {
             set_functions: true,
             interval_scaling: true,
             interval_literals: true,
+            date_templates: true,
         }
     }
 }
@@ -420,6 +424,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                     hints.casts |= to_reg;
                     to_reg
                         | (hints.interval_literals && slicedb_planner::interval_text::interval_literals(s))
+                        | (hints.date_templates && slicedb_planner::to_date::pg_date_templates(s))
                         | (hints.interval_scaling && slicedb_planner::interval_mul::interval_arithmetic(s))
                         | (hints.subqueries && slicedb_planner::single_value::aggregate_scalar_subqueries(s))
                         | (hints.casts && slicedb_planner::text_types::casts_as_functions(s))

@@ -19,6 +19,7 @@
 //! - [`SliceSchemaProvider`] exposes the catalog's tables and views to
 //!   DataFusion, always at the catalog's latest version.
 
+pub mod age;
 pub mod bytea;
 mod direct_value;
 pub mod foreign_key;
@@ -45,6 +46,7 @@ pub mod text_input;
 pub mod text_types;
 pub mod timestamp_text;
 pub mod to_char;
+pub mod to_date;
 pub mod txn;
 pub mod udf;
 pub mod write;
