@@ -10,8 +10,8 @@ Usage: python3 sqlalchemy_orm.py HOST PORT
 2. the ORM maps classes to those tables and runs a CRUD scenario: bulk
    adds (SQLAlchemy's "insertmanyvalues" INSERT … SELECT … FROM (VALUES …)
    ORDER BY … RETURNING, whose ids it matches to its objects by order),
-   relationship loading, updates, a unique and a foreign-key violation,
-   and a delete that cascades.
+   relationship loading, updates, exists() and avg(), a unique and a
+   foreign-key violation, and a delete that cascades.
 
 Exits non-zero with a message on the first failure; prints
 "sqlalchemy: ok" at the end.
@@ -163,6 +163,19 @@ def crud(url):
             == ("bob-three", __import__("decimal").Decimal("4.5")),
             "update",
         )
+
+    with Session(engine) as s:
+        # exists() is SELECT EXISTS (SELECT …) without FROM; avg of integers
+        # is a numeric (a Decimal to the driver), and a fraction literal is
+        # exact: 0.1 + 0.2 = 0.3.
+        D = __import__("decimal").Decimal
+        check(s.scalar(sa.select(sa.exists().where(Book.title == "ann-1"))) is True, "exists")
+        check(s.scalar(sa.select(sa.exists().where(Book.title == "nobody"))) is False, "not exists")
+        ann_id = sa.select(Author.id).where(Author.email == "ann@x").scalar_subquery()
+        avg = s.scalar(sa.select(sa.func.avg(Book.pages)).where(Book.author_id == ann_id))
+        check(avg == D("100") and isinstance(avg, D), f"avg {avg!r}")
+        check(s.scalar(sa.text("SELECT 0.1 + 0.2 = 0.3")) is True, "exact fractions")
+        check(s.scalar(sa.text("SELECT pg_total_relation_size('books')")) > 0, "pg_total_relation_size")
 
     with Session(engine) as s:
         refused(s, Author(email="ann@x", name="again"), "23505", "a duplicate email")
