@@ -354,6 +354,22 @@ impl Error {
             };
             return Error::new(SqlState::NumericValueOutOfRange, message);
         }
+        // A numeric value past its column's precision: Arrow names its own
+        // type ("… is too large to store in a Decimal128 of precision 10.
+        // Max is 99999999.99"); PostgreSQL says "numeric field overflow".
+        if lower.contains("too large to store in a decimal") {
+            let detail = lower
+                .find("precision ")
+                .map(|at| {
+                    let p: String = lower[at + 10..].chars().take_while(char::is_ascii_digit).collect();
+                    format!(" (precision {p})")
+                })
+                .unwrap_or_default();
+            return Error::new(
+                SqlState::NumericValueOutOfRange,
+                format!("numeric field overflow{detail}"),
+            );
+        }
         let state = if lower.contains("table '") && lower.contains("not found") || lower.contains("table not found") {
             SqlState::UndefinedTable
         } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {
@@ -432,6 +448,13 @@ mod tests {
         assert_eq!(
             (e.state.code(), e.message.as_str()),
             ("22003", "numeric field overflow")
+        );
+        let e = Error::from_arrow(ArrowError::InvalidArgumentError(
+            "100000000.00 is too large to store in a Decimal128 of precision 10. Max is 99999999.99".into(),
+        ));
+        assert_eq!(
+            (e.state.code(), e.message.as_str()),
+            ("22003", "numeric field overflow (precision 10)")
         );
     }
 }

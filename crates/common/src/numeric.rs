@@ -42,9 +42,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Int64Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, UInt64Array};
 use arrow::compute::cast;
-use arrow::datatypes::{i256, DataType, Decimal128Type, Field, FieldRef, Float32Type, Float64Type, Int64Type};
+use arrow::datatypes::{i256, DataType, Decimal128Type, Field, FieldRef, Float32Type, Float64Type, UInt64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
@@ -53,8 +53,9 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{format_state_name, merge_schema};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan,
-    Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TryCast, Volatility, WindowFunctionDefinition,
+    Accumulator, AggregateUDF, AggregateUDFImpl, BinaryExpr, Cast, ColumnarValue, EmitTo, Expr, ExprSchemable,
+    GroupsAccumulator, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TryCast,
+    Volatility, WindowFunctionDefinition,
 };
 
 use crate::{Error, SqlState};
@@ -318,12 +319,29 @@ impl AggregateUDFImpl for NumericAvg {
         let scale = Self::input_scale(args.input_fields[0].data_type())?;
         Ok(vec![
             Arc::new(Field::new(
+                format_state_name(args.name, "count"),
+                DataType::UInt64,
+                true,
+            )),
+            Arc::new(Field::new(
                 format_state_name(args.name, "sum"),
                 DataType::Decimal128(MAX_PRECISION, scale),
                 true,
             )),
-            Arc::new(Field::new(format_state_name(args.name, "count"), DataType::Int64, true)),
         ])
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn GroupsAccumulator>> {
+        let scale = Self::input_scale(args.expr_fields[0].data_type())?;
+        Ok(Box::new(AvgGroups {
+            scale,
+            sums: Vec::new(),
+            counts: Vec::new(),
+        }))
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -367,11 +385,11 @@ impl Accumulator for AvgAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let sums = as_decimal(&states[0], self.scale)?;
-        let counts: &Int64Array = states[1].as_primitive::<Int64Type>();
-        for (s, c) in sums.iter().zip(counts.iter()) {
-            if let (Some(s), Some(c)) = (s, c) {
-                self.add(s, c)?;
+        let counts = states[0].as_primitive::<UInt64Type>();
+        let sums = as_decimal(&states[1], self.scale)?;
+        for (c, s) in counts.iter().zip(sums.iter()) {
+            if let (Some(c), Some(s)) = (c, s) {
+                self.add(s, c as i64)?;
             }
         }
         Ok(())
@@ -379,8 +397,8 @@ impl Accumulator for AvgAccumulator {
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
         Ok(vec![
+            ScalarValue::UInt64(Some(self.count as u64)),
             ScalarValue::Decimal128(Some(self.sum), MAX_PRECISION, self.scale),
-            ScalarValue::Int64(Some(self.count)),
         ])
     }
 
@@ -395,6 +413,101 @@ impl Accumulator for AvgAccumulator {
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
+    }
+}
+
+/// The sums (of scale `scale`) and counts of a [`NumericAvg`] per group,
+/// for GROUP BY: one accumulator for all groups, as DataFusion's own `avg`
+/// has, rather than one [`AvgAccumulator`] per group.
+#[derive(Debug)]
+struct AvgGroups {
+    scale: i8,
+    sums: Vec<i128>,
+    counts: Vec<u64>,
+}
+
+impl AvgGroups {
+    fn add(&mut self, group: usize, v: i128, n: u64) -> DfResult<()> {
+        self.sums[group] = self.sums[group]
+            .checked_add(v)
+            .ok_or_else(|| overflow().into_datafusion())?;
+        self.counts[group] += n;
+        Ok(())
+    }
+}
+
+impl GroupsAccumulator for AvgGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.sums.resize(total_num_groups, 0);
+        self.counts.resize(total_num_groups, 0);
+        let values = as_decimal(&values[0], self.scale)?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            let selected = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            if selected && values.is_valid(row) {
+                self.add(group, values.value(row), 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> DfResult<()> {
+        self.sums.resize(total_num_groups, 0);
+        self.counts.resize(total_num_groups, 0);
+        let counts = values[0].as_primitive::<UInt64Type>();
+        let sums = as_decimal(&values[1], self.scale)?;
+        for (row, &group) in group_indices.iter().enumerate() {
+            if counts.is_valid(row) && sums.is_valid(row) {
+                self.add(group, sums.value(row), counts.value(row))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let s = quotient_scale(self.scale, 0);
+        let out = sums
+            .into_iter()
+            .zip(counts)
+            .map(|(sum, n)| match n {
+                0 => Ok(None),
+                n => divide(sum, self.scale, i128::from(n), 0, s).map(Some),
+            })
+            .collect::<Result<Decimal128Array, Error>>()
+            .map_err(Error::into_datafusion)?
+            .with_precision_and_scale(MAX_PRECISION, s)?;
+        Ok(Arc::new(out))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let sums = Decimal128Array::from(sums).with_precision_and_scale(MAX_PRECISION, self.scale)?;
+        Ok(vec![Arc::new(UInt64Array::from(counts)), Arc::new(sums)])
+    }
+
+    /// Each row as its own group's state: a count of 1 and the value, or 0
+    /// and 0 for a NULL or filtered-out row.
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> DfResult<Vec<ArrayRef>> {
+        let values = as_decimal(&values[0], self.scale)?;
+        let taken = |row: usize| values.is_valid(row) && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        let counts: UInt64Array = (0..values.len()).map(|row| Some(u64::from(taken(row)))).collect();
+        let sums: Decimal128Array = (0..values.len())
+            .map(|row| Some(if taken(row) { values.value(row) } else { 0 }))
+            .collect();
+        let sums = sums.with_precision_and_scale(MAX_PRECISION, self.scale)?;
+        Ok(vec![Arc::new(counts), Arc::new(sums)])
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<i128>() + self.counts.capacity() * std::mem::size_of::<u64>()
     }
 }
 
@@ -585,7 +698,7 @@ pub fn pg_numeric(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<Logical
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Float64Array;
+    use arrow::array::{Float64Array, Int64Array};
 
     #[test]
     fn quotients_keep_sixteen_digits_and_round_half_away() {
@@ -654,6 +767,46 @@ mod tests {
         fn evaluate_owned(mut self) -> ScalarValue {
             self.evaluate().unwrap()
         }
+    }
+
+    #[test]
+    fn grouped_averages_merge_partial_states() {
+        let new = || AvgGroups {
+            scale: 0,
+            sums: Vec::new(),
+            counts: Vec::new(),
+        };
+        // Two partial aggregates (two slice servers), groups 0..3; group 2
+        // sees only NULL or filtered-out rows.
+        let mut a = new();
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(7)]));
+        let filter = BooleanArray::from(vec![true, true, true, false]);
+        a.update_batch(&[values], &[0, 0, 2, 2], Some(&filter), 3).unwrap();
+        let mut b = new();
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![Some(4), Some(10)]));
+        b.update_batch(&[values], &[0, 1], None, 3).unwrap();
+        let mut total = new();
+        for mut part in [a, b] {
+            let state = part.state(EmitTo::All).unwrap();
+            total.merge_batch(&state, &[0, 1, 2], 3).unwrap();
+        }
+        let out = total.evaluate(EmitTo::All).unwrap();
+        let out = out.as_primitive::<Decimal128Type>();
+        let unit = 10i128.pow(16);
+        // (1 + 2 + 4) / 3, 10 / 1, nothing.
+        assert_eq!(out.value(0), divide(7, 0, 3, 0, 16).unwrap());
+        assert_eq!(out.value(1), 10 * unit);
+        assert!(out.is_null(2));
+        assert_eq!(out.data_type(), &DataType::Decimal128(38, 16));
+        // Rows passed on as states when grouping does not pay: one group
+        // per row, a NULL or filtered-out row counting nothing.
+        let values: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), None, Some(5)]));
+        let filter = BooleanArray::from(vec![true, true, false]);
+        let state = new().convert_to_state(&[values], Some(&filter)).unwrap();
+        let mut merged = new();
+        merged.merge_batch(&state, &[0, 0, 0], 1).unwrap();
+        let out = merged.evaluate(EmitTo::All).unwrap();
+        assert_eq!(out.as_primitive::<Decimal128Type>().value(0), 3 * unit);
     }
 
     #[test]
