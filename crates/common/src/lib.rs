@@ -6,12 +6,14 @@
 //! coordinator (which knows nothing of RocksDB) agree on what a row is.
 
 pub mod acl;
+pub mod at_time_zone;
 pub mod blocking;
 pub mod datum;
 pub mod error;
 pub mod failpoint;
 pub mod int_arith;
 pub mod numeric;
+pub mod pg_semantics;
 pub mod table;
 pub mod text_types;
 pub mod types;

@@ -4,8 +4,9 @@
 //! does, not as a `double precision`: so `0.1 + 0.2 = 0.3` is true and
 //! `price * 1.1` keeps its cents. DataFusion's decimal `+`, `-` and `*`
 //! already give PostgreSQL's result scales (the larger scale; the sum of
-//! the scales). Five things do not, and [`pg_numeric`] rewrites them in a
-//! plan as the SQL planner made it:
+//! the scales). Five things do not, and [`rewrite_expr`] rewrites them in
+//! a plan as the SQL planner made it (through
+//! [`crate::pg_semantics::postgres_semantics`]):
 //!
 //! - **Division.** DataFusion's quotient of decimals keeps a few digits
 //!   (`7 / 2.0` is `3.5000`); PostgreSQL's keeps at least 16 fractional
@@ -45,17 +46,15 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{i256, DataType, Decimal128Type, Field, FieldRef, Float32Type, Float64Type, UInt64Type};
-use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::{format_state_name, merge_schema};
+use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, BinaryExpr, Cast, ColumnarValue, EmitTo, Expr, ExprSchemable,
-    GroupsAccumulator, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TryCast,
-    Volatility, WindowFunctionDefinition,
+    GroupsAccumulator, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TryCast, Volatility,
+    WindowFunctionDefinition,
 };
 
 use crate::{Error, SqlState};
@@ -544,9 +543,10 @@ fn rescaled(v: &ScalarValue) -> Option<ScalarValue> {
     }
 }
 
-/// One expression with [`pg_numeric`]'s rewrites, its types read in
-/// `schema`.
-fn rewrite_expr(expr: Expr, schema: &DFSchema, divisions: bool) -> DfResult<Transformed<Expr>> {
+/// One expression with this module's rewrites, its types read in
+/// `schema`; `divisions` is false in a `VALUES` list, whose schema is its
+/// own (a quotient there keeps DataFusion's type).
+pub(crate) fn rewrite_expr(expr: Expr, schema: &DFSchema, divisions: bool) -> DfResult<Transformed<Expr>> {
     expr.transform_up(|e| match e {
         Expr::Literal(v, meta) => Ok(match rescaled(&v) {
             Some(v) => Transformed::yes(Expr::Literal(v, meta)),
@@ -620,12 +620,6 @@ fn rewrite_expr(expr: Expr, schema: &DFSchema, divisions: bool) -> DfResult<Tran
     })
 }
 
-/// [`pg_numeric`]'s rewrites of one expression whose types `schema` gives
-/// (the write router's values, which are not planned as a plan).
-pub fn pg_numeric_expr(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    rewrite_expr(expr, schema, true)
-}
-
 /// The type of `ceil(n)`, `floor(n)` or `trunc(n)` of a `numeric` with a
 /// fraction: a `numeric` of scale 0 (`ceil(99.99)` is `100`), where
 /// DataFusion's keeps the argument's scale (`100.00`).
@@ -668,37 +662,11 @@ fn round_for_int(e: Expr) -> Expr {
     ))
 }
 
-/// Applies the module's rewrites to every expression of `plan` and of its
-/// subqueries. Like [`crate::int_arith::numeric_sums`], it changes the
-/// types of columns (a quotient's scale, `avg`'s type), so it runs on the
-/// plan as the SQL planner made it: the nodes are typed again from their
-/// inputs, and coerced again, when anything changed. Divisions inside a
-/// `VALUES` list keep DataFusion's type (the list's schema is its own).
-pub fn pg_numeric(plan: LogicalPlan, config: &ConfigOptions) -> DfResult<LogicalPlan> {
-    let out = plan.transform_up_with_subqueries(|node| {
-        let inputs = node.inputs();
-        let values = matches!(node, LogicalPlan::Values(_));
-        let schema = match inputs.is_empty() {
-            true => node.schema().as_ref().clone(),
-            false => merge_schema(&inputs),
-        };
-        let names = NamePreserver::new(&node);
-        let mapped = node.map_expressions(|e| {
-            let saved = names.save(&e);
-            Ok(rewrite_expr(e, &schema, !values)?.update_data(|e| saved.restore(e)))
-        })?;
-        match mapped.transformed {
-            true => mapped.map_data(|node| node.recompute_schema()),
-            false => Ok(mapped),
-        }
-    })?;
-    crate::int_arith::retyped(out, config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array};
+    use datafusion::common::config::ConfigOptions;
 
     #[test]
     fn quotients_keep_sixteen_digits_and_round_half_away() {

@@ -488,7 +488,7 @@ impl Coordinator {
         let plan = state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?;
         let plan = slicedb_planner::param_casts::type_cast_parameters(plan)?;
         let plan = slicedb_common::int_arith::numeric_sums(plan, state.config_options())?;
-        let plan = slicedb_common::numeric::pg_numeric(plan, state.config_options())?;
+        let plan = slicedb_common::pg_semantics::postgres_semantics(plan, state.config_options())?;
         let names = output.and_then(|o| {
             let fields: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
             o.resolve(&fields)

@@ -393,7 +393,7 @@ fn evaluate(
             .with_query_execution_start_time(props.query_execution_start_time)
             .build(),
     );
-    let expr = slicedb_common::numeric::pg_numeric_expr(simplifier.coerce(expr, schema)?, schema)?.data;
+    let expr = slicedb_common::pg_semantics::postgres_semantics_expr(simplifier.coerce(expr, schema)?, schema)?.data;
     let mut expr = slicedb_common::int_arith::checked_arithmetic(expr, schema.as_ref())?.data;
     if expr.exists(|e| Ok(matches!(e, LogicalExpr::ScalarFunction(_))))? {
         expr = simplifier.simplify(expr)?;
