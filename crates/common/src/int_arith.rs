@@ -256,22 +256,17 @@ pub(crate) fn retyped(out: Transformed<LogicalPlan>, config: &ConfigOptions) -> 
 
 /// `CAST(literal AS t)` as the literal of type `t`, when the value casts.
 fn fold_literal_cast(e: Expr) -> DfResult<Transformed<Expr>> {
-    match e {
-        Expr::Cast(datafusion::logical_expr::Cast { expr, field }) => match expr.as_ref() {
-            Expr::Literal(v, None) => match v.cast_to(field.data_type()) {
-                Ok(folded) => Ok(Transformed::yes(Expr::Literal(folded, None))),
-                Err(_) => Ok(Transformed::no(Expr::Cast(datafusion::logical_expr::Cast {
-                    expr,
-                    field,
-                }))),
-            },
-            _ => Ok(Transformed::no(Expr::Cast(datafusion::logical_expr::Cast {
-                expr,
-                field,
-            }))),
-        },
-        other => Ok(Transformed::no(other)),
-    }
+    let Expr::Cast(c) = e else {
+        return Ok(Transformed::no(e));
+    };
+    let folded = match c.expr.as_ref() {
+        Expr::Literal(v, None) => v.cast_to(c.field.data_type()).ok(),
+        _ => None,
+    };
+    Ok(match folded {
+        Some(v) => Transformed::yes(Expr::Literal(v, None)),
+        None => Transformed::no(Expr::Cast(c)),
+    })
 }
 
 /// The analyzer rule that applies [`checked_arithmetic`] to every

@@ -4,8 +4,8 @@
 //! does, not as a `double precision`: so `0.1 + 0.2 = 0.3` is true and
 //! `price * 1.1` keeps its cents. DataFusion's decimal `+`, `-` and `*`
 //! already give PostgreSQL's result scales (the larger scale; the sum of
-//! the scales). Five things do not, and [`rewrite_expr`] rewrites them in
-//! a plan as the SQL planner made it (through
+//! the scales). Five things do not, and `rewrite_expr` rewrites them in a
+//! plan as the SQL planner made it (through
 //! [`crate::pg_semantics::postgres_semantics`]):
 //!
 //! - **Division.** DataFusion's quotient of decimals keeps a few digits
