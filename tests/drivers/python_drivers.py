@@ -65,6 +65,56 @@ def psycopg3(host, port):
             check(got == (f"copied{1000 + i}",), f"prepared select {got!r}")
 
 
+def psycopg_arrays(dsn):
+    """Array, interval and time columns through psycopg: parameters in the
+    text and the binary format, `= ANY(%s)` with a list, results in both
+    formats, and COPY in both formats."""
+    tags = ["a", "b c", None, 'q"uote', ""]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE py_arr (id int PRIMARY KEY, tags text[], nums bigint[], d interval, t time)")
+        one_day = datetime.timedelta(days=1, hours=2)
+        conn.execute(
+            "INSERT INTO py_arr VALUES (%s, %s, %s, %s, %s)", (1, tags, [1, 2], one_day, datetime.time(10, 11, 12, 500000))
+        )
+        conn.execute(
+            "INSERT INTO py_arr VALUES (%b, %b, %b, %b, %b)", (2, [], [3], datetime.timedelta(seconds=-1), datetime.time(0, 0))
+        )
+        for binary in (False, True):
+            rows = conn.execute("SELECT * FROM py_arr ORDER BY id", binary=binary).fetchall()
+            expected = [
+                (1, tags, [1, 2], one_day, datetime.time(10, 11, 12, 500000)),
+                (2, [], [3], datetime.timedelta(seconds=-1), datetime.time(0, 0)),
+            ]
+            check(rows == expected, f"psycopg arrays (binary={binary}) {rows!r}")
+        got = conn.execute("SELECT id FROM py_arr WHERE id = ANY(%s) ORDER BY id", ([2, 5],)).fetchall()
+        check(got == [(2,)], f"psycopg = ANY(list) {got!r}")
+        got = conn.execute("SELECT id FROM py_arr WHERE %s = ANY(tags)", ('q"uote',)).fetchall()
+        check(got == [(1,)], f"psycopg element = ANY(column) {got!r}")
+        with conn.cursor() as cur:
+            with cur.copy("COPY py_arr FROM STDIN") as copy:
+                copy.write_row((3, ["x", "y z"], [7], datetime.timedelta(minutes=5), datetime.time(1, 2, 3)))
+            with cur.copy("COPY py_arr FROM STDIN (FORMAT binary)") as copy:
+                copy.set_types(["int4", "text[]", "int8[]", "interval", "time"])
+                copy.write_row((4, ["w", None], [], datetime.timedelta(days=-3), datetime.time(23, 59)))
+        got = conn.execute("SELECT tags, nums, d, t FROM py_arr WHERE id IN (3, 4) ORDER BY id").fetchall()
+        check(
+            got
+            == [
+                (["x", "y z"], [7], datetime.timedelta(minutes=5), datetime.time(1, 2, 3)),
+                (["w", None], [], datetime.timedelta(days=-3), datetime.time(23, 59)),
+            ],
+            f"psycopg COPY of arrays {got!r}",
+        )
+        out = io.BytesIO()
+        with conn.cursor().copy("COPY py_arr (id, tags, d) TO STDOUT") as copy:
+            for chunk in copy:
+                out.write(chunk)
+        lines = out.getvalue().decode().splitlines()
+        # COPY's text format doubles the backslash of the array's quoting.
+        line = '1\t{a,"b c",NULL,"q\\\\"uote",""}\t1 day 02:00:00'
+        check(line in lines, f"psycopg COPY TO of an array {lines!r}")
+
+
 async def asyncpg_checks(host, port):
     conn = await asyncpg.connect(host=host, port=port, user="postgres", database="slicedb")
     try:
@@ -151,6 +201,7 @@ async def binary_copy(conn):
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
     psycopg3(host, port)
+    psycopg_arrays(f"host={host} port={port} user=postgres dbname=slicedb")
     print("psycopg 3: ok")
     asyncio.run(asyncpg_checks(host, port))
     print("asyncpg: ok")

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
 };
+use arrow::datatypes::IntervalMonthDayNano;
 use slicedb_common::{Datum, Error, Result, SqlType};
 
 use crate::row::ValueRef;
@@ -40,6 +42,10 @@ pub enum ColumnBuilder {
     Bytes(BinaryBuilder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
+    Time(Time64MicrosecondBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
+    /// Arrays: their datums, turned into a `List` by `finish`.
+    Array(SqlType, Vec<Datum>),
 }
 
 impl ColumnBuilder {
@@ -67,6 +73,9 @@ impl ColumnBuilder {
             SqlType::TimestampTz => {
                 ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("+00:00"))
             }
+            SqlType::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            SqlType::Interval => ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity)),
+            SqlType::Array(_) => ColumnBuilder::Array(ty, Vec::with_capacity(capacity)),
         })
     }
 
@@ -85,6 +94,9 @@ impl ColumnBuilder {
             (ColumnBuilder::Bytes(b), ValueRef::Null) => b.append_null(),
             (ColumnBuilder::Date(b), ValueRef::Null) => b.append_null(),
             (ColumnBuilder::Timestamp(b), ValueRef::Null) => b.append_null(),
+            (ColumnBuilder::Time(b), ValueRef::Null) => b.append_null(),
+            (ColumnBuilder::Interval(b), ValueRef::Null) => b.append_null(),
+            (ColumnBuilder::Array(_, v), ValueRef::Null) => v.push(Datum::Null),
             (ColumnBuilder::Bool(b), ValueRef::Bool(v)) => b.append_value(v),
             (ColumnBuilder::Int16(b), ValueRef::Int16(v)) => b.append_value(v),
             (ColumnBuilder::Int32(b), ValueRef::Int32(v)) => b.append_value(v),
@@ -96,6 +108,17 @@ impl ColumnBuilder {
             (ColumnBuilder::Bytes(b), ValueRef::Bytes(v)) => b.append_value(v),
             (ColumnBuilder::Date(b), ValueRef::Date(v)) => b.append_value(v),
             (ColumnBuilder::Timestamp(b), ValueRef::Timestamp(v)) => b.append_value(v),
+            (ColumnBuilder::Time(b), ValueRef::Time(v)) => b.append_value(v),
+            (ColumnBuilder::Interval(b), ValueRef::Interval { months, days, micros }) => {
+                b.append_value(IntervalMonthDayNano::new(months, days, micros * 1000))
+            }
+            (ColumnBuilder::Array(ty, v), a @ (ValueRef::Array(_) | ValueRef::Elements(_))) => {
+                let d = a.to_datum();
+                if !d.fits(*ty) {
+                    return Err(Error::internal(format!("stored array {d:?} does not fit its column")));
+                }
+                v.push(d)
+            }
             (_, v) => return Err(Error::internal(format!("stored value {v:?} does not fit its column"))),
         }
         Ok(())
@@ -109,6 +132,14 @@ impl ColumnBuilder {
     /// The column built so far; the builder starts again empty.
     pub fn finish(&mut self) -> ArrayRef {
         match self {
+            ColumnBuilder::Time(b) => Arc::new(b.finish()),
+            ColumnBuilder::Interval(b) => Arc::new(b.finish()),
+            ColumnBuilder::Array(ty, v) => {
+                let datums = std::mem::take(v);
+                // Every datum was checked by `append`, so this builds.
+                slicedb_common::datum::build_array(*ty, datums.iter())
+                    .unwrap_or_else(|_| arrow::array::new_null_array(&ty.arrow_type(), datums.len()))
+            }
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
             ColumnBuilder::Int16(b) => Arc::new(b.finish()),
             ColumnBuilder::Int32(b) => Arc::new(b.finish()),

@@ -72,6 +72,16 @@ pub fn row_key(bucket: u16, pk: &[Datum]) -> Result<RowKey> {
             Datum::Bytes(v) => serde_bytes_like(v, &mut ser),
             Datum::Date(v) => v.serialize(&mut ser),
             Datum::Timestamp(v) => v.serialize(&mut ser),
+            Datum::Time(v) => v.serialize(&mut ser),
+            // By length, as intervals compare: '1 mon' and '30 days' are
+            // one key.
+            Datum::Interval { .. } => d.interval_micros().unwrap_or_default().serialize(&mut ser),
+            Datum::Array(_) => {
+                return Err(Error::new(
+                    slicedb_common::SqlState::FeatureNotSupported,
+                    "arrays cannot be part of a key or an index",
+                ))
+            }
         };
         r.map_err(|e| Error::internal(format!("key encoding: {e}")))?;
     }

@@ -9,15 +9,20 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array, Date32Builder,
     Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array, Float64Builder, Int16Array,
-    Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, IntervalMonthDayNanoArray,
+    IntervalMonthDayNanoBuilder, ListArray, StringArray, StringBuilder, Time64MicrosecondArray,
+    Time64MicrosecondBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{Field, IntervalMonthDayNano};
 use serde::{Deserialize, Serialize};
 
 use crate::{text_types, Error, Result, SqlType};
 
 /// One SQL value. Dates are days since 1970-01-01, timestamps microseconds
-/// since 1970-01-01 00:00 (UTC for `timestamptz`).
+/// since 1970-01-01 00:00 (UTC for `timestamptz`), times microseconds since
+/// midnight; an interval keeps PostgreSQL's three fields (months, days and
+/// microseconds), and an array its elements in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Datum {
     Null,
@@ -32,11 +37,50 @@ pub enum Datum {
     Bytes(Vec<u8>),
     Date(i32),
     Timestamp(i64),
+    Time(i64),
+    Interval { months: i32, days: i32, micros: i64 },
+    Array(Vec<Datum>),
 }
 
 impl Datum {
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
+    }
+
+    /// An interval's length in microseconds, a month counted as 30 days and
+    /// a day as 24 hours, as PostgreSQL's `interval_cmp` compares them;
+    /// `None` for other values.
+    pub fn interval_micros(&self) -> Option<i128> {
+        match self {
+            Datum::Interval { months, days, micros } => {
+                Some((*months as i128 * 30 + *days as i128) * 86_400_000_000 + *micros as i128)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this value can be a value of SQL type `ty` (NULL fits all):
+    /// the kind [`build_array`] takes for `ty`, element by element for an
+    /// array.
+    pub fn fits(&self, ty: SqlType) -> bool {
+        match (self, ty) {
+            (Datum::Null, _) => true,
+            (Datum::Array(v), SqlType::Array(e)) => v.iter().all(|d| d.fits(e.sql_type())),
+            (Datum::Int16(_), SqlType::SmallInt)
+            | (Datum::Int32(_), SqlType::Integer)
+            | (Datum::Int64(_), SqlType::BigInt)
+            | (Datum::Float32(_), SqlType::Real)
+            | (Datum::Float64(_), SqlType::Double)
+            | (Datum::Decimal { .. }, SqlType::Numeric { .. })
+            | (Datum::Bool(_), SqlType::Boolean)
+            | (Datum::Bytes(_), SqlType::Bytea)
+            | (Datum::Date(_), SqlType::Date)
+            | (Datum::Timestamp(_), SqlType::Timestamp | SqlType::TimestampTz)
+            | (Datum::Time(_), SqlType::Time)
+            | (Datum::Interval { .. }, SqlType::Interval) => true,
+            (Datum::Text(_), t) => t.arrow_type() == datafusion::arrow::datatypes::DataType::Utf8,
+            _ => false,
+        }
     }
 
     /// Reads row `row` of `array`, which holds values of SQL type `ty`.
@@ -70,6 +114,24 @@ impl Datum {
             SqlType::Date => Datum::Date(down::<Date32Array>(array)?.value(row)),
             SqlType::Timestamp | SqlType::TimestampTz => {
                 Datum::Timestamp(down::<TimestampMicrosecondArray>(array)?.value(row))
+            }
+            SqlType::Time => Datum::Time(down::<Time64MicrosecondArray>(array)?.value(row)),
+            SqlType::Interval => {
+                let v = down::<IntervalMonthDayNanoArray>(array)?.value(row);
+                Datum::Interval {
+                    months: v.months,
+                    days: v.days,
+                    micros: v.nanoseconds.div_euclid(1000),
+                }
+            }
+            SqlType::Array(elem) => {
+                let elements = down::<ListArray>(array)?.value(row);
+                let ty = elem.sql_type();
+                Datum::Array(
+                    (0..elements.len())
+                        .map(|i| Datum::from_array(elements.as_ref(), i, ty))
+                        .collect::<Result<_>>()?,
+                )
             }
         })
     }
@@ -113,6 +175,41 @@ pub fn build_array<'a>(ty: SqlType, datums: impl Iterator<Item = &'a Datum>) -> 
             let b = TimestampMicrosecondBuilder::new().with_timezone("+00:00");
             build!(b, Datum::Timestamp(v) => *v)
         }
+        SqlType::Time => build!(Time64MicrosecondBuilder::new(), Datum::Time(v) => *v),
+        SqlType::Interval => build!(
+            IntervalMonthDayNanoBuilder::new(),
+            Datum::Interval { months, days, micros } => IntervalMonthDayNano::new(*months, *days, micros * 1000)
+        ),
+        SqlType::Array(elem) => {
+            // The elements of all rows in one array, then the offsets that
+            // cut it into rows.
+            let mut offsets = vec![0i32];
+            let mut nulls = Vec::new();
+            let mut elements: Vec<&Datum> = Vec::new();
+            for d in datums {
+                match d {
+                    Datum::Null => nulls.push(false),
+                    Datum::Array(v) => {
+                        elements.extend(v.iter());
+                        nulls.push(true);
+                    }
+                    other => return Err(Error::internal(format!("datum {other:?} does not fit {ty:?}"))),
+                }
+                let end = i32::try_from(elements.len())
+                    .map_err(|_| Error::internal("an array of more than 2^31 elements"))?;
+                offsets.push(end);
+            }
+            let values = build_array(elem.sql_type(), elements.into_iter())?;
+            let field = Arc::new(Field::new_list_field(elem.sql_type().arrow_type(), true));
+            let list = ListArray::try_new(
+                field,
+                OffsetBuffer::new(offsets.into()),
+                values,
+                Some(NullBuffer::from(nulls)),
+            )
+            .map_err(Error::from)?;
+            Arc::new(list) as ArrayRef
+        }
     })
 }
 
@@ -146,6 +243,24 @@ impl Datum {
             (Bytes(a), Bytes(b)) => Some(a.cmp(b)),
             (Date(a), Date(b)) => Some(a.cmp(b)),
             (Timestamp(a), Timestamp(b)) => Some(a.cmp(b)),
+            (Time(a), Time(b)) => Some(a.cmp(b)),
+            // PostgreSQL compares intervals by length, a month as 30 days.
+            (Interval { .. }, Interval { .. }) => Some(self.interval_micros()?.cmp(&other.interval_micros()?)),
+            (Array(a), Array(b)) => {
+                for (x, y) in a.iter().zip(b) {
+                    // NULL elements sort after all others, as in PostgreSQL.
+                    let ord = match (x.is_null(), y.is_null()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        (false, false) => x.sql_cmp(y)?,
+                    };
+                    if ord.is_ne() {
+                        return Some(ord);
+                    }
+                }
+                Some(a.len().cmp(&b.len()))
+            }
             (Decimal { value: a, scale: sa }, Decimal { value: b, scale: sb }) => {
                 let s = (*sa).max(*sb);
                 let a = a.checked_mul(10i128.checked_pow((s - sa) as u32)?)?;
@@ -223,8 +338,126 @@ impl Datum {
                 }
                 s
             }
+            Datum::Time(t) => time_text(*t),
+            Datum::Interval { months, days, micros } => interval_text(*months, *days, *micros),
+            Datum::Array(elements) => {
+                let elem = match ty {
+                    SqlType::Array(e) => e.sql_type(),
+                    other => other,
+                };
+                let mut s = String::from("{");
+                for (i, e) in elements.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    match e.pg_text(elem) {
+                        None => s.push_str("NULL"),
+                        Some(text) => push_array_element(&mut s, &text),
+                    }
+                }
+                s.push('}');
+                s
+            }
         })
     }
+}
+
+/// Appends one element's text to an array's text, in double quotes where
+/// PostgreSQL's `array_out` quotes it (empty, `NULL`, or holding a brace,
+/// comma, quote, backslash or white space), with `"` and `\` escaped.
+fn push_array_element(out: &mut String, text: &str) {
+    let quote = text.is_empty()
+        || text.eq_ignore_ascii_case("null")
+        || text
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+    if !quote {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// `.ffffff` without its trailing zeros, or nothing for whole seconds.
+fn fraction_text(micros: i64) -> String {
+    if micros == 0 {
+        return String::new();
+    }
+    format!(".{micros:06}").trim_end_matches('0').to_string()
+}
+
+/// A `time` of `micros` since midnight, as PostgreSQL prints it.
+///
+/// ```
+/// use slicedb_common::datum::time_text;
+/// assert_eq!(time_text(45_000_250_000), "12:30:00.25");
+/// ```
+pub fn time_text(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        fraction_text(micros.rem_euclid(1_000_000))
+    )
+}
+
+/// An interval as PostgreSQL prints it in its default `postgres` style
+/// (`EncodeInterval`): years, months and days where not zero, then the time
+/// when not zero or when nothing else was printed, with a `+` before a
+/// positive part that follows a negative one.
+///
+/// ```
+/// use slicedb_common::datum::interval_text;
+/// assert_eq!(interval_text(14, 3, 4 * 3_600_000_000 + 500_000), "1 year 2 mons 3 days 04:00:00.5");
+/// assert_eq!(interval_text(0, -1, 2 * 3_600_000_000), "-1 days +02:00:00");
+/// assert_eq!(interval_text(0, 0, 0), "00:00:00");
+/// assert_eq!(interval_text(1, 0, -60_000_000), "1 mon -00:01:00");
+/// ```
+pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut out = String::new();
+    let mut before_negative = false;
+    for (value, unit) in [(months / 12, "year"), (months % 12, "mon"), (days, "day")] {
+        if value == 0 {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if before_negative && value > 0 {
+            out.push('+');
+        }
+        out.push_str(&format!("{value} {unit}{}", if value != 1 { "s" } else { "" }));
+        before_negative = value < 0;
+    }
+    if out.is_empty() || micros != 0 {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if micros < 0 {
+            out.push('-');
+        } else if before_negative {
+            out.push('+');
+        }
+        let abs = micros.unsigned_abs();
+        let secs = abs / 1_000_000;
+        out.push_str(&format!(
+            "{:02}:{:02}:{:02}{}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            fraction_text((abs % 1_000_000) as i64)
+        ));
+    }
+    out
 }
 
 impl Datum {
@@ -367,6 +600,23 @@ mod tests {
             ),
             (SqlType::Text, vec![Datum::Text("x".into())]),
             (SqlType::TimestampTz, vec![Datum::Timestamp(1_000_000)]),
+            (SqlType::Time, vec![Datum::Time(45_000_000_000), Datum::Null]),
+            (
+                SqlType::Interval,
+                vec![Datum::Interval {
+                    months: 1,
+                    days: -2,
+                    micros: 3,
+                }],
+            ),
+            (
+                SqlType::Array(crate::ArrayElem::Integer),
+                vec![
+                    Datum::Array(vec![Datum::Int32(1), Datum::Null]),
+                    Datum::Null,
+                    Datum::Array(vec![]),
+                ],
+            ),
         ];
         for (ty, datums) in cases {
             let array = build_array(ty, datums.iter()).unwrap();

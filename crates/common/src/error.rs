@@ -370,6 +370,14 @@ impl Error {
                 format!("numeric field overflow{detail}"),
             );
         }
+        // Text that is not an interval is a bad datetime format in
+        // PostgreSQL (22007), as for dates and timestamps.
+        if lower.contains("invalid input syntax for type interval") {
+            return Error::new(
+                SqlState::InvalidDatetimeFormat,
+                msg.trim().replacen("Invalid input", "invalid input", 1),
+            );
+        }
         let state = if lower.contains("table '") && lower.contains("not found") || lower.contains("table not found") {
             SqlState::UndefinedTable
         } else if lower.contains("no field named") || lower.contains("column") && lower.contains("not found") {

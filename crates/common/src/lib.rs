@@ -23,7 +23,7 @@ pub use error::{Error, Result, SqlState};
 pub use table::{
     pad_row, slot_of, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId,
 };
-pub use types::SqlType;
+pub use types::{ArrayElem, SqlType};
 
 /// Identifier of a slice server (a node). Ids are never reused.
 pub type NodeId = u32;

@@ -15,10 +15,13 @@
 //! | timestamp               | Timestamp(µs)                           |
 //! | timestamptz             | Timestamp(µs, "+00:00")                 |
 //! | uuid, json, jsonb       | Utf8, canonical form, the type in the field's metadata ([`crate::text_types`]) |
+//! | time                    | Time64(µs)                              |
+//! | interval                | Interval(MonthDayNano), whole µs        |
+//! | `t[]` ([`ArrayElem`])   | List of `t`'s Arrow type (one dimension) |
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
 use datafusion::sql::sqlparser::ast;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +38,10 @@ pub enum SqlType {
     BigInt,
     Real,
     Double,
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Boolean,
     Text,
     Varchar(Option<u32>),
@@ -47,6 +53,87 @@ pub enum SqlType {
     Uuid,
     Json,
     Jsonb,
+    Time,
+    Interval,
+    /// A one-dimensional array of `ArrayElem` values.
+    Array(ArrayElem),
+}
+
+/// The element types of the array columns slicedb stores (`text[]`,
+/// `integer[]`…). An array column holds one-dimensional arrays with lower
+/// bound 1, as almost every application's do; its Arrow form is a `List`
+/// of the element's Arrow type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ArrayElem {
+    SmallInt,
+    Integer,
+    BigInt,
+    Real,
+    Double,
+    Numeric { precision: u8, scale: i8 },
+    Boolean,
+    Text,
+    Varchar,
+    Date,
+    Timestamp,
+    TimestampTz,
+}
+
+impl ArrayElem {
+    /// The SQL type of one element.
+    pub fn sql_type(self) -> SqlType {
+        match self {
+            ArrayElem::SmallInt => SqlType::SmallInt,
+            ArrayElem::Integer => SqlType::Integer,
+            ArrayElem::BigInt => SqlType::BigInt,
+            ArrayElem::Real => SqlType::Real,
+            ArrayElem::Double => SqlType::Double,
+            ArrayElem::Numeric { precision, scale } => SqlType::Numeric { precision, scale },
+            ArrayElem::Boolean => SqlType::Boolean,
+            ArrayElem::Text => SqlType::Text,
+            ArrayElem::Varchar => SqlType::Varchar(None),
+            ArrayElem::Date => SqlType::Date,
+            ArrayElem::Timestamp => SqlType::Timestamp,
+            ArrayElem::TimestampTz => SqlType::TimestampTz,
+        }
+    }
+
+    /// The element type of an array of `t`, if slicedb stores such arrays.
+    pub fn of(t: SqlType) -> Option<ArrayElem> {
+        Some(match t {
+            SqlType::SmallInt => ArrayElem::SmallInt,
+            SqlType::Integer => ArrayElem::Integer,
+            SqlType::BigInt => ArrayElem::BigInt,
+            SqlType::Real => ArrayElem::Real,
+            SqlType::Double => ArrayElem::Double,
+            SqlType::Numeric { precision, scale } => ArrayElem::Numeric { precision, scale },
+            SqlType::Boolean => ArrayElem::Boolean,
+            SqlType::Text => ArrayElem::Text,
+            SqlType::Varchar(None) => ArrayElem::Varchar,
+            SqlType::Date => ArrayElem::Date,
+            SqlType::Timestamp => ArrayElem::Timestamp,
+            SqlType::TimestampTz => ArrayElem::TimestampTz,
+            _ => return None,
+        })
+    }
+
+    /// PostgreSQL's oid of the array type (`_int4` is 1007…).
+    fn array_oid(self) -> u32 {
+        match self {
+            ArrayElem::SmallInt => 1005,
+            ArrayElem::Integer => 1007,
+            ArrayElem::BigInt => 1016,
+            ArrayElem::Real => 1021,
+            ArrayElem::Double => 1022,
+            ArrayElem::Numeric { .. } => 1231,
+            ArrayElem::Boolean => 1000,
+            ArrayElem::Text => 1009,
+            ArrayElem::Varchar => 1015,
+            ArrayElem::Date => 1182,
+            ArrayElem::Timestamp => 1115,
+            ArrayElem::TimestampTz => 1185,
+        }
+    }
 }
 
 impl SqlType {
@@ -66,6 +153,9 @@ impl SqlType {
             SqlType::Date => DataType::Date32,
             SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             SqlType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("+00:00"))),
+            SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Array(e) => DataType::List(Arc::new(Field::new_list_field(e.sql_type().arrow_type(), true))),
         }
     }
 
@@ -88,6 +178,9 @@ impl SqlType {
             SqlType::Timestamp => "timestamp without time zone".into(),
             SqlType::TimestampTz => "timestamp with time zone".into(),
             SqlType::Uuid | SqlType::Json | SqlType::Jsonb => self.stored_as_text().unwrap_or_default().into(),
+            SqlType::Time => "time without time zone".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Array(e) => format!("{}[]", e.sql_type().pg_name()),
         }
     }
 
@@ -131,6 +224,9 @@ impl SqlType {
             SqlType::Uuid => 2950,
             SqlType::Json => 114,
             SqlType::Jsonb => 3802,
+            SqlType::Time => 1083,
+            SqlType::Interval => 1186,
+            SqlType::Array(e) => e.array_oid(),
         }
     }
 
@@ -141,6 +237,7 @@ impl SqlType {
         match self {
             SqlType::Varchar(Some(n)) | SqlType::Char(n) => *n as i32 + 4,
             SqlType::Numeric { precision, scale } => ((*precision as i32) << 16 | (*scale as u8) as i32) + 4,
+            SqlType::Array(e) => e.sql_type().pg_typmod(),
             _ => -1,
         }
     }
@@ -151,9 +248,9 @@ impl SqlType {
         match self {
             SqlType::SmallInt => 2,
             SqlType::Integer | SqlType::Real | SqlType::Date => 4,
-            SqlType::BigInt | SqlType::Double | SqlType::Timestamp | SqlType::TimestampTz => 8,
+            SqlType::BigInt | SqlType::Double | SqlType::Timestamp | SqlType::TimestampTz | SqlType::Time => 8,
             SqlType::Boolean => 1,
-            SqlType::Uuid => 16,
+            SqlType::Uuid | SqlType::Interval => 16,
             _ => -1,
         }
     }
@@ -207,6 +304,21 @@ impl SqlType {
             D::JSON => SqlType::Json,
             D::JSONB => SqlType::Jsonb,
             D::Date => SqlType::Date,
+            D::Time(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => SqlType::Time,
+            D::Interval { fields: None, .. } => SqlType::Interval,
+            D::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _) | ast::ArrayElemTypeDef::AngleBracket(inner)) => {
+                let elem = SqlType::from_ast(inner)?;
+                match ArrayElem::of(elem) {
+                    Some(e) => SqlType::Array(e),
+                    None => {
+                        return Err(err!(
+                            FeatureNotSupported,
+                            "arrays of {} are not supported",
+                            elem.pg_name()
+                        ))
+                    }
+                }
+            }
             D::Timestamp(_, tz) => match tz {
                 ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => SqlType::TimestampTz,
                 _ => SqlType::Timestamp,
@@ -222,6 +334,9 @@ impl SqlType {
                 "uuid" => SqlType::Uuid,
                 "json" => SqlType::Json,
                 "jsonb" => SqlType::Jsonb,
+                "_text" => SqlType::Array(ArrayElem::Text),
+                "_int4" => SqlType::Array(ArrayElem::Integer),
+                "_int8" => SqlType::Array(ArrayElem::BigInt),
                 other => return Err(err!(UndefinedObject, "type \"{other}\" does not exist")),
             },
             other => return Err(err!(FeatureNotSupported, "type {other} is not supported")),
@@ -260,6 +375,11 @@ impl SqlType {
             DataType::Date32 => SqlType::Date,
             DataType::Timestamp(_, None) => SqlType::Timestamp,
             DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
+            DataType::Interval(_) => SqlType::Interval,
+            DataType::List(f) | DataType::LargeList(f) => {
+                SqlType::Array(ArrayElem::of(SqlType::from_arrow(f.data_type())?)?)
+            }
             _ => return None,
         })
     }

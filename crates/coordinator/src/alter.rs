@@ -612,6 +612,8 @@ impl Coordinator {
             ));
         }
         let expr = datafusion::logical_expr::ExprSchemable::cast_to(expr, &col.sql_type.arrow_type(), &empty)?;
+        // Text read as PostgreSQL reads it (`'{1}'` for an `int[]`).
+        let expr = slicedb_planner::text_input::pg_text_input(expr, &empty)?;
         let physical = state.create_physical_expr(expr, &empty)?;
         let one = RecordBatch::try_new_with_options(
             std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()),

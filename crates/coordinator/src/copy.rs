@@ -8,11 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, BinaryBuilder, RecordBatch, RecordBatchOptions, StringArray,
-};
-use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget};
 use futures::StreamExt;
@@ -327,53 +323,10 @@ impl CopyIn {
     }
 }
 
-/// Casts text fields to a column type with Arrow's parsers; a value that
-/// does not parse is reported as PostgreSQL does (22P02).
+/// Reads text fields as values of a column's type, as PostgreSQL does
+/// (`slicedb_planner::array_text::text_column`).
 fn parse_column<'a>(values: impl Iterator<Item = Option<&'a str>>, ty: SqlType, column: &str) -> Result<ArrayRef> {
-    let strings = StringArray::from_iter(values);
-    if ty == SqlType::Bytea {
-        let mut b = BinaryBuilder::new();
-        for v in strings.iter() {
-            match v {
-                None => b.append_null(),
-                Some(s) => b.append_value(slicedb_planner::bytea::decode_bytea(s)?),
-            }
-        }
-        return Ok(Arc::new(b.finish()));
-    }
-    let target = ty.arrow_type();
-    if target == DataType::Utf8 {
-        return Ok(Arc::new(strings));
-    }
-    let strings = match target {
-        // PostgreSQL's timestamp text that Arrow's parser refuses as written.
-        DataType::Timestamp(..) => StringArray::from_iter(
-            strings
-                .iter()
-                .map(|v| v.map(slicedb_planner::timestamp_text::pg_timestamp_text)),
-        ),
-        _ => strings,
-    };
-    let strict = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    match cast_with_options(&strings, &target, &strict) {
-        Ok(a) => Ok(a),
-        Err(_) => {
-            // Find the offending value for the message.
-            let lenient = cast_with_options(&strings, &target, &CastOptions::default()).map_err(Error::from)?;
-            let bad = (0..strings.len())
-                .find(|i| strings.is_valid(*i) && lenient.is_null(*i))
-                .map(|i| strings.value(i).to_string())
-                .unwrap_or_default();
-            Err(err!(
-                InvalidTextRepresentation,
-                "invalid input syntax for type {}: \"{bad}\" (column {column})",
-                ty.pg_name()
-            ))
-        }
-    }
+    slicedb_planner::array_text::text_column(&StringArray::from_iter(values), ty, Some(column))
 }
 
 type Record = Option<Vec<Option<String>>>;

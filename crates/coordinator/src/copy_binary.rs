@@ -10,7 +10,11 @@
 //! format, in network byte order. Integers are integers and floats IEEE
 //! bits; `date` counts days and `timestamp[tz]` microseconds from
 //! 2000-01-01; `uuid` is 16 bytes; `jsonb` a version byte (1) and the text;
-//! `numeric` base-10000 digits with a weight, a sign and a display scale.
+//! `numeric` base-10000 digits with a weight, a sign and a display scale;
+//! `time` microseconds since midnight; `interval` microseconds, days and
+//! months; an array its dimension count (0 or 1 here), a has-NULLs flag,
+//! its element type's oid, the length and lower bound of its dimension,
+//! then its elements as fields (arrays of `numeric` are refused).
 //!
 //! [`parse_header`] and [`parse_tuple`] read from a buffer that may end
 //! anywhere (COPY data arrives in arbitrary chunks): they answer `None`
@@ -193,7 +197,60 @@ pub fn decode(b: &[u8], ty: SqlType) -> Result<Datum> {
                     .ok_or_else(|| err!(DatetimeFieldOverflow, "timestamp out of range"))?,
             )
         }
+        SqlType::Time => {
+            width(8)?;
+            Datum::Time(i64::from_be_bytes(b.try_into().expect("8 bytes")))
+        }
+        SqlType::Interval => {
+            width(16)?;
+            Datum::Interval {
+                micros: i64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+                days: be_i32(&b[8..]),
+                months: be_i32(&b[12..]),
+            }
+        }
+        SqlType::Array(elem) => decode_array(b, elem.sql_type())?,
     })
+}
+
+/// A binary array of elements of type `elem`.
+fn decode_array(b: &[u8], elem: SqlType) -> Result<Datum> {
+    if matches!(elem, SqlType::Numeric { .. }) {
+        return Err(err!(
+            FeatureNotSupported,
+            "binary COPY of numeric arrays is not supported"
+        ));
+    }
+    let short = || err!(InvalidBinaryRepresentation, "insufficient data left in message");
+    let word = |at: usize| b.get(at..at + 4).map(be_i32).ok_or_else(short);
+    let dims = word(0)?;
+    let oid = word(8)?;
+    if oid as u32 != elem.pg_oid() {
+        return Err(err!(
+            DatatypeMismatch,
+            "wrong element type: array element oid {oid}, column element type {}",
+            elem.pg_name()
+        ));
+    }
+    let (count, mut pos) = match dims {
+        0 => (0, 12),
+        1 => (word(12)?, 20),
+        _ => return Err(err!(FeatureNotSupported, "multidimensional arrays are not supported")),
+    };
+    let mut elements = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let len = word(pos)?;
+        pos += 4;
+        if len == -1 {
+            elements.push(Datum::Null);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| short())?;
+        let field = b.get(pos..pos + len).ok_or_else(short)?;
+        elements.push(decode(field, elem)?);
+        pos += len;
+    }
+    Ok(Datum::Array(elements))
 }
 
 /// A binary `numeric` as decimal text: `ndigits`, `weight` (of the first
@@ -289,6 +346,35 @@ pub fn encode(d: &Datum, ty: SqlType, out: &mut Vec<u8>) -> Result<()> {
         (_, Datum::Bytes(b)) => out.extend_from_slice(b),
         (_, Datum::Date(days)) => out.extend_from_slice(&(days - EPOCH_DAYS).to_be_bytes()),
         (_, Datum::Timestamp(us)) => out.extend_from_slice(&(us - EPOCH_MICROS).to_be_bytes()),
+        (_, Datum::Time(us)) => out.extend_from_slice(&us.to_be_bytes()),
+        (_, Datum::Interval { months, days, micros }) => {
+            out.extend_from_slice(&micros.to_be_bytes());
+            out.extend_from_slice(&days.to_be_bytes());
+            out.extend_from_slice(&months.to_be_bytes());
+        }
+        (ty, Datum::Array(elements)) => {
+            let elem = match ty {
+                SqlType::Array(e) => e.sql_type(),
+                other => {
+                    return Err(err!(
+                        DatatypeMismatch,
+                        "an array is not a value of type {}",
+                        other.pg_name()
+                    ))
+                }
+            };
+            let dims: i32 = if elements.is_empty() { 0 } else { 1 };
+            out.extend_from_slice(&dims.to_be_bytes());
+            out.extend_from_slice(&(elements.iter().any(Datum::is_null) as i32).to_be_bytes());
+            out.extend_from_slice(&elem.pg_oid().to_be_bytes());
+            if dims == 1 {
+                out.extend_from_slice(&(elements.len() as i32).to_be_bytes());
+                out.extend_from_slice(&1i32.to_be_bytes());
+            }
+            for e in elements {
+                encode(e, elem, out)?;
+            }
+        }
     }
     let len = (out.len() - start - 4) as i32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -373,6 +459,20 @@ mod tests {
             (Datum::Bytes(vec![0, 255, 10]), SqlType::Bytea),
             (Datum::Date(19_782), SqlType::Date),
             (Datum::Date(-1), SqlType::Date),
+            (Datum::Time(45_000_250_000), SqlType::Time),
+            (
+                Datum::Interval {
+                    months: 14,
+                    days: -3,
+                    micros: 7_200_000_001,
+                },
+                SqlType::Interval,
+            ),
+            (
+                Datum::Array(vec![Datum::Text("a".into()), Datum::Null]),
+                SqlType::Array(slicedb_common::ArrayElem::Text),
+            ),
+            (Datum::Array(vec![]), SqlType::Array(slicedb_common::ArrayElem::Integer)),
             (Datum::Timestamp(1_709_201_472_123_456), SqlType::TimestampTz),
             (Datum::Null, SqlType::Integer),
         ];

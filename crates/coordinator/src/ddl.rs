@@ -543,6 +543,7 @@ impl Coordinator {
         };
         let pk: Vec<usize> = primary_key.iter().map(|c| index(c)).collect::<Result<_>>()?;
         for i in &pk {
+            crate::index::check_key_type(&columns[*i])?;
             columns[*i].nullable = false;
         }
         let dist: Vec<usize> = match &distributed_by {

@@ -299,6 +299,13 @@ fn probe_value(ty: SqlType) -> Datum {
         SqlType::Timestamp | SqlType::TimestampTz => Datum::Timestamp(0),
         SqlType::Bytea => Datum::Bytes(Vec::new()),
         SqlType::Numeric { scale, .. } => Datum::Decimal { value: 0, scale },
+        SqlType::Time => Datum::Time(0),
+        SqlType::Interval => Datum::Interval {
+            months: 0,
+            days: 0,
+            micros: 0,
+        },
+        SqlType::Array(_) => Datum::Array(Vec::new()),
         _ => Datum::Text(String::new()),
     }
 }

@@ -133,6 +133,19 @@ pub fn new_table_indexes(
     Ok(out)
 }
 
+/// Refuses a column whose values cannot be ordered into a key (an array).
+pub(crate) fn check_key_type(column: &slicedb_common::ColumnDef) -> Result<()> {
+    match column.sql_type {
+        slicedb_common::SqlType::Array(_) => Err(err!(
+            FeatureNotSupported,
+            "column \"{}\" of type {} cannot be part of a key or an index",
+            column.name,
+            column.sql_type.pg_name()
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn resolve_columns(table: &TableDef, columns: &[String]) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(columns.len());
     for c in columns {
@@ -142,6 +155,7 @@ pub(crate) fn resolve_columns(table: &TableDef, columns: &[String]) -> Result<Ve
         if out.contains(&i) {
             return Err(err!(DuplicateColumn, "column \"{c}\" appears twice in index"));
         }
+        check_key_type(&table.columns[i])?;
         out.push(i);
     }
     if out.is_empty() {

@@ -1,4 +1,6 @@
-//! The constraint views of `information_schema`, from slicedb's catalog.
+//! The constraint views of `information_schema`, from slicedb's catalog,
+//! and the pointing of `information_schema.columns` at
+//! [`crate::information_columns`].
 //!
 //! DataFusion's `information_schema` has `tables`, `views` and `columns`,
 //! but not the views migration tools and ORMs read a schema's keys from
@@ -28,8 +30,10 @@ use slicedb_common::{FkAction, TableDef};
 
 use crate::pg_catalog::{Constraint, Oids};
 
-/// The views served here, as `information_schema` names them.
-pub const VIEWS: [&str; 5] = [
+/// The views served here, as `information_schema` names them (`columns`
+/// by [`crate::information_columns`]).
+pub const VIEWS: [&str; 6] = [
+    "columns",
     "table_constraints",
     "key_column_usage",
     "referential_constraints",
@@ -80,6 +84,9 @@ fn text(name: &str) -> Field {
 
 /// The columns of `view`, as PostgreSQL 15 has them.
 pub fn schema(view: &str) -> SchemaRef {
+    if view == "columns" {
+        return crate::information_columns::schema();
+    }
     let triple = |of: &str| ["catalog", "schema", "name"].map(|part| format!("{of}_{part}"));
     let more = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let names: Vec<String> = match view {
@@ -193,6 +200,9 @@ pub(crate) fn rows(
     constraints: &[Constraint],
     public_oid: i64,
 ) -> datafusion::common::Result<RecordBatch> {
+    if view == "columns" {
+        return crate::information_columns::rows(state);
+    }
     let schema = schema(view);
     let mut rows = Rows::new(&schema);
     let table = |id: u32| state.tables.values().find(|t| t.id == id);
@@ -294,7 +304,8 @@ mod tests {
             &PostgreSqlDialect {},
             "SELECT * FROM information_schema.table_constraints tc \
              JOIN INFORMATION_SCHEMA.Key_Column_Usage k ON true \
-             JOIN information_schema.columns c ON true",
+             JOIN information_schema.columns c ON true \
+             JOIN information_schema.tables t ON true",
         )
         .unwrap()
         .remove(0);
@@ -303,9 +314,11 @@ mod tests {
             stmt.to_string(),
             "SELECT * FROM pg_catalog.information_schema_table_constraints tc \
              JOIN pg_catalog.information_schema_key_column_usage k ON true \
-             JOIN information_schema.columns c ON true"
+             JOIN pg_catalog.information_schema_columns c ON true \
+             JOIN information_schema.tables t ON true"
         );
         assert_eq!(view_of("information_schema_key_column_usage"), Some("key_column_usage"));
-        assert_eq!(view_of("information_schema_columns"), None);
+        assert_eq!(view_of("information_schema_columns"), Some("columns"));
+        assert_eq!(view_of("information_schema_tables"), None);
     }
 }

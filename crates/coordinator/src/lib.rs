@@ -29,8 +29,10 @@ pub mod ddl;
 pub mod elastic;
 pub mod execute;
 pub mod foreign_key;
+pub mod format_type;
 pub mod index;
 pub mod index_build;
+pub mod information_columns;
 pub mod information_schema;
 pub mod keyed;
 pub mod names;
@@ -392,8 +394,9 @@ impl Coordinator {
         }
         {
             // uuid, json and jsonb casts, then datafusion-pg-catalog's oid
-            // types; interval comparisons by length, and jsonb's operators,
-            // before DataFusion's (`@>` of arrays).
+            // types; array operators and text literals beside arrays,
+            // intervals and times, interval comparisons by length, and
+            // jsonb's operators, before DataFusion's (`@>` of arrays).
             // Rebuilt before slicedb's functions are registered: a rebuild
             // registers the functions again in no set order, and one of
             // DataFusion's under an alias (`date_format`, `to_char`) could
@@ -401,6 +404,7 @@ impl Coordinator {
             let state = ctx.state_ref();
             let existing = state.read().clone();
             let mut planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> = vec![
+                Arc::new(slicedb_planner::array_ops::ArrayOperators),
                 Arc::new(slicedb_planner::interval_cmp::IntervalComparison),
                 Arc::new(slicedb_planner::text_types::JsonOperators),
             ];
@@ -436,6 +440,12 @@ impl Coordinator {
         }
         for f in slicedb_planner::pg_functions::functions() {
             ctx.register_udf(f);
+        }
+        for f in slicedb_planner::array_int::udfs() {
+            ctx.register_udf(f);
+        }
+        if let Some(theirs) = ctx.state().scalar_functions().get("format_type").cloned() {
+            ctx.register_udf(format_type::FormatType::wrapping(theirs));
         }
         for f in slicedb_planner::age::udfs() {
             ctx.register_udf(f);

@@ -50,6 +50,10 @@ pub fn output_name(e: &Expr) -> String {
         // `interval * x` and `interval / x`, rewritten into calls
         // (`slicedb_planner::interval_mul`), are still operators here.
         Expr::Function(f) if slicedb_planner::interval_mul::is_scaling(f) => unnamed(),
+        // `x = ANY(array)`, as the compatibility parser rewrote it.
+        Expr::Function(f) if f.name.to_string() == "array_contains" => unnamed(),
+        // `a[1]`, `a[2:3]`: the array's name.
+        Expr::CompoundFieldAccess { root, .. } => output_name(root),
         Expr::Function(f) => f
             .name
             .0
@@ -122,6 +126,12 @@ fn type_name(t: &ast::DataType) -> String {
         D::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
         D::Timestamp(..) => "timestamp".into(),
         D::Bytea => "bytea".into(),
+        D::Time(..) => "time".into(),
+        D::Interval { .. } => "interval".into(),
+        // `'{a}'::text[]` is named as its element type.
+        D::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _) | ast::ArrayElemTypeDef::AngleBracket(inner)) => {
+            type_name(inner)
+        }
         other => other.to_string().to_lowercase(),
     }
 }

@@ -398,7 +398,7 @@ impl PgCatalog {
                     ("oid", oid(Oids::per_table(Oids::DEFAULT, t.id, i + 1))),
                     ("adrelid", oid(Oids::relation(t.id))),
                     ("adnum", int(i as i64 + 1)),
-                    ("adbin", text(default_expr(default))),
+                    ("adbin", text(default_expr(default, col.sql_type))),
                 ]));
             }
         }
@@ -655,12 +655,30 @@ fn action_code(action: FkAction) -> &'static str {
     }
 }
 
-/// A column default as PostgreSQL prints it: a sequence's name is a
-/// `regclass` (`nextval('t_id_seq'::regclass)`).
-fn default_expr(default: &str) -> String {
-    match default.strip_prefix("nextval('").and_then(|r| r.strip_suffix("')")) {
-        Some(seq) if !seq.contains('\'') => format!("nextval('{seq}'::regclass)"),
-        _ => default.to_string(),
+/// A column default of a column of type `ty` as PostgreSQL prints it: a
+/// sequence's name is a `regclass` (`nextval('t_id_seq'::regclass)`), and
+/// a quoted literal of a text column carries its cast (`'x'::text`,
+/// `'x'::character varying`); PostgreSQL also writes other types' literals
+/// in their output form (`'01:00:00'::interval`), which slicedb does not.
+pub(crate) fn default_expr(default: &str, ty: slicedb_common::SqlType) -> String {
+    if let Some(seq) = default.strip_prefix("nextval('").and_then(|r| r.strip_suffix("')")) {
+        if !seq.contains('\'') {
+            return format!("nextval('{seq}'::regclass)");
+        }
+    }
+    let quoted = default.len() >= 2
+        && default.starts_with('\'')
+        && default.ends_with('\'')
+        && !default[1..default.len() - 1].replace("''", "").contains('\'');
+    let cast = match ty {
+        slicedb_common::SqlType::Text => "text",
+        slicedb_common::SqlType::Varchar(_) => "character varying",
+        slicedb_common::SqlType::Char(_) => "bpchar",
+        _ => "",
+    };
+    match quoted && !cast.is_empty() {
+        true => format!("{default}::{cast}"),
+        false => default.to_string(),
     }
 }
 
@@ -1302,8 +1320,15 @@ mod tests {
 
     #[test]
     fn serial_defaults_print_their_sequence_as_regclass() {
-        assert_eq!(default_expr("nextval('t_id_seq')"), "nextval('t_id_seq'::regclass)");
-        assert_eq!(default_expr("now()"), "now()");
+        use slicedb_common::SqlType;
+        assert_eq!(
+            default_expr("nextval('t_id_seq')", SqlType::BigInt),
+            "nextval('t_id_seq'::regclass)"
+        );
+        assert_eq!(default_expr("now()", SqlType::TimestampTz), "now()");
+        assert_eq!(default_expr("'it''s'", SqlType::Text), "'it''s'::text");
+        assert_eq!(default_expr("'a' || 'b'", SqlType::Text), "'a' || 'b'");
+        assert_eq!(default_expr("'x'", SqlType::Varchar(Some(3))), "'x'::character varying");
     }
 
     #[test]

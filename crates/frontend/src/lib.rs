@@ -204,6 +204,7 @@ fn query_response(
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(text_types::pg_fields(schema, format, Some(options))?);
     let rows_fields = fields.clone();
+    let encoding = Arc::new(text_format::encoding_fields(&fields));
     let rows = stream
         .map(move |batch| {
             let batch = batch
@@ -211,7 +212,7 @@ fn query_response(
                 .and_then(|b| text_types::for_binary(&rows_fields, b))
                 .and_then(|b| text_format::for_text(&rows_fields, b));
             let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
-                Ok(b) => encode_recordbatch(rows_fields.clone(), b),
+                Ok(b) => encode_recordbatch(encoding.clone(), b),
                 Err(e) => Box::new(std::iter::once(Err(pg_error(e)))),
             };
             stream::iter(rows)
@@ -353,6 +354,30 @@ fn with_untyped_nulls<S: Clone>(
         ))));
     }
     Ok(datafusion::common::ParamValues::List(list))
+}
+
+/// Reads again, as PostgreSQL reads them, the array parameters sent as
+/// text: pgwire's reader takes an empty element (`""`) and a quoted
+/// `"NULL"` for NULL.
+fn reread_text_arrays<S: Clone>(portal: &Portal<S>, params: &mut datafusion::common::ParamValues) -> PgWireResult<()> {
+    let datafusion::common::ParamValues::List(list) = params else {
+        return Ok(());
+    };
+    for (i, slot) in list.iter_mut().enumerate() {
+        let (Some(Some(raw)), false) = (portal.parameters.get(i), portal.parameter_format.is_binary(i)) else {
+            continue;
+        };
+        let Some(ty @ slicedb_common::SqlType::Array(_)) = slicedb_common::SqlType::from_arrow(&slot.value.data_type())
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(raw);
+        let strings = datafusion::arrow::array::StringArray::from(vec![text.as_ref()]);
+        let array = slicedb_planner::array_text::text_column(&strings, ty, None).map_err(pg_error)?;
+        let value = datafusion::common::ScalarValue::try_from_array(&array, 0).map_err(|e| pg_error(e.into()))?;
+        *slot = value.into();
+    }
+    Ok(())
 }
 
 /// The parser the pgwire machinery calls: it holds the coordinator.
@@ -498,6 +523,7 @@ impl ExtendedQueryHandler for SliceDbService {
             .collect();
         let decoded = deserialize_parameters_with_server_types(portal, &refs, &server_types)?;
         let mut params = with_untyped_nulls(portal, &types, decoded)?;
+        reread_text_arrays(portal, &mut params)?;
         if let datafusion::common::ParamValues::List(list) = &mut params {
             for (slot, target) in list.iter_mut().zip(&float_to_decimal) {
                 if let Some(target) = target {

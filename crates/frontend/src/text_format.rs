@@ -22,6 +22,11 @@
 //!   DataFusion makes of `timestamp - timestamp`) is printed as PostgreSQL
 //!   prints that difference, in days and time.
 //!
+//! - **Arrays.** arrow-pg prints an array's elements with its own forms
+//!   (`{"2024-01-01 10:00:00.000000"}`); an array column whose elements
+//!   slicedb stores is printed as PostgreSQL's `array_out` prints it, each
+//!   element in PostgreSQL's form.
+//!
 //! [`for_text`] turns such columns of text-format fields into PostgreSQL's
 //! strings before they are encoded; the field keeps its type.
 //!
@@ -46,7 +51,7 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::types::ToSqlText;
 use slicedb_common::datum::{float4_text, float8_text};
-use slicedb_common::Error;
+use slicedb_common::{Datum, Error, SqlType};
 
 /// `.ffffff` with the trailing zeros dropped; nothing for whole seconds.
 fn fraction(micros: u32) -> String {
@@ -157,6 +162,28 @@ fn iso(style: &str) -> bool {
     style.trim().to_ascii_uppercase().starts_with("ISO") || style.trim().is_empty()
 }
 
+/// The fields `for_text`'s batches are encoded with: a text-format array
+/// field, whose values `for_text` printed whole, is encoded as `text`
+/// (pgwire would quote the printed array as one element). The row
+/// description keeps the array type.
+pub fn encoding_fields(fields: &[FieldInfo]) -> Vec<FieldInfo> {
+    fields
+        .iter()
+        // PostgreSQL's array types are named for their element, `_int4`.
+        .map(|f| match (f.format(), f.datatype().name().starts_with('_')) {
+            (FieldFormat::Text, true) => FieldInfo::new(
+                f.name().to_string(),
+                f.table_id(),
+                f.column_id(),
+                Type::TEXT,
+                f.format(),
+            )
+            .with_format_options(f.format_options().clone()),
+            _ => f.clone(),
+        })
+        .collect()
+}
+
 /// `batch` with its text-format timestamp, time and float columns as
 /// PostgreSQL's strings (see the module comment); other batches unchanged.
 pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch, Error> {
@@ -168,6 +195,7 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
             DataType::Float32 | DataType::Float64 => true,
             DataType::Timestamp(..) | DataType::Time64(_) | DataType::Time32(_) => iso(&f.format_options().date_style),
             DataType::Interval(_) | DataType::Duration(_) => true,
+            DataType::List(_) | DataType::LargeList(_) => matches!(SqlType::from_arrow(t), Some(SqlType::Array(_))),
             _ => false,
         }
     };
@@ -216,6 +244,16 @@ pub fn for_text(fields: &[FieldInfo], batch: RecordBatch) -> Result<RecordBatch,
                                 .unwrap_or_default(),
                         ),
                     }
+                }
+            }
+            DataType::List(_) | DataType::LargeList(_) => {
+                // Elements as `Datum::pg_text` prints them, quoted as
+                // PostgreSQL's `array_out` quotes them.
+                let ty = SqlType::from_arrow(column.data_type())
+                    .ok_or_else(|| Error::internal("an array column of an unknown element type"))?;
+                let column = cast(column, &ty.arrow_type()).map_err(internal)?;
+                for row in 0..column.len() {
+                    text.append_option(Datum::from_array(column.as_ref(), row, ty)?.pg_text(ty));
                 }
             }
             DataType::Interval(_) | DataType::Duration(_) => {

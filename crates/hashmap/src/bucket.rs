@@ -14,6 +14,9 @@
 //! | boolean                       | `06` + `00`/`01`                             |
 //! | date                          | `07` + days since 1970-01-01, i32 big-endian |
 //! | timestamp / timestamptz       | `08` + µs since 1970-01-01 UTC, i64 big-endian |
+//! | time                          | `09` + µs since midnight, i64 big-endian     |
+//! | interval                      | `0a` + its length in µs (a month as 30 days), i128 big-endian |
+//! | array                         | `0b` + element count u32 big-endian + each element's encoding |
 //!
 //! All integer widths share one encoding, so `int` and `bigint` keys with the
 //! same value land in the same bucket (joins on them stay co-located), and
@@ -66,6 +69,22 @@ pub fn encode_canonical(datum: &Datum, out: &mut Vec<u8>) {
         Datum::Timestamp(t) => {
             out.push(0x08);
             out.extend_from_slice(&t.to_be_bytes());
+        }
+        Datum::Time(t) => {
+            out.push(0x09);
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        Datum::Interval { .. } => {
+            // Equal intervals ('1 mon' and '30 days') hash alike.
+            out.push(0x0a);
+            out.extend_from_slice(&datum.interval_micros().unwrap_or_default().to_be_bytes());
+        }
+        Datum::Array(elements) => {
+            out.push(0x0b);
+            out.extend_from_slice(&(elements.len() as u32).to_be_bytes());
+            for e in elements {
+                encode_canonical(e, out);
+            }
         }
     }
 }

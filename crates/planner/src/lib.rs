@@ -20,6 +20,9 @@
 //!   DataFusion, always at the catalog's latest version.
 
 pub mod age;
+pub mod array_int;
+pub mod array_ops;
+pub mod array_text;
 pub mod bytea;
 mod direct_value;
 pub mod foreign_key;

@@ -13,7 +13,9 @@
 //!   which also reads PostgreSQL's special words (`epoch`, `now`,
 //!   `today`…); text → date goes through `slicedb_date_text` for those;
 //! - text → interval: a time of day (`1 day 02:00:00`), `@ … ago` and ISO
-//!   8601 go through `slicedb_interval_text` (`crate::interval_text`).
+//!   8601 go through `slicedb_interval_text` (`crate::interval_text`);
+//! - text → array: Arrow has no such cast; the text is read as PostgreSQL
+//!   reads an array by `slicedb_array_text` (`crate::array_text`).
 //!
 //! Literals fold to constants in the optimizer afterwards, as before.
 
@@ -89,6 +91,10 @@ fn rewrite(e: Expr, schema: &DFSchema, inputs: &Inputs) -> DfResult<Transformed<
             Box::new(call(&inputs.interval, c.expr.clone())),
             target,
         )))),
+        DataType::List(_) => match crate::array_text::ArrayText::to(&target) {
+            Some(udf) => Ok(Transformed::yes(call(&Arc::new(ScalarUDF::from(udf)), c.expr.clone()))),
+            None => Ok(Transformed::no(e)),
+        },
         _ => Ok(Transformed::no(e)),
     }
 }

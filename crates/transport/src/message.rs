@@ -333,8 +333,9 @@ pub enum SliceRequest {
 /// (`RowWrite::Erase`). 12: slice servers report load and size per
 /// bucket ([`SliceRequest::BucketLoad`]). 13: plan fragments may call
 /// `numeric_div`, `round_for_int` and `numeric_avg`
-/// (`slicedb_common::numeric`).
-pub const PROTOCOL_VERSION: u32 = 13;
+/// (`slicedb_common::numeric`). 14: a `Datum` may be a `time`, an
+/// `interval` or an array.
+pub const PROTOCOL_VERSION: u32 = 14;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SliceResponse {
