@@ -237,7 +237,9 @@ fn decode_array(b: &[u8], elem: SqlType) -> Result<Datum> {
         1 => (word(12)?, 20),
         _ => return Err(err!(FeatureNotSupported, "multidimensional arrays are not supported")),
     };
-    let mut elements = Vec::with_capacity(count.max(0) as usize);
+    // The count is the client's word: reserve no more than the bytes left
+    // could hold (four per element at least).
+    let mut elements = Vec::with_capacity((count.max(0) as usize).min(b.len().saturating_sub(pos) / 4));
     for _ in 0..count {
         let len = word(pos)?;
         pos += 4;
@@ -473,6 +475,10 @@ mod tests {
                 SqlType::Array(slicedb_common::ArrayElem::Text),
             ),
             (Datum::Array(vec![]), SqlType::Array(slicedb_common::ArrayElem::Integer)),
+            (
+                Datum::Array(vec![Datum::Int64(-1), Datum::Null, Datum::Int64(1 << 40)]),
+                SqlType::Array(slicedb_common::ArrayElem::BigInt),
+            ),
             (Datum::Timestamp(1_709_201_472_123_456), SqlType::TimestampTz),
             (Datum::Null, SqlType::Integer),
         ];
@@ -526,6 +532,21 @@ mod tests {
             decode(&[0, 0, 0, 1], SqlType::Date).unwrap(),
             Datum::Date(EPOCH_DAYS + 1)
         );
+    }
+
+    /// An array whose header claims more elements than its bytes hold is
+    /// refused, without reserving room for the claim.
+    #[test]
+    fn an_array_claiming_too_many_elements_is_an_error() {
+        let mut b = Vec::new();
+        for word in [1i32, 0, 23, i32::MAX, 1] {
+            b.extend_from_slice(&word.to_be_bytes());
+        }
+        let e = decode(&b, SqlType::Array(slicedb_common::ArrayElem::Integer)).unwrap_err();
+        assert_eq!(e.state.code(), "22P03");
+        b[8..12].copy_from_slice(&25i32.to_be_bytes());
+        let e = decode(&b, SqlType::Array(slicedb_common::ArrayElem::Integer)).unwrap_err();
+        assert_eq!(e.state.code(), "42804");
     }
 
     #[test]
