@@ -135,6 +135,7 @@ async def asyncpg_checks(host, port):
         check(await conn.fetchval("SELECT count(*) FROM apg") == 50, "asyncpg usable after error")
         # asyncpg encodes by the type the server describes: `$1::int` must be an integer.
         check(await conn.fetchval("SELECT $1::int + 1", 41) == 42, "asyncpg cast parameter")
+        check(await conn.fetchval("SELECT current_setting('DateStyle')") == "ISO, MDY", "asyncpg current_setting")
         await binary_copy(conn)
     finally:
         await conn.close()

@@ -277,6 +277,12 @@ pub enum Change {
     DropSequence(String),
     PutRole(RoleDef),
     DropRole(String),
+    /// Takes the table ids below `below` out of use for new tables: a
+    /// rewrite writes its new storage under them before the table that
+    /// names them is put.
+    ReserveTableIds {
+        below: TableId,
+    },
 }
 
 /// The persistent catalog.
@@ -416,6 +422,9 @@ impl Catalog {
                 Change::DropRole(name) => {
                     batch.delete(format!("role/{name}"));
                     new.roles.remove(&name);
+                }
+                Change::ReserveTableIds { below } => {
+                    new.meta.next_table_id = new.meta.next_table_id.max(below);
                 }
                 Change::PutJob(job) => {
                     new.meta.next_job_id = new.meta.next_job_id.max(job.id + 1);

@@ -84,6 +84,8 @@ pub enum SqlState {
     DivisionByZero,
     /// 22023
     InvalidParameterValue,
+    /// 22004
+    NullValueNotAllowed,
     /// 22P04
     BadCopyFileFormat,
     /// 0A000
@@ -167,6 +169,7 @@ impl SqlState {
             CharacterNotInRepertoire => "22021",
             DivisionByZero => "22012",
             InvalidParameterValue => "22023",
+            NullValueNotAllowed => "22004",
             BadCopyFileFormat => "22P04",
             FeatureNotSupported => "0A000",
             DependentObjectsStillExist => "2BP01",

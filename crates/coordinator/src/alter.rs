@@ -55,7 +55,7 @@ fn rename_in_expr(sql: &str, old: &str, new: &str) -> Result<String> {
 }
 
 /// Whether a CHECK constraint's SQL text names column `col`.
-fn mentions_column(sql: &str, col: &str) -> Result<bool> {
+pub(crate) fn mentions_column(sql: &str, col: &str) -> Result<bool> {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
     use std::ops::ControlFlow;
@@ -285,13 +285,13 @@ impl Coordinator {
                         let new = SqlType::from_ast(&data_type)?;
                         let old = t.columns[i].sql_type;
                         let text = |t: SqlType| matches!(t, SqlType::Text | SqlType::Varchar(_));
+                        if using.is_none() && old == new {
+                            return Ok(name.to_string());
+                        }
                         if using.is_some() || !(text(old) && text(new)) {
-                            return Err(err!(
-                                FeatureNotSupported,
-                                "ALTER COLUMN … TYPE from {} to {} would rewrite the table, which is not supported yet",
-                                old.pg_name(),
-                                new.pg_name()
-                            ));
+                            // The stored values change: a rewrite.
+                            self.rewrite_column_type(name, i, new, using.as_ref()).await?;
+                            return Ok(name.to_string());
                         }
                         if let SqlType::Varchar(Some(n)) = new {
                             let c = t.columns[i].name.clone();

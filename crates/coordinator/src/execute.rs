@@ -1123,7 +1123,7 @@ impl Coordinator {
     /// with a new snapshot on a serialization failure, as nothing of it is
     /// visible yet).
     async fn run_plan(&self, session: &mut Session, work: Work<'_>, kind: PlanKind) -> Result<Output> {
-        let sequences = session.sequences.clone();
+        let sequences = session.statement_values();
         let writes = work.writes(kind);
         let lock_timeout_ms = session.lock_timeout_ms();
         if let Some(txn) = session.txn.as_mut() {

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod alter;
+pub mod alter_type;
 pub mod auto_rebalance;
 pub mod auto_split;
 pub mod copy;
@@ -50,6 +51,7 @@ pub mod routed;
 pub mod sequence;
 pub mod session;
 pub mod settings;
+pub mod settings_functions;
 pub mod slice_load;
 pub mod system;
 pub mod timeout;
@@ -466,6 +468,8 @@ impl Coordinator {
         }
         ctx.register_udf(version_udf());
         ctx.register_udf(roles::SessionUser::udf());
+        ctx.register_udf(settings_functions::CurrentSetting::udf());
+        ctx.register_udf(settings_functions::SetConfig::udf());
         let sequences = Arc::new(sequence::Sequences::new(catalog.clone()));
         for f in sequence::functions(sequences.clone()) {
             ctx.register_udf(f);

@@ -1008,8 +1008,60 @@ pub fn client_query_replacement(sql: &str) -> Option<&'static str> {
 /// the query with that expression so replaced, if it has it.
 pub fn client_query_patch(sql: &str) -> Option<String> {
     const TOAST_OPTIONS: &str = "pg_catalog.array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ')";
-    sql.contains(TOAST_OPTIONS)
-        .then(|| sql.replace(TOAST_OPTIONS, "''::text"))
+    if sql.contains(TOAST_OPTIONS) {
+        return Some(sql.replace(TOAST_OPTIONS, "''::text"));
+    }
+    asyncpg_type_introspection(sql)
+}
+
+/// asyncpg looks up the types of a statement's parameters and columns that
+/// it has no built-in codec for (arrays, for one) with a recursive query
+/// over `pg_type` whose select list holds, per type, a correlated scalar
+/// subquery in a `CASE` for a domain's base type (a recursive CTE of its
+/// own) and two for a composite type's attributes (`array_agg` over
+/// `pg_attribute`), which DataFusion cannot plan. slicedb has neither
+/// domains nor composite types of its own, and asyncpg asks only about the
+/// types slicedb describes, so each such `CASE` is NULL: it becomes
+/// `NULL::oid` or `NULL::text[]`. Returns the query so patched, if it is
+/// asyncpg's.
+fn asyncpg_type_introspection(sql: &str) -> Option<String> {
+    if !sql.contains("typeinfo_tree") || !sql.contains("typebases") {
+        return None;
+    }
+    let mut out = sql.to_string();
+    for marker in ["(CASE WHEN t.typtype = 'd' THEN", "(CASE WHEN t.typtype = 'c' THEN"] {
+        while let Some(start) = out.find(marker) {
+            let end = closing_paren(&out, start)?;
+            let null = match marker.contains("'d'") {
+                true => "NULL::oid",
+                // Typed `text[]`, which asyncpg decodes without
+                // introspection (an `oid[]` is described as `int4[]` here,
+                // which it would look up with this same query).
+                false => "NULL::text[]",
+            };
+            out.replace_range(start..=end, null);
+        }
+    }
+    Some(out)
+}
+
+/// The position of the `)` that closes the `(` at `open` (quotes aside:
+/// the blocks patched hold no parenthesis in a string).
+fn closing_paren(sql: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in sql[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Name of the function that prints a relation's oid as its name.

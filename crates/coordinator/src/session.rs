@@ -87,6 +87,12 @@ pub struct SessionValues {
     /// Bytes per table and index, gathered for a statement that calls a
     /// size function ([`crate::relation_size`]).
     pub relation_bytes: Option<Arc<crate::relation_size::RelationBytes>>,
+    /// The session's settings as the statement started, which
+    /// `current_setting` reads ([`crate::settings_functions`]).
+    pub settings: Arc<BTreeMap<String, String>>,
+    /// Settings that `set_config` changed, for the session to take on
+    /// before its next statement ([`Session::apply_set_configs`]).
+    pub set_configs: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Default for SessionValues {
@@ -102,6 +108,8 @@ impl SessionValues {
             sequences: Arc::default(),
             user: Arc::from(user),
             relation_bytes: None,
+            settings: Arc::default(),
+            set_configs: Arc::default(),
         }
     }
 }
@@ -229,8 +237,29 @@ impl Session {
         key
     }
 
+    /// Takes on the settings that `set_config` changed in earlier
+    /// statements.
+    pub fn apply_set_configs(&mut self) {
+        let changes = match self.sequences.set_configs.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => Vec::new(),
+        };
+        for (name, value) in changes {
+            self.set(&name, &value);
+        }
+    }
+
+    /// What a statement's functions read of the session, its settings as
+    /// they are now.
+    pub fn statement_values(&mut self) -> SessionValues {
+        self.apply_set_configs();
+        self.sequences.settings = Arc::new(self.settings.clone());
+        self.sequences.clone()
+    }
+
     /// The settings changed since the last call, with their values now.
     pub fn take_changed(&mut self) -> Vec<(String, String)> {
+        self.apply_set_configs();
         let mut names = std::mem::take(&mut self.changed);
         names.sort();
         names.dedup();

@@ -62,7 +62,14 @@ impl LiveRouting {
                 table.name
             )),
             Some(now) if now.id == table.id => Ok(now.clone()),
-            _ => Err(slicedb_common::err!(
+            // Rewritten into new storage (`ALTER COLUMN … TYPE`): the rows
+            // were built for the old columns; the statement can start over.
+            Some(_) => Err(slicedb_common::err!(
+                SerializationFailure,
+                "relation \"{}\" was rewritten during the statement",
+                table.name
+            )),
+            None => Err(slicedb_common::err!(
                 UndefinedTable,
                 "relation \"{}\" was dropped during the statement",
                 table.name

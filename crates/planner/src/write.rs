@@ -53,6 +53,10 @@ pub struct RowRouter {
     /// Positions in `pending` of deletes whose row moves to the write that
     /// follows (an update that changes the row's key).
     moves: std::collections::HashSet<usize>,
+    /// Writing a table's new storage (`ALTER COLUMN … TYPE`) that the
+    /// catalog does not hold yet: its own definition says which indexes and
+    /// foreign keys to keep, not the live catalog's.
+    rewrite: bool,
 }
 
 impl RowRouter {
@@ -63,7 +67,18 @@ impl RowRouter {
             txn,
             gated: true,
             moves: Default::default(),
+            rewrite: false,
         }
+    }
+
+    /// A router that fills the new storage of a table rewritten under its
+    /// held gates (see `RowRouter::holding_gates`): its target's definition,
+    /// with its own table and index ids, is not in the catalog until the
+    /// rewrite commits.
+    pub fn rewriting(mut self) -> Self {
+        self.gated = false;
+        self.rewrite = true;
+        self
     }
 
     /// A router for a caller that holds every gate of the table itself
@@ -71,6 +86,16 @@ impl RowRouter {
     pub fn holding_gates(mut self) -> Self {
         self.gated = false;
         self
+    }
+
+    /// Where the target's buckets live now: the live catalog's placement,
+    /// or, for a rewrite's new storage, its own hash map's.
+    fn placement(&self) -> Result<Arc<slicedb_hashmap::HashMap>> {
+        let routing = &self.target.routing;
+        match self.rewrite {
+            true => routing.catalog.snapshot().table_map(&self.target.table),
+            false => routing.placement(&self.target.table),
+        }
     }
 
     /// The statement's transaction context.
@@ -147,13 +172,16 @@ impl RowRouter {
             false => None,
         };
         let catalog = routing.catalog.snapshot();
-        let placement = routing.placement(&table)?;
+        let placement = self.placement()?;
         routing
             .cutovers
             .check(table.id, &table.name, txn.start_ts, pending.iter().map(|(b, _)| *b))?;
         // The indexes and foreign keys as the catalog has them now, under
         // the gates: an index built since planning is maintained too.
-        let live = routing.live_table(&table)?;
+        let live = match self.rewrite {
+            true => table.clone(),
+            false => routing.live_table(&table)?,
+        };
         if live.dropped != table.dropped {
             // The rows were built for the columns of the plan; the indexes
             // and foreign keys of now name the columns after the drop.
@@ -323,7 +351,7 @@ impl RowRouter {
             permit.extend(buckets.iter().copied()).await;
         }
         let routing = &self.target.routing;
-        let placement = routing.placement(&self.target.table)?;
+        let placement = self.placement()?;
         let placement = &*placement;
         routing
             .cutovers

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slicedb_catalog::{Catalog, CommitDecision};
-use slicedb_common::{err, Error, NodeId, Result, SqlState, TableId};
+use slicedb_common::{err, Error, NodeId, Result, SqlState, TableDef, TableId};
 use slicedb_planner::table::LiveRouting;
 use slicedb_planner::txn::{StatementTxn, TxnWrites};
 use slicedb_storage::{OwnWrites, ReadAt, Timestamp, TxnId, TxnStatus, TxnWrite};
@@ -411,17 +411,25 @@ impl TxnManager {
     /// transaction under it. Once a commit has started, it commits or
     /// aborts as a whole.
     pub async fn commit(&self, txn: &mut Transaction) -> Result<()> {
-        self.commit_gated(txn, true).await
+        self.commit_gated(txn, true, None).await
     }
 
     /// [`TxnManager::commit`] for a caller that holds the write gates of
     /// every table the transaction wrote (a rewrite such as `ALTER TABLE …
     /// ADD PRIMARY KEY`): the gates keep cut-overs away already.
     pub async fn commit_holding_gates(&self, txn: &mut Transaction) -> Result<()> {
-        self.commit_gated(txn, false).await
+        self.commit_gated(txn, false, None).await
     }
 
-    async fn commit_gated(&self, txn: &mut Transaction, gated: bool) -> Result<()> {
+    /// [`TxnManager::commit_holding_gates`] for a rewrite into new storage
+    /// (`ALTER COLUMN … TYPE`): the rows written under `staged`'s ids, which
+    /// the catalog does not name until the rewrite switches to them, are
+    /// placed by `staged`'s hash map.
+    pub async fn commit_rewrite(&self, txn: &mut Transaction, staged: Arc<TableDef>) -> Result<()> {
+        self.commit_gated(txn, false, Some(staged)).await
+    }
+
+    async fn commit_gated(&self, txn: &mut Transaction, gated: bool, staged: Option<Arc<TableDef>>) -> Result<()> {
         txn.finished = true;
         let id = txn.id();
         let writes = txn.written();
@@ -432,7 +440,7 @@ impl TxnManager {
         let hold = (txn.active.take(), txn.pin());
         let phases = if writes.nodes().len() == 1 { "one" } else { "two" };
         let result = tokio::spawn(async move {
-            let result = mgr.commit_writes(id, writes, gated).await;
+            let result = mgr.commit_writes(id, writes, gated, staged).await;
             drop(hold);
             result
         })
@@ -447,7 +455,13 @@ impl TxnManager {
         result
     }
 
-    async fn commit_writes(&self, id: TxnId, writes: TxnWrites, gated: bool) -> Result<()> {
+    async fn commit_writes(
+        &self,
+        id: TxnId,
+        writes: TxnWrites,
+        gated: bool,
+        staged: Option<Arc<TableDef>>,
+    ) -> Result<()> {
         let nodes = writes.nodes();
         // No cut-over of a written bucket may start until the commit is
         // applied, and none may have happened since the writes were sent.
@@ -467,7 +481,10 @@ impl TxnManager {
         }
         for (table, buckets) in &writes.placed {
             let catalog = self.catalog.snapshot();
-            let moved = match catalog.table_by_storage_id(*table) {
+            let staged = staged
+                .as_ref()
+                .filter(|d| d.id == *table || d.indexes.iter().any(|i| i.id == *table));
+            let moved = match catalog.table_by_storage_id(*table).or(staged) {
                 Some(def) => {
                     let map = catalog.table_map(def)?;
                     buckets.iter().any(|(b, n)| map.owner(*b) != *n)
