@@ -576,7 +576,7 @@ impl Coordinator {
             .config_mut()
             .options_mut()
             .extensions
-            .insert(session.sequences.clone());
+            .insert(session.statement_values());
         state.mark_start_execution();
         let slice_table: SliceTable = self.slice_table(&table_name)?.with_constraints(&state)?;
         let table = slice_table.table.clone();
@@ -773,7 +773,7 @@ impl Coordinator {
         let mut result = copy.finish().await;
         if result.is_ok() {
             // Foreign-key work, deferred work too outside a block.
-            let sequences = session.sequences.clone();
+            let sequences = session.statement_values();
             if let Err(e) = self.keep_foreign_keys(&stmt, &sequences, implicit.is_some()).await {
                 result = Err(e);
             }
