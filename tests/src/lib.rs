@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 /// The `slicedb` binary built by the same `cargo test` / `cargo nextest` run.
 pub fn slicedb_binary() -> PathBuf {
     if let Ok(p) = std::env::var("SLICEDB_BIN") {
@@ -263,10 +265,19 @@ pub fn free_udp_port() -> u16 {
 
 /// Connects to a PostgreSQL endpoint and drives the connection in the background.
 pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
-    let conn_str = format!("host={} port={} user=postgres dbname=slicedb", addr.ip(), addr.port());
+    connect_to(addr, "slicedb").await
+}
+
+/// Connects to database `database` of a PostgreSQL endpoint.
+pub async fn connect_to(addr: SocketAddr, database: &str) -> tokio_postgres::Client {
+    let conn_str = format!(
+        "host={} port={} user=postgres dbname={database}",
+        addr.ip(),
+        addr.port()
+    );
     let (client, connection) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
         .await
-        .expect("connect to slicedb");
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -391,20 +402,26 @@ impl TestCluster {
     }
 }
 
+/// The arguments of PostgreSQL's client programs (psql, pgbench, pg_dump)
+/// that connect them to `addr` as user `postgres`.
+pub fn client_args(addr: SocketAddr) -> [String; 6] {
+    [
+        "-h".to_string(),
+        addr.ip().to_string(),
+        "-p".to_string(),
+        addr.port().to_string(),
+        "-U".to_string(),
+        "postgres".to_string(),
+    ]
+}
+
 /// Runs `pgbench <args> slicedb` against `addr` (blocking) with extra
 /// environment `env` (say, `PGOPTIONS`); panics unless it succeeds, and
 /// returns what it printed on stdout.
 pub fn pgbench(addr: SocketAddr, env: &[(&str, &str)], args: &[&str]) -> String {
     let out = Command::new("pgbench")
         .envs(env.iter().copied())
-        .args([
-            "-h",
-            &addr.ip().to_string(),
-            "-p",
-            &addr.port().to_string(),
-            "-U",
-            "postgres",
-        ])
+        .args(client_args(addr))
         .args(args)
         .arg("slicedb")
         .output()

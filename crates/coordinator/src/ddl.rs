@@ -198,20 +198,40 @@ fn option_value(e: &ast::Expr) -> Result<i64> {
 /// A sequence from CREATE SEQUENCE's (or an identity column's) options,
 /// with PostgreSQL's defaults for what they leave out.
 pub fn sequence_from_options(name: &str, data_type: SqlType, options: &[ast::SequenceOptions]) -> Result<SequenceDef> {
+    let mut seq = SequenceDef::new(name, data_type);
+    apply_sequence_options(&mut seq, None, options, None, true)?;
+    Ok(seq)
+}
+
+/// Applies the options of a `CREATE SEQUENCE` (`creating`: what they leave
+/// out takes PostgreSQL's default) or of an `ALTER SEQUENCE` (what they
+/// leave out stays, except that limits at the old type's bounds follow a
+/// new `AS` type, as in PostgreSQL). `restart` is `RESTART [WITH n]`.
+pub fn apply_sequence_options(
+    seq: &mut SequenceDef,
+    data_type: Option<SqlType>,
+    options: &[ast::SequenceOptions],
+    restart: Option<Option<i64>>,
+    creating: bool,
+) -> Result<()> {
     use ast::SequenceOptions as O;
-    if !data_type.is_integer() {
+    let old_type = seq.data_type;
+    if let Some(t) = data_type {
+        seq.data_type = t;
+    }
+    if !seq.data_type.is_integer() {
         return Err(err!(
             InvalidParameterValue,
             "sequence type must be smallint, integer, or bigint"
         ));
     }
-    let mut seq = SequenceDef::new(name, data_type);
+    // `Some(None)`: NO MINVALUE / NO MAXVALUE.
     let (mut min, mut max, mut start) = (None, None, None);
     for o in options {
         match o {
             O::IncrementBy(e, _) => seq.increment = option_value(e)?,
-            O::MinValue(e) => min = e.as_ref().map(option_value).transpose()?,
-            O::MaxValue(e) => max = e.as_ref().map(option_value).transpose()?,
+            O::MinValue(e) => min = Some(e.as_ref().map(option_value).transpose()?),
+            O::MaxValue(e) => max = Some(e.as_ref().map(option_value).transpose()?),
             O::StartWith(e, _) => start = Some(option_value(e)?),
             O::Cache(e) => seq.cache = option_value(e)?,
             // sqlparser marks `NO CYCLE` with `true`.
@@ -219,21 +239,54 @@ pub fn sequence_from_options(name: &str, data_type: SqlType, options: &[ast::Seq
         }
     }
     let (lo, hi) = (
-        slicedb_catalog::sequence::type_min(data_type),
-        slicedb_catalog::sequence::type_max(data_type),
+        slicedb_catalog::sequence::type_min(seq.data_type),
+        slicedb_catalog::sequence::type_max(seq.data_type),
     );
-    if seq.increment > 0 {
-        seq.min = min.unwrap_or(1);
-        seq.max = max.unwrap_or(hi);
-        seq.start = start.unwrap_or(seq.min);
-    } else {
-        seq.min = min.unwrap_or(lo);
-        seq.max = max.unwrap_or(-1);
-        seq.start = start.unwrap_or(seq.max);
+    let ascending = seq.increment > 0;
+    let retyped = seq.data_type != old_type;
+    match min {
+        Some(Some(v)) => seq.min = v,
+        Some(None) => seq.min = if ascending { 1 } else { lo },
+        None if creating => seq.min = if ascending { 1 } else { lo },
+        None if retyped && seq.min == slicedb_catalog::sequence::type_min(old_type) => seq.min = lo,
+        None => {}
     }
-    seq.next = Some(seq.start);
+    match max {
+        Some(Some(v)) => seq.max = v,
+        Some(None) => seq.max = if ascending { hi } else { -1 },
+        None if creating => seq.max = if ascending { hi } else { -1 },
+        None if retyped && seq.max == slicedb_catalog::sequence::type_max(old_type) => seq.max = hi,
+        None => {}
+    }
+    match start {
+        Some(v) => seq.start = v,
+        None if creating => seq.start = if ascending { seq.min } else { seq.max },
+        None => {}
+    }
+    if creating {
+        seq.next = Some(seq.start);
+    }
+    if let Some(restart) = restart {
+        seq.next = Some(restart.unwrap_or(seq.start));
+    }
     seq.validate()?;
-    Ok(seq)
+    if let Some(next) = seq.next {
+        if next < seq.min {
+            return Err(err!(
+                InvalidParameterValue,
+                "RESTART value ({next}) cannot be less than MINVALUE ({})",
+                seq.min
+            ));
+        }
+        if next > seq.max {
+            return Err(err!(
+                InvalidParameterValue,
+                "RESTART value ({next}) cannot be greater than MAXVALUE ({})",
+                seq.max
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A column of CREATE TABLE (or ALTER TABLE … ADD COLUMN): its definition,
@@ -660,18 +713,13 @@ impl Coordinator {
         &self,
         if_not_exists: bool,
         name: &ObjectName,
-        data_type: Option<&ast::DataType>,
-        options: &[ast::SequenceOptions],
-        owned_by: Option<&ObjectName>,
+        clauses: &crate::parser::SequenceClauses,
     ) -> Result<Output> {
         let name = relation_name(name)?;
-        let data_type = match data_type {
-            Some(t) => SqlType::from_ast(t)?,
-            None => SqlType::BigInt,
-        };
-        let mut seq = sequence_from_options(&name, data_type, options)?;
+        let data_type = clauses.data_type.unwrap_or(SqlType::BigInt);
+        let mut seq = sequence_from_options(&name, data_type, &clauses.options)?;
         let snapshot = self.catalog.snapshot();
-        if let Some(owner) = owned_by {
+        if let Some(owner) = &clauses.owned_by {
             seq.owned_by = owned_by_column(&snapshot, owner)?;
         }
         let mut existed = false;
@@ -690,6 +738,71 @@ impl Coordinator {
         }
         self.sequences.forget(&name);
         Ok(Output::Command(CommandTag::new("CREATE SEQUENCE")))
+    }
+
+    /// `ALTER SEQUENCE`: new options (values continue from where the
+    /// sequence is unless `RESTART`; a range this coordinator had cached is
+    /// given up), or `OWNER TO`, which checks the role and the sequence:
+    /// slicedb's sequences have no owner (every role may use them).
+    pub async fn alter_sequence(
+        &self,
+        if_exists: bool,
+        name: &ObjectName,
+        action: &crate::parser::AlterSequence,
+    ) -> Result<Output> {
+        let name = relation_name(name)?;
+        let done = Ok(Output::Command(CommandTag::new("ALTER SEQUENCE")));
+        let missing = || err!(UndefinedTable, "relation \"{name}\" does not exist");
+        let clauses = match action {
+            crate::parser::AlterSequence::OwnerTo(role) => {
+                let snapshot = self.catalog.snapshot();
+                if let Some(role) = role {
+                    snapshot.role(role)?;
+                }
+                return match snapshot.sequences.contains_key(&name) {
+                    true => done,
+                    false if if_exists => done,
+                    false => Err(missing()),
+                };
+            }
+            crate::parser::AlterSequence::Options(clauses) => clauses,
+        };
+        let snapshot = self.catalog.snapshot();
+        let owned_by = match &clauses.owned_by {
+            Some(owner) => Some(owned_by_column(&snapshot, owner)?),
+            None => None,
+        };
+        // The values this coordinator cached and has not handed out go
+        // back to the sequence, so that the change (a new limit, say) is
+        // checked against the next value a session would really get.
+        let unused = self.sequences.take_range(&name);
+        let mut found = true;
+        let updated = self.catalog.update(|state| {
+            let Some(seq) = state.sequences.get(&name) else {
+                found = false;
+                return if if_exists { Ok(vec![]) } else { Err(missing()) };
+            };
+            let mut seq = seq.clone();
+            if let Some(unused) = &unused {
+                unused.give_back(&mut seq);
+            }
+            apply_sequence_options(&mut seq, clauses.data_type, &clauses.options, clauses.restart, false)?;
+            if let Some(owned_by) = &owned_by {
+                seq.owned_by = owned_by.clone();
+            }
+            Ok(vec![Change::PutSequence(seq)])
+        });
+        if let Err(e) = updated {
+            if let Some(unused) = unused {
+                self.sequences.put_back(&name, unused);
+            }
+            return Err(e);
+        }
+        if !found {
+            tracing::info!("relation \"{name}\" does not exist, skipping");
+        }
+        self.sequences.forget(&name);
+        done
     }
 
     pub async fn drop_objects(

@@ -837,6 +837,16 @@ impl Coordinator {
                 return self.drop_hash_map(&name, if_exists);
             }
             Statement::CreateRole { name, options } => return self.create_role(session, name, options).await,
+            Statement::CreateSequence {
+                if_not_exists,
+                name,
+                clauses,
+            } => return self.create_sequence(if_not_exists, &name, &clauses).await,
+            Statement::AlterSequence {
+                if_exists,
+                name,
+                action,
+            } => return self.alter_sequence(if_exists, &name, &action).await,
             Statement::AlterRole { name, options } => return self.alter_role(session, name, options).await,
             Statement::DropRole { names, if_exists } => return self.drop_role(session, names, if_exists).await,
             Statement::ShowHashMaps => return self.show_hash_maps(),
@@ -1020,26 +1030,6 @@ impl Coordinator {
                     .await
             }
             S::Truncate(t) => self.truncate(&t).await,
-            S::CreateSequence {
-                temporary,
-                if_not_exists,
-                name,
-                data_type,
-                sequence_options,
-                owned_by,
-            } => {
-                if temporary {
-                    return Err(err!(FeatureNotSupported, "temporary sequences are not supported"));
-                }
-                self.create_sequence(
-                    if_not_exists,
-                    &name,
-                    data_type.as_ref(),
-                    &sequence_options,
-                    owned_by.as_ref(),
-                )
-                .await
-            }
             S::Copy {
                 source,
                 to,

@@ -49,14 +49,14 @@ pub(crate) fn kind(stmt: Option<&Statement>) -> &'static str {
             | S::AlterTable(_)
             | S::Drop { .. }
             | S::Truncate(_)
-            | S::CreateSequence { .. }
             | S::Comment { .. }
             | S::Grant(_)
             | S::Revoke(_) => "ddl",
             _ => "other",
         },
         Some(Statement::CreateTable { .. } | Statement::CreateRole { .. })
-        | Some(Statement::AlterRole { .. } | Statement::DropRole { .. }) => "ddl",
+        | Some(Statement::AlterRole { .. } | Statement::DropRole { .. })
+        | Some(Statement::CreateSequence { .. } | Statement::AlterSequence { .. }) => "ddl",
         Some(
             Statement::CreateHashMap { .. }
             | Statement::SetCurrentHashMap(_)

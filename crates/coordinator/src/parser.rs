@@ -31,6 +31,9 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use slicedb_common::{err, Error, Result};
 use slicedb_hashmap::Strategy;
 
+mod sequence_options;
+pub use sequence_options::{AlterSequence, SequenceClauses};
+
 /// One parsed statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
@@ -121,6 +124,18 @@ pub enum Statement {
     DropRole {
         names: Vec<String>,
         if_exists: bool,
+    },
+    /// `CREATE SEQUENCE [IF NOT EXISTS] name [options]`, the options in any order.
+    CreateSequence {
+        if_not_exists: bool,
+        name: ast::ObjectName,
+        clauses: SequenceClauses,
+    },
+    /// `ALTER SEQUENCE [IF EXISTS] name {options | OWNER TO role}`.
+    AlterSequence {
+        if_exists: bool,
+        name: ast::ObjectName,
+        action: AlterSequence,
     },
 }
 
@@ -427,6 +442,7 @@ fn parse_tokens_with(tokens: Vec<TokenWithSpan>, sql: &str, hints: &Hints) -> Re
                         | (hints.date_templates && slicedb_planner::to_date::pg_date_templates(s))
                         | (hints.interval_scaling && slicedb_planner::interval_mul::interval_arithmetic(s))
                         | (hints.subqueries && slicedb_planner::single_value::aggregate_scalar_subqueries(s))
+                        | (hints.casts && crate::sequence::literal_regclass_arguments(s))
                         | (hints.casts && slicedb_planner::text_types::casts_as_functions(s))
                 })
                 .filter(|c| *c)
@@ -763,6 +779,9 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
     if let Some(stmt) = c.role_statement()? {
         return Ok(Some(stmt));
     }
+    if let Some(stmt) = c.sequence_statement()? {
+        return Ok(Some(stmt));
+    }
     if c.eat_words(&["SET", "CONSTRAINTS"]) {
         let names = if c.eat_words(&["ALL"]) {
             None
@@ -804,10 +823,19 @@ fn parse_one(chunk: Vec<TokenWithSpan>, whole: Option<&str>) -> Result<Option<St
     }
     let create_table = c.peek_words(&["CREATE", "TABLE"]) || c.peek_words(&["CREATE", "UNLOGGED", "TABLE"]);
     let copy = c.peek_words(&["COPY"]);
+    let alter_identity = c.peek_words(&["ALTER", "TABLE"])
+        && c.tokens.iter().any(
+            |t| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("IDENTITY")),
+        );
     drop(c);
     let mut stmts = if create_table {
         let tokens: Vec<Token> = chunk.into_iter().map(|t| t.token).collect();
+        let tokens = sequence_options::identity_options_in_order(tokens)?;
         return parse_create_table(&tokens).map(Some);
+    } else if alter_identity {
+        let tokens: Vec<Token> = chunk.into_iter().map(|t| t.token).collect();
+        let tokens = sequence_options::identity_options_in_order(tokens)?;
+        parse_standard(&text_of(&tokens))?
     } else if copy {
         let tokens = copy_booleans(chunk.into_iter().map(|t| t.token).collect());
         parse_standard(&text_of(&tokens))?

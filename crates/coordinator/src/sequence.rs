@@ -7,7 +7,8 @@
 //! and 32 (the values PostgreSQL logs ahead); a sequence that needs a new
 //! range again within a second gets one twice as large (up to 65,536), so
 //! that a bulk load with a serial key does not sync the catalog per row.
-//! `setval` and `ALTER SEQUENCE` drop the cached range.
+//! `setval` drops the cached range; `ALTER SEQUENCE` gives its unused values
+//! back to the sequence ([`UnusedRange`]) when no range was taken after it.
 //!
 //! `currval` and `lastval` are per session: the functions find the
 //! session's [`SessionValues`](crate::session::SessionValues) among the statement's config extensions,
@@ -41,6 +42,21 @@ struct Cached {
     increment: i64,
     size: i64,
     refilled: Instant,
+}
+
+/// The unused rest of a range a coordinator had cached.
+pub struct UnusedRange(Cached);
+
+impl UnusedRange {
+    /// Makes `seq` hand out this range's unused values again, if no range
+    /// was allocated after it (its `next` is still this range's end).
+    pub fn give_back(&self, seq: &mut slicedb_catalog::sequence::SequenceDef) {
+        let c = &self.0;
+        let end = c.next as i128 + c.left as i128 * c.increment as i128;
+        if seq.next.map(i128::from) == Some(end) && c.increment == seq.increment {
+            seq.next = Some(c.next);
+        }
+    }
 }
 
 /// The coordinator's cached sequence ranges.
@@ -126,6 +142,23 @@ impl Sequences {
         self.catalog.snapshot().sequence(name).map(|_| ())
     }
 
+    /// Takes this coordinator's cached range of `name` out of the cache,
+    /// for `ALTER SEQUENCE` to give its unused values back to the catalog
+    /// ([`UnusedRange::give_back`]); [`Sequences::put_back`] returns it if
+    /// the change fails. Sessions that draw meanwhile take a new range.
+    pub fn take_range(&self, name: &str) -> Option<UnusedRange> {
+        let cached = self.lock().ok()?.remove(name)?;
+        (cached.left > 0).then_some(UnusedRange(cached))
+    }
+
+    /// Puts back a range [`Sequences::take_range`] took, unless another was
+    /// cached meanwhile (then its values are skipped: a gap).
+    pub fn put_back(&self, name: &str, range: UnusedRange) {
+        if let Ok(mut cache) = self.lock() {
+            cache.entry(name.to_string()).or_insert(range.0);
+        }
+    }
+
     /// Forgets the cached range of `name` (after `setval`, `ALTER` or `DROP`).
     pub fn forget(&self, name: &str) {
         if let Ok(mut cache) = self.cache.lock() {
@@ -192,6 +225,54 @@ pub fn sequence_name(text: &str) -> Result<String> {
         [schema, name] if schema == crate::SCHEMA => Ok(name.clone()),
         _ => Err(err!(UndefinedTable, "relation \"{text}\" does not exist")),
     }
+}
+
+/// `nextval('s'::regclass)`, as pg_dump and PostgreSQL's own `\d` write a
+/// serial column's default, becomes `nextval('s')` (the same for
+/// `currval` and `setval`): the functions take the sequence's name, and a
+/// `regclass` cast of a literal would only turn it into an oid and back.
+/// Returns whether anything changed.
+pub fn literal_regclass_arguments(stmt: &mut datafusion::sql::sqlparser::ast::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast;
+    let mut changed = false;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        let ast::Expr::Function(f) = e else {
+            return std::ops::ControlFlow::<()>::Continue(());
+        };
+        let name = f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase());
+        if !matches!(name.as_deref(), Some("nextval" | "currval" | "setval")) {
+            return std::ops::ControlFlow::Continue(());
+        }
+        if let ast::FunctionArguments::List(list) = &mut f.args {
+            if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))) = list.args.first_mut() {
+                if let ast::Expr::Cast { expr, data_type, .. } = arg {
+                    let regclass = match data_type {
+                        ast::DataType::Regclass => true,
+                        ast::DataType::Custom(n, m) => {
+                            m.is_empty()
+                                && n.0
+                                    .last()
+                                    .and_then(|p| p.as_ident())
+                                    .is_some_and(|i| i.value.eq_ignore_ascii_case("regclass"))
+                        }
+                        _ => false,
+                    };
+                    let literal = matches!(expr.as_ref(), ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
+                    if regclass && literal {
+                        *arg = expr.as_ref().clone();
+                        changed = true;
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    changed
 }
 
 fn split_qualified(text: &str) -> Result<Vec<String>> {

@@ -52,7 +52,18 @@ impl TypePlanner for TextTypePlanner {
             }
             _ => false,
         };
-        if text {
+        // `character varying`, `character(n)` and `bpchar`, which pg_dump
+        // writes in defaults (`'free'::character varying`), are text as
+        // `varchar` and `char` are to DataFusion: a cast neither pads nor
+        // cuts (a column of the type checks the length when written).
+        let character = match sql_type {
+            SqlDataType::CharacterVarying(_) | SqlDataType::CharVarying(_) | SqlDataType::Character(_) => true,
+            SqlDataType::Custom(name, _) => {
+                matches!(name.to_string().to_ascii_lowercase().rsplit('.').next(), Some("bpchar"))
+            }
+            _ => false,
+        };
+        if text || character {
             return Ok(Some(Arc::new(Field::new("", DataType::Utf8, true))));
         }
         // `float` and `float(25)`…`float(53)` are `double precision` in
