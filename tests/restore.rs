@@ -1,11 +1,13 @@
 //! End-to-end test of how a PostgreSQL user moves a database to slicedb:
-//! `pg_dump` of a PostgreSQL 15 database, restored into slicedb with
-//! PostgreSQL's own `psql`, stopping at the first error. Then the same
-//! queries, and the same writes (a serial key and an identity column that
-//! continue where the dump left them, a unique, a check and a foreign key
-//! with `ON DELETE CASCADE`), answer the same on both servers.
+//! `pg_dump` of a PostgreSQL 15 database, restored into one slicedb with
+//! PostgreSQL's own `psql` (the plain format) and into another with
+//! `pg_restore` (the custom format), each stopping at the first error.
+//! Then the same queries, and the same writes (a serial key and an
+//! identity column that continue where the dump left them, a unique, a
+//! check and a foreign key with `ON DELETE CASCADE`), answer the same on
+//! all three servers.
 
-use slicedb_e2e::postgres::{psql_file, Postgres};
+use slicedb_e2e::postgres::{pg_restore_file, psql_file, Postgres};
 use slicedb_e2e::Server;
 
 /// An application's schema and rows, loaded into PostgreSQL and dumped.
@@ -143,20 +145,35 @@ async fn a_pg_dump_restores_and_answers_as_postgresql() {
     let dump_file = files.path().join("dump.sql");
     std::fs::write(&dump_file, &dump).unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    if let Err(output) = psql_file(server.addr, "slicedb", &dump_file) {
-        panic!("the dump does not restore into slicedb:\n{output}\n--- dump ---\n{dump}");
+    let custom_file = files.path().join("dump.custom");
+    std::fs::write(&custom_file, pg.dump_custom()).unwrap();
+
+    let (plain_dir, custom_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (plain, custom) = (Server::start(plain_dir.path()), Server::start(custom_dir.path()));
+    if let Err(output) = psql_file(plain.addr, "slicedb", &dump_file) {
+        panic!("the plain dump does not restore into slicedb:\n{output}\n--- dump ---\n{dump}");
+    }
+    if let Err(output) = pg_restore_file(custom.addr, "slicedb", &custom_file) {
+        panic!("pg_restore of the custom dump fails against slicedb:\n{output}");
     }
 
-    let (theirs, ours) = (pg.connect().await, server.connect().await);
+    let theirs = pg.connect().await;
+    let ours = [("psql", plain.connect().await), ("pg_restore", custom.connect().await)];
     for sql in QUERIES {
         let expected = answer(&theirs, sql).await;
         assert!(expected.is_ok(), "PostgreSQL refused {sql}: {expected:?}");
-        assert_eq!(answer(&ours, sql).await, expected, "{sql}");
+        for (how, client) in &ours {
+            assert_eq!(answer(client, sql).await, expected, "restored with {how}: {sql}");
+        }
     }
     for (sql, state) in REFUSED {
         assert_eq!(answer(&theirs, sql).await, Err(state.to_string()), "PostgreSQL: {sql}");
-        assert_eq!(answer(&ours, sql).await, Err(state.to_string()), "slicedb: {sql}");
+        for (how, client) in &ours {
+            assert_eq!(
+                answer(client, sql).await,
+                Err(state.to_string()),
+                "restored with {how}: {sql}"
+            );
+        }
     }
 }

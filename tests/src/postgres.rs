@@ -94,7 +94,7 @@ impl Postgres {
         }
     }
 
-    fn run_checked(&self, program: &str, args: &[&str]) -> Output {
+    fn run_checked(&self, program: &str, args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -> Output {
         let out = self
             .command(program)
             .args(args)
@@ -111,11 +111,20 @@ impl Postgres {
 
     /// `pg_dump` of database `postgres` in the plain format.
     pub fn dump(&self) -> String {
-        let args = crate::client_args(self.addr);
-        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        args.push("postgres");
-        let out = self.run_checked("pg_dump", &args);
+        let out = self.run_checked("pg_dump", &self.dump_args(&["postgres"]));
         String::from_utf8(out.stdout).expect("a dump in UTF-8")
+    }
+
+    /// `pg_dump -Fc` of database `postgres` (pg_restore's custom format).
+    pub fn dump_custom(&self) -> Vec<u8> {
+        self.run_checked("pg_dump", &self.dump_args(&["-Fc", "postgres"]))
+            .stdout
+    }
+
+    fn dump_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = crate::client_args(self.addr).to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
     }
 
     /// Connects to database `postgres` and drives the connection in the background.
@@ -135,6 +144,24 @@ pub fn psql_file(addr: SocketAddr, database: &str, file: &Path) -> Result<String
         .arg(file)
         .output()
         .expect("run psql");
+    finished(out)
+}
+
+/// Restores the custom-format dump `file` with PostgreSQL 15's
+/// `pg_restore` into database `database` at `addr`, stopping at the first
+/// error; returns what it printed, or that text as the error.
+pub fn pg_restore_file(addr: SocketAddr, database: &str, file: &Path) -> Result<String, String> {
+    let out = Command::new(postgres_bin().join("pg_restore"))
+        .arg("--exit-on-error")
+        .args(crate::client_args(addr))
+        .args(["-d", database])
+        .arg(file)
+        .output()
+        .expect("run pg_restore");
+    finished(out)
+}
+
+fn finished(out: Output) -> Result<String, String> {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

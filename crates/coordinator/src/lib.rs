@@ -168,6 +168,21 @@ fn version_udf() -> datafusion::logical_expr::ScalarUDF {
     )
 }
 
+/// `pg_is_in_recovery()`: false, as on a PostgreSQL primary. A coordinator
+/// that answers takes writes; pg_dump and pg_restore ask first.
+fn in_recovery_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    create_udf(
+        "pg_is_in_recovery",
+        vec![],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))),
+    )
+}
+
 /// The coordinator of one cluster.
 pub struct Coordinator {
     pub catalog: Arc<Catalog>,
@@ -467,6 +482,7 @@ impl Coordinator {
             ctx.register_udf(f);
         }
         ctx.register_udf(version_udf());
+        ctx.register_udf(in_recovery_udf());
         ctx.register_udf(roles::SessionUser::udf());
         ctx.register_udf(settings_functions::CurrentSetting::udf());
         ctx.register_udf(settings_functions::SetConfig::udf());
