@@ -36,6 +36,7 @@ CREATE TABLE orders (
   placed_on date
 );
 CREATE INDEX orders_user_id_idx ON orders (user_id);
+CREATE UNIQUE INDEX users_email_lower ON users (lower(email));
 COMMENT ON TABLE users IS 'people';
 CREATE TABLE accounts (
   id smallserial PRIMARY KEY,
@@ -87,6 +88,7 @@ const QUERIES: &[&str] = &[
     "SELECT count(DISTINCT uid) FROM accounts",
     "SELECT order_id, line, qty FROM line_items ORDER BY order_id, line",
     "SELECT * FROM big_orders ORDER BY id",
+    "SELECT id FROM users WHERE lower(email) = 'b@x.org'",
     "SELECT u.email, count(*), sum(l.qty) FROM users u JOIN orders o ON o.user_id = u.id \
      JOIN line_items l ON l.order_id = o.id GROUP BY u.email ORDER BY u.email",
     // Sequences continue where the dump left them.
@@ -103,6 +105,7 @@ const QUERIES: &[&str] = &[
 /// Refused on both servers, with the same SQLSTATE.
 const REFUSED: &[(&str, &str)] = &[
     ("INSERT INTO users (email) VALUES ('a@x.org')", "23505"),
+    ("INSERT INTO users (email) VALUES ('A@X.org')", "23505"),
     ("INSERT INTO products (sku, price) VALUES ('s1', 2)", "23505"),
     ("INSERT INTO products (sku, price) VALUES ('s9', -1)", "23514"),
     ("INSERT INTO orders (user_id) VALUES (99)", "23503"),
@@ -139,6 +142,7 @@ async fn a_pg_dump_restores_and_answers_as_postgresql() {
         "SELECT pg_catalog.setval('public.invoice_numbers', 1010, true);",
         "ADD CONSTRAINT products_sku_key UNIQUE (sku);",
         "ALTER TABLE public.big_orders OWNER TO postgres;",
+        "CREATE UNIQUE INDEX users_email_lower ON public.users USING btree (lower((email)::text));",
     ] {
         assert!(dump.contains(needle), "pg_dump no longer writes {needle:?}:\n{dump}");
     }

@@ -21,7 +21,8 @@ pub mod types;
 pub use datum::Datum;
 pub use error::{Error, Result, SqlState};
 pub use table::{
-    pad_row, slot_of, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, TableDef, TableId,
+    pad_row, slot_of, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, KeyFunction,
+    TableDef, TableId,
 };
 pub use types::{ArrayElem, SqlType};
 

@@ -264,6 +264,51 @@ pub struct IndexDef {
     /// the build finished do not use the index).
     #[serde(default)]
     pub usable_from: u64,
+    /// Per indexed column, the function its value goes through before it
+    /// is indexed (`lower(email)`); empty when every column is indexed as
+    /// it is. Queries find rows through a plain index only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<KeyFunction>,
+}
+
+/// What an index applies to a column's value: nothing, or one of the
+/// functions of an expression index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum KeyFunction {
+    #[default]
+    None,
+    /// `lower(c)`, as slicedb's `lower` computes it (Unicode lower case).
+    Lower,
+    /// `upper(c)`.
+    Upper,
+}
+
+impl KeyFunction {
+    /// The function's SQL name (`None` for a plain column).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            KeyFunction::None => None,
+            KeyFunction::Lower => Some("lower"),
+            KeyFunction::Upper => Some("upper"),
+        }
+    }
+
+    /// The function of this SQL name.
+    pub fn from_name(name: &str) -> Option<KeyFunction> {
+        match name {
+            "lower" => Some(KeyFunction::Lower),
+            "upper" => Some(KeyFunction::Upper),
+            _ => None,
+        }
+    }
+
+    fn apply(self, v: &Datum) -> Datum {
+        match (self, v) {
+            (KeyFunction::Lower, Datum::Text(s)) => Datum::Text(s.to_lowercase()),
+            (KeyFunction::Upper, Datum::Text(s)) => Datum::Text(s.to_uppercase()),
+            _ => v.clone(),
+        }
+    }
 }
 
 /// Name of the last column of an index entry: the base row's key.
@@ -278,8 +323,14 @@ impl IndexDef {
         let mut columns: Vec<ColumnDef> = self
             .columns
             .iter()
-            .map(|c| {
-                let mut col = ColumnDef::new(base.columns[*c].name.clone(), base.columns[*c].sql_type);
+            .enumerate()
+            .map(|(n, c)| {
+                // `lower(name)` for an expression's column: names stay unique.
+                let name = match self.function(n).name() {
+                    Some(f) => format!("{f}({})", base.columns[*c].name),
+                    None => base.columns[*c].name.clone(),
+                };
+                let mut col = ColumnDef::new(name, base.columns[*c].sql_type);
                 col.nullable = false;
                 col
             })
@@ -303,19 +354,41 @@ impl IndexDef {
     /// `row_key`, or `None` when an indexed value is NULL.
     pub fn entry(&self, row: &[Datum], row_key: &[u8]) -> Option<Vec<Datum>> {
         let mut entry = Vec::with_capacity(self.columns.len() + 1);
-        for c in &self.columns {
+        for (i, c) in self.columns.iter().enumerate() {
             match row.get(*c) {
                 None | Some(Datum::Null) => return None,
-                Some(v) => entry.push(v.clone()),
+                Some(v) => entry.push(self.function(i).apply(v)),
             }
         }
         entry.push(Datum::Bytes(row_key.to_vec()));
         Some(entry)
     }
 
-    /// `(a, b)`: the indexed column names, for messages.
+    /// The function the index applies to its `i`-th column.
+    pub fn function(&self, i: usize) -> KeyFunction {
+        self.functions.get(i).copied().unwrap_or_default()
+    }
+
+    /// Whether every column is indexed as it is: only such an index finds
+    /// rows for a query, a foreign key or `ON CONFLICT`.
+    pub fn is_plain(&self) -> bool {
+        self.functions.iter().all(|f| *f == KeyFunction::None)
+    }
+
+    /// `a, lower(b)`: the indexed columns, for messages and definitions.
     pub fn column_list(&self, base: &TableDef) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|c| base.columns[*c].name.as_str()).collect();
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = &base.columns[*c].name;
+                match self.function(i).name() {
+                    Some(f) => format!("{f}({name})"),
+                    None => name.clone(),
+                }
+            })
+            .collect();
         names.join(", ")
     }
 }

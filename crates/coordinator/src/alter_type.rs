@@ -92,6 +92,9 @@ impl Coordinator {
         if new_def.primary_key.contains(&column) || new_def.indexes.iter().any(|i| i.columns.contains(&column)) {
             crate::index::check_key_type(&new_def.columns[column])?;
         }
+        for index in &new_def.indexes {
+            crate::index::check_functions(&new_def, &index.columns, &index.functions)?;
+        }
         if let Some(default) = new_def.columns[column].default.clone() {
             self.check_default_expr(&new_def.columns[column], &default)?;
         }

@@ -260,7 +260,7 @@ pub fn resolve(state: &CatalogState, child: &TableDef, spec: &FkSpec, taken: &[S
     if parent
         .indexes
         .iter()
-        .any(|i| i.building && i.unique && i.columns.iter().all(|c| ref_columns.contains(c)))
+        .any(|i| i.building && i.unique && i.is_plain() && i.columns.iter().all(|c| ref_columns.contains(c)))
     {
         return Err(err!(
             ObjectNotInPrerequisiteState,

@@ -14,7 +14,7 @@
 
 use datafusion::sql::sqlparser::ast;
 use slicedb_catalog::Change;
-use slicedb_common::{err, IndexDef, Result, TableDef};
+use slicedb_common::{err, IndexDef, KeyFunction, Result, TableDef};
 
 use crate::ddl::{normalize, relation_name};
 use crate::{CommandTag, Coordinator, Output};
@@ -25,6 +25,9 @@ pub struct IndexSpec {
     pub table: String,
     pub name: Option<String>,
     pub columns: Vec<String>,
+    /// Per column, the function of an expression index (`lower(email)`);
+    /// empty for an index of plain columns.
+    pub functions: Vec<KeyFunction>,
     pub unique: bool,
     pub constraint: bool,
     pub if_not_exists: bool,
@@ -37,6 +40,49 @@ pub fn index_column_name(c: &ast::IndexColumn) -> Result<String> {
         other => Err(err!(
             FeatureNotSupported,
             "an index on expression {other} is not supported"
+        )),
+    }
+}
+
+/// The column of an element of `CREATE INDEX`, and the function an
+/// expression index applies to it: a column, or `lower(c)` / `upper(c)`
+/// (also as pg_dump writes them, `lower((c)::text)`). Other expressions
+/// are refused (`0A000`).
+fn index_element(c: &ast::IndexColumn) -> Result<(String, KeyFunction)> {
+    fn column_of(e: &ast::Expr) -> Option<String> {
+        match e {
+            ast::Expr::Identifier(i) => Some(normalize(i)),
+            ast::Expr::Nested(e) => column_of(e),
+            ast::Expr::Cast { expr, data_type, .. }
+                if matches!(
+                    slicedb_common::SqlType::from_ast(data_type),
+                    Ok(slicedb_common::SqlType::Text | slicedb_common::SqlType::Varchar(_))
+                ) =>
+            {
+                column_of(expr)
+            }
+            _ => None,
+        }
+    }
+    let expr = &c.column.expr;
+    if let ast::Expr::Function(f) = expr {
+        let name = f.name.to_string().to_ascii_lowercase();
+        let function = KeyFunction::from_name(name.trim_start_matches("pg_catalog."));
+        if let (Some(function), ast::FunctionArguments::List(list)) = (function, &f.args) {
+            if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+                if let Some(column) = column_of(arg) {
+                    return Ok((column, function));
+                }
+            }
+        }
+    }
+    match column_of(expr) {
+        Some(column) if matches!(expr, ast::Expr::Identifier(_) | ast::Expr::Nested(_)) => {
+            Ok((column, KeyFunction::None))
+        }
+        _ => Err(err!(
+            FeatureNotSupported,
+            "an index on expression {expr} is not supported (an index takes columns, lower(column) and upper(column))"
         )),
     }
 }
@@ -60,6 +106,7 @@ pub fn unique_spec(table: &str, u: &ast::UniqueConstraint, column: Option<&str>)
         table: table.to_string(),
         name: u.name.as_ref().or(u.index_name.as_ref()).map(normalize),
         columns,
+        functions: Vec::new(),
         unique: true,
         constraint: true,
         if_not_exists: false,
@@ -97,20 +144,20 @@ pub fn new_table_indexes(
 ) -> Result<Vec<IndexDef>> {
     let mut out: Vec<IndexDef> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let columns = resolve_columns(table, &spec.columns)?;
-        if spec.unique && table.has_primary_key() && columns == table.primary_key {
+        let columns = resolve_columns(table, &spec.columns, &spec.functions)?;
+        if spec.unique && table.has_primary_key() && columns == table.primary_key && spec.functions.is_empty() {
             // The primary key already makes these columns unique.
             continue;
         }
         let name = match &spec.name {
             Some(n) => n.clone(),
             None => {
-                let mut n = default_index_name(state, &table.name, &spec.columns, spec.constraint);
+                let mut n = default_index_name(state, &table.name, &spec.name_parts(), spec.constraint);
                 let mut k = 1;
                 while out.iter().any(|o| o.name == n) {
                     n = format!(
                         "{}{k}",
-                        default_index_name(state, &table.name, &spec.columns, spec.constraint)
+                        default_index_name(state, &table.name, &spec.name_parts(), spec.constraint)
                     );
                     k += 1;
                 }
@@ -128,9 +175,51 @@ pub fn new_table_indexes(
             constraint: spec.constraint,
             building: false,
             usable_from: 0,
+            functions: spec.functions.clone(),
         });
     }
     Ok(out)
+}
+
+impl IndexSpec {
+    /// What an unnamed index is named after: each column's name, or the
+    /// function's for an expression (`users_lower_idx`, as PostgreSQL).
+    pub fn name_parts(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = self.functions.get(i).copied().unwrap_or_default();
+                f.name().map(str::to_string).unwrap_or_else(|| c.clone())
+            })
+            .collect()
+    }
+
+    /// Refuses a function of a column that is not text ([`check_functions`]).
+    pub fn check_functions(&self, table: &TableDef, columns: &[usize]) -> Result<()> {
+        check_functions(table, columns, &self.functions)
+    }
+}
+
+/// Refuses an index function of a column that is not text (`lower(integer)`
+/// does not exist, `42883`): at `CREATE INDEX`, and when `ALTER COLUMN …
+/// TYPE` would change an indexed column's type.
+pub(crate) fn check_functions(table: &TableDef, columns: &[usize], functions: &[KeyFunction]) -> Result<()> {
+    for (f, c) in functions.iter().zip(columns) {
+        let column = &table.columns[*c];
+        let text = matches!(
+            column.sql_type,
+            slicedb_common::SqlType::Text | slicedb_common::SqlType::Varchar(_) | slicedb_common::SqlType::Char(_)
+        );
+        if let (Some(name), false) = (f.name(), text) {
+            return Err(err!(
+                UndefinedFunction,
+                "function {name}({}) does not exist",
+                column.sql_type.pg_name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a column whose values cannot be ordered into a key (an array).
@@ -146,13 +235,20 @@ pub(crate) fn check_key_type(column: &slicedb_common::ColumnDef) -> Result<()> {
     }
 }
 
-pub(crate) fn resolve_columns(table: &TableDef, columns: &[String]) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(columns.len());
-    for c in columns {
+/// The positions of an index's columns; a column may appear twice only
+/// through different functions (`upper(name), name`).
+pub(crate) fn resolve_columns(table: &TableDef, columns: &[String], functions: &[KeyFunction]) -> Result<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::with_capacity(columns.len());
+    let function = |n: usize| functions.get(n).copied().unwrap_or_default();
+    for (n, c) in columns.iter().enumerate() {
         let i = table
             .column_index(c)
             .ok_or_else(|| err!(UndefinedColumn, "column \"{c}\" does not exist"))?;
-        if out.contains(&i) {
+        if out
+            .iter()
+            .enumerate()
+            .any(|(m, o)| *o == i && function(m) == function(n))
+        {
             return Err(err!(DuplicateColumn, "column \"{c}\" appears twice in index"));
         }
         check_key_type(&table.columns[i])?;
@@ -189,11 +285,16 @@ impl Coordinator {
             }
         }
         let table = relation_name(&ci.table_name)?;
-        let columns: Vec<String> = ci.columns.iter().map(index_column_name).collect::<Result<_>>()?;
+        let elements: Vec<(String, KeyFunction)> = ci.columns.iter().map(index_element).collect::<Result<_>>()?;
+        let functions: Vec<KeyFunction> = elements.iter().map(|(_, f)| *f).collect();
         let spec = IndexSpec {
             table,
             name: ci.name.as_ref().map(relation_name).transpose()?,
-            columns,
+            columns: elements.into_iter().map(|(c, _)| c).collect(),
+            functions: match functions.iter().all(|f| *f == KeyFunction::None) {
+                true => Vec::new(),
+                false => functions,
+            },
             unique: ci.unique,
             constraint: false,
             if_not_exists: ci.if_not_exists,

@@ -246,7 +246,8 @@ impl Coordinator {
                 return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
             }
         }
-        let columns = resolve_columns(&table, &spec.columns)?;
+        let columns = resolve_columns(&table, &spec.columns, &spec.functions)?;
+        spec.check_functions(&table, &columns)?;
         if spec.unique && table.has_primary_key() && columns == table.primary_key && spec.constraint {
             return Ok(false);
         }
@@ -275,7 +276,7 @@ impl Coordinator {
             crate::redistribute::not_moving(state, &t.name, "index")?;
             let name = match &spec.name {
                 Some(n) => n.clone(),
-                None => default_index_name(state, &t.name, &spec.columns, spec.constraint),
+                None => default_index_name(state, &t.name, &spec.name_parts(), spec.constraint),
             };
             if state.relation_exists(&name) {
                 return Err(err!(DuplicateTable, "relation \"{name}\" already exists"));
@@ -283,11 +284,12 @@ impl Coordinator {
             let def = IndexDef {
                 name,
                 id: state.next_table_id(),
-                columns: resolve_columns(&t, &spec.columns)?,
+                columns: resolve_columns(&t, &spec.columns, &spec.functions)?,
                 unique: spec.unique,
                 constraint: spec.constraint,
                 building: true,
                 usable_from: 0,
+                functions: spec.functions.clone(),
             };
             t.indexes.push(def.clone());
             index = Some(def);
@@ -490,13 +492,14 @@ impl Coordinator {
             while let Some(batch) = rows.next().await {
                 let batch = batch?;
                 for i in 0..batch.num_rows() {
-                    let mut values = Vec::with_capacity(index.columns.len() + 1);
+                    let mut row = vec![Datum::Null; types.len()];
                     for c in &index.columns {
-                        values.push(Datum::from_array(batch.column(*c).as_ref(), i, types[*c])?);
+                        row[*c] = Datum::from_array(batch.column(*c).as_ref(), i, types[*c])?;
                     }
-                    if values.iter().any(|v| matches!(v, Datum::Null)) {
+                    // The entry, with an empty row key: its key is the values alone.
+                    let Some(values) = index.entry(&row, &[]) else {
                         continue;
-                    }
+                    };
                     let shown = index
                         .columns
                         .iter()
@@ -504,7 +507,6 @@ impl Coordinator {
                         .map(|(c, v)| v.pg_text(types[*c]).unwrap_or_default())
                         .collect::<Vec<_>>()
                         .join(", ");
-                    values.push(Datum::Bytes(Vec::new()));
                     let (_, w) = insert_write(&entries_def, values)?;
                     let RowWrite::Insert { key, .. } = w else {
                         return Err(Error::internal("an index entry without a key"));

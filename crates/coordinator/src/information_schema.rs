@@ -187,7 +187,10 @@ fn referenced_key<'a>(parent: &'a TableDef, columns: &[usize]) -> Option<(String
     if same(&parent.primary_key) {
         return Some((parent.pkey_name(), &parent.primary_key));
     }
-    let index = parent.indexes.iter().find(|i| i.unique && same(&i.columns))?;
+    let index = parent
+        .indexes
+        .iter()
+        .find(|i| i.unique && i.is_plain() && same(&i.columns))?;
     Some((index.name.clone(), &index.columns))
 }
 

@@ -51,7 +51,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use slicedb_catalog::{Catalog, CatalogState};
-use slicedb_common::{FkAction, TableDef};
+use slicedb_common::{FkAction, KeyFunction, TableDef};
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -409,7 +409,18 @@ impl PgCatalog {
         let (schema, _) = read(self.inner.as_ref(), "pg_index").await?;
         let mut rows = Vec::new();
         for t in state.tables.values() {
-            let index = |rel: i64, columns: &[usize], unique: bool, primary: bool, valid: bool| -> Row {
+            // An expression's column is 0 in `indkey`, as in PostgreSQL.
+            let index = |rel: i64,
+                         columns: &[usize],
+                         functions: &[KeyFunction],
+                         unique: bool,
+                         primary: bool,
+                         valid: bool|
+             -> Row {
+                let key = columns.iter().enumerate().map(|(n, c)| match functions.get(n) {
+                    Some(f) if *f != KeyFunction::None => 0,
+                    _ => c + 1,
+                });
                 Row::from([
                     ("indexrelid", oid(rel)),
                     ("indrelid", oid(Oids::relation(t.id))),
@@ -421,7 +432,7 @@ impl PgCatalog {
                     ("indisvalid", boolean(valid)),
                     ("indisready", boolean(true)),
                     ("indislive", boolean(true)),
-                    ("indkey", int2_vector(columns.iter().map(|c| c + 1))),
+                    ("indkey", int2_vector(key)),
                     (
                         "indcollation",
                         int2_vector(
@@ -435,10 +446,17 @@ impl PgCatalog {
                 ])
             };
             if t.has_primary_key() {
-                rows.push(index(Oids::primary_key(t.id), &t.primary_key, true, true, true));
+                rows.push(index(Oids::primary_key(t.id), &t.primary_key, &[], true, true, true));
             }
             for i in &t.indexes {
-                rows.push(index(Oids::relation(i.id), &i.columns, i.unique, false, !i.building));
+                rows.push(index(
+                    Oids::relation(i.id),
+                    &i.columns,
+                    &i.functions,
+                    i.unique,
+                    false,
+                    !i.building,
+                ));
             }
         }
         batch(&schema, &rows)
@@ -804,7 +822,7 @@ pub(crate) fn constraints(state: &CatalogState) -> Vec<Constraint> {
                 parent
                     .indexes
                     .iter()
-                    .find(|i| i.unique && i.columns == fk.ref_columns)
+                    .find(|i| i.unique && i.is_plain() && i.columns == fk.ref_columns)
                     .map_or(0, |i| Oids::relation(i.id))
             };
             let mut c = constraint(
@@ -915,20 +933,26 @@ fn pg_indexes(state: &CatalogState, schema: &SchemaRef) -> DfResult<RecordBatch>
 fn index_definition(state: &CatalogState, oid: i64, column: i64) -> Option<String> {
     for t in state.tables.values() {
         let found = if t.has_primary_key() && oid == Oids::primary_key(t.id) {
-            Some((t.pkey_name(), t.primary_key.clone(), true))
+            Some((t.pkey_name(), t.primary_key.clone(), true, Vec::new()))
         } else {
             t.indexes
                 .iter()
                 .find(|i| Oids::relation(i.id) == oid)
-                .map(|i| (i.name.clone(), i.columns.clone(), i.unique))
+                .map(|i| (i.name.clone(), i.columns.clone(), i.unique, i.functions.clone()))
         };
-        let Some((name, columns, unique)) = found else {
+        let Some((name, columns, unique, functions)) = found else {
             continue;
         };
+        // A column, or the function an expression index applies to it.
+        let element = |n: usize| {
+            let c = quote_ident(&t.columns[columns[n]].name);
+            match functions.get(n).and_then(|f| f.name()) {
+                Some(f) => format!("{f}({c})"),
+                None => c,
+            }
+        };
         if column > 0 {
-            return columns
-                .get(column as usize - 1)
-                .map(|c| quote_ident(&t.columns[*c].name));
+            return (column as usize <= columns.len()).then(|| element(column as usize - 1));
         }
         return Some(format!(
             "CREATE {}INDEX {} ON {}.{} USING btree ({})",
@@ -936,7 +960,7 @@ fn index_definition(state: &CatalogState, oid: i64, column: i64) -> Option<Strin
             quote_ident(&name),
             crate::SCHEMA,
             quote_ident(&t.name),
-            column_list(t, &columns)
+            (0..columns.len()).map(element).collect::<Vec<_>>().join(", ")
         ));
     }
     None

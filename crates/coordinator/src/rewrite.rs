@@ -185,7 +185,7 @@ fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<Confl
                 table
                     .indexes
                     .iter()
-                    .find(|i| i.unique && !i.building && sorted(&i.columns) == named)
+                    .find(|i| i.unique && !i.building && i.is_plain() && sorted(&i.columns) == named)
                     .map(|i| Some(i.columns.clone()))
             }
         }
@@ -197,7 +197,7 @@ fn on_conflict(insert: &mut ast::Insert, catalog: &CatalogState) -> Result<Confl
                 table
                     .indexes
                     .iter()
-                    .find(|i| i.unique && !i.building && Some(&i.name) == c.as_ref())
+                    .find(|i| i.unique && !i.building && i.is_plain() && Some(&i.name) == c.as_ref())
                     .map(|i| Some(i.columns.clone()))
             }
         }

@@ -151,7 +151,7 @@ impl Coordinator {
             Some(cols) => table
                 .indexes
                 .iter()
-                .find(|i| i.unique && &i.columns == cols)
+                .find(|i| i.unique && i.is_plain() && &i.columns == cols)
                 .map(|i| i.name.clone())
                 .unwrap_or_default(),
             None => table.pkey_name(),

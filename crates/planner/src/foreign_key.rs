@@ -85,7 +85,11 @@ pub fn lock_target(parent: &TableDef, ref_columns: &[usize], values: &[Datum]) -
         let bucket = bucket_of_row(parent, &row);
         return Ok((parent.id, bucket, row_key(bucket, &pk)?));
     }
-    if let Some(index) = parent.indexes.iter().find(|i| i.unique && same(&i.columns)) {
+    if let Some(index) = parent
+        .indexes
+        .iter()
+        .find(|i| i.unique && i.is_plain() && same(&i.columns))
+    {
         let entries = index.entry_table(parent);
         let entry = index
             .entry(&row, &[])

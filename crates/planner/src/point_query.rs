@@ -255,7 +255,7 @@ impl PointQuery {
         }
         def.indexes
             .iter()
-            .find(|i| i.unique && !i.building && self.pins(def, &i.columns))
+            .find(|i| i.unique && !i.building && i.is_plain() && self.pins(def, &i.columns))
             .map(|i| Pinned::Unique(i.clone()))
     }
 

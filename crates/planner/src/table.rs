@@ -294,7 +294,7 @@ impl SliceTable {
         let live = self.routing.live_table(&self.table).ok()?;
         live.indexes
             .iter()
-            .filter(|i| !i.building && i.usable_from <= at.ts)
+            .filter(|i| !i.building && i.is_plain() && i.usable_from <= at.ts)
             .filter_map(|i| Some((i.clone(), key_combinations(filters, &live, &i.columns)?)))
             .min_by_key(|(i, lookups)| (lookups.len(), !i.unique))
     }
