@@ -1,5 +1,6 @@
-//! End-to-end tests of global secondary indexes: a UNIQUE constraint that
-//! holds across slice servers under concurrent inserts, index entries that
+//! End-to-end tests of global secondary indexes: a UNIQUE constraint (and
+//! a unique `lower(email)`) that holds across slice servers under
+//! concurrent inserts, index entries that
 //! agree with the rows after a random mix of writes (checked against a
 //! model), and an index built while writers run.
 
@@ -10,6 +11,30 @@ use slicedb_e2e::{connect, eventually, query as rows, Server, TestCluster};
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("{e}"))
+}
+
+/// Whether an insert won its value (true) or lost it to another session's
+/// (false, 23505); any other outcome fails the test.
+fn won(outcome: Result<u64, tokio_postgres::Error>) -> bool {
+    match outcome {
+        Ok(1) => true,
+        Ok(n) => panic!("an insert wrote {n} rows"),
+        Err(err) => {
+            assert_eq!(sqlstate(&err), "23505", "{err:?}");
+            false
+        }
+    }
+}
+
+/// How many sessions won each value.
+async fn winners<T: Ord>(tasks: Vec<tokio::task::JoinHandle<Vec<T>>>) -> BTreeMap<T, usize> {
+    let mut winners = BTreeMap::new();
+    for t in tasks {
+        for e in t.await.unwrap() {
+            *winners.entry(e).or_default() += 1;
+        }
+    }
+    winners
 }
 
 /// Eight sessions insert rows with distinct ids, on every slice server,
@@ -32,24 +57,17 @@ async fn a_unique_column_holds_across_slice_servers_under_concurrent_inserts() {
                 .prepare("INSERT INTO users (id, email, name) VALUES ($1, $2, $3)")
                 .await
                 .unwrap();
-            let mut won = Vec::new();
+            let mut taken = Vec::new();
             for e in 0..emails {
                 let id = s * 1000 + e;
-                match c.execute(&insert, &[&id, &format!("e{e}@x"), &format!("s{s}")]).await {
-                    Ok(1) => won.push(e),
-                    Ok(n) => panic!("an insert wrote {n} rows"),
-                    Err(err) => assert_eq!(sqlstate(&err), "23505", "{err:?}"),
+                if won(c.execute(&insert, &[&id, &format!("e{e}@x"), &format!("s{s}")]).await) {
+                    taken.push(e);
                 }
             }
-            won
+            taken
         }));
     }
-    let mut winners: BTreeMap<i32, usize> = BTreeMap::new();
-    for t in tasks {
-        for e in t.await.unwrap() {
-            *winners.entry(e).or_default() += 1;
-        }
-    }
+    let winners = winners(tasks).await;
     assert_eq!(winners.len(), emails as usize, "every email was taken");
     assert!(
         winners.values().all(|n| *n == 1),
@@ -71,6 +89,77 @@ async fn a_unique_column_holds_across_slice_servers_under_concurrent_inserts() {
     );
     let found = rows(&client, "SELECT email FROM users WHERE email = 'e7@x'").await;
     assert_eq!(found, vec![vec!["e7@x".to_string()]]);
+}
+
+/// A unique index on `lower(email)`, in the embedded layout's three slice
+/// servers: four sessions insert the same 30 emails, each in its own mix
+/// of upper and lower case, concurrently; each email is taken once
+/// whatever its case, and a lookup by `lower(email)` reads the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_lower_email_holds_under_concurrent_inserts_and_serves_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, email varchar(64) NOT NULL);
+             CREATE UNIQUE INDEX accounts_email_ci ON accounts (lower(email));",
+        )
+        .await
+        .unwrap();
+    let (sessions, emails) = (4, 30);
+    let mut tasks = Vec::new();
+    for s in 0..sessions {
+        let c = server.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let insert = c.prepare("INSERT INTO accounts VALUES ($1, $2)").await.unwrap();
+            let mut taken = Vec::new();
+            for e in 0..emails {
+                // Session s writes the letters of `user<e>@x.org` in a case
+                // pattern of its own.
+                let email: String = format!("user{e}@x.org")
+                    .chars()
+                    .enumerate()
+                    .map(|(i, ch)| {
+                        if (i + s) % (s + 2) == 0 {
+                            ch.to_ascii_uppercase()
+                        } else {
+                            ch
+                        }
+                    })
+                    .collect();
+                if won(c.execute(&insert, &[&((s * 1000 + e) as i32), &email]).await) {
+                    taken.push(e);
+                }
+            }
+            taken
+        }));
+    }
+    let winners = winners(tasks).await;
+    assert_eq!(winners.len(), emails, "every email was taken: {winners:?}");
+    assert!(
+        winners.values().all(|n| *n == 1),
+        "an email was taken twice: {winners:?}"
+    );
+    let all = rows(&client, "SELECT lower(email), count(*) FROM accounts GROUP BY 1").await;
+    assert_eq!(all.len(), emails);
+    assert!(all.iter().all(|r| r[1] == "1"), "{all:?}");
+    let plan = rows(
+        &client,
+        "EXPLAIN SELECT id FROM accounts WHERE lower(email) = 'user7@x.org'",
+    )
+    .await;
+    let text = format!("{plan:?}");
+    assert!(
+        text.contains("IndexLookupExec: table=accounts, index=accounts_email_ci"),
+        "{text}"
+    );
+    let found = rows(
+        &client,
+        "SELECT lower(email) FROM accounts WHERE lower(email) = 'user7@x.org'",
+    )
+    .await;
+    assert_eq!(found, vec![vec!["user7@x.org".to_string()]]);
 }
 
 /// A tiny deterministic generator (no dependency needed).

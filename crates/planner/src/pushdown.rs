@@ -1,11 +1,14 @@
-//! Filter push-down: DataFusion expressions → slice-server predicates, and
-//! bucket pruning from equalities on the distribution key.
+//! Filter push-down: DataFusion expressions → slice-server predicates,
+//! bucket pruning from equalities on the distribution key, and the values
+//! equalities pin an index's elements to (a column, or `lower(column)` of
+//! an expression index).
 
 use std::collections::BTreeSet;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-use slicedb_common::{Datum, SqlType, TableDef};
+use slicedb_common::{Datum, IndexDef, KeyFunction, SqlType, TableDef};
 use slicedb_hashmap::{bucket_of, Bucket};
 use slicedb_transport::{CmpOp, Predicate};
 
@@ -158,6 +161,29 @@ fn column_of(expr: &Expr, table: &TableDef) -> Option<usize> {
     }
 }
 
+/// The column of `expr` if it is an index element: the column itself
+/// (`KeyFunction::None`), or the index's function of it (`lower(email)`,
+/// the column perhaps cast to another string type).
+fn element_of(expr: &Expr, table: &TableDef, function: KeyFunction) -> Option<usize> {
+    let Some(name) = function.name() else {
+        return column_of(expr, table);
+    };
+    match expr {
+        Expr::ScalarFunction(f) if f.args.len() == 1 && f.name() == name => match &f.args[0] {
+            Expr::Cast(c)
+                if matches!(
+                    c.field.data_type(),
+                    DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                ) =>
+            {
+                column_of(&c.expr, table)
+            }
+            other => column_of(other, table),
+        },
+        _ => None,
+    }
+}
+
 fn literal(expr: &Expr) -> Option<&ScalarValue> {
     match expr {
         Expr::Literal(v, _) => Some(v),
@@ -167,7 +193,7 @@ fn literal(expr: &Expr) -> Option<&ScalarValue> {
 
 /// The values each column is pinned to by top-level equalities (`c = v`,
 /// `c IN (…)`) in `filters`, which are ANDed together.
-fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Vec<Datum>> {
+fn pinned_values(filters: &[Expr], table: &TableDef, column: usize, function: KeyFunction) -> Option<Vec<Datum>> {
     let ty = table.columns[column].sql_type;
     let mut result: Option<Vec<Datum>> = None;
     let mut conjuncts = Vec::new();
@@ -175,7 +201,7 @@ fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Ve
         split_and(f, &mut conjuncts);
     }
     for c in conjuncts {
-        let values = pinned_by(c, table, column, ty);
+        let values = pinned_by(c, table, (column, function), ty);
         if let Some(mut values) = values {
             values.retain(|d| !d.is_null());
             let mut unique: Vec<Datum> = Vec::with_capacity(values.len());
@@ -196,16 +222,17 @@ fn pinned_values(filters: &[Expr], table: &TableDef, column: usize) -> Option<Ve
 
 /// The values `e` pins `column` to: `c = v`, `c IN (…)`, or an OR of those
 /// (DataFusion turns short IN lists into ORs).
-fn pinned_by(e: &Expr, table: &TableDef, column: usize, ty: SqlType) -> Option<Vec<Datum>> {
+fn pinned_by(e: &Expr, table: &TableDef, element: (usize, KeyFunction), ty: SqlType) -> Option<Vec<Datum>> {
+    let (column, function) = element;
     match e {
         Expr::BinaryExpr(BinaryExpr {
             left,
             op: Operator::Eq,
             right,
         }) => {
-            let v = if column_of(left, table) == Some(column) {
+            let v = if element_of(left, table, function) == Some(column) {
                 literal(right)
-            } else if column_of(right, table) == Some(column) {
+            } else if element_of(right, table, function) == Some(column) {
                 literal(left)
             } else {
                 None
@@ -217,15 +244,15 @@ fn pinned_by(e: &Expr, table: &TableDef, column: usize, ty: SqlType) -> Option<V
             op: Operator::Or,
             right,
         }) => {
-            let mut values = pinned_by(left, table, column, ty)?;
-            for v in pinned_by(right, table, column, ty)? {
+            let mut values = pinned_by(left, table, element, ty)?;
+            for v in pinned_by(right, table, element, ty)? {
                 if !values.contains(&v) {
                     values.push(v);
                 }
             }
             Some(values)
         }
-        Expr::InList(list) if !list.negated && column_of(&list.expr, table) == Some(column) => list
+        Expr::InList(list) if !list.negated && element_of(&list.expr, table, function) == Some(column) => list
             .list
             .iter()
             .map(|e| literal(e).and_then(|v| scalar_to_datum(v, ty)))
@@ -251,9 +278,39 @@ fn split_and<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 /// All combinations of pinned values for `columns`, if every column is
 /// pinned and there are not too many.
 pub fn key_combinations(filters: &[Expr], table: &TableDef, columns: &[usize]) -> Option<Vec<Vec<Datum>>> {
+    combinations(filters, table, columns.iter().map(|c| (*c, KeyFunction::None)))
+}
+
+/// All combinations of pinned values for the elements of `index` (an
+/// expression index's `lower(email) = 'a@x.org'` pins its element), if
+/// every element is pinned and there are not too many.
+pub fn index_key_combinations(filters: &[Expr], table: &TableDef, index: &IndexDef) -> Option<Vec<Vec<Datum>>> {
+    combinations(
+        filters,
+        table,
+        index.columns.iter().enumerate().map(|(n, c)| (*c, index.function(n))),
+    )
+}
+
+/// Whether `filter` pins an element of one of `table`'s expression indexes,
+/// which the scan can then read through.
+pub fn pins_expression_index(filter: &Expr, table: &TableDef) -> bool {
+    table.indexes.iter().filter(|i| !i.is_plain()).any(|i| {
+        i.columns.iter().enumerate().any(|(n, c)| {
+            let f = i.function(n);
+            f != KeyFunction::None && pinned_values(std::slice::from_ref(filter), table, *c, f).is_some()
+        })
+    })
+}
+
+fn combinations(
+    filters: &[Expr],
+    table: &TableDef,
+    elements: impl Iterator<Item = (usize, KeyFunction)>,
+) -> Option<Vec<Vec<Datum>>> {
     let mut combos: Vec<Vec<Datum>> = vec![Vec::new()];
-    for c in columns {
-        let values = pinned_values(filters, table, *c)?;
+    for (c, function) in elements {
+        let values = pinned_values(filters, table, c, function)?;
         if combos.len() * values.len().max(1) > MAX_KEY_COMBINATIONS {
             return None;
         }
@@ -379,7 +436,7 @@ mod tests {
         assert_eq!(point_keys(&f, &t).unwrap().len(), 2);
         // OR of equalities, as DataFusion rewrites short IN lists
         let f = vec![col("region").eq(lit("eu")).or(col("region").eq(lit("us")))];
-        assert_eq!(pinned_values(&f, &t, 0).unwrap().len(), 2);
+        assert_eq!(pinned_values(&f, &t, 0, KeyFunction::None).unwrap().len(), 2);
         assert!(point_keys(&f, &t).is_none(), "id is not pinned");
         // a range does not pin anything
         assert!(prune_buckets(&[col("region").gt(lit("a"))], &t).is_none());

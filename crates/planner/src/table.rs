@@ -23,7 +23,7 @@ use slicedb_transport::message::ROW_KEY_COLUMN;
 use slicedb_transport::{Cluster, Predicate, ScanRequest};
 
 use crate::index_lookup::IndexLookupExec;
-use crate::pushdown::{key_combinations, point_keys, prune_buckets, to_predicate};
+use crate::pushdown::{index_key_combinations, pins_expression_index, point_keys, prune_buckets, to_predicate};
 use crate::scan::{SliceScan, SliceScanExec};
 use crate::txn::{Cutovers, StatementTxn};
 use crate::write::{ReturningSink, SliceDeleteExec, SliceInsertExec, SliceUpdateExec};
@@ -294,8 +294,8 @@ impl SliceTable {
         let live = self.routing.live_table(&self.table).ok()?;
         live.indexes
             .iter()
-            .filter(|i| !i.building && i.is_plain() && i.usable_from <= at.ts)
-            .filter_map(|i| Some((i.clone(), key_combinations(filters, &live, &i.columns)?)))
+            .filter(|i| !i.building && i.usable_from <= at.ts)
+            .filter_map(|i| Some((i.clone(), index_key_combinations(filters, &live, i)?)))
             .min_by_key(|(i, lookups)| (lookups.len(), !i.unique))
     }
 
@@ -328,7 +328,10 @@ impl TableProvider for SliceTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if to_predicate(f, &self.table).is_some() {
+                // Inexact: DataFusion filters the rows again, so a filter
+                // only an expression index reads (`lower(email) = …`) is
+                // checked above the scan.
+                if to_predicate(f, &self.table).is_some() || pins_expression_index(f, &self.table) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
