@@ -37,6 +37,7 @@ CREATE TABLE orders (
 );
 CREATE INDEX orders_user_id_idx ON orders (user_id);
 CREATE UNIQUE INDEX users_email_lower ON users (lower(email));
+CREATE UNIQUE INDEX orders_open_note ON orders (note) WHERE placed_on IS NULL;
 COMMENT ON TABLE users IS 'people';
 CREATE TABLE accounts (
   id smallserial PRIMARY KEY,
@@ -97,6 +98,8 @@ const QUERIES: &[&str] = &[
     "INSERT INTO orders (user_id) VALUES (4) RETURNING id, total, status",
     "INSERT INTO products (sku, price) VALUES ('s3', 1) RETURNING id",
     "INSERT INTO accounts DEFAULT VALUES RETURNING id, plan, code, balance, small, flags, starts, span, note",
+    // The partial unique index counts only rows without a date.
+    "INSERT INTO orders (user_id, note, placed_on) VALUES (1, 'first', NULL), (3, 'first', '2024-05-06') RETURNING note",
     // The foreign key cascades.
     "DELETE FROM users WHERE id = 2",
     "SELECT id, user_id FROM orders ORDER BY id",
@@ -106,6 +109,10 @@ const QUERIES: &[&str] = &[
 const REFUSED: &[(&str, &str)] = &[
     ("INSERT INTO users (email) VALUES ('a@x.org')", "23505"),
     ("INSERT INTO users (email) VALUES ('A@X.org')", "23505"),
+    (
+        "INSERT INTO orders (user_id, note) VALUES (1, 'open'), (3, 'open')",
+        "23505",
+    ),
     ("INSERT INTO products (sku, price) VALUES ('s1', 2)", "23505"),
     ("INSERT INTO products (sku, price) VALUES ('s9', -1)", "23514"),
     ("INSERT INTO orders (user_id) VALUES (99)", "23503"),
@@ -143,6 +150,7 @@ async fn a_pg_dump_restores_and_answers_as_postgresql() {
         "ADD CONSTRAINT products_sku_key UNIQUE (sku);",
         "ALTER TABLE public.big_orders OWNER TO postgres;",
         "CREATE UNIQUE INDEX users_email_lower ON public.users USING btree (lower((email)::text));",
+        "CREATE UNIQUE INDEX orders_open_note ON public.orders USING btree (note) WHERE (placed_on IS NULL);",
     ] {
         assert!(dump.contains(needle), "pg_dump no longer writes {needle:?}:\n{dump}");
     }

@@ -22,7 +22,7 @@ pub use datum::Datum;
 pub use error::{Error, Result, SqlState};
 pub use table::{
     pad_row, slot_of, CheckDef, ColumnDef, Comments, FkAction, ForeignKeyDef, Identity, IndexDef, KeyFunction,
-    TableDef, TableId,
+    NullTest, TableDef, TableId,
 };
 pub use types::{ArrayElem, SqlType};
 

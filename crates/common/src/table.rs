@@ -269,6 +269,18 @@ pub struct IndexDef {
     /// it is. Queries find rows through a plain index only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<KeyFunction>,
+    /// A partial index's `WHERE`: conditions that must all hold for a row
+    /// to have an entry (`deleted_at IS NULL`); empty for a full index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicate: Vec<NullTest>,
+}
+
+/// `column IS NULL` (`is_null`) or `column IS NOT NULL`: a condition of a
+/// partial index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NullTest {
+    pub column: usize,
+    pub is_null: bool,
 }
 
 /// What an index applies to a column's value: nothing, or one of the
@@ -353,6 +365,10 @@ impl IndexDef {
     /// The entry of a row (all columns, table order) whose key is
     /// `row_key`, or `None` when an indexed value is NULL.
     pub fn entry(&self, row: &[Datum], row_key: &[u8]) -> Option<Vec<Datum>> {
+        let null = |c: usize| row.get(c).is_none_or(Datum::is_null);
+        if self.predicate.iter().any(|t| null(t.column) != t.is_null) {
+            return None;
+        }
         let mut entry = Vec::with_capacity(self.columns.len() + 1);
         for (i, c) in self.columns.iter().enumerate() {
             match row.get(*c) {
@@ -369,10 +385,41 @@ impl IndexDef {
         self.functions.get(i).copied().unwrap_or_default()
     }
 
-    /// Whether every column is indexed as it is: only such an index finds
-    /// rows for a query, a foreign key or `ON CONFLICT`.
+    /// Whether every column is indexed as it is, for every row: only such
+    /// an index finds rows for a foreign key, `ON CONFLICT` or the
+    /// point-query router.
     pub fn is_plain(&self) -> bool {
-        self.functions.iter().all(|f| *f == KeyFunction::None)
+        self.functions.iter().all(|f| *f == KeyFunction::None) && self.predicate.is_empty()
+    }
+
+    /// The columns an entry depends on: the indexed ones and those of the
+    /// `WHERE` of a partial index.
+    pub fn read_columns(&self) -> Vec<usize> {
+        let mut out = self.columns.clone();
+        for t in &self.predicate {
+            if !out.contains(&t.column) {
+                out.push(t.column);
+            }
+        }
+        out
+    }
+
+    /// ` WHERE (a IS NULL)`, as PostgreSQL prints a partial index's
+    /// condition, or nothing for a full index.
+    pub fn predicate_text(&self, base: &TableDef) -> String {
+        let tests: Vec<String> = self
+            .predicate
+            .iter()
+            .map(|t| {
+                let name = &base.columns[t.column].name;
+                format!("({name} IS {}NULL)", if t.is_null { "" } else { "NOT " })
+            })
+            .collect();
+        match tests.as_slice() {
+            [] => String::new(),
+            [one] => format!(" WHERE {one}"),
+            many => format!(" WHERE ({})", many.join(" AND ")),
+        }
     }
 
     /// `a, lower(b)`: the indexed columns, for messages and definitions.

@@ -170,7 +170,7 @@ impl Coordinator {
                     let Some(c) = t.column_index(&col_name) else {
                         return Err(e);
                     };
-                    for index in t.indexes.iter().filter(|i| i.columns.contains(&c)) {
+                    for index in t.indexes.iter().filter(|i| i.read_columns().contains(&c)) {
                         self.drop_index(name, index).await?;
                     }
                     self.catalog.update(|state| {
@@ -513,7 +513,7 @@ impl Coordinator {
                 Ok(vec![Change::PutTable(o)])
             })?;
         }
-        for index in t.indexes.iter().filter(|i| i.columns.contains(&c)) {
+        for index in t.indexes.iter().filter(|i| i.read_columns().contains(&c)) {
             self.drop_index(name, index).await?;
         }
         let mut checks = Vec::new();
@@ -548,6 +548,7 @@ impl Coordinator {
             d.distribution_key.iter_mut().for_each(shift);
             for i in &mut d.indexes {
                 i.columns.iter_mut().for_each(shift);
+                i.predicate.iter_mut().for_each(|t| shift(&mut t.column));
             }
             for f in &mut d.foreign_keys {
                 f.columns.iter_mut().for_each(shift);

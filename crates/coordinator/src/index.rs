@@ -14,7 +14,7 @@
 
 use datafusion::sql::sqlparser::ast;
 use slicedb_catalog::Change;
-use slicedb_common::{err, IndexDef, KeyFunction, Result, TableDef};
+use slicedb_common::{err, IndexDef, KeyFunction, NullTest, Result, TableDef};
 
 use crate::ddl::{normalize, relation_name};
 use crate::{CommandTag, Coordinator, Output};
@@ -28,9 +28,48 @@ pub struct IndexSpec {
     /// Per column, the function of an expression index (`lower(email)`);
     /// empty for an index of plain columns.
     pub functions: Vec<KeyFunction>,
+    /// A partial index's conditions, by column name: `(column, is_null)`.
+    pub predicate: Vec<(String, bool)>,
     pub unique: bool,
     pub constraint: bool,
     pub if_not_exists: bool,
+}
+
+/// The conditions of a partial index's `WHERE`: `c IS NULL`, `c IS NOT
+/// NULL`, and ANDs of them (the soft-delete pattern, `WHERE deleted_at IS
+/// NULL`); other conditions are refused (`0A000`).
+fn index_predicate(e: &ast::Expr, out: &mut Vec<(String, bool)>) -> Result<()> {
+    let column = |e: &ast::Expr| match e {
+        ast::Expr::Identifier(i) => Some(normalize(i)),
+        ast::Expr::Nested(inner) => match inner.as_ref() {
+            ast::Expr::Identifier(i) => Some(normalize(i)),
+            _ => None,
+        },
+        _ => None,
+    };
+    match e {
+        ast::Expr::Nested(inner) => index_predicate(inner, out),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            index_predicate(left, out)?;
+            index_predicate(right, out)
+        }
+        ast::Expr::IsNull(c) if column(c).is_some() => {
+            out.extend(column(c).map(|c| (c, true)));
+            Ok(())
+        }
+        ast::Expr::IsNotNull(c) if column(c).is_some() => {
+            out.extend(column(c).map(|c| (c, false)));
+            Ok(())
+        }
+        other => Err(err!(
+            FeatureNotSupported,
+            "a partial index on {other} is not supported (its WHERE takes column IS [NOT] NULL, and ANDs of those)"
+        )),
+    }
 }
 
 /// The column a key or index element names (expressions are refused).
@@ -107,6 +146,7 @@ pub fn unique_spec(table: &str, u: &ast::UniqueConstraint, column: Option<&str>)
         name: u.name.as_ref().or(u.index_name.as_ref()).map(normalize),
         columns,
         functions: Vec::new(),
+        predicate: Vec::new(),
         unique: true,
         constraint: true,
         if_not_exists: false,
@@ -176,6 +216,7 @@ pub fn new_table_indexes(
             building: false,
             usable_from: 0,
             functions: spec.functions.clone(),
+            predicate: spec.resolve_predicate(table)?,
         });
     }
     Ok(out)
@@ -191,6 +232,22 @@ impl IndexSpec {
             .map(|(i, c)| {
                 let f = self.functions.get(i).copied().unwrap_or_default();
                 f.name().map(str::to_string).unwrap_or_else(|| c.clone())
+            })
+            .collect()
+    }
+
+    /// The partial index's conditions, by column position.
+    pub fn resolve_predicate(&self, table: &TableDef) -> Result<Vec<NullTest>> {
+        self.predicate
+            .iter()
+            .map(|(c, is_null)| {
+                let column = table
+                    .column_index(c)
+                    .ok_or_else(|| err!(UndefinedColumn, "column \"{c}\" does not exist"))?;
+                Ok(NullTest {
+                    column,
+                    is_null: *is_null,
+                })
             })
             .collect()
     }
@@ -263,11 +320,9 @@ pub(crate) fn resolve_columns(table: &TableDef, columns: &[String], functions: &
 impl Coordinator {
     /// `CREATE [UNIQUE] INDEX`.
     pub async fn create_index(&self, session: &crate::Session, ci: ast::CreateIndex) -> Result<Output> {
-        if ci.predicate.is_some() {
-            return Err(err!(
-                FeatureNotSupported,
-                "partial indexes (CREATE INDEX … WHERE) are not supported"
-            ));
+        let mut predicate = Vec::new();
+        if let Some(p) = &ci.predicate {
+            index_predicate(p, &mut predicate)?;
         }
         if !ci.include.is_empty() {
             return Err(err!(FeatureNotSupported, "CREATE INDEX … INCLUDE is not supported"));
@@ -295,6 +350,7 @@ impl Coordinator {
                 true => Vec::new(),
                 false => functions,
             },
+            predicate,
             unique: ci.unique,
             constraint: false,
             if_not_exists: ci.if_not_exists,

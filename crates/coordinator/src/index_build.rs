@@ -248,6 +248,7 @@ impl Coordinator {
         }
         let columns = resolve_columns(&table, &spec.columns, &spec.functions)?;
         spec.check_functions(&table, &columns)?;
+        spec.resolve_predicate(&table)?;
         if spec.unique && table.has_primary_key() && columns == table.primary_key && spec.constraint {
             return Ok(false);
         }
@@ -290,6 +291,7 @@ impl Coordinator {
                 building: true,
                 usable_from: 0,
                 functions: spec.functions.clone(),
+                predicate: spec.resolve_predicate(&t)?,
             };
             t.indexes.push(def.clone());
             index = Some(def);
@@ -372,6 +374,7 @@ impl Coordinator {
         let filled = async {
             let mut rows = self.rows_with_keys(&source, reader.statement()).await?;
             let types = def.column_types();
+            let read_columns = index.read_columns();
             let entries_def = index.entry_table(&def);
             let unique = index.unique.then(|| index.name.clone());
             let mut first = true;
@@ -382,7 +385,7 @@ impl Coordinator {
                 let mut writes = Vec::with_capacity(batch.num_rows());
                 for i in 0..batch.num_rows() {
                     let mut row = vec![Datum::Null; types.len()];
-                    for c in &index.columns {
+                    for c in &read_columns {
                         row[*c] = Datum::from_array(batch.column(*c).as_ref(), i, types[*c])?;
                     }
                     if let Some(entry) = index.entry(&row, keys.value(i)) {
@@ -486,6 +489,7 @@ impl Coordinator {
         let mut reader = self.txns.begin().await?;
         let checked = async {
             let types = def.column_types();
+            let read_columns = index.read_columns();
             let entries_def = index.entry_table(&def);
             let mut seen: HashSet<RowKey> = HashSet::new();
             let mut rows = self.rows_with_keys(&source, reader.statement()).await?;
@@ -493,7 +497,7 @@ impl Coordinator {
                 let batch = batch?;
                 for i in 0..batch.num_rows() {
                     let mut row = vec![Datum::Null; types.len()];
-                    for c in &index.columns {
+                    for c in &read_columns {
                         row[*c] = Datum::from_array(batch.column(*c).as_ref(), i, types[*c])?;
                     }
                     // The entry, with an empty row key: its key is the values alone.

@@ -933,14 +933,19 @@ fn pg_indexes(state: &CatalogState, schema: &SchemaRef) -> DfResult<RecordBatch>
 fn index_definition(state: &CatalogState, oid: i64, column: i64) -> Option<String> {
     for t in state.tables.values() {
         let found = if t.has_primary_key() && oid == Oids::primary_key(t.id) {
-            Some((t.pkey_name(), t.primary_key.clone(), true, Vec::new()))
+            Some((t.pkey_name(), t.primary_key.clone(), true, Vec::new(), String::new()))
         } else {
-            t.indexes
-                .iter()
-                .find(|i| Oids::relation(i.id) == oid)
-                .map(|i| (i.name.clone(), i.columns.clone(), i.unique, i.functions.clone()))
+            t.indexes.iter().find(|i| Oids::relation(i.id) == oid).map(|i| {
+                (
+                    i.name.clone(),
+                    i.columns.clone(),
+                    i.unique,
+                    i.functions.clone(),
+                    i.predicate_text(t),
+                )
+            })
         };
-        let Some((name, columns, unique, functions)) = found else {
+        let Some((name, columns, unique, functions, predicate)) = found else {
             continue;
         };
         // A column, or the function an expression index applies to it.
@@ -955,7 +960,7 @@ fn index_definition(state: &CatalogState, oid: i64, column: i64) -> Option<Strin
             return (column as usize <= columns.len()).then(|| element(column as usize - 1));
         }
         return Some(format!(
-            "CREATE {}INDEX {} ON {}.{} USING btree ({})",
+            "CREATE {}INDEX {} ON {}.{} USING btree ({}){predicate}",
             if unique { "UNIQUE " } else { "" },
             quote_ident(&name),
             crate::SCHEMA,

@@ -295,7 +295,8 @@ pub fn index_key_combinations(filters: &[Expr], table: &TableDef, index: &IndexD
 /// Whether `filter` pins an element of one of `table`'s expression indexes,
 /// which the scan can then read through.
 pub fn pins_expression_index(filter: &Expr, table: &TableDef) -> bool {
-    table.indexes.iter().filter(|i| !i.is_plain()).any(|i| {
+    let expression_index = |i: &&IndexDef| i.predicate.is_empty() && !i.is_plain();
+    table.indexes.iter().filter(expression_index).any(|i| {
         i.columns.iter().enumerate().any(|(n, c)| {
             let f = i.function(n);
             f != KeyFunction::None && pinned_values(std::slice::from_ref(filter), table, *c, f).is_some()

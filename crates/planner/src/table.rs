@@ -294,7 +294,8 @@ impl SliceTable {
         let live = self.routing.live_table(&self.table).ok()?;
         live.indexes
             .iter()
-            .filter(|i| !i.building && i.usable_from <= at.ts)
+            // A partial index lacks the rows its WHERE leaves out.
+            .filter(|i| !i.building && i.predicate.is_empty() && i.usable_from <= at.ts)
             .filter_map(|i| Some((i.clone(), index_key_combinations(filters, &live, i)?)))
             .min_by_key(|(i, lookups)| (lookups.len(), !i.unique))
     }
