@@ -266,7 +266,8 @@ pub struct IndexDef {
     pub usable_from: u64,
     /// Per indexed column, the function its value goes through before it
     /// is indexed (`lower(email)`); empty when every column is indexed as
-    /// it is. Queries find rows through a plain index only.
+    /// it is. A query reads through such an index when its filters pin
+    /// each element (`lower(email) = …`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<KeyFunction>,
     /// A partial index's `WHERE`: conditions that must all hold for a row
@@ -363,7 +364,8 @@ impl IndexDef {
     }
 
     /// The entry of a row (all columns, table order) whose key is
-    /// `row_key`, or `None` when an indexed value is NULL.
+    /// `row_key`, or `None` when an indexed value is NULL or the row fails
+    /// a partial index's condition.
     pub fn entry(&self, row: &[Datum], row_key: &[u8]) -> Option<Vec<Datum>> {
         let null = |c: usize| row.get(c).is_none_or(Datum::is_null);
         if self.predicate.iter().any(|t| null(t.column) != t.is_null) {
